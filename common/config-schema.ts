@@ -1,0 +1,232 @@
+import { z } from 'zod';
+
+/**
+ * The one configuration file (runbooks.yaml). Values may reference the environment
+ * as `${NAME}`; references are resolved only inside activities, so workflow inputs
+ * and history carry the reference, never the secret.
+ */
+
+const ENV_REF = /\$\{[A-Za-z_][A-Za-z0-9_]*\}/;
+const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+const name = z
+  .string()
+  .regex(NAME, 'expected a lower-case name of letters, digits, ".", "_" or "-" (max 63), starting with a letter or digit');
+
+/** A URL or DSN that may embed credentials: any password must come from the environment. */
+const secretAwareUrl = z
+  .string()
+  .min(1)
+  .refine((value) => {
+    if (ENV_REF.test(value)) return true;
+    const m = /^[a-z][a-z0-9+.-]*:\/\/([^@/]*)@/i.exec(value);
+    return !(m && m[1]!.includes(':'));
+  }, 'a password must not be written in the config: put the whole URL or the password in an environment variable and write ${NAME}');
+
+const argv = z
+  .array(z.string().min(1))
+  .min(1, 'expected a command as a list: [program, arg, ...] (it runs without a shell)');
+
+const port = z.number().int().min(1).max(65535);
+
+export const probeSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('http'),
+    url: secretAwareUrl,
+    expectStatus: z.number().int().min(100).max(599).default(200),
+    bodyMatch: z.string().optional().describe('substring or /regex/ the body must match'),
+    timeoutMs: z.number().int().positive().default(5000),
+  }),
+  z.object({
+    type: z.literal('grpc'),
+    address: z.string().min(1).describe('host:port'),
+    service: z.string().default(''),
+    tls: z.boolean().default(false),
+    timeoutMs: z.number().int().positive().default(5000),
+  }),
+  z.object({
+    type: z.literal('postgres'),
+    url: secretAwareUrl,
+    timeoutMs: z.number().int().positive().default(5000),
+  }),
+  z.object({
+    type: z.literal('redis'),
+    url: secretAwareUrl,
+    timeoutMs: z.number().int().positive().default(5000),
+  }),
+  z.object({
+    type: z.literal('nats'),
+    servers: secretAwareUrl.describe('nats://host:port, comma separated for several'),
+    monitorUrl: z.string().optional().describe('http://host:8222; when set its /healthz must answer ok'),
+    jetstream: z.boolean().default(true),
+    timeoutMs: z.number().int().positive().default(5000),
+  }),
+  z.object({
+    type: z.literal('tcp'),
+    host: z.string().default('127.0.0.1'),
+    port,
+    timeoutMs: z.number().int().positive().default(3000),
+  }),
+]);
+
+export const driverSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('command'),
+    start: argv.optional(),
+    stop: argv.optional(),
+    restart: argv.optional(),
+    rebuild: argv.optional(),
+    forceRecreate: argv.optional(),
+    status: argv.optional(),
+    logs: argv.optional(),
+    clean: argv.optional().describe('deletes the service data; runs only after an approved clean stop'),
+    cwd: z.string().optional(),
+    env: z.record(z.string(), z.string()).default({}),
+    timeoutSeconds: z.number().int().positive().default(120),
+  }),
+  z.object({
+    type: z.literal('compose'),
+    file: z.string().min(1),
+    service: z.string().min(1).optional().describe('compose service name; defaults to the runbook service name'),
+    project: z.string().optional(),
+    timeoutSeconds: z.number().int().positive().default(300),
+  }),
+  z.object({
+    type: z.literal('kubernetes'),
+    kind: z.enum(['deployment', 'statefulset', 'daemonset']).default('deployment'),
+    name: z.string().min(1).optional().describe('defaults to the runbook service name'),
+    namespace: z.string().default('default'),
+    context: z.string().optional(),
+    replicas: z.number().int().min(1).default(1).describe('replicas to scale back to on start'),
+    timeoutSeconds: z.number().int().positive().default(300),
+  }),
+]);
+
+export const serviceSchema = z.object({
+  name,
+  group: name.default('apps'),
+  driver: driverSchema,
+  probes: z.array(probeSchema).default([]),
+  dependsOn: z.array(name).default([]),
+  ports: z.array(port).default([]).describe('ports this service listens on; preflight tolerates them when it is already healthy'),
+  description: z.string().optional(),
+});
+
+export const stackGroupSchema = z.object({
+  name,
+  waitTimeoutSeconds: z.number().int().positive(),
+  runMigrationsAfter: z.boolean().default(false),
+});
+
+export const databaseSchema = z.object({
+  name,
+  url: secretAwareUrl,
+  migrationsDir: z.string().optional(),
+  service: name.optional().describe('the service that hosts this database'),
+});
+
+export const configSchema = z
+  .object({
+    environment: name.default('default'),
+    services: z.array(serviceSchema).min(1, 'configure at least one service'),
+    stack: z
+      .object({
+        groups: z.array(stackGroupSchema).min(1),
+        pollIntervalSeconds: z.number().positive().default(2),
+      })
+      .default({
+        // The Fulcrum runbook: infra within 120 s, then migrations, apps within 180 s.
+        groups: [
+          { name: 'infra', waitTimeoutSeconds: 120, runMigrationsAfter: true },
+          { name: 'apps', waitTimeoutSeconds: 180, runMigrationsAfter: false },
+        ],
+        pollIntervalSeconds: 2,
+      }),
+    preflight: z
+      .object({
+        ports: z.array(port).default([5432, 4222, 6379, 50051, 8080, 3000, 3001, 9090]),
+        minDiskGb: z.number().nonnegative().default(5),
+        diskPath: z.string().default('.'),
+        minMemoryGb: z.number().nonnegative().default(4),
+        files: z.array(z.string()).default([]),
+      })
+      .prefault({}),
+    databases: z.array(databaseSchema).default([]),
+    approvals: z
+      .object({
+        timeoutSeconds: z.number().int().positive().default(3600),
+        approvers: z.record(z.string(), z.array(z.string().min(1)).min(1)).default({}),
+      })
+      .prefault({}),
+    thresholds: z
+      .object({
+        slowProbeMs: z.number().positive().default(100),
+        memoryWarnPercent: z.number().min(1).max(100).default(80),
+        natsLagMessages: z.number().int().positive().default(1000),
+      })
+      .prefault({}),
+  })
+  .superRefine((cfg, ctx) => {
+    const names = new Set<string>();
+    cfg.services.forEach((svc, i) => {
+      if (names.has(svc.name)) {
+        ctx.addIssue({ code: 'custom', path: ['services', i, 'name'], message: `duplicate service name "${svc.name}"` });
+      }
+      names.add(svc.name);
+    });
+    const groups = new Set(cfg.stack.groups.map((g) => g.name));
+    cfg.services.forEach((svc, i) => {
+      if (!groups.has(svc.group)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['services', i, 'group'],
+          message: `unknown group "${svc.group}": expected one of ${[...groups].join(', ')} (stack.groups)`,
+        });
+      }
+      svc.dependsOn.forEach((dep, j) => {
+        if (!names.has(dep)) {
+          ctx.addIssue({ code: 'custom', path: ['services', i, 'dependsOn', j], message: `unknown service "${dep}"` });
+        }
+      });
+    });
+    cfg.databases.forEach((db, i) => {
+      if (db.service && !names.has(db.service)) {
+        ctx.addIssue({ code: 'custom', path: ['databases', i, 'service'], message: `unknown service "${db.service}"` });
+      }
+    });
+    const cycle = findCycle(cfg.services);
+    if (cycle) {
+      ctx.addIssue({ code: 'custom', path: ['services'], message: `dependsOn has a cycle: ${cycle.join(' -> ')}` });
+    }
+  });
+
+export type RunbookConfig = z.output<typeof configSchema>;
+export type ServiceConfig = z.output<typeof serviceSchema>;
+export type ProbeConfig = z.output<typeof probeSchema>;
+export type DriverConfig = z.output<typeof driverSchema>;
+export type DatabaseConfig = z.output<typeof databaseSchema>;
+export type StackGroupConfig = z.output<typeof stackGroupSchema>;
+
+function findCycle(services: ReadonlyArray<{ name: string; dependsOn: string[] }>): string[] | undefined {
+  const deps = new Map(services.map((s) => [s.name, s.dependsOn]));
+  const state = new Map<string, 'visiting' | 'done'>();
+  const stack: string[] = [];
+  const visit = (n: string): string[] | undefined => {
+    if (state.get(n) === 'done') return undefined;
+    if (state.get(n) === 'visiting') return [...stack.slice(stack.indexOf(n)), n];
+    state.set(n, 'visiting');
+    stack.push(n);
+    for (const d of deps.get(n) ?? []) {
+      const c = visit(d);
+      if (c) return c;
+    }
+    stack.pop();
+    state.set(n, 'done');
+    return undefined;
+  };
+  for (const s of services) {
+    const c = visit(s.name);
+    if (c) return c;
+  }
+  return undefined;
+}

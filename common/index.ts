@@ -1,0 +1,5 @@
+export * from './procedures.js';
+export * from './errors.js';
+export * from './types.js';
+export * from './messages.js';
+export * from './search-attributes.js';

@@ -1,0 +1,199 @@
+/** Workflow-safe data shapes shared by workflows, activities and the CLI. Plain JSON only. */
+
+export type ProbeType = 'http' | 'grpc' | 'postgres' | 'redis' | 'nats' | 'tcp';
+export type ProbeStatus = 'healthy' | 'unhealthy';
+export type Severity = 'OK' | 'P0' | 'P1' | 'P2';
+
+export interface ProbeRef {
+  service: string;
+  /** Index in the service's `probes` list. */
+  index: number;
+}
+
+export interface ProbeResult extends ProbeRef {
+  type: ProbeType;
+  /** Where it probed, with any credentials removed. */
+  target: string;
+  status: ProbeStatus;
+  latencyMs: number;
+  detail: string;
+  /** Extra readings used for classification (redis memory, nats lag, ...). */
+  metrics?: Record<string, number>;
+}
+
+export interface ClassifiedProbe extends ProbeResult {
+  severity: Severity;
+  /** The runbook's alert-threshold row that matched, e.g. "Database Down: connection refused". */
+  reason: string;
+}
+
+export interface PreflightCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface PreflightResult {
+  ok: boolean;
+  checks: PreflightCheck[];
+}
+
+export type ServiceAction = 'start' | 'stop' | 'restart' | 'rebuild' | 'force-recreate' | 'clean';
+
+export interface ServiceActionResult {
+  service: string;
+  action: ServiceAction;
+  /** The command that ran, argv joined, secrets redacted. */
+  command: string;
+  ok: boolean;
+  output: string;
+  durationMs: number;
+}
+
+export interface MigrationInfo {
+  version: string;
+  description: string;
+}
+
+export interface MigrationRunResult {
+  database: string;
+  dryRun: boolean;
+  applied: MigrationInfo[];
+  pending: MigrationInfo[];
+}
+
+/** The part of the config a workflow needs, captured once per run so replays are deterministic. */
+export interface PlanService {
+  name: string;
+  group: string;
+  dependsOn: string[];
+  ports: number[];
+  driver: 'command' | 'compose' | 'kubernetes';
+  probes: Array<{ index: number; type: ProbeType; target: string }>;
+}
+
+export interface RunbookPlan {
+  environment: string;
+  services: PlanService[];
+  groups: Array<{ name: string; waitTimeoutSeconds: number; runMigrationsAfter: boolean }>;
+  pollIntervalSeconds: number;
+  databases: Array<{ name: string; hasMigrations: boolean }>;
+  approvers: string[];
+  approvalTimeoutSeconds: number;
+  thresholds: { slowProbeMs: number; memoryWarnPercent: number; natsLagMessages: number };
+}
+
+export type StepStatus = 'pending' | 'running' | 'waiting-approval' | 'succeeded' | 'failed' | 'skipped';
+
+export interface StepProgress {
+  id: string;
+  title: string;
+  status: StepStatus;
+  startedAt?: string;
+  endedAt?: string;
+  detail?: string;
+}
+
+export interface RunProgress {
+  procedure: string;
+  currentStep?: string;
+  steps: StepProgress[];
+}
+
+export interface ApprovalInput {
+  by: string;
+  comment?: string;
+  confirm?: string;
+  /** The step this answer is meant for; when given and not the pending step, the answer is refused as stale. */
+  step?: string;
+}
+
+export interface PendingApproval {
+  step: string;
+  summary: string;
+  destructive: boolean;
+  confirmPhrase?: string;
+  approvers: string[];
+  requestedBy: string;
+  requestedAt: string;
+  deadline: string;
+}
+
+export interface ApprovalRecord {
+  step: string;
+  decision: 'approved' | 'rejected' | 'timed-out';
+  by?: string;
+  comment?: string;
+  at: string;
+}
+
+export interface RefusedApproval {
+  step: string;
+  by: string;
+  reason: string;
+  at: string;
+}
+
+/** Fields every procedure input accepts. */
+export interface CommonInput {
+  /** Who started the run (the CLI fills it from --as or $USER). */
+  requestedBy?: string;
+  /** Override of approvals.timeoutSeconds for this run. */
+  approvalTimeoutSeconds?: number;
+}
+
+export interface HealthCheckInput extends CommonInput {
+  services?: string[];
+}
+
+export interface HealthCheckResult {
+  ok: boolean;
+  worst: Severity;
+  results: ClassifiedProbe[];
+  table: string;
+  durationMs: number;
+}
+
+export interface StackStartInput extends CommonInput {
+  skipPreflight?: boolean;
+  skipMigrations?: boolean;
+  /** Override of each group's wait timeout, mostly for tests. */
+  waitTimeoutSeconds?: number;
+}
+
+export interface StackStartResult {
+  ok: boolean;
+  preflight?: PreflightResult;
+  started: ServiceActionResult[];
+  migrations: MigrationRunResult[];
+  health: HealthCheckResult;
+  progress: RunProgress;
+}
+
+export interface StackStopInput extends CommonInput {
+  clean?: boolean;
+}
+
+export interface StackStopResult {
+  ok: boolean;
+  clean: boolean;
+  dataDeleted: boolean;
+  stopped: ServiceActionResult[];
+  cleaned: ServiceActionResult[];
+  approvals: ApprovalRecord[];
+  refusals: RefusedApproval[];
+  progress: RunProgress;
+}
+
+export interface ServiceRestartInput extends CommonInput {
+  service: string;
+  mode?: 'restart' | 'rebuild' | 'force-recreate';
+  waitTimeoutSeconds?: number;
+}
+
+export interface ServiceRestartResult {
+  ok: boolean;
+  action: ServiceActionResult;
+  health: HealthCheckResult;
+  progress: RunProgress;
+}

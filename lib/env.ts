@@ -1,0 +1,24 @@
+const REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+export class MissingEnvError extends Error {
+  constructor(
+    readonly variable: string,
+    readonly field: string,
+  ) {
+    super(`${field}: environment variable ${variable} is not set (the config references it as \${${variable}})`);
+    this.name = 'MissingEnvError';
+  }
+}
+
+/** Replaces every `${NAME}` in `value` from `env`. `field` names the config path for the error. */
+export function resolveEnvRefs(value: string, env: NodeJS.ProcessEnv, field: string): string {
+  return value.replace(REF, (_m, variable: string) => {
+    const v = env[variable];
+    if (v === undefined) throw new MissingEnvError(variable, field);
+    return v;
+  });
+}
+
+export function envRefs(value: string): string[] {
+  return [...value.matchAll(REF)].map((m) => m[1]!);
+}
