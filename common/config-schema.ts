@@ -30,38 +30,38 @@ const argv = z
 const port = z.number().int().min(1).max(65535);
 
 export const probeSchema = z.discriminatedUnion('type', [
-  z.object({
+  z.strictObject({
     type: z.literal('http'),
     url: secretAwareUrl,
     expectStatus: z.number().int().min(100).max(599).default(200),
     bodyMatch: z.string().optional().describe('substring or /regex/ the body must match'),
     timeoutMs: z.number().int().positive().default(5000),
   }),
-  z.object({
+  z.strictObject({
     type: z.literal('grpc'),
     address: z.string().min(1).describe('host:port'),
     service: z.string().default(''),
     tls: z.boolean().default(false),
     timeoutMs: z.number().int().positive().default(5000),
   }),
-  z.object({
+  z.strictObject({
     type: z.literal('postgres'),
     url: secretAwareUrl,
     timeoutMs: z.number().int().positive().default(5000),
   }),
-  z.object({
+  z.strictObject({
     type: z.literal('redis'),
     url: secretAwareUrl,
     timeoutMs: z.number().int().positive().default(5000),
   }),
-  z.object({
+  z.strictObject({
     type: z.literal('nats'),
     servers: secretAwareUrl.describe('nats://host:port, comma separated for several'),
     monitorUrl: z.string().optional().describe('http://host:8222; when set its /healthz must answer ok'),
     jetstream: z.boolean().default(true),
     timeoutMs: z.number().int().positive().default(5000),
   }),
-  z.object({
+  z.strictObject({
     type: z.literal('tcp'),
     host: z.string().default('127.0.0.1'),
     port,
@@ -70,7 +70,7 @@ export const probeSchema = z.discriminatedUnion('type', [
 ]);
 
 export const driverSchema = z.discriminatedUnion('type', [
-  z.object({
+  z.strictObject({
     type: z.literal('command'),
     start: argv.optional(),
     stop: argv.optional(),
@@ -84,14 +84,14 @@ export const driverSchema = z.discriminatedUnion('type', [
     env: z.record(z.string(), z.string()).default({}),
     timeoutSeconds: z.number().int().positive().default(120),
   }),
-  z.object({
+  z.strictObject({
     type: z.literal('compose'),
     file: z.string().min(1),
     service: z.string().min(1).optional().describe('compose service name; defaults to the runbook service name'),
     project: z.string().optional(),
     timeoutSeconds: z.number().int().positive().default(300),
   }),
-  z.object({
+  z.strictObject({
     type: z.literal('kubernetes'),
     kind: z.enum(['deployment', 'statefulset', 'daemonset']).default('deployment'),
     name: z.string().min(1).optional().describe('defaults to the runbook service name'),
@@ -102,7 +102,7 @@ export const driverSchema = z.discriminatedUnion('type', [
   }),
 ]);
 
-export const serviceSchema = z.object({
+export const serviceSchema = z.strictObject({
   name,
   group: name.default('apps'),
   driver: driverSchema,
@@ -112,13 +112,13 @@ export const serviceSchema = z.object({
   description: z.string().optional(),
 });
 
-export const stackGroupSchema = z.object({
+export const stackGroupSchema = z.strictObject({
   name,
   waitTimeoutSeconds: z.number().int().positive(),
   runMigrationsAfter: z.boolean().default(false),
 });
 
-export const databaseSchema = z.object({
+export const databaseSchema = z.strictObject({
   name,
   url: secretAwareUrl,
   migrationsDir: z.string().optional(),
@@ -132,7 +132,7 @@ export const configSchema = z
     stack: z
       .object({
         groups: z.array(stackGroupSchema).min(1),
-        pollIntervalSeconds: z.number().positive().default(2),
+        pollIntervalSeconds: z.number().positive().default(1),
       })
       .default({
         // The Fulcrum runbook: infra within 120 s, then migrations, apps within 180 s.
@@ -140,7 +140,7 @@ export const configSchema = z
           { name: 'infra', waitTimeoutSeconds: 120, runMigrationsAfter: true },
           { name: 'apps', waitTimeoutSeconds: 180, runMigrationsAfter: false },
         ],
-        pollIntervalSeconds: 2,
+        pollIntervalSeconds: 1,
       }),
     preflight: z
       .object({

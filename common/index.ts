@@ -3,3 +3,5 @@ export * from './errors.js';
 export * from './types.js';
 export * from './messages.js';
 export * from './search-attributes.js';
+export * from './inputs.js';
+export * from './classify.js';

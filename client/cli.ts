@@ -1,0 +1,313 @@
+import { Command, CommanderError, Option } from 'commander';
+import { WorkflowFailedError } from '@temporalio/client';
+import { ConfigError, configPathFromEnv, loadConfig, missingEnv } from '../lib/config.js';
+import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
+import { AwaitingApproval, RunbookProcedure } from '../common/search-attributes.js';
+import { pendingApprovalQuery, progressQuery } from '../common/messages.js';
+import type { PendingApproval, StepProgress } from '../common/types.js';
+import {
+  answerApproval,
+  defaultIdentity,
+  failureMessage,
+  parseJsonInput,
+  parseProcedure,
+  runStatus,
+  startRun,
+  UserError,
+} from './operations.js';
+
+const program = new Command('runbook')
+  .description('Operations runbooks as durable Temporal workflows')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+async function client() {
+  const settings = temporalSettingsFromEnv();
+  const { client, connection } = await connectClient(settings).catch((err: Error) => {
+    throw new UserError(`cannot reach Temporal at ${settings.address}: ${err.message} (start it with \`npm start\` or set TEMPORAL_ADDRESS)`);
+  });
+  return { client, connection, settings };
+}
+
+async function environmentName(): Promise<string> {
+  try {
+    return (await loadConfig()).config.environment;
+  } catch {
+    return 'default';
+  }
+}
+
+const ICON: Record<StepProgress['status'], string> = {
+  pending: ' ',
+  running: '…',
+  'waiting-approval': '?',
+  succeeded: '✓',
+  failed: '✗',
+  skipped: '-',
+};
+
+function approvalHint(workflowId: string, p: PendingApproval): string {
+  return [
+    `waiting for approval of step "${p.step}": ${p.summary}`,
+    `  approvers: ${p.approvers.join(', ') || '(none configured)'}${p.destructive ? ' (two-person rule: not the requester)' : ''}; deadline ${p.deadline}`,
+    `  approve: runbook approve ${workflowId} --as <name>${p.confirmPhrase ? ` --confirm ${p.confirmPhrase}` : ''}`,
+    `  reject:  runbook reject ${workflowId} --as <name> --comment "why"`,
+  ].join('\n');
+}
+
+program
+  .command('run')
+  .description('start a runbook; with --wait follow its steps and exit 0 only if it succeeds')
+  .argument('<procedure>', 'procedure id, e.g. health-check')
+  .option('--input <json>', 'the input as one JSON object', undefined)
+  .option('--wait', 'follow progress until the run ends')
+  .option('--json', 'machine-readable output')
+  .option('--as <name>', 'who is starting the run (default $RUNBOOK_USER or $USER)')
+  .option('--id <workflowId>', 'workflow id to use (default: generated)')
+  .action(async (name: string, opts: { input?: string; wait?: boolean; json?: boolean; as?: string; id?: string }) => {
+    const procedure = parseProcedure(name);
+    const input = parseJsonInput(opts.input);
+    const { client: c, connection, settings } = await client();
+    try {
+      const handle = await startRun({
+        client: c,
+        taskQueue: settings.taskQueue,
+        procedure,
+        input,
+        requestedBy: opts.as ?? defaultIdentity(),
+        environment: await environmentName(),
+        workflowId: opts.id,
+      });
+      if (!opts.wait) {
+        console.log(opts.json ? JSON.stringify({ workflowId: handle.workflowId }) : handle.workflowId);
+        return;
+      }
+      if (!opts.json) console.error(`started ${procedure}: ${handle.workflowId}`);
+      const seen = new Map<string, string>();
+      let announced = '';
+      const follow = setInterval(() => {
+        void Promise.all([handle.query(progressQuery), handle.query(pendingApprovalQuery)])
+          .then(([progress, pending]) => {
+            if (opts.json) return;
+            for (const s of progress.steps) {
+              const key = `${s.status}|${s.detail ?? ''}`;
+              if (s.status !== 'pending' && seen.get(s.id) !== key) {
+                seen.set(s.id, key);
+                console.error(`  ${ICON[s.status]} ${s.title}${s.detail ? ` - ${s.detail}` : ''}`);
+              }
+            }
+            if (pending && announced !== pending.step) {
+              announced = pending.step;
+              console.error(approvalHint(handle.workflowId, pending));
+            }
+          })
+          .catch(() => undefined);
+      }, 1000);
+      try {
+        const result = await handle.result();
+        if (opts.json) console.log(JSON.stringify({ workflowId: handle.workflowId, status: 'COMPLETED', result }, null, 2));
+        else {
+          const table = (result as { table?: string; health?: { table?: string } } | undefined)?.table ?? (result as { health?: { table?: string } })?.health?.table;
+          if (table) console.log(table);
+          const ok = (result as { ok?: boolean } | undefined)?.ok;
+          console.error(`${procedure} ${ok === false ? 'finished with problems' : 'succeeded'}: ${handle.workflowId}`);
+        }
+        if ((result as { ok?: boolean } | undefined)?.ok === false) process.exitCode = 1;
+      } catch (err) {
+        if (!(err instanceof WorkflowFailedError)) throw err;
+        const message = failureMessage(err);
+        if (opts.json) console.log(JSON.stringify({ workflowId: handle.workflowId, status: 'FAILED', error: message }, null, 2));
+        else console.error(`${procedure} failed: ${message}`);
+        process.exitCode = 1;
+      } finally {
+        clearInterval(follow);
+      }
+    } finally {
+      await connection.close();
+    }
+  });
+
+for (const decision of ['approve', 'reject'] as const) {
+  program
+    .command(decision)
+    .description(decision === 'approve' ? 'approve the pending step of a run' : 'refuse the pending step of a run')
+    .argument('<workflowId>')
+    .requiredOption('--as <name>', 'your name, as listed in approvals.approvers')
+    .option('--comment <text>', 'why')
+    .option('--confirm <phrase>', 'the confirmation phrase the step asks for, e.g. DELETE')
+    .option('--step <step>', 'the step you are answering (refused if it is not the pending one)')
+    .action(async (workflowId: string, opts: { as: string; comment?: string; confirm?: string; step?: string }) => {
+      const { client: c, connection } = await client();
+      try {
+        const record = await answerApproval(c, workflowId, decision, {
+          by: opts.as,
+          comment: opts.comment,
+          confirm: decision === 'approve' ? opts.confirm : undefined,
+          step: opts.step,
+        });
+        console.log(`${record.decision}: step ${record.step} of ${workflowId} by ${record.by}`);
+      } finally {
+        await connection.close();
+      }
+    });
+}
+
+program
+  .command('status')
+  .description('show a run: Temporal status, current step, pending approval')
+  .argument('<workflowId>')
+  .option('--json', 'machine-readable output')
+  .action(async (workflowId: string, opts: { json?: boolean }) => {
+    const { client: c, connection } = await client();
+    try {
+      const s = await runStatus(c, workflowId);
+      if (opts.json) {
+        console.log(JSON.stringify(s, null, 2));
+        return;
+      }
+      console.log(`${s.workflowId}  ${s.procedure}  ${s.status}  started ${s.startTime}${s.closeTime ? `  closed ${s.closeTime}` : ''}`);
+      for (const step of s.progress?.steps ?? []) console.log(`  ${ICON[step.status]} ${step.title}${step.detail ? ` - ${step.detail}` : ''}`);
+      if (s.pendingApproval) console.log(approvalHint(s.workflowId, s.pendingApproval));
+      if (s.failure) console.log(`failure: ${s.failure}`);
+    } finally {
+      await connection.close();
+    }
+  });
+
+program
+  .command('list')
+  .description('list runbook runs, newest first')
+  .option('--awaiting-approval', 'only runs waiting for an approval')
+  .option('--procedure <id>', 'only this procedure')
+  .option('--limit <n>', 'at most this many', '20')
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { awaitingApproval?: boolean; procedure?: string; limit: string; json?: boolean }) => {
+    const clauses = [`${RunbookProcedure.name} IS NOT NULL`];
+    if (opts.procedure) clauses.push(`${RunbookProcedure.name} = '${parseProcedure(opts.procedure)}'`);
+    if (opts.awaitingApproval) clauses.push(`${AwaitingApproval.name} = true`, `ExecutionStatus = 'Running'`);
+    const limit = Number(opts.limit);
+    if (!Number.isInteger(limit) || limit < 1) throw new UserError('--limit: expected a positive whole number');
+    const { client: c, connection } = await client();
+    try {
+      const rows: Array<{ workflowId: string; procedure: string; status: string; startTime: string }> = [];
+      for await (const wf of c.workflow.list({ query: clauses.join(' AND ') })) {
+        rows.push({ workflowId: wf.workflowId, procedure: wf.type, status: wf.status.name, startTime: wf.startTime.toISOString() });
+        if (rows.length >= limit) break;
+      }
+      if (opts.json) console.log(JSON.stringify(rows, null, 2));
+      else if (rows.length === 0) console.log('no runs');
+      else for (const r of rows) console.log(`${r.startTime}  ${r.status.padEnd(10)}  ${r.procedure.padEnd(16)}  ${r.workflowId}`);
+    } finally {
+      await connection.close();
+    }
+  });
+
+const configCmd = program.command('config').description('configuration');
+configCmd
+  .command('check')
+  .description('validate the configuration file (RUNBOOK_CONFIG, default runbooks.yaml)')
+  .option('--config <file>', 'file to check')
+  .action(async (opts: { config?: string }) => {
+    const loaded = await loadConfig(opts.config ?? configPathFromEnv());
+    const missing = missingEnv(loaded.config);
+    const c = loaded.config;
+    console.log(
+      `${loaded.path}: valid - environment ${c.environment}, ${c.services.length} services, ${c.stack.groups.length} groups, ${c.databases.length} databases`,
+    );
+    if (missing.length > 0) {
+      for (const m of missing) console.log(`  warning: ${m.path}: ${m.message} (the worker needs it)`);
+    }
+  });
+
+program
+  .command('worker')
+  .description('serve every runbook and activity until SIGTERM')
+  .option('--config <file>', 'configuration file (default $RUNBOOK_CONFIG or runbooks.yaml)')
+  .addOption(new Option('--metrics <host:port>', 'Prometheus metrics endpoint').default(process.env.RUNBOOK_METRICS ?? '0.0.0.0:9464'))
+  .action(async (opts: { config?: string; metrics: string }) => {
+    const { runWorker } = await import('../worker/main.js');
+    await runWorker({ configPath: opts.config, metricsBind: opts.metrics === 'off' ? undefined : opts.metrics });
+  });
+
+program
+  .command('dev')
+  .description('the embedded default: Temporal dev server + UI, a worker, and the demo environment')
+  .option('--state-dir <dir>', 'where the server database and demo data live', '.runbook')
+  .option('--port <port>', 'Temporal frontend port', '7233')
+  .option('--ui-port <port>', 'Temporal UI port', '8233')
+  .option('--metrics <host:port>', 'worker Prometheus endpoint', '127.0.0.1:9464')
+  .option('--no-demo', 'do not start the demo environment')
+  .action(async (opts: { stateDir: string; port: string; uiPort: string; metrics: string; demo: boolean }) => {
+    const { runDev } = await import('./dev.js');
+    await runDev({ stateDir: opts.stateDir, port: Number(opts.port), uiPort: Number(opts.uiPort), metricsBind: opts.metrics, demo: opts.demo });
+  });
+
+const temporalCmd = program.command('temporal').description('the Temporal server');
+temporalCmd
+  .command('install')
+  .description(`find or build the Temporal CLI (dev server)`)
+  .action(async () => {
+    const { findTemporalCli } = await import('../lib/temporal-server.js');
+    const path = await findTemporalCli({ install: true, onProgress: (line: string) => console.error(line) });
+    if (!path) throw new UserError('no Temporal CLI found and none could be built: install Go 1.23+ or set TEMPORAL_CLI_PATH');
+    console.log(path);
+  });
+temporalCmd
+  .command('setup')
+  .description('register the search attributes on the cluster in TEMPORAL_ADDRESS (idempotent)')
+  .action(async () => {
+    const { ensureSearchAttributes } = await import('../lib/temporal-server.js');
+    const { connection, settings } = await client();
+    try {
+      await ensureSearchAttributes(connection, settings.namespace);
+      console.log(`search attributes registered in namespace ${settings.namespace}`);
+    } finally {
+      await connection.close();
+    }
+  });
+
+const demoCmd = program.command('demo').description('the demo environment services (used by runbooks.example.yaml)');
+demoCmd
+  .command('service')
+  .description('run one demo environment service action')
+  .argument('<action>', 'start | stop | status | logs | clean')
+  .argument('<service>', 'postgres | redis | nats | api')
+  .option('--state-dir <dir>', 'state directory', process.env.RUNBOOK_STATE_DIR ?? '.runbook')
+  .option('--port <port>', 'main port')
+  .option('--port2 <port>', 'second port (NATS monitor, api gRPC)')
+  .action(async (action: string, service: string, opts: { stateDir: string; port?: string; port2?: string }) => {
+    const { demoServiceAction } = await import('../demo/env.js');
+    const out = await demoServiceAction(action, service, {
+      stateDir: opts.stateDir,
+      port: opts.port ? Number(opts.port) : undefined,
+      port2: opts.port2 ? Number(opts.port2) : undefined,
+    });
+    if (out.output) console.log(out.output);
+    process.exitCode = out.exitCode;
+  });
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode;
+      return;
+    }
+    if (err instanceof UserError) {
+      console.error(`runbook: ${err.message}`);
+      process.exitCode = err.exitCode;
+      return;
+    }
+    if (err instanceof ConfigError) {
+      console.error(`runbook: ${err.message}`);
+      process.exitCode = 1;
+      return;
+    }
+    console.error(`runbook: ${err instanceof Error ? err.message : String(err)}`);
+    if (process.env.RUNBOOK_DEBUG) console.error(err);
+    process.exitCode = 2;
+  }
+}
+
+await main();

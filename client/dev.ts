@@ -1,0 +1,101 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { DEFAULT_CONFIG_FILE, EXAMPLE_CONFIG_FILE, loadConfig } from '../lib/config.js';
+import { createLogger } from '../lib/logger.js';
+import { startDevServer } from '../lib/temporal-server.js';
+import { temporalSettingsFromEnv } from '../lib/temporal-connection.js';
+import { PROCEDURES } from '../common/procedures.js';
+import { demoServiceAction, DEMO_SERVICES } from '../demo/env.js';
+import { createRunbookWorker, installRuntime } from '../worker/main.js';
+import { defaultIdentity, startRun } from './operations.js';
+
+export interface DevOptions {
+  stateDir: string;
+  port: number;
+  uiPort: number;
+  metricsBind: string;
+  demo: boolean;
+}
+
+/**
+ * `runbook dev` / `npm start`: a real Temporal dev server (SQLite under the state dir,
+ * UI on 8233), a worker in this process, and a `stack-start` run that brings up the
+ * demo environment so the first thing a user sees in the UI is a runbook at work.
+ * Ctrl-C stops the worker, the demo services and the server.
+ */
+export async function runDev(opts: DevOptions): Promise<void> {
+  const logger = createLogger({ component: 'dev' });
+  const stateDir = path.resolve(opts.stateDir);
+  const configFile = process.env.RUNBOOK_CONFIG ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : EXAMPLE_CONFIG_FILE);
+  const loaded = await loadConfig(configFile);
+  const usesDemo = path.basename(loaded.path) === EXAMPLE_CONFIG_FILE;
+
+  console.error(`starting Temporal dev server (state in ${stateDir}) ...`);
+  const server = await startDevServer({ stateDir, port: opts.port, uiPort: opts.uiPort, ui: true, logger });
+  const settings = { ...temporalSettingsFromEnv(), address: server.address, namespace: server.namespace };
+
+  installRuntime({ logger, metricsBind: opts.metricsBind });
+  const nativeConnection = await NativeConnection.connect({ address: server.address });
+  const { worker } = await createRunbookWorker({ loaded, settings, connection: nativeConnection, logger });
+  const running = worker.run();
+
+  let shuttingDown = false;
+  const shutdown = async (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    console.error(`\n${signal}: stopping worker, demo services and Temporal ...`);
+    worker.shutdown();
+    await running.catch(() => undefined);
+    if (usesDemo) {
+      for (const svc of [...DEMO_SERVICES].reverse()) {
+        const r = await demoServiceAction('stop', svc, { stateDir });
+        console.error(`  ${r.output}`);
+      }
+    }
+    await nativeConnection.close();
+    await server.stop();
+    console.error('stopped');
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+
+  console.error(
+    [
+      '',
+      `Temporal UI:      ${server.uiUrl}`,
+      `Temporal address: ${server.address} (namespace ${server.namespace}, task queue ${settings.taskQueue})`,
+      `Worker metrics:   http://${opts.metricsBind}/metrics`,
+      `Config:           ${loaded.path}`,
+      '',
+    ].join('\n'),
+  );
+
+  if (opts.demo && usesDemo) {
+    const connection = await Connection.connect({ address: server.address });
+    const client = new Client({ connection, namespace: server.namespace });
+    const handle = await startRun({
+      client,
+      taskQueue: settings.taskQueue,
+      procedure: PROCEDURES.stackStart,
+      input: {},
+      requestedBy: defaultIdentity(),
+      environment: loaded.config.environment,
+    });
+    console.error(`bringing up the demo environment: ${PROCEDURES.stackStart} ${handle.workflowId}`);
+    console.error(`  watch it:  ${server.uiUrl}/namespaces/${server.namespace}/workflows/${handle.workflowId}`);
+    handle
+      .result()
+      .then(() => {
+        console.error('demo environment is up. Try:');
+        console.error('  npx runbook run health-check --wait');
+        console.error(`  npx runbook run stack-stop --input '{"clean":true}'   # then: npx runbook approve <id> --as alice --confirm DELETE`);
+      })
+      .catch((err: Error) => console.error(`stack-start failed: ${err.message} (see the UI for the step that failed)`))
+      .finally(() => void connection.close());
+  }
+  console.error('press Ctrl-C to stop');
+  await running;
+}

@@ -1,0 +1,106 @@
+import { fileURLToPath } from 'node:url';
+import type { LogLevel, LogMetadata, Logger as SdkLogger } from '@temporalio/common';
+import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities } from '../activities/index.js';
+import { loadConfig, type LoadedConfig } from '../lib/config.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { connectWorker, temporalSettingsFromEnv, type TemporalSettings } from '../lib/temporal-connection.js';
+
+export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+/** Forwards the SDK's logs (workflow `log`, activity context logs, worker internals) to pino as JSON. */
+export class PinoSdkLogger implements SdkLogger {
+  constructor(private readonly pino: Logger) {}
+  log(level: LogLevel, message: string, meta?: LogMetadata): void {
+    const method = ({ TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error' } as const)[level];
+    this.pino[method](meta ?? {}, message);
+  }
+  trace(message: string, meta?: LogMetadata): void {
+    this.log('TRACE', message, meta);
+  }
+  debug(message: string, meta?: LogMetadata): void {
+    this.log('DEBUG', message, meta);
+  }
+  info(message: string, meta?: LogMetadata): void {
+    this.log('INFO', message, meta);
+  }
+  warn(message: string, meta?: LogMetadata): void {
+    this.log('WARN', message, meta);
+  }
+  error(message: string, meta?: LogMetadata): void {
+    this.log('ERROR', message, meta);
+  }
+}
+
+/**
+ * Process-wide SDK runtime: JSON logs and a Prometheus endpoint carrying the SDK's
+ * metrics and the runbooks' own (runbook_runs_total, runbook_run_duration, ...).
+ * Call once, before any connection is made.
+ */
+export function installRuntime(opts: { logger: Logger; metricsBind?: string }): void {
+  Runtime.install({
+    logger: new PinoSdkLogger(opts.logger),
+    shutdownSignals: [],
+    telemetryOptions: opts.metricsBind ? { metrics: { prometheus: { bindAddress: opts.metricsBind } } } : undefined,
+  });
+}
+
+export interface RunbookWorkerOptions {
+  loaded: LoadedConfig;
+  settings: TemporalSettings;
+  connection?: NativeConnection;
+  logger: Logger;
+  env?: NodeJS.ProcessEnv;
+  /** Tests pass a prebuilt bundle to skip re-bundling per worker. */
+  workflowBundle?: WorkerOptions['workflowBundle'];
+  identity?: string;
+}
+
+export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<{ worker: Worker; connection: NativeConnection; ownsConnection: boolean }> {
+  const connection = opts.connection ?? (await connectWorker(opts.settings));
+  const activities = createActivities({
+    config: opts.loaded.config,
+    configDir: opts.loaded.dir,
+    env: opts.env ?? process.env,
+    logger: opts.logger,
+  });
+  const worker = await Worker.create({
+    connection,
+    namespace: opts.settings.namespace,
+    taskQueue: opts.settings.taskQueue,
+    activities,
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    identity: opts.identity,
+    // Let a running activity finish its current command before the worker exits on SIGTERM.
+    shutdownGraceTime: '20 seconds',
+  });
+  return { worker, connection, ownsConnection: !opts.connection };
+}
+
+/** `runbook worker`: validate config, connect, serve until SIGTERM/SIGINT, then drain. */
+export async function runWorker(opts: { configPath?: string; metricsBind?: string; logger?: Logger } = {}): Promise<void> {
+  const logger = opts.logger ?? createLogger({ component: 'worker' });
+  const loaded = await loadConfig(opts.configPath);
+  const settings = temporalSettingsFromEnv();
+  installRuntime({ logger, metricsBind: opts.metricsBind });
+  const { worker, connection } = await createRunbookWorker({ loaded, settings, logger });
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: finishing in-flight tasks');
+    worker.shutdown();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  logger.info(
+    { address: settings.address, namespace: settings.namespace, taskQueue: settings.taskQueue, config: loaded.path, metrics: opts.metricsBind },
+    'worker started',
+  );
+  try {
+    await worker.run();
+  } finally {
+    await connection.close();
+    logger.info('worker stopped');
+  }
+}

@@ -1,0 +1,55 @@
+import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import { classifyProbe, renderHealthTable, SEVERITY_ORDER, worstSeverity } from '../common/classify.js';
+import { ErrorTypes } from '../common/errors.js';
+import { PROCEDURES } from '../common/procedures.js';
+import type { HealthCheckInput, HealthCheckResult, PlanService, RunbookPlan } from '../common/types.js';
+import { probe, quick } from './profiles.js';
+import { RunContext } from './run-context.js';
+
+const { runProbe } = proxyActivities<Activities>(probe);
+const { loadPlan } = proxyActivities<Activities>(quick);
+
+/** Every probe of the named services, in parallel, classified with the runbook's alert thresholds. */
+export async function checkHealth(plan: RunbookPlan, services: readonly PlanService[]): Promise<HealthCheckResult> {
+  const started = Date.now();
+  const raw = await Promise.all(services.flatMap((s) => s.probes.map((p) => runProbe({ service: s.name, index: p.index }))));
+  const results = raw
+    .map((r) => classifyProbe(r, plan.thresholds))
+    .sort((a, b) => SEVERITY_ORDER.indexOf(a.severity) - SEVERITY_ORDER.indexOf(b.severity) || a.service.localeCompare(b.service));
+  const worst = worstSeverity(results);
+  return { ok: worst !== 'P0', worst, results, table: renderHealthTable(results), durationMs: Date.now() - started };
+}
+
+/** The named services (all when none are named); an unknown name fails the run with the list of known ones. */
+export function selectServices(plan: RunbookPlan, names: readonly string[] | undefined, field = 'services'): PlanService[] {
+  if (!names || names.length === 0) return plan.services;
+  const known = new Map(plan.services.map((s) => [s.name, s]));
+  const unknown = names.filter((n) => !known.has(n));
+  if (unknown.length > 0) {
+    throw ApplicationFailure.nonRetryable(
+      `${field}: unknown service(s) ${unknown.join(', ')}: expected one of ${[...known.keys()].join(', ')}`,
+      ErrorTypes.InvalidInput,
+    );
+  }
+  return names.map((n) => known.get(n)!);
+}
+
+export function summarizeHealth(h: HealthCheckResult): string {
+  const bad = h.results.filter((r) => r.severity !== 'OK');
+  return `${h.results.length - bad.length}/${h.results.length} OK, worst ${h.worst}${bad.length ? `: ${bad.map((r) => `${r.service} ${r.severity}`).join(', ')}` : ''}`;
+}
+
+/** `health-check`: the runbook's section 2 checks, all at once. */
+export async function healthCheck(rawInput?: HealthCheckInput): Promise<HealthCheckResult> {
+  const input = RunContext.input<HealthCheckInput>(PROCEDURES.healthCheck, rawInput);
+  const ctx = new RunContext(PROCEDURES.healthCheck, input.requestedBy ?? 'unknown', [
+    ['plan', 'Load configuration'],
+    ['probes', 'Probe services'],
+  ]);
+  return ctx.run(async () => {
+    const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.healthCheck }), (p) => `${p.services.length} services`);
+    const services = selectServices(plan, input.services);
+    return ctx.step('probes', () => checkHealth(plan, services), summarizeHealth);
+  });
+}

@@ -1,0 +1,311 @@
+import {
+  ApplicationFailure,
+  condition,
+  log,
+  metricMeter,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { ErrorTypes } from '../common/errors.js';
+import { InputError, validateInput } from '../common/inputs.js';
+import {
+  approvalsQuery,
+  approveSignal,
+  approveUpdate,
+  pendingApprovalQuery,
+  progressQuery,
+  rejectSignal,
+  rejectUpdate,
+} from '../common/messages.js';
+import type { ProcedureId } from '../common/procedures.js';
+import { AwaitingApproval, RunbookProcedure } from '../common/search-attributes.js';
+import type {
+  ApprovalInput,
+  ApprovalRecord,
+  CommonInput,
+  PendingApproval,
+  RefusedApproval,
+  RunProgress,
+  StepProgress,
+} from '../common/types.js';
+
+type Decision = 'approved' | 'rejected';
+
+export interface ApprovalRequest {
+  step: string;
+  summary: string;
+  /** Destructive steps apply the two-person rule: the requester cannot approve. */
+  destructive: boolean;
+  /** When set, `approve` must carry exactly this in `confirm`. */
+  confirmPhrase?: string;
+  approvers: string[];
+  timeoutSeconds: number;
+}
+
+const runsTotal = metricMeter.createCounter('runbook_runs_total', 'runs', 'Runbook runs by procedure and outcome');
+const runDuration = metricMeter.createHistogram('runbook_run_duration', 'int', 'ms', 'Runbook run duration');
+const approvalsTotal = metricMeter.createCounter('runbook_approvals_total', 'answers', 'Approval answers by decision');
+
+/**
+ * Per-run state every runbook shares: the step list (query `progress` and the UI's
+ * current details), and the approval gate (signals for the UI, updates for the CLI).
+ */
+export class RunContext {
+  readonly progress: RunProgress;
+  readonly approvals: ApprovalRecord[] = [];
+  readonly refusals: RefusedApproval[] = [];
+  private pending: (PendingApproval & { request: ApprovalRequest }) | null = null;
+  private answer: { decision: Decision; input: ApprovalInput; at: string } | null = null;
+
+  constructor(
+    readonly procedure: ProcedureId,
+    readonly requestedBy: string,
+    steps: ReadonlyArray<readonly [id: string, title: string]>,
+  ) {
+    this.progress = { procedure, steps: steps.map(([id, title]) => ({ id, title, status: 'pending' })) };
+    setHandler(progressQuery, () => this.progress);
+    setHandler(pendingApprovalQuery, () => this.pendingView());
+    setHandler(approvalsQuery, () => ({ approvals: this.approvals, refusals: this.refusals }));
+    setHandler(approveSignal, (input) => this.onSignal('approved', input));
+    setHandler(rejectSignal, (input) => this.onSignal('rejected', input));
+    setHandler(approveUpdate, (input) => this.accept('approved', input), {
+      validator: (input) => this.throwIfRefused('approved', input),
+    });
+    setHandler(rejectUpdate, (input) => this.accept('rejected', input), {
+      validator: (input) => this.throwIfRefused('rejected', input),
+    });
+    upsertSearchAttributes([
+      { key: RunbookProcedure, value: procedure },
+      { key: AwaitingApproval, value: false },
+    ]);
+    this.publish();
+  }
+
+  /** Validates a procedure's input inside the run: a bad input fails the run at once, never its workflow task. */
+  static input<T extends CommonInput>(procedure: ProcedureId, raw: unknown): T {
+    try {
+      return validateInput<T>(procedure, raw);
+    } catch (err) {
+      if (err instanceof InputError) throw ApplicationFailure.nonRetryable(err.message, ErrorTypes.InvalidInput);
+      throw err;
+    }
+  }
+
+  /** Runs the whole procedure, recording its outcome and duration as metrics. */
+  async run<T>(body: () => Promise<T>): Promise<T> {
+    const started = Date.now();
+    let outcome = 'failed';
+    try {
+      const result = await body();
+      outcome = 'succeeded';
+      return result;
+    } finally {
+      runsTotal.add(1, { procedure: this.procedure, outcome });
+      runDuration.record(Date.now() - started, { procedure: this.procedure });
+      this.publish();
+    }
+  }
+
+  addStep(id: string, title: string): void {
+    this.progress.steps.push({ id, title, status: 'pending' });
+  }
+
+  stepOf(id: string): StepProgress {
+    const s = this.progress.steps.find((x) => x.id === id);
+    if (!s) throw new Error(`unknown step ${id}`);
+    return s;
+  }
+
+  async step<T>(id: string, body: () => Promise<T>, describe?: (result: T) => string): Promise<T> {
+    const s = this.stepOf(id);
+    s.status = 'running';
+    s.startedAt = new Date().toISOString();
+    s.detail = undefined;
+    this.progress.currentStep = id;
+    this.publish();
+    log.info('step started', { step: id });
+    try {
+      const result = await body();
+      s.status = 'succeeded';
+      if (describe) s.detail = describe(result);
+      return result;
+    } catch (err) {
+      s.status = 'failed';
+      s.detail = err instanceof Error ? rootMessage(err) : String(err);
+      log.warn('step failed', { step: id, error: s.detail });
+      throw err;
+    } finally {
+      s.endedAt = new Date().toISOString();
+      this.publish();
+    }
+  }
+
+  skip(id: string, reason: string): void {
+    const s = this.stepOf(id);
+    s.status = 'skipped';
+    s.detail = reason;
+    this.publish();
+  }
+
+  /** Waits for a named human's answer; resolves with the record whether approved, rejected or timed out. */
+  async requestApproval(req: ApprovalRequest): Promise<ApprovalRecord> {
+    const now = Date.now();
+    this.answer = null;
+    this.pending = {
+      step: req.step,
+      summary: req.summary,
+      destructive: req.destructive,
+      confirmPhrase: req.confirmPhrase,
+      approvers: req.approvers,
+      requestedBy: this.requestedBy,
+      requestedAt: new Date(now).toISOString(),
+      deadline: new Date(now + req.timeoutSeconds * 1000).toISOString(),
+      request: req,
+    };
+    const step = this.progress.steps.find((s) => s.id === req.step);
+    if (step) {
+      step.status = 'waiting-approval';
+      step.startedAt = new Date(now).toISOString();
+    }
+    this.progress.currentStep = req.step;
+    upsertSearchAttributes([{ key: AwaitingApproval, value: true }]);
+    this.publish();
+    log.info('approval requested', { step: req.step, approvers: req.approvers });
+
+    const answered = await condition(() => this.answer !== null, req.timeoutSeconds * 1000);
+    const record: ApprovalRecord = answered
+      ? {
+          step: req.step,
+          decision: this.answer!.decision,
+          by: this.answer!.input.by,
+          comment: this.answer!.input.comment,
+          at: this.answer!.at,
+        }
+      : { step: req.step, decision: 'timed-out', at: new Date().toISOString(), comment: `no answer within ${req.timeoutSeconds}s` };
+    this.approvals.push(record);
+    this.pending = null;
+    this.answer = null;
+    if (step) {
+      step.status = record.decision === 'approved' ? 'succeeded' : 'failed';
+      step.endedAt = record.at;
+      step.detail = describeRecord(record);
+    }
+    upsertSearchAttributes([{ key: AwaitingApproval, value: false }]);
+    approvalsTotal.add(1, { procedure: this.procedure, decision: record.decision });
+    this.publish();
+    log.info('approval answered', { ...record });
+    return record;
+  }
+
+  /** Turns a record that is not an approval into the run's failure. */
+  static failUnlessApproved(record: ApprovalRecord, consequence: string): void {
+    if (record.decision === 'approved') return;
+    throw ApplicationFailure.create({
+      type: record.decision === 'timed-out' ? ErrorTypes.ApprovalTimedOut : ErrorTypes.ApprovalRejected,
+      nonRetryable: true,
+      message: `${describeRecord(record)}; ${consequence}`,
+      details: [record],
+    });
+  }
+
+  private pendingView(): PendingApproval | null {
+    if (!this.pending) return null;
+    const { request: _request, ...view } = this.pending;
+    return view;
+  }
+
+  /** Why this answer is refused, or undefined when it is acceptable. */
+  private refusal(decision: Decision, input: ApprovalInput): string | undefined {
+    if (!input || typeof input !== 'object') return 'expected one JSON object like {"by": "alice", "comment": "..."}';
+    const by = typeof input.by === 'string' ? input.by.trim() : '';
+    if (!by) return '"by" is required: the name of the person answering';
+    const p = this.pending;
+    if (!p) return 'no approval is pending in this run';
+    if (input.step !== undefined && input.step !== p.step) {
+      return `this answer is for step "${input.step}" but the pending step is "${p.step}" (stale or misdirected)`;
+    }
+    if (p.approvers.length === 0) {
+      return `no approvers are configured for ${this.procedure}: add approvals.approvers.${this.procedure} (or .default) to the config`;
+    }
+    if (!p.approvers.includes(by)) return `${by} is not an approver for ${this.procedure} (approvers: ${p.approvers.join(', ')})`;
+    if (decision === 'approved' && p.destructive && by === p.requestedBy) {
+      return `${by} requested this run and cannot approve its destructive step (two-person rule)`;
+    }
+    if (decision === 'approved' && p.confirmPhrase !== undefined && input.confirm !== p.confirmPhrase) {
+      return `confirmation must be exactly "${p.confirmPhrase}" (got ${input.confirm === undefined ? 'nothing' : JSON.stringify(input.confirm)})`;
+    }
+    return undefined;
+  }
+
+  private throwIfRefused(decision: Decision, input: ApprovalInput): void {
+    const reason = this.refusal(decision, input);
+    if (reason) throw new Error(reason);
+  }
+
+  private onSignal(decision: Decision, input: ApprovalInput): void {
+    const reason = this.refusal(decision, input);
+    if (reason) {
+      const refused: RefusedApproval = {
+        step: this.pending?.step ?? input?.step ?? '',
+        by: typeof input?.by === 'string' ? input.by : '',
+        reason,
+        at: new Date().toISOString(),
+      };
+      this.refusals.push(refused);
+      log.warn('approval refused', { ...refused, decision });
+      this.publish();
+      return;
+    }
+    this.accept(decision, input);
+  }
+
+  private accept(decision: Decision, input: ApprovalInput): ApprovalRecord {
+    const at = new Date().toISOString();
+    this.answer = { decision, input: { ...input, by: input.by.trim() }, at };
+    return { step: this.pending!.step, decision, by: input.by.trim(), comment: input.comment, at };
+  }
+
+  /** The UI's "current details": what the run is doing and, when waiting, how to answer. */
+  private publish(): void {
+    const icon: Record<StepProgress['status'], string> = {
+      pending: '⬜',
+      running: '⏳',
+      'waiting-approval': '✋',
+      succeeded: '✅',
+      failed: '❌',
+      skipped: '⏭️',
+    };
+    const lines = [`**${this.procedure}** in ${workflowInfo().workflowId}, requested by ${this.requestedBy}`, ''];
+    const p = this.pending;
+    if (p) {
+      const confirm = p.confirmPhrase ? `, "confirm": "${p.confirmPhrase}"` : '';
+      lines.push(
+        `### Waiting for approval: ${p.step}`,
+        p.summary,
+        '',
+        `Approvers: ${p.approvers.join(', ') || '(none configured)'}${p.destructive ? ' (not the requester)' : ''}. Deadline: ${p.deadline}.`,
+        `Approve: send signal \`approve\` with \`{"by": "<your name>"${confirm}, "comment": "..."}\`; refuse: signal \`reject\` with \`{"by": "<your name>", "comment": "why"}\`.`,
+        `CLI: \`runbook approve ${workflowInfo().workflowId} --as <your name>${p.confirmPhrase ? ` --confirm ${p.confirmPhrase}` : ''}\``,
+        '',
+      );
+    }
+    lines.push('| step | status | detail |', '| --- | --- | --- |');
+    for (const s of this.progress.steps) lines.push(`| ${s.title} | ${icon[s.status]} ${s.status} | ${(s.detail ?? '').replace(/\|/g, '/').replace(/\n/g, ' ')} |`);
+    const last = this.refusals[this.refusals.length - 1];
+    if (last) lines.push('', `Last refused answer: ${last.by || '(anonymous)'} - ${last.reason}`);
+    setCurrentDetails(lines.join('\n'));
+  }
+}
+
+function describeRecord(r: ApprovalRecord): string {
+  if (r.decision === 'timed-out') return `step ${r.step}: ${r.comment}`;
+  return `step ${r.step} ${r.decision} by ${r.by}${r.comment ? `: ${r.comment}` : ''}`;
+}
+
+function rootMessage(err: Error): string {
+  let e: Error = err;
+  while (e.cause instanceof Error) e = e.cause;
+  return e.message;
+}

@@ -1,0 +1,242 @@
+import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import { ErrorTypes } from '../common/errors.js';
+import { PROCEDURES } from '../common/procedures.js';
+import type {
+  MigrationRunResult,
+  PlanService,
+  PreflightResult,
+  ProbeResult,
+  RunbookPlan,
+  ServiceActionResult,
+  ServiceRestartInput,
+  ServiceRestartResult,
+  StackStartInput,
+  StackStartResult,
+  StackStopInput,
+  StackStopResult,
+} from '../common/types.js';
+import { checkHealth, selectServices, summarizeHealth } from './health.js';
+import { longRunning, probe, quick } from './profiles.js';
+import { RunContext } from './run-context.js';
+
+const { loadPlan, preflight, serviceStatus } = proxyActivities<Activities>(quick);
+const { runProbe } = proxyActivities<Activities>(probe);
+const { serviceAction, cleanServices, waitHealthy, migrate } = proxyActivities<Activities>(longRunning);
+
+/** Services of a group in dependency layers: each layer depends only on earlier layers or other groups. */
+export function dependencyLayers(services: readonly PlanService[]): PlanService[][] {
+  const inGroup = new Set(services.map((s) => s.name));
+  const done = new Set<string>();
+  const layers: PlanService[][] = [];
+  let rest = [...services];
+  while (rest.length > 0) {
+    const layer = rest.filter((s) => s.dependsOn.every((d) => !inGroup.has(d) || done.has(d)));
+    if (layer.length === 0) throw ApplicationFailure.nonRetryable('services.dependsOn has a cycle', ErrorTypes.InvalidConfig);
+    layers.push(layer);
+    layer.forEach((s) => done.add(s.name));
+    rest = rest.filter((s) => !done.has(s.name));
+  }
+  return layers;
+}
+
+function groupServices(plan: RunbookPlan, group: string): PlanService[] {
+  return plan.services.filter((s) => s.group === group);
+}
+
+/** Services whose every probe answers healthy right now (a service without probes never counts as healthy). */
+async function healthyNow(services: readonly PlanService[]): Promise<Set<string>> {
+  const results = await Promise.all(
+    services.flatMap((s) => s.probes.map((p) => runProbe({ service: s.name, index: p.index }))),
+  );
+  const bad = new Set(results.filter((r) => r.status !== 'healthy').map((r) => r.service));
+  return new Set(services.filter((s) => s.probes.length > 0 && !bad.has(s.name)).map((s) => s.name));
+}
+
+async function waitForGroup(plan: RunbookPlan, services: readonly PlanService[], timeoutSeconds: number): Promise<ProbeResult[]> {
+  const withProbes = services.filter((s) => s.probes.length > 0).map((s) => s.name);
+  if (withProbes.length === 0) return [];
+  return waitHealthy({
+    services: withProbes,
+    timeoutSeconds,
+    deadline: Date.now() + timeoutSeconds * 1000,
+    pollIntervalSeconds: plan.pollIntervalSeconds,
+  });
+}
+
+/** `stack-start`: Fulcrum 1.1 — preflight, infra, wait, migrations, apps, wait, final health report. */
+export async function stackStart(rawInput?: StackStartInput): Promise<StackStartResult> {
+  const input = RunContext.input<StackStartInput>(PROCEDURES.stackStart, rawInput);
+  const ctx = new RunContext(PROCEDURES.stackStart, input.requestedBy ?? 'unknown', [
+    ['plan', 'Load configuration'],
+    ['preflight', 'Preflight checks'],
+  ]);
+  return ctx.run(async () => {
+    const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.stackStart }), (p) => `${p.services.length} services in ${p.groups.length} groups`);
+    for (const g of plan.groups) {
+      ctx.addStep(`start-${g.name}`, `Start ${g.name}`);
+      ctx.addStep(`wait-${g.name}`, `Wait for ${g.name} to be healthy (${input.waitTimeoutSeconds ?? g.waitTimeoutSeconds}s)`);
+      if (g.runMigrationsAfter) ctx.addStep('migrations', 'Run database migrations');
+    }
+    ctx.addStep('health', 'Final health report');
+
+    let preflightResult: PreflightResult | undefined;
+    if (input.skipPreflight) {
+      ctx.skip('preflight', 'skipped by input skipPreflight');
+    } else {
+      preflightResult = await ctx.step(
+        'preflight',
+        async () => {
+          const healthy = await healthyNow(plan.services);
+          const tolerantPorts = plan.services.filter((s) => healthy.has(s.name)).flatMap((s) => s.ports);
+          const result = await preflight({ tolerantPorts });
+          if (!result.ok) {
+            const failed = result.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
+            throw ApplicationFailure.create({
+              type: ErrorTypes.PreflightFailed,
+              nonRetryable: true,
+              message: `preflight failed, nothing was started: ${failed.join('; ')}`,
+              details: [result],
+            });
+          }
+          return result;
+        },
+        (r) => `${r.checks.length} checks passed`,
+      );
+    }
+
+    const started: ServiceActionResult[] = [];
+    const migrations: MigrationRunResult[] = [];
+    for (const g of plan.groups) {
+      const services = groupServices(plan, g.name);
+      await ctx.step(
+        `start-${g.name}`,
+        async () => {
+          // Check state before acting: a service that already answers healthy is not started twice.
+          const healthy = await healthyNow(services);
+          const skipped: string[] = [];
+          for (const layer of dependencyLayers(services)) {
+            const toStart = layer.filter((s) => !healthy.has(s.name));
+            skipped.push(...layer.filter((s) => healthy.has(s.name)).map((s) => s.name));
+            started.push(...(await Promise.all(toStart.map((s) => serviceAction({ service: s.name, action: 'start' })))));
+          }
+          return skipped;
+        },
+        (skipped) =>
+          `${services.length - skipped.length} started${skipped.length ? `, already healthy: ${skipped.join(', ')}` : ''}`,
+      );
+      await ctx.step(
+        `wait-${g.name}`,
+        () => waitForGroup(plan, services, input.waitTimeoutSeconds ?? g.waitTimeoutSeconds),
+        (r) => `${r.length} probes healthy`,
+      );
+      if (g.runMigrationsAfter) {
+        const dbs = plan.databases.filter((d) => d.hasMigrations);
+        if (input.skipMigrations || dbs.length === 0) {
+          ctx.skip('migrations', input.skipMigrations ? 'skipped by input skipMigrations' : 'no database has migrationsDir');
+        } else {
+          await ctx.step(
+            'migrations',
+            async () => {
+              for (const db of dbs) migrations.push(await migrate({ database: db.name, dryRun: false }));
+              return migrations;
+            },
+            (ms) => ms.map((m) => `${m.database}: ${m.applied.length} applied`).join(', '),
+          );
+        }
+      }
+    }
+
+    const health = await ctx.step('health', () => checkHealth(plan, plan.services), summarizeHealth);
+    return { ok: health.ok, preflight: preflightResult, started, migrations, health, progress: ctx.progress };
+  });
+}
+
+/** `stack-stop`: Fulcrum 1.2 — apps then infra, data kept; with clean, data deleted only after an approval confirmed with DELETE. */
+export async function stackStop(rawInput?: StackStopInput): Promise<StackStopResult> {
+  const input = RunContext.input<StackStopInput>(PROCEDURES.stackStop, rawInput);
+  const clean = input.clean === true;
+  const ctx = new RunContext(PROCEDURES.stackStop, input.requestedBy ?? 'unknown', [['plan', 'Load configuration']]);
+  return ctx.run(async () => {
+    const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.stackStop }), (p) => `${p.services.length} services`);
+    const groups = [...plan.groups].reverse();
+    if (clean) ctx.addStep('approve-delete', 'Approve deleting all data');
+    for (const g of groups) ctx.addStep(`stop-${g.name}`, `Stop ${g.name}`);
+    if (clean) ctx.addStep('delete-data', 'Delete data');
+
+    if (clean) {
+      // Asked before anything stops, as the runbook's script does: a refusal leaves the stack as it was.
+      const record = await ctx.requestApproval({
+        step: 'approve-delete',
+        summary: `Stop the ${plan.environment} stack and DELETE ALL DATA of ${plan.services.map((s) => s.name).join(', ')} (volumes, data directories). This cannot be undone.`,
+        destructive: true,
+        confirmPhrase: 'DELETE',
+        approvers: plan.approvers,
+        timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
+      });
+      RunContext.failUnlessApproved(record, 'nothing was stopped and no data was deleted');
+    }
+
+    const stopped: ServiceActionResult[] = [];
+    for (const g of groups) {
+      const services = groupServices(plan, g.name);
+      await ctx.step(
+        `stop-${g.name}`,
+        async () => {
+          const already: string[] = [];
+          for (const layer of dependencyLayers(services).reverse()) {
+            const statuses = await Promise.all(layer.map((s) => serviceStatus({ service: s.name })));
+            const running = layer.filter((_, i) => statuses[i]!.running !== false);
+            already.push(...layer.filter((_, i) => statuses[i]!.running === false).map((s) => s.name));
+            stopped.push(...(await Promise.all(running.map((s) => serviceAction({ service: s.name, action: 'stop' })))));
+          }
+          return already;
+        },
+        (already) => `${services.length - already.length} stopped${already.length ? `, already stopped: ${already.join(', ')}` : ''}`,
+      );
+    }
+
+    let cleaned: ServiceActionResult[] = [];
+    if (clean) {
+      cleaned = await ctx.step(
+        'delete-data',
+        () => cleanServices({ services: plan.services.map((s) => s.name) }),
+        (r) => `${r.length} clean commands run`,
+      );
+    }
+    return {
+      ok: true,
+      clean,
+      dataDeleted: clean,
+      stopped,
+      cleaned,
+      approvals: ctx.approvals,
+      refusals: ctx.refusals,
+      progress: ctx.progress,
+    };
+  });
+}
+
+/** `service-restart`: Fulcrum 1.3 — restart, rebuild or force-recreate one service, then wait for its health. */
+export async function serviceRestart(rawInput?: ServiceRestartInput): Promise<ServiceRestartResult> {
+  const input = RunContext.input<ServiceRestartInput>(PROCEDURES.serviceRestart, rawInput);
+  const mode = input.mode ?? 'restart';
+  const ctx = new RunContext(PROCEDURES.serviceRestart, input.requestedBy ?? 'unknown', [
+    ['plan', 'Load configuration'],
+    ['action', `${mode} ${input.service}`],
+    ['wait', `Wait for ${input.service} to be healthy`],
+  ]);
+  return ctx.run(async () => {
+    const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.serviceRestart }));
+    const [svc] = selectServices(plan, [input.service], 'service');
+    const group = plan.groups.find((g) => g.name === svc!.group);
+    const action = await ctx.step('action', () => serviceAction({ service: svc!.name, action: mode }), (r) => `${r.command} (${r.durationMs}ms)`);
+    await ctx.step(
+      'wait',
+      () => waitForGroup(plan, [svc!], input.waitTimeoutSeconds ?? group?.waitTimeoutSeconds ?? 180),
+      (r) => `${r.length} probes healthy`,
+    );
+    const health = await checkHealth(plan, [svc!]);
+    return { ok: health.ok, action, health, progress: ctx.progress };
+  });
+}
