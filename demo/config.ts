@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { DEMO_PORTS } from './env.js';
+import { DEMO_PORTS } from './ports.js';
 
 export type DemoPorts = { [K in keyof typeof DEMO_PORTS]: number };
 

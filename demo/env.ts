@@ -5,6 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { runCommand, CommandError } from '../lib/exec.js';
+import { DEMO_PORTS } from './ports.js';
 
 /**
  * The demo environment: real PostgreSQL, Redis, NATS (JetStream) and the demo API
@@ -16,7 +17,6 @@ import { runCommand, CommandError } from '../lib/exec.js';
 export const DEMO_SERVICES = ['postgres', 'redis', 'nats', 'api'] as const;
 export type DemoService = (typeof DEMO_SERVICES)[number];
 
-export const DEMO_PORTS = { postgres: 15432, redis: 16379, nats: 14222, natsMonitor: 18222, apiHttp: 18080, apiGrpc: 15051 } as const;
 
 const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
