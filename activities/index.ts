@@ -165,9 +165,8 @@ export function createActivities(deps: ActivityDeps) {
 
     async serviceAction(req: { service: string; action: ServiceAction }): Promise<ServiceActionResult> {
       const svc = serviceNamed(req.service);
-      Context.current().heartbeat({ service: svc.name, action: req.action });
       try {
-        return await driverFor(svc).run(req.action);
+        return await heartbeating({ service: svc.name, action: req.action }, () => driverFor(svc).run(req.action));
       } catch (err) {
         return configFailure(err);
       }
@@ -191,8 +190,7 @@ export function createActivities(deps: ActivityDeps) {
         }
         if (seen.has(key)) continue;
         seen.add(key);
-        Context.current().heartbeat({ cleaning: name });
-        results.push(await driver.run('clean'));
+        results.push(await heartbeating({ cleaning: name }, () => driver.run('clean')));
       }
       return results;
     },
@@ -230,12 +228,26 @@ export function createActivities(deps: ActivityDeps) {
         logger: logger.child({ database: db.name }),
       });
       try {
-        return await migrator.up({ dryRun: req.dryRun, onProgress: (m: { version: string }) => ctx.heartbeat({ applying: m.version }) });
+        return await heartbeating({ database: db.name }, () =>
+          migrator.up({ dryRun: req.dryRun, onProgress: (m: { version: string }) => ctx.heartbeat({ applying: m.version }) }),
+        );
       } finally {
         await migrator.close();
       }
     },
   };
+}
+
+/** Heartbeats every few seconds while `body` runs, so a worker that dies mid-command is noticed quickly. */
+async function heartbeating<T>(details: Record<string, unknown>, body: () => Promise<T>): Promise<T> {
+  const ctx = Context.current();
+  ctx.heartbeat(details);
+  const timer = setInterval(() => ctx.heartbeat(details), 3000);
+  try {
+    return await body();
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 function activitySignal(): AbortSignal | undefined {

@@ -13,10 +13,10 @@ export const probe: ActivityOptions = {
   retry: { initialInterval: '500 milliseconds', maximumAttempts: 2, nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
 };
 
-/** Commands against services and databases: heartbeats every few seconds so a dead worker is noticed in 30 s. */
+/** Commands against services and databases: they heartbeat every 3 s, so a dead worker is noticed within 15 s. */
 export const longRunning: ActivityOptions = {
   startToCloseTimeout: '2 hours',
-  heartbeatTimeout: '30 seconds',
+  heartbeatTimeout: '15 seconds',
   retry: {
     initialInterval: '2 seconds',
     backoffCoefficient: 2,

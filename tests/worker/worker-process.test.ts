@@ -1,0 +1,126 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { progressQuery } from '../../common/messages.js';
+import type { HealthCheckResult, StackStartResult } from '../../common/types.js';
+import { demoConfig, type DemoPorts } from '../../demo/config.js';
+import { demoServiceAction, DEMO_SERVICES } from '../../demo/env.js';
+import type { LoadedConfig } from '../../lib/config.js';
+import { freePort } from '../fixtures/servers.js';
+import { temporalAddress, temporalNamespace, testClient, uniqueQueue, writeConfig } from '../fixtures/runbook-worker.js';
+
+interface WorkerProcess {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+/** The real `runbook worker` command, as an operator or a container runs it. */
+async function spawnWorker(configPath: string, taskQueue: string, metrics = 'off'): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, ['bin/runbook.mjs', 'worker', '--config', configPath, '--metrics', metrics], {
+    env: {
+      ...process.env,
+      TEMPORAL_ADDRESS: temporalAddress(),
+      TEMPORAL_NAMESPACE: temporalNamespace(),
+      RUNBOOK_TASK_QUEUE: taskQueue,
+      LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  for (let i = 0; i < 300 && !out.includes('"worker started"'); i++) {
+    if (child.exitCode !== null) throw new Error(`worker exited early:\n${out}`);
+    await sleep(100);
+  }
+  if (!out.includes('"worker started"')) throw new Error(`worker did not start:\n${out}`);
+  return { child, output: () => out, exited };
+}
+
+let stateDir: string;
+let ports: DemoPorts;
+let loaded: LoadedConfig;
+const workers: WorkerProcess[] = [];
+
+beforeAll(async () => {
+  stateDir = await mkdtemp(path.join(tmpdir(), 'runbook-worker-'));
+  ports = {
+    postgres: await freePort(),
+    redis: await freePort(),
+    nats: await freePort(),
+    natsMonitor: await freePort(),
+    apiHttp: await freePort(),
+    apiGrpc: await freePort(),
+  };
+  loaded = await writeConfig(demoConfig({ stateDir, ports }));
+});
+
+afterAll(async () => {
+  for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
+  const port = (svc: string) => ({ postgres: ports.postgres, redis: ports.redis, nats: ports.nats, api: ports.apiHttp })[svc];
+  for (const svc of [...DEMO_SERVICES].reverse()) await demoServiceAction('stop', svc, { stateDir, port: port(svc) });
+  await rm(stateDir, { recursive: true, force: true });
+});
+
+describe('runbook worker process', () => {
+  it('a worker killed with SIGKILL during stack-start: a new worker finishes the run', async () => {
+    const taskQueue = uniqueQueue('crash');
+    const first = await spawnWorker(loaded.path, taskQueue);
+    workers.push(first);
+    const client = await testClient();
+    const handle = await client.workflow.start('stack-start', { taskQueue, workflowId: `crash-${Date.now()}`, args: [{ requestedBy: 'alice' }] });
+
+    // Kill it in the middle: once infrastructure is being started or waited for.
+    let step: string | undefined;
+    for (let i = 0; i < 600; i++) {
+      step = (await handle.query(progressQuery)).currentStep;
+      if (step === 'wait-infra' || step === 'start-infra' || step === 'migrations') break;
+      await sleep(50);
+    }
+    expect(['start-infra', 'wait-infra', 'migrations']).toContain(step);
+    first.child.kill('SIGKILL');
+    expect(await first.exited).toBeNull();
+
+    const second = await spawnWorker(loaded.path, taskQueue);
+    workers.push(second);
+    const result = (await handle.result()) as StackStartResult;
+    expect(result.ok).toBe(true);
+    expect(result.health.results.every((r) => r.status === 'healthy')).toBe(true);
+    // No service was started twice, even though the first worker died mid-step.
+    const names = result.started.map((s) => s.service);
+    expect(new Set(names).size).toBe(names.length);
+    second.child.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+  });
+
+  it('exposes Prometheus metrics with the runbook counters, and drains on SIGTERM', async () => {
+    const taskQueue = uniqueQueue('metrics');
+    const metricsPort = await freePort();
+    const w = await spawnWorker(loaded.path, taskQueue, `127.0.0.1:${metricsPort}`);
+    workers.push(w);
+    const client = await testClient();
+    const result = (await client.workflow.execute('health-check', {
+      taskQueue,
+      workflowId: `metrics-${Date.now()}`,
+      args: [{ services: ['redis'] }],
+    })) as HealthCheckResult;
+    expect(result.results).toHaveLength(1);
+    let text = '';
+    for (let i = 0; i < 50 && !/runbook_runs_total\{[^}]*procedure="health-check"/.test(text); i++) {
+      text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      await sleep(200);
+    }
+    expect(text).toMatch(/runbook_runs_total\{[^}]*outcome="succeeded"[^}]*\}|runbook_runs_total\{[^}]*procedure="health-check"[^}]*\}/);
+    expect(text).toMatch(/temporal_workflow_completed/);
+    // JSON logs carry the workflow and run ids.
+    expect(w.output()).toMatch(/"workflowId":"metrics-/);
+    w.child.kill('SIGTERM');
+    expect(await w.exited).toBe(0);
+    expect(w.output()).toMatch(/"worker stopped"/);
+  });
+});
