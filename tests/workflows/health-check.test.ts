@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HealthCheckResult } from '../../common/types.js';
 import { startDemoService } from '../../demo/service.js';
 import { freePort, startNats, startPostgres, startRedis, type NatsServer, type PgServer, type RedisServer } from '../fixtures/servers.js';
-import { withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import type { LoadedConfig } from '../../lib/config.js';
 
 let pg: PgServer;
@@ -52,8 +52,12 @@ describe('health-check', () => {
   it('probes every service in parallel and classifies with the runbook thresholds', async () => {
     const result = await withWorker(
       loaded,
-      async ({ client, taskQueue }) =>
-        client.workflow.execute('health-check', { taskQueue, workflowId: `hc-${Date.now()}`, args: [{ requestedBy: 'tester' }] }) as Promise<HealthCheckResult>,
+      async ({ client, taskQueue }) => {
+        const workflowId = `hc-${Date.now()}`;
+        const r = (await client.workflow.execute('health-check', { taskQueue, workflowId, args: [{ requestedBy: 'tester' }] })) as HealthCheckResult;
+        await recordHistory(client, workflowId, 'health-check');
+        return r;
+      },
       { env: env() },
     );
     const byService = (name: string) => result.results.filter((r) => r.service === name);

@@ -12,7 +12,7 @@ import { demoConfig, type DemoPorts } from '../../demo/config.js';
 import { demoServiceAction, DEMO_SERVICES } from '../../demo/env.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { freePort } from '../fixtures/servers.js';
-import { withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 
 let stateDir: string;
 let ports: DemoPorts;
@@ -61,17 +61,16 @@ async function refusedUpdate(handle: WorkflowHandle, by: string, extra: Record<s
   return (err as WorkflowUpdateFailedError).cause?.message ?? '';
 }
 
-async function startStack(client: Client, taskQueue: string): Promise<StackStartResult> {
-  return (await client.workflow.execute('stack-start', {
-    taskQueue,
-    workflowId: `stack-start-${Date.now()}`,
-    args: [{ requestedBy: 'alice' }],
-  })) as StackStartResult;
+async function startStack(client: Client, taskQueue: string, record?: string): Promise<StackStartResult> {
+  const workflowId = `stack-start-${Date.now()}`;
+  const result = (await client.workflow.execute('stack-start', { taskQueue, workflowId, args: [{ requestedBy: 'alice' }] })) as StackStartResult;
+  if (record) await recordHistory(client, workflowId, record);
+  return result;
 }
 
 describe('stack lifecycle on the demo environment', () => {
   it('stack-start: preflight, infra, wait, migrations, apps, wait, final health', async () => {
-    const result = await withWorker(loaded, ({ client, taskQueue }) => startStack(client, taskQueue));
+    const result = await withWorker(loaded, ({ client, taskQueue }) => startStack(client, taskQueue, 'stack-start'));
     expect(result.ok).toBe(true);
     expect(result.preflight?.ok).toBe(true);
     expect(result.started.map((s) => s.service).sort()).toEqual(['api', 'nats', 'postgres', 'redis']);
@@ -110,12 +109,12 @@ describe('stack lifecycle on the demo environment', () => {
     const before = (await readFile(pidFile, 'utf8')).trim();
     const result = await withWorker(
       loaded,
-      async ({ client, taskQueue }) =>
-        (await client.workflow.execute('service-restart', {
-          taskQueue,
-          workflowId: `restart-${Date.now()}`,
-          args: [{ service: 'api', requestedBy: 'alice' }],
-        })) as ServiceRestartResult,
+      async ({ client, taskQueue }) => {
+        const workflowId = `restart-${Date.now()}`;
+        const r = (await client.workflow.execute('service-restart', { taskQueue, workflowId, args: [{ service: 'api', requestedBy: 'alice' }] })) as ServiceRestartResult;
+        await recordHistory(client, workflowId, 'service-restart');
+        return r;
+      },
     );
     const after = (await readFile(pidFile, 'utf8')).trim();
     expect(after).not.toBe(before);
@@ -152,6 +151,7 @@ describe('stack lifecycle on the demo environment', () => {
         /step approve-delete rejected by bob: not during business hours; nothing was stopped and no data was deleted/,
       );
       expect(await running('postgres')).toBe(true);
+      await recordHistory(client, handle.workflowId, 'stack-stop-refusals-rejected');
 
       const timed = await client.workflow
         .execute('stack-stop', {
@@ -185,7 +185,9 @@ describe('stack lifecycle on the demo environment', () => {
       }
       expect(found).toBe(true);
       await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'DELETE', comment: 'decommissioning' }] });
-      return (await handle.result()) as StackStopResult;
+      const r = (await handle.result()) as StackStopResult;
+      await recordHistory(client, handle.workflowId, 'stack-stop-clean-approved');
+      return r;
     });
     expect(result).toMatchObject({ ok: true, clean: true, dataDeleted: true });
     expect(result.approvals).toEqual([expect.objectContaining({ step: 'approve-delete', decision: 'approved', by: 'bob', comment: 'decommissioning' })]);
