@@ -1,0 +1,194 @@
+/**
+ * Benchmarks for issue 2's speed targets, printed as tables. Not part of `npm test`.
+ *   npm run bench
+ * Starts its own Temporal dev server (in memory) unless TEMPORAL_ADDRESS is set.
+ */
+import { spawn } from 'node:child_process';
+import http from 'node:http';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
+import { stringify } from 'yaml';
+import type { HealthCheckResult, StackStartResult } from '../common/types.js';
+import { parseConfig } from '../lib/config.js';
+import { createLogger } from '../lib/logger.js';
+import { startDevServer, type DevServer } from '../lib/temporal-server.js';
+import { createRunbookWorker, WORKFLOWS_PATH } from '../worker/main.js';
+import { freePort } from '../tests/fixtures/servers.js';
+
+const logger = createLogger({ component: 'bench' }, 'warn');
+const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+function table(title: string, rows: Array<Record<string, string | number>>): void {
+  console.log(`\n${title}`);
+  const cols = Object.keys(rows[0]!);
+  const cells = [cols, ...rows.map((r) => cols.map((c) => String(r[c])))];
+  const widths = cols.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  for (const [i, r] of cells.entries()) {
+    console.log(r.map((c, j) => c.padEnd(widths[j]!)).join('  '));
+    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  }
+}
+
+async function stepOverhead(client: Client, native: NativeConnection, namespace: string): Promise<void> {
+  const n = 200;
+  const starts: number[] = [];
+  const taskQueue = `bench-steps-${Date.now()}`;
+  const worker = await Worker.create({
+    connection: native,
+    namespace,
+    taskQueue,
+    workflowBundle: await bundleWorkflowCode({ workflowsPath: fileURLToPath(new URL('./workflows.ts', import.meta.url)), logger: quiet }),
+    activities: {
+      async step(i: number) {
+        starts.push(performance.now());
+        return i;
+      },
+    },
+  });
+  await worker.runUntil(async () => {
+    await client.workflow.execute('sequentialSteps', { taskQueue, workflowId: `bench-warm-${Date.now()}`, args: [20] });
+    starts.length = 0;
+    await client.workflow.execute('sequentialSteps', { taskQueue, workflowId: `bench-steps-${Date.now()}`, args: [n] });
+  });
+  const gaps = starts.slice(1).map((t, i) => t - starts[i]!).sort((a, b) => a - b);
+  // The same steps as plain function calls.
+  const plain: number[] = [];
+  const fn = async (i: number) => i;
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn(i);
+    plain.push(performance.now() - t);
+  }
+  plain.sort((a, b) => a - b);
+  table(`Orchestration overhead per activity step (${n} sequential steps, local dev server) - target median <= 5 ms`, [
+    { variant: 'Temporal activity step', median_ms: quantile(gaps, 0.5).toFixed(2), p99_ms: quantile(gaps, 0.99).toFixed(2) },
+    { variant: 'plain function call', median_ms: quantile(plain, 0.5).toFixed(4), p99_ms: quantile(plain, 0.99).toFixed(4) },
+  ]);
+}
+
+async function healthFanOut(client: Client, native: NativeConnection, namespace: string, address: string): Promise<void> {
+  const delayMs = 200;
+  const server = http.createServer((_req, res) => setTimeout(() => res.end('ok'), delayMs));
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const services = Array.from({ length: 20 }, (_, i) => ({
+    name: `svc${i}`,
+    driver: { type: 'command', status: ['true'] },
+    probes: [{ type: 'http', url: `http://127.0.0.1:${port}/slow/${i}`, timeoutMs: 5000 }],
+  }));
+  const text = stringify({ services, stack: { groups: [{ name: 'apps', waitTimeoutSeconds: 60 }] } });
+  const loaded = { config: parseConfig(text, 'bench'), path: 'bench.yaml', dir: process.cwd() };
+  const taskQueue = `bench-health-${Date.now()}`;
+  const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet });
+  const { worker } = await createRunbookWorker({ loaded, settings: { address, namespace, taskQueue }, connection: native, logger, workflowBundle: bundle });
+  const walls: number[] = [];
+  await worker.runUntil(async () => {
+    for (let i = 0; i < 6; i++) {
+      const t = performance.now();
+      const r = (await client.workflow.execute('health-check', { taskQueue, workflowId: `bench-hc-${Date.now()}-${i}`, args: [{}] })) as HealthCheckResult;
+      if (r.results.length !== 20) throw new Error('expected 20 probe results');
+      if (i > 0) walls.push(performance.now() - t);
+    }
+  });
+  server.close();
+  walls.sort((a, b) => a - b);
+  const median = quantile(walls, 0.5);
+  table('health-check over 20 probes of 200 ms each (5 runs after warm-up) - target <= 1.2x the slowest probe', [
+    { variant: 'health-check workflow (start -> result)', median_ms: median.toFixed(0), ratio_to_200ms: (median / delayMs).toFixed(2) },
+    { variant: 'runbook by hand (20 sequential curls)', median_ms: (20 * delayMs).toFixed(0), ratio_to_200ms: '20.00' },
+  ]);
+}
+
+/** A service that takes `readyMs` to come up: a detached HTTP server that starts listening after the delay. */
+async function stackStartOverhead(client: Client, native: NativeConnection, namespace: string, address: string): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'bench-stack-'));
+  const readyMs = 1500;
+  const script = path.join(dir, 'svc.mjs');
+  await writeFile(
+    script,
+    `import http from 'node:http'; import fs from 'node:fs';
+const [port, pidFile, delay] = process.argv.slice(2);
+fs.writeFileSync(pidFile, String(process.pid));
+setTimeout(() => http.createServer((q, s) => s.end('ok')).listen(Number(port), '127.0.0.1'), Number(delay));`,
+  );
+  const starter = path.join(dir, 'start.mjs');
+  await writeFile(
+    starter,
+    `import { spawn } from 'node:child_process';
+const c = spawn(process.execPath, process.argv.slice(2), { detached: true, stdio: 'ignore' }); c.unref();`,
+  );
+  const ports = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const service = (name: string, group: string, port: number) => ({
+    name,
+    group,
+    driver: {
+      type: 'command',
+      start: [process.execPath, starter, script, String(port), path.join(dir, `${name}.pid`), String(readyMs)],
+      stop: ['pkill', '-f', `${script} ${port}`],
+    },
+    probes: [{ type: 'http', url: `http://127.0.0.1:${port}/` }],
+  });
+  const text = stringify({
+    services: [service('db', 'infra', ports[0]!), service('cache', 'infra', ports[1]!), service('api', 'apps', ports[2]!), service('web', 'apps', ports[3]!)],
+    stack: { groups: [{ name: 'infra', waitTimeoutSeconds: 60 }, { name: 'apps', waitTimeoutSeconds: 60 }], pollIntervalSeconds: 0.1 },
+    preflight: { ports: [], minDiskGb: 0, minMemoryGb: 0 },
+  });
+  const loaded = { config: parseConfig(text, 'bench'), path: 'bench.yaml', dir };
+  const taskQueue = `bench-stack-${Date.now()}`;
+  const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet });
+  const { worker } = await createRunbookWorker({ loaded, settings: { address, namespace, taskQueue }, connection: native, logger, workflowBundle: bundle });
+  const stopAll = () => new Promise((resolve) => spawn('pkill', ['-f', script]).on('exit', resolve));
+  const wall: number[] = [];
+  await worker.runUntil(async () => {
+    for (let i = 0; i < 3; i++) {
+      await stopAll();
+      await new Promise((r) => setTimeout(r, 300));
+      const t = performance.now();
+      const r = (await client.workflow.execute('stack-start', { taskQueue, workflowId: `bench-stack-${Date.now()}`, args: [{}] })) as StackStartResult;
+      if (!r.ok) throw new Error('stack-start failed');
+      wall.push(performance.now() - t);
+    }
+  });
+  await stopAll();
+  await rm(dir, { recursive: true, force: true });
+  wall.sort((a, b) => a - b);
+  const own = 2 * readyMs; // two groups, each ready readyMs after its start, in sequence
+  const median = quantile(wall, 0.5);
+  table(`stack-start over 2 groups x 2 services that each take ${readyMs} ms to be ready (3 runs) - target <= 1 s over their own readiness`, [
+    { variant: 'stack-start workflow', median_ms: median.toFixed(0), services_own_ms: own, overhead_ms: (median - own).toFixed(0) },
+  ]);
+}
+
+async function main(): Promise<void> {
+  let server: DevServer | undefined;
+  let address = process.env.TEMPORAL_ADDRESS;
+  let namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
+  if (!address) {
+    server = await startDevServer({ port: 0, ui: false, logger });
+    address = server.address;
+    namespace = server.namespace;
+  }
+  const connection = await Connection.connect({ address });
+  const client = new Client({ connection, namespace });
+  const native = await NativeConnection.connect({ address });
+  try {
+    await stepOverhead(client, native, namespace);
+    await healthFanOut(client, native, namespace, address);
+    await stackStartOverhead(client, native, namespace, address);
+  } finally {
+    await native.close();
+    await connection.close();
+    await server?.stop();
+  }
+}
+
+await main();
