@@ -3,7 +3,12 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['tests/**/*.test.ts'],
+    // One Temporal dev server for the run; tests get its address through inject().
+    globalSetup: ['tests/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    // Two cores: files run one after another, each with real servers of its own.
+    fileParallelism: false,
+    reporters: ['default'],
   },
 });

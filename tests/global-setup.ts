@@ -1,0 +1,35 @@
+import path from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { createLogger } from '../lib/logger.js';
+import { findTemporalCli, startDevServer } from '../lib/temporal-server.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    temporalAddress: string;
+    temporalNamespace: string;
+    temporalUiUrl: string;
+  }
+}
+
+/**
+ * One Temporal dev server for the whole run: in memory, free ports, UI on (browser
+ * tests use it). Its output goes to tests/artifacts/temporal-dev-server.log for CI.
+ */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const logger = createLogger({ component: 'test-temporal' }, process.env.TEST_LOG_LEVEL ?? 'warn');
+  // Found or built up front so a first-time build shows its progress instead of a silent wait.
+  await findTemporalCli({ install: true, logger, onProgress: (line) => process.stderr.write(`${line}\n`) });
+  const server = await startDevServer({
+    port: 0,
+    uiPort: 0,
+    ui: true,
+    readyTimeoutMs: 60_000,
+    logFile: path.resolve('tests/artifacts/temporal-dev-server.log'),
+    logger,
+  });
+  process.stderr.write(`Temporal dev server for tests: ${server.address}, UI ${server.uiUrl} (ready in ${server.readyMs} ms)\n`);
+  project.provide('temporalAddress', server.address);
+  project.provide('temporalNamespace', server.namespace);
+  project.provide('temporalUiUrl', server.uiUrl ?? '');
+  return () => server.stop();
+}
