@@ -149,7 +149,7 @@ class SchemaMigrationsStorage implements UmzugStorage<pg.PoolClient> {
   async unlogMigration({ name, context }: MigrationParams<pg.PoolClient>): Promise<void> {
     const res = await context.query(`DELETE FROM ${TABLE} WHERE version = $1`, [name]);
     // Another tool removed the row under us: commit nothing rather than undo schema silently.
-    if (res.rowCount !== 1) throw new Error(`${TABLE} has no row for version ${name}`);
+    if (res.rowCount !== 1) throw failure(`${TABLE} has no row for version ${name}: it was removed while the rollback ran`);
     await context.query('COMMIT');
   }
 

@@ -70,7 +70,7 @@ export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<{
     taskQueue: opts.settings.taskQueue,
     activities,
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
-    identity: opts.identity,
+    ...(opts.identity ? { identity: opts.identity } : {}),
     // Let a running activity finish its current command before the worker exits on SIGTERM.
     shutdownGraceTime: '20 seconds',
   });
