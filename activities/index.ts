@@ -15,11 +15,10 @@ import type {
 } from '../common/types.js';
 import { MissingEnvError, resolveEnvRefs } from '../lib/env.js';
 import type { Logger } from '../lib/logger.js';
-import { redactUrl } from '../lib/redact.js';
 import { createDriver, type ServiceStatus } from './drivers/index.js';
 import { createMigrator } from './migrations.js';
 import { runPreflight } from './preflight.js';
-import { runProbe as probeOnce } from './probes.js';
+import { ProbeConfigError, probeTarget, runProbe as probeOnce } from './probes.js';
 
 export interface ActivityDeps {
   config: RunbookConfig;
@@ -42,22 +41,8 @@ function configFailure(err: unknown): never {
   if (err instanceof MissingEnvError) {
     throw ApplicationFailure.nonRetryable(`${err.message}; set it in the worker's environment`, ErrorTypes.InvalidConfig);
   }
+  if (err instanceof ProbeConfigError) throw ApplicationFailure.nonRetryable(err.message, ErrorTypes.InvalidConfig);
   throw err;
-}
-
-function probeTarget(probe: ServiceConfig['probes'][number]): string {
-  switch (probe.type) {
-    case 'http':
-    case 'postgres':
-    case 'redis':
-      return redactUrl(probe.url);
-    case 'nats':
-      return redactUrl(probe.servers);
-    case 'grpc':
-      return probe.address;
-    case 'tcp':
-      return `${probe.host}:${probe.port}`;
-  }
 }
 
 export function createActivities(deps: ActivityDeps) {

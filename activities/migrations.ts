@@ -290,7 +290,11 @@ export function createMigrator(opts: { url: string; dir: string; database: strin
     };
     const end = (direction: 'up' | 'down') => ({ name }: MigrationParams<pg.PoolClient>) => {
       const f = byVersion.get(name);
-      logger.info({ database, version: name, description: f?.description, direction, durationMs: Date.now() - (started.get(name) ?? Date.now()) }, direction === 'up' ? 'migration applied' : 'migration rolled back');
+      const durationMs = Date.now() - (started.get(name) ?? Date.now());
+      logger.info(
+        { database, version: name, description: f?.description, direction, durationMs },
+        direction === 'up' ? 'migration applied' : 'migration rolled back',
+      );
     };
     umzug.on('migrating', begin);
     umzug.on('reverting', begin);

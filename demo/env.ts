@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, readdirSync } from 'node:fs';
-import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -48,9 +48,14 @@ function asPostgres(argv: string[]): string[] {
   return process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--', ...argv] : argv;
 }
 
-async function postgresOwnedDir(dir: string): Promise<void> {
+/** The data dir belongs to the postgres user, and every directory above it up to the state dir must let it through. */
+async function postgresOwnedDir(dir: string, stateDir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   if (process.getuid?.() === 0) {
+    for (let d = path.dirname(dir); d.startsWith(stateDir) && d !== path.dirname(d); d = path.dirname(d)) {
+      const mode = (await stat(d)).mode & 0o777;
+      if ((mode & 0o001) === 0) await chmod(d, mode | 0o001);
+    }
     const { stdout } = await runCommand(['id', '-u', 'postgres']);
     const { stdout: gid } = await runCommand(['id', '-g', 'postgres']);
     await chown(dir, Number(stdout.trim()), Number(gid.trim()));
@@ -105,28 +110,30 @@ async function spawnDetached(argv: string[], opts: { pidFile: string; logFile: s
   return child.pid;
 }
 
-async function postgres(action: string, dir: string, port: number): Promise<DemoActionResult> {
+async function postgres(action: string, dir: string, port: number, stateDir: string): Promise<DemoActionResult> {
   const bin = postgresBinDir();
   const data = path.join(dir, 'data');
   const logFile = path.join(dir, 'postgres.log');
   const ctl = (...args: string[]) => asPostgres([path.join(bin, 'pg_ctl'), '-D', data, ...args]);
-  const running = async () => existsSync(data) && (await runCommand(ctl('status')).then(() => true, () => false));
+  // Run from a directory the postgres user may enter (runuser keeps the caller's cwd).
+  const pgOpts = { cwd: '/', timeoutMs: 90_000 };
+  const running = async () => existsSync(data) && (await runCommand(ctl('status'), pgOpts).then(() => true, () => false));
   switch (action) {
     case 'start': {
       if (await running()) return { exitCode: 0, output: 'postgres is already running' };
-      await postgresOwnedDir(dir);
+      await postgresOwnedDir(dir, stateDir);
       if (!existsSync(path.join(data, 'PG_VERSION'))) {
-        await runCommand(asPostgres([path.join(bin, 'initdb'), '-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8']), { timeoutMs: 120_000 });
+        await runCommand(asPostgres([path.join(bin, 'initdb'), '-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8']), { ...pgOpts, timeoutMs: 120_000 });
       }
       await runCommand(
         ctl('-l', logFile, '-w', '-t', '60', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`, 'start'),
-        { timeoutMs: 90_000 },
+        pgOpts,
       );
       return { exitCode: 0, output: `postgres started on 127.0.0.1:${port}` };
     }
     case 'stop':
       if (!(await running())) return { exitCode: 0, output: 'postgres is not running' };
-      await runCommand(ctl('-m', 'fast', '-w', 'stop'), { timeoutMs: 90_000 });
+      await runCommand(ctl('-m', 'fast', '-w', 'stop'), pgOpts);
       return { exitCode: 0, output: 'postgres stopped' };
     case 'status':
       return (await running()) ? { exitCode: 0, output: 'postgres is running' } : { exitCode: 3, output: 'postgres is not running' };
@@ -224,7 +231,7 @@ export async function demoServiceAction(action: string, service: string, opts: D
     }
     switch (service as DemoService) {
       case 'postgres':
-        return await postgres(action, dir, opts.port ?? DEMO_PORTS.postgres);
+        return await postgres(action, dir, opts.port ?? DEMO_PORTS.postgres, path.resolve(opts.stateDir));
       case 'redis':
         return await redis(action, dir, opts.port ?? DEMO_PORTS.redis);
       case 'nats':

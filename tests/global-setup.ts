@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
 import { createLogger } from '../lib/logger.js';
 import { findTemporalCli, startDevServer } from '../lib/temporal-server.js';

@@ -69,16 +69,12 @@ export class KubernetesDriver implements ServiceDriver {
       this.ctx,
       `service ${this.service} status`,
     );
-    if (!('result' in answer)) {
-      if (/\bNotFound\b|not found/.test(answer.output)) {
-        return { running: false, detail: `${this.ref} not found in namespace ${this.cfg.namespace}` };
-      }
-      return {
-        running: 'unknown',
-        detail: `kubectl get ${this.ref} exited ${answer.exitCode}: ${tailLines(answer.output, 1)}`,
-      };
+    if ('result' in answer) return parseWorkload(answer.result.stdout, this.ref);
+    if (/\(NotFound\)/.test(answer.output)) {
+      return { running: false, detail: `${this.ref} not found in namespace ${this.cfg.namespace}` };
     }
-    return parseWorkload(answer.result.stdout, this.ref);
+    // Anything else (cluster unreachable, no permission) is not an answer about the workload.
+    throw answer.failure;
   }
 
   async logs(lines: number): Promise<string> {

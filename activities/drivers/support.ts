@@ -83,12 +83,16 @@ export async function invokeForAnswer(
   inv: Invocation,
   ctx: DriverContext,
   what: string,
-): Promise<{ result: ExecResult } | { exitCode: number; output: string }> {
+): Promise<{ result: ExecResult } | { exitCode: number; output: string; failure: ApplicationFailure }> {
   try {
     return { result: await invoke(inv, ctx, what) };
   } catch (err) {
-    const d = err instanceof ApplicationFailure && err.type === ErrorTypes.CommandFailed ? (err.details?.[0] as FailureDetails | undefined) : undefined;
-    if (d && typeof d.exitCode === 'number' && d.exitCode !== 0 && !d.timedOut) return { exitCode: d.exitCode, output: d.stderrTail };
+    if (err instanceof ApplicationFailure && err.type === ErrorTypes.CommandFailed) {
+      const d = err.details?.[0] as FailureDetails | undefined;
+      if (d && typeof d.exitCode === 'number' && d.exitCode !== 0 && !d.timedOut) {
+        return { exitCode: d.exitCode, output: d.stderrTail, failure: err };
+      }
+    }
     throw err;
   }
 }

@@ -312,6 +312,14 @@ describe('kubernetes driver (recording kubectl stand-in)', () => {
       { when: ['get'], stderr: 'Error from server (NotFound): deployments.apps "fulcrum-server" not found\n', exitCode: 1 },
     ]);
     expect(await driver.status()).toEqual({ running: false, detail: 'deployment/fulcrum-server not found in namespace fulcrum' });
+
+    // An unreachable cluster says nothing about the workload: a retryable failure, not "stopped".
+    await kubectl.respond([
+      { when: ['get'], stderr: 'Unable to connect to the server: dial tcp 10.0.0.1:443: i/o timeout\n', exitCode: 1 },
+    ]);
+    const f = await failureOf(driver.status());
+    expect(f.type).toBe('CommandFailed');
+    expect(f.message).toContain('Unable to connect to the server');
   });
 
   it('logs asks kubectl for the tail', async () => {

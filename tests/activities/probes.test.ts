@@ -4,7 +4,7 @@ import { connect as natsConnect } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProbeConfigError, runProbe } from '../../activities/probes.js';
-import { probeSchema, type ProbeConfig } from '../../common/config-schema.js';
+import { probeSchema } from '../../common/config-schema.js';
 import { startGrpcHealthServer, type GrpcHealthServer } from '../../demo/grpc-health.js';
 import { startDemoService, type DemoService } from '../../demo/service.js';
 import { MissingEnvError } from '../../lib/env.js';
@@ -57,7 +57,7 @@ const field = 'services[2].probes[0]';
 
 /** Parsed through the real config schema, so defaults are the ones a user gets. */
 function probe(raw: Record<string, unknown>, env: NodeJS.ProcessEnv = {}, signal?: AbortSignal) {
-  return runProbe(probeSchema.parse(raw) as ProbeConfig, { env, field, signal });
+  return runProbe(probeSchema.parse(raw), { env, field, signal });
 }
 
 async function setDemoState(state: Record<string, unknown>): Promise<void> {
