@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# The runbook worker (and CLI). TypeScript runs through tsx, a runtime dependency: no build step.
+#   docker build -t durable-runbooks .
+#   docker run --rm -e TEMPORAL_ADDRESS=... -e RUNBOOK_CONFIG=/etc/runbook/runbooks.yaml \
+#     -v "$PWD:/etc/runbook:ro" durable-runbooks            # worker (default)
+#   docker run --rm durable-runbooks check --help            # any other `runbook` command
+FROM node:20.19.4-bookworm-slim
+
+# postgresql-client for pg_dump/psql in the database runbooks. Debian bookworm ships client 15;
+# pg_dump refuses servers of a newer major version, so for PostgreSQL 16+ install
+# postgresql-client-NN from apt.postgresql.org instead.
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends ca-certificates postgresql-client \
+  && rm -rf /var/lib/apt/lists/*
+
+ENV NODE_ENV=production \
+  NPM_CONFIG_UPDATE_NOTIFIER=false \
+  NPM_CONFIG_FUND=false
+
+WORKDIR /app
+
+# Dependencies first, so a source change does not reinstall them.
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit && npm cache clean --force
+
+# Sources stay owned by root: the worker can read them, not change them.
+COPY tsconfig.json runbooks.example.yaml ./
+COPY bin ./bin
+COPY common ./common
+COPY lib ./lib
+COPY activities ./activities
+COPY workflows ./workflows
+COPY worker ./worker
+COPY client ./client
+COPY demo ./demo
+
+USER node
+
+# Prometheus metrics of `runbook worker` (RUNBOOK_METRICS, default 0.0.0.0:9464).
+EXPOSE 9464
+
+ENTRYPOINT ["node", "bin/runbook.mjs"]
+CMD ["worker"]
