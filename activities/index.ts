@@ -20,6 +20,8 @@ import { createMigrator } from './migrations.js';
 import { runPreflight } from './preflight.js';
 import { ProbeConfigError, probeTarget, runProbe as probeOnce } from './probes.js';
 
+const SERVICE_ACTIONS: ServiceAction[] = ['start', 'stop', 'restart', 'rebuild', 'force-recreate', 'clean'];
+
 export interface ActivityDeps {
   config: RunbookConfig;
   /** Relative paths in the config resolve against this. */
@@ -94,6 +96,14 @@ export function createActivities(deps: ActivityDeps) {
           dependsOn: s.dependsOn,
           ports: s.ports,
           driver: s.driver.type,
+          actions: SERVICE_ACTIONS.filter((a) => {
+            try {
+              driverFor(s).plan(a);
+              return true;
+            } catch {
+              return false;
+            }
+          }),
           probes: s.probes.map((p, index) => ({ index, type: p.type, target: probeTarget(p) })),
         })),
         groups: config.stack.groups.map((g) => ({ ...g })),

@@ -85,17 +85,21 @@ program
       if (!opts.json) console.error(`started ${procedure}: ${handle.workflowId}`);
       const seen = new Map<string, string>();
       let announced = '';
+      const printSteps = (steps: StepProgress[]) => {
+        if (opts.json) return;
+        for (const s of steps) {
+          const key = `${s.status}|${s.detail ?? ''}`;
+          if (s.status !== 'pending' && seen.get(s.id) !== key) {
+            seen.set(s.id, key);
+            console.error(`  ${ICON[s.status]} ${s.title}${s.detail ? ` - ${s.detail}` : ''}`);
+          }
+        }
+      };
       const follow = setInterval(() => {
         void Promise.all([handle.query(progressQuery), handle.query(pendingApprovalQuery)])
           .then(([progress, pending]) => {
             if (opts.json) return;
-            for (const s of progress.steps) {
-              const key = `${s.status}|${s.detail ?? ''}`;
-              if (s.status !== 'pending' && seen.get(s.id) !== key) {
-                seen.set(s.id, key);
-                console.error(`  ${ICON[s.status]} ${s.title}${s.detail ? ` - ${s.detail}` : ''}`);
-              }
-            }
+            printSteps(progress.steps);
             if (pending && announced !== pending.step) {
               announced = pending.step;
               console.error(approvalHint(handle.workflowId, pending));
@@ -105,6 +109,8 @@ program
       }, 1000);
       try {
         const result = await handle.result();
+        clearInterval(follow);
+        printSteps((result as { progress?: { steps: StepProgress[] } } | undefined)?.progress?.steps ?? []);
         if (opts.json) console.log(JSON.stringify({ workflowId: handle.workflowId, status: 'COMPLETED', result }, null, 2));
         else {
           const table = (result as { table?: string; health?: { table?: string } } | undefined)?.table ?? (result as { health?: { table?: string } })?.health?.table;

@@ -69,6 +69,8 @@ export interface PlanService {
   dependsOn: string[];
   ports: number[];
   driver: 'command' | 'compose' | 'kubernetes';
+  /** Actions its driver can run; a service without `start`/`stop` is observed, not managed. */
+  actions: ServiceAction[];
   probes: Array<{ index: number; type: ProbeType; target: string }>;
 }
 
@@ -152,6 +154,8 @@ export interface HealthCheckResult {
   results: ClassifiedProbe[];
   table: string;
   durationMs: number;
+  /** Present on the health-check runbook's own result. */
+  progress?: RunProgress;
 }
 
 export interface StackStartInput extends CommonInput {

@@ -50,6 +50,7 @@ export async function healthCheck(rawInput?: HealthCheckInput): Promise<HealthCh
   return ctx.run(async () => {
     const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.healthCheck }), (p) => `${p.services.length} services`);
     const services = selectServices(plan, input.services);
-    return ctx.step('probes', () => checkHealth(plan, services), summarizeHealth);
+    const health = await ctx.step('probes', () => checkHealth(plan, services), summarizeHealth);
+    return { ...health, progress: ctx.progress };
   });
 }

@@ -114,16 +114,24 @@ export async function stackStart(rawInput?: StackStartInput): Promise<StackStart
         async () => {
           // Check state before acting: a service that already answers healthy is not started twice.
           const healthy = await healthyNow(services);
-          const skipped: string[] = [];
+          const notes = { healthy: [] as string[], unmanaged: [] as string[], started: 0 };
           for (const layer of dependencyLayers(services)) {
-            const toStart = layer.filter((s) => !healthy.has(s.name));
-            skipped.push(...layer.filter((s) => healthy.has(s.name)).map((s) => s.name));
+            const toStart = layer.filter((s) => !healthy.has(s.name) && s.actions.includes('start'));
+            notes.healthy.push(...layer.filter((s) => healthy.has(s.name)).map((s) => s.name));
+            notes.unmanaged.push(...layer.filter((s) => !healthy.has(s.name) && !s.actions.includes('start')).map((s) => s.name));
             started.push(...(await Promise.all(toStart.map((s) => serviceAction({ service: s.name, action: 'start' })))));
+            notes.started += toStart.length;
           }
-          return skipped;
+          return notes;
         },
-        (skipped) =>
-          `${services.length - skipped.length} started${skipped.length ? `, already healthy: ${skipped.join(', ')}` : ''}`,
+        (n) =>
+          [
+            `${n.started} started`,
+            n.healthy.length ? `already healthy: ${n.healthy.join(', ')}` : '',
+            n.unmanaged.length ? `no start command, waited for: ${n.unmanaged.join(', ')}` : '',
+          ]
+            .filter(Boolean)
+            .join(', '),
       );
       await ctx.step(
         `wait-${g.name}`,
@@ -183,16 +191,26 @@ export async function stackStop(rawInput?: StackStopInput): Promise<StackStopRes
       await ctx.step(
         `stop-${g.name}`,
         async () => {
-          const already: string[] = [];
+          const notes = { stopped: 0, already: [] as string[], unmanaged: [] as string[] };
           for (const layer of dependencyLayers(services).reverse()) {
-            const statuses = await Promise.all(layer.map((s) => serviceStatus({ service: s.name })));
-            const running = layer.filter((_, i) => statuses[i]!.running !== false);
-            already.push(...layer.filter((_, i) => statuses[i]!.running === false).map((s) => s.name));
+            const managed = layer.filter((s) => s.actions.includes('stop'));
+            notes.unmanaged.push(...layer.filter((s) => !s.actions.includes('stop')).map((s) => s.name));
+            const statuses = await Promise.all(managed.map((s) => serviceStatus({ service: s.name })));
+            const running = managed.filter((_, i) => statuses[i]!.running !== false);
+            notes.already.push(...managed.filter((_, i) => statuses[i]!.running === false).map((s) => s.name));
             stopped.push(...(await Promise.all(running.map((s) => serviceAction({ service: s.name, action: 'stop' })))));
+            notes.stopped += running.length;
           }
-          return already;
+          return notes;
         },
-        (already) => `${services.length - already.length} stopped${already.length ? `, already stopped: ${already.join(', ')}` : ''}`,
+        (n) =>
+          [
+            `${n.stopped} stopped`,
+            n.already.length ? `already stopped: ${n.already.join(', ')}` : '',
+            n.unmanaged.length ? `no stop command, left alone: ${n.unmanaged.join(', ')}` : '',
+          ]
+            .filter(Boolean)
+            .join(', '),
       );
     }
 
