@@ -7,7 +7,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createMigrator, readMigrationFiles, type Migrator } from '../../activities/migrations.js';
 import { createLogger } from '../../lib/logger.js';
-import { startPostgres, type PgServer } from '../fixtures/servers.js';
+import { freePort, startPostgres, type PgServer } from '../fixtures/servers.js';
 
 const DEMO_MIGRATIONS = fileURLToPath(new URL('../../demo/migrations', import.meta.url));
 const logger = createLogger({ test: 'migrations' }, 'silent');
@@ -190,6 +190,21 @@ describe('migrations: up', () => {
     expect(r2.pending).toEqual([]);
     expect(await query(url, 'SELECT version FROM ran ORDER BY version')).toEqual([{ version: '001' }, { version: '002' }, { version: '003' }]);
     expect(await recorded(url)).toHaveLength(3);
+  });
+
+  it('an unreachable database is a retryable failure that names the database, not the password', async () => {
+    const url = `postgres://postgres:s3cret-pw@127.0.0.1:${await freePort()}/postgres`;
+    const err = await migrator(url, DEMO_MIGRATIONS)
+      .up()
+      .then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+    expect(err).toBeInstanceOf(Error);
+    // Not a non-retryable ApplicationFailure: Temporal retries it until the database is up.
+    expect(err).not.toBeInstanceOf(ApplicationFailure);
+    expect(err!.message).toMatch(/database main: cannot connect to PostgreSQL: .*ECONNREFUSED/);
+    expect(err!.message).not.toContain('s3cret-pw');
   });
 });
 
