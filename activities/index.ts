@@ -2,7 +2,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { RunbookConfig, ServiceConfig } from '../common/config-schema.js';
+import type { ServiceConfig } from '../common/config-schema.js';
 import { ErrorTypes } from '../common/errors.js';
 import type {
   MigrationRunResult,
@@ -14,21 +14,18 @@ import type {
   ServiceActionResult,
 } from '../common/types.js';
 import { MissingEnvError, resolveEnvRefs } from '../lib/env.js';
-import type { Logger } from '../lib/logger.js';
+import { createDatabaseActivities } from './database/index.js';
+import { createDeliveryActivities } from './delivery/index.js';
+import type { ActivityDeps } from './deps.js';
 import { createDriver, type ServiceStatus } from './drivers/index.js';
+import { createIncidentActivities } from './incident/index.js';
 import { createMigrator } from './migrations.js';
 import { runPreflight } from './preflight.js';
 import { ProbeConfigError, probeTarget, runProbe as probeOnce } from './probes.js';
 
 const SERVICE_ACTIONS: ServiceAction[] = ['start', 'stop', 'restart', 'rebuild', 'force-recreate', 'clean'];
 
-export interface ActivityDeps {
-  config: RunbookConfig;
-  /** Relative paths in the config resolve against this. */
-  configDir: string;
-  env: NodeJS.ProcessEnv;
-  logger: Logger;
-}
+export type { ActivityDeps } from './deps.js';
 
 export interface WaitHealthyRequest {
   services: string[];
@@ -85,6 +82,10 @@ export function createActivities(deps: ActivityDeps) {
   };
 
   return {
+    ...createDatabaseActivities(deps),
+    ...createDeliveryActivities(deps),
+    ...createIncidentActivities(deps),
+
     /** Captures what a run needs from the config, once, so the run replays the same plan. */
     async loadPlan(req: { procedure: string }): Promise<RunbookPlan> {
       const approvers = config.approvals.approvers[req.procedure] ?? config.approvals.approvers.default ?? [];

@@ -1,4 +1,8 @@
+import { DATABASE_INPUTS } from './families/database.js';
+import { DELIVERY_INPUTS } from './families/delivery.js';
+import { INCIDENT_INPUTS } from './families/incident.js';
 import type { ProcedureId } from './procedures.js';
+import { COMMON_FIELDS, type FieldSpec } from './field-spec.js';
 
 /**
  * Input validation for every procedure, without dependencies so it runs both in
@@ -6,23 +10,13 @@ import type { ProcedureId } from './procedures.js';
  * run with a clear, non-retryable error instead of a stuck workflow task).
  */
 
-type FieldKind = 'string' | 'boolean' | 'positive-integer' | 'string-list' | 'enum';
-
-interface FieldSpec {
-  kind: FieldKind;
-  required?: boolean;
-  values?: readonly string[];
-  help: string;
-}
-
 const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-
-const common: Record<string, FieldSpec> = {
-  requestedBy: { kind: 'string', help: 'who started the run (name as in approvals.approvers)' },
-  approvalTimeoutSeconds: { kind: 'positive-integer', help: 'seconds to wait for an approval before rejecting' },
-};
+const common = COMMON_FIELDS;
 
 export const INPUT_FIELDS: Record<ProcedureId, Record<string, FieldSpec>> = {
+  ...DATABASE_INPUTS,
+  ...DELIVERY_INPUTS,
+  ...INCIDENT_INPUTS,
   'health-check': {
     ...common,
     services: { kind: 'string-list', help: 'service names to check (default: all)' },
@@ -58,6 +52,22 @@ export class InputError extends Error {
 function checkField(field: string, spec: FieldSpec, value: unknown): string | undefined {
   const want = `expected ${spec.kind === 'enum' ? `one of ${spec.values!.join(', ')}` : spec.kind} (${spec.help})`;
   switch (spec.kind) {
+    case 'name':
+      return typeof value === 'string' && NAME.test(value) ? undefined : `${field}: ${want}, lower-case letters, digits, ".", "_" or "-"`;
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? undefined : `${field}: ${want}`;
+    case 'non-negative-integer':
+      return typeof value === 'number' && Number.isInteger(value) && value >= 0 ? undefined : `${field}: ${want}`;
+    case 'integer-list':
+      return Array.isArray(value) && value.every((v) => typeof v === 'number' && Number.isInteger(v) && v > 0)
+        ? undefined
+        : `${field}: ${want}, e.g. [1234, 5678]`;
+    case 'datetime':
+      return typeof value === 'string' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(value) && !Number.isNaN(Date.parse(value))
+        ? undefined
+        : `${field}: ${want}, ISO 8601 with a time zone, e.g. 2026-11-23T03:00:00Z`;
+    case 'object':
+      return value !== null && typeof value === 'object' && !Array.isArray(value) ? undefined : `${field}: ${want}`;
     case 'string':
       if (typeof value !== 'string' || value.trim() === '') return `${field}: ${want}`;
       if (value.length > 200) return `${field}: at most 200 characters`;

@@ -1,9 +1,16 @@
+import { DATABASE_PROCEDURES } from './families/database.js';
+import { DELIVERY_PROCEDURES } from './families/delivery.js';
+import { INCIDENT_PROCEDURES } from './families/incident.js';
+
 /** Procedure ids are the workflow type names: what the UI's Start Workflow form and the CLI take. */
 export const PROCEDURES = {
   healthCheck: 'health-check',
   stackStart: 'stack-start',
   stackStop: 'stack-stop',
   serviceRestart: 'service-restart',
+  ...DATABASE_PROCEDURES,
+  ...DELIVERY_PROCEDURES,
+  ...INCIDENT_PROCEDURES,
 } as const;
 
 export type ProcedureId = (typeof PROCEDURES)[keyof typeof PROCEDURES];

@@ -4,3 +4,6 @@
  */
 export { healthCheck as 'health-check' } from './health.js';
 export { stackStart as 'stack-start', stackStop as 'stack-stop', serviceRestart as 'service-restart' } from './stack.js';
+export * from './database.js';
+export * from './delivery.js';
+export * from './incident.js';

@@ -1,0 +1,2 @@
+/** The delivery runbook family. Workflows are exported under their kebab-case procedure ids from workflows/index.ts. */
+export {};
