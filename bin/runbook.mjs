@@ -3,4 +3,10 @@
 import { register } from 'tsx/esm/api';
 
 register();
-await import('../client/cli.ts');
+if (process.argv[2] === 'demo') {
+  // The demo environment's service commands are called many times per stack run: load only them.
+  const { demoMain } = await import('../demo/cli.ts');
+  process.exitCode = await demoMain(process.argv.slice(3));
+} else {
+  await import('../client/cli.ts');
+}

@@ -255,7 +255,7 @@ temporalCmd
   .action(async () => {
     const { findTemporalCli } = await import('../lib/temporal-server.js');
     const path = await findTemporalCli({ install: true, onProgress: (line: string) => console.error(line) });
-    if (!path) throw new UserError('no Temporal CLI found and none could be built: install Go 1.23+ or set TEMPORAL_CLI_PATH');
+    if (!path) throw new UserError('no Temporal CLI found and none could be built: install Go 1.25+ or set TEMPORAL_CLI_PATH');
     console.log(path);
   });
 temporalCmd
@@ -270,26 +270,6 @@ temporalCmd
     } finally {
       await connection.close();
     }
-  });
-
-const demoCmd = program.command('demo').description('the demo environment services (used by runbooks.example.yaml)');
-demoCmd
-  .command('service')
-  .description('run one demo environment service action')
-  .argument('<action>', 'start | stop | status | logs | clean')
-  .argument('<service>', 'postgres | redis | nats | api')
-  .option('--state-dir <dir>', 'state directory', process.env.RUNBOOK_STATE_DIR ?? '.runbook')
-  .option('--port <port>', 'main port')
-  .option('--port2 <port>', 'second port (NATS monitor, api gRPC)')
-  .action(async (action: string, service: string, opts: { stateDir: string; port?: string; port2?: string }) => {
-    const { demoServiceAction } = await import('../demo/env.js');
-    const out = await demoServiceAction(action, service, {
-      stateDir: opts.stateDir,
-      port: opts.port ? Number(opts.port) : undefined,
-      port2: opts.port2 ? Number(opts.port2) : undefined,
-    });
-    if (out.output) console.log(out.output);
-    process.exitCode = out.exitCode;
   });
 
 async function main(): Promise<void> {

@@ -32,11 +32,12 @@ export async function runDev(opts: DevOptions): Promise<void> {
   const loaded = await loadConfig(configFile);
   const usesDemo = path.basename(loaded.path) === EXAMPLE_CONFIG_FILE;
 
+  // The runtime first: the server launcher's last-resort SDK download would otherwise create a default one.
+  installRuntime({ logger, metricsBind: opts.metricsBind });
   console.error(`starting Temporal dev server (state in ${stateDir}) ...`);
   const server = await startDevServer({ stateDir, port: opts.port, uiPort: opts.uiPort, ui: true, logger });
   const settings = { ...temporalSettingsFromEnv(), address: server.address, namespace: server.namespace };
 
-  installRuntime({ logger, metricsBind: opts.metricsBind });
   const nativeConnection = await NativeConnection.connect({ address: server.address });
   const { worker } = await createRunbookWorker({ loaded, settings, connection: nativeConnection, logger });
   const running = worker.run();

@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { databaseOpsSchema } from './families/database-config.js';
+import { incidentConfigSchema } from './families/incident-config.js';
+import { deliverySchema } from './families/delivery-config.js';
 
 /**
  * The one configuration file (runbooks.yaml). Values may reference the environment
@@ -158,6 +161,9 @@ export const configSchema = z
         approvers: z.record(z.string(), z.array(z.string().min(1)).min(1)).default({}),
       })
       .prefault({}),
+    databaseOps: databaseOpsSchema.optional(),
+    incident: incidentConfigSchema.optional(),
+    delivery: deliverySchema.optional(),
     thresholds: z
       .object({
         slowProbeMs: z.number().positive().default(100),

@@ -337,7 +337,14 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<DevSe
       uiPort: ui ? (opts.uiPort === 0 ? await freePort(ip) : (opts.uiPort ?? 8233)) : undefined,
     };
     if (resolved.uiPort === resolved.port) resolved.uiPort = await freePort(ip);
-    if (!cli) return startWithSdk(resolved, logger, buildError);
+    if (!cli) {
+      const why = buildError
+        ? `building it with Go failed (${buildError.message.split('\n')[0]})`
+        : (opts.install ?? true)
+          ? 'Go is not installed to build it'
+          : 'building it was not requested (install: false)';
+      return startWithSdk(resolved, logger, why);
+    }
     try {
       return await spawnDevServer(cli, resolved, opts, logger);
     } catch (err) {
@@ -386,7 +393,7 @@ async function spawnDevServer(cli: string, r: Resolved, opts: DevServerOptions, 
     stdin: 'ignore',
     buffer: false,
     reject: false,
-    // execa's default cleanup kills the server when this process exits, however it exits.
+    // Kills the server when this process exits or dies of a signal (not SIGKILL: nothing can).
     cleanup: true,
     forceKillAfterDelay: 10_000,
   });
@@ -397,20 +404,23 @@ async function spawnDevServer(cli: string, r: Resolved, opts: DevServerOptions, 
     exit = { code: res.exitCode, signal: res.signal, failure: res.failed && res.exitCode === undefined ? res.shortMessage : undefined };
   });
 
-  const stop = async (): Promise<void> => {
-    if (!exit) child.kill('SIGTERM');
-    await finished;
-    await output.close();
-    logger.info({ address }, 'Temporal dev server stopped');
-  };
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      if (!exit) child.kill('SIGTERM');
+      await finished;
+      await output.close();
+      logger.info({ address }, 'Temporal dev server stopped');
+    })());
 
   try {
     await waitUntilReady({ address, namespace: r.namespace, uiUrl, timeoutMs: opts.readyTimeoutMs ?? 60_000, exited: () => exit });
   } catch (err) {
+    const exitedByItself = exit !== undefined;
     await stop();
     const why = err instanceof Error ? err.message : String(err);
     const message = `Temporal dev server (${cli}) at ${address} ${why}. Server output:\n${output.text()}`;
-    throw exit && (exit.code !== undefined || exit.failure) ? new EarlyExitError(message) : new Error(message);
+    throw exitedByItself ? new EarlyExitError(message) : new Error(message);
   }
   const readyMs = Date.now() - started;
   logger.info({ address, uiUrl, namespace: r.namespace, readyMs, pid: child.pid }, 'Temporal dev server ready');
@@ -458,7 +468,7 @@ async function waitUntilReady(o: {
   }
 }
 
-async function startWithSdk(r: Resolved, logger: Logger, buildError: Error | undefined): Promise<DevServer> {
+async function startWithSdk(r: Resolved, logger: Logger, whyNoCli: string): Promise<DevServer> {
   const cacheDir = temporalCliCacheDir();
   logger.warn({ cacheDir }, 'no Temporal CLI found: falling back to the SDK test environment (downloads the CLI)');
   const started = Date.now();
@@ -486,10 +496,9 @@ async function startWithSdk(r: Resolved, logger: Logger, buildError: Error | und
       stop: () => env.teardown(),
     };
   } catch (err) {
-    const why = buildError ? `building it with Go failed (${buildError.message.split('\n')[0]})` : 'Go is not installed to build it';
     throw new Error(
       [
-        `Cannot start a Temporal dev server: no \`temporal\` CLI in TEMPORAL_CLI_PATH, on PATH or in ${cacheDir}; ${why}; ` +
+        `Cannot start a Temporal dev server: no \`temporal\` CLI in TEMPORAL_CLI_PATH, on PATH or in ${cacheDir}; ${whyNoCli}; ` +
           `and the SDK could not download one (${err instanceof Error ? err.message : String(err)}).`,
         'Fix one of:',
         `  - install Go ${MIN_GO}+ (https://go.dev/dl/) and run \`npx tsx scripts/temporal-install.ts\` (builds ${TEMPORAL_CLI_VERSION} into the cache)`,

@@ -1,2 +1,452 @@
-/** The database runbook family. Workflows are exported under their kebab-case procedure ids from workflows/index.ts. */
-export {};
+import { ApplicationFailure, CancellationScope, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import { ErrorTypes } from '../common/errors.js';
+import type {
+  BackupManifest,
+  DatabasePlan,
+  DbBackupInput,
+  DbBackupResult,
+  DbMigrationRollbackInput,
+  DbMigrationRollbackResult,
+  DbRestoreInput,
+  DbRestoreResult,
+  DbTriageInput,
+  DbTriageResult,
+  DbVacuumInput,
+  DbVacuumResult,
+  PidAction,
+} from '../common/families/database-types.js';
+import { PROCEDURES, type ProcedureId } from '../common/procedures.js';
+import type { HealthCheckResult, PlanService, RunbookPlan, ServiceActionResult } from '../common/types.js';
+import { dbLock, withDatabaseLock } from './database-lock.js';
+import { checkHealth, selectServices, summarizeHealth } from './health.js';
+import { longRunning, quick } from './profiles.js';
+import { RunContext } from './run-context.js';
+
+/** The database runbook family; each workflow is exported under its kebab-case procedure id (workflows/index.ts re-exports them). */
+export {
+  dbBackup as 'db-backup',
+  dbRestore as 'db-restore',
+  dbMigrationRollback as 'db-migration-rollback',
+  dbVacuum as 'db-vacuum',
+  dbTriage as 'db-triage',
+  dbLock as 'db-lock',
+};
+
+const { loadDatabasePlan, loadPlan, chooseBackup, applyRetention, bloatReport, triageReport, signalBackends, planRollback, serviceStatus } =
+  proxyActivities<Activities>(quick);
+const { dumpDatabase, verifyBackup, restoreInto, verifyRestore, swapDatabases, vacuumTables, rollbackMigrations, serviceAction, waitHealthy } =
+  proxyActivities<Activities>(longRunning);
+
+
+/** `20261123T093000Z`: sortable, and safe in folder and database names. */
+function stamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+function shortRun(): string {
+  return workflowInfo().runId.replace(/-/g, '').slice(0, 8);
+}
+
+function requireBackups(plan: DatabasePlan): void {
+  if (!plan.backupsConfigured) {
+    throw ApplicationFailure.nonRetryable(
+      'databaseOps.backups is not configured: add databaseOps.backups.repository (a directory for the backups) to the config',
+      ErrorTypes.InvalidConfig,
+    );
+  }
+}
+
+function holderOf(procedure: ProcedureId, requestedBy: string) {
+  return { workflowId: workflowInfo().workflowId, procedure, requestedBy };
+}
+
+/** pg_dump then verification; the id is fixed by the run, so a retried dump finds its own finished backup. */
+async function takeBackup(plan: DatabasePlan, opts: { format: 'custom' | 'directory'; jobs: number }): Promise<{ manifest: BackupManifest; verified: { checksum: boolean; tocEntries: number } }> {
+  const manifest = await dumpDatabase({ database: plan.database, id: `${stamp()}-${shortRun()}`, format: opts.format, jobs: opts.jobs, workflowId: workflowInfo().workflowId });
+  const verified = await verifyBackup({ database: plan.database, id: manifest.id });
+  return { manifest: { ...manifest, tocEntries: verified.tocEntries }, verified };
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/** `db-backup`: AlphaPulse 3.4 — pg_dump into the repository, manifest, verification, retention. */
+async function dbBackup(rawInput?: DbBackupInput): Promise<DbBackupResult> {
+  const input = RunContext.input<DbBackupInput>(PROCEDURES.dbBackup, rawInput);
+  const ctx = new RunContext(PROCEDURES.dbBackup, input.requestedBy ?? 'unknown', [
+    ['plan', 'Load configuration'],
+    ['dump', `pg_dump ${input.database}`],
+    ['verify', 'Verify checksum and pg_restore --list'],
+    ['retention', 'Apply retention'],
+  ]);
+  return ctx.run(async () => {
+    const plan = await ctx.step('plan', () => loadDatabasePlan({ database: input.database, procedure: PROCEDURES.dbBackup }));
+    requireBackups(plan);
+    const format = input.format ?? plan.format;
+    const manifest = await ctx.step(
+      'dump',
+      () => dumpDatabase({ database: plan.database, id: `${stamp()}-${shortRun()}`, format, jobs: input.jobs ?? plan.jobs, workflowId: workflowInfo().workflowId }),
+      (m) => `${m.id}: ${mb(m.sizeBytes)}, sha256 ${m.sha256.slice(0, 12)}…, WAL ${m.walLsn}`,
+    );
+    const verified = await ctx.step('verify', () => verifyBackup({ database: plan.database, id: manifest.id }), (v) => `checksum ok, ${v.tocEntries} TOC entries`);
+    const deleted = await ctx.step(
+      'retention',
+      () => applyRetention({ database: plan.database, keep: input.retention ?? plan.retention, protect: manifest.id }),
+      (d) => (d.length ? `deleted ${d.join(', ')}` : `nothing over ${input.retention ?? plan.retention}`),
+    );
+    const seconds = Math.max(0.001, (Date.parse(manifest.endedAt) - Date.parse(manifest.startedAt)) / 1000);
+    return {
+      ok: true,
+      backup: { ...manifest, tocEntries: verified.tocEntries },
+      verified,
+      deleted,
+      throughputMBps: Math.round((manifest.sizeBytes / 1024 / 1024 / seconds) * 100) / 100,
+      progress: ctx.progress,
+    };
+  });
+}
+
+/** `db-restore`: AlphaPulse 3.4 — restore a backup into a new database, or replace the database after an approval. */
+async function dbRestore(rawInput?: DbRestoreInput): Promise<DbRestoreResult> {
+  const input = RunContext.input<DbRestoreInput>(PROCEDURES.dbRestore, rawInput);
+  const replace = input.replace === true;
+  if (replace && input.target !== undefined) {
+    throw ApplicationFailure.nonRetryable('target: not allowed with replace (the restore replaces the database itself)', ErrorTypes.InvalidInput);
+  }
+  const requestedBy = input.requestedBy ?? 'unknown';
+  const ctx = new RunContext(PROCEDURES.dbRestore, requestedBy, [
+    ['plan', 'Load configuration'],
+    ['choose', 'Choose the backup'],
+    ['restore', 'pg_restore into a new database'],
+    ['verify', 'Verify row counts'],
+  ]);
+  if (replace) {
+    ctx.addStep('approve-replace', `Approve replacing ${input.database}`);
+    ctx.addStep('swap', `Put the restored database in place of ${input.database}`);
+  }
+  return ctx.run(async () => {
+    const started = Date.now();
+    const plan = await ctx.step('plan', () => loadDatabasePlan({ database: input.database, procedure: PROCEDURES.dbRestore }));
+    requireBackups(plan);
+    const backup = await ctx.step('choose', () => chooseBackup({ database: plan.database, backupId: input.backupId }), (b) => `${b.id} (${mb(b.sizeBytes)}, taken ${b.startedAt})`);
+    const when = stamp();
+    const target = input.target ?? (replace ? `${plan.database}__restore_${shortRun()}` : `${plan.database}_restored_${when.toLowerCase()}`);
+    await ctx.step(
+      'restore',
+      () => restoreInto({ database: plan.database, backupId: backup.id, target, workflowId: workflowInfo().workflowId, jobs: plan.jobs }),
+      (r) => `${target}${r.already ? ' (already restored by this run)' : ` in ${r.durationMs} ms`}`,
+    );
+    const counts = await ctx.step(
+      'verify',
+      async () => {
+        const c = await verifyRestore({ database: plan.database, backupId: backup.id, target });
+        const bad = c.filter((x) => x.actual !== x.expected);
+        if (bad.length > 0) {
+          throw ApplicationFailure.nonRetryable(
+            `restored database ${target} does not match backup ${backup.id}: ${bad.map((b) => `${b.table} has ${b.actual} rows, expected ${b.expected}`).join('; ')}; ${replace ? `${input.database} was not replaced` : ''}`,
+            'RestoreVerificationFailed',
+          );
+        }
+        return c;
+      },
+      (c) => (c.length ? c.map((x) => `${x.table}: ${x.actual}`).join(', ') : 'no verifyTables configured'),
+    );
+    let keptAs: string | null = null;
+    if (replace) {
+      keptAs = await withDatabaseLock(plan, holderOf(PROCEDURES.dbRestore, requestedBy), async () => {
+        const record = await ctx.requestApproval({
+          step: 'approve-replace',
+          summary: `Replace database ${input.database} with backup ${backup.id} (taken ${backup.startedAt}), restored and verified as ${target}. Connections to ${input.database} are terminated; the current database is ${input.dropReplaced ? 'DROPPED' : `kept as ${input.database}_replaced_${when.toLowerCase()}`}.`,
+          destructive: true,
+          confirmPhrase: 'REPLACE',
+          approvers: plan.approvers,
+          timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
+        });
+        RunContext.failUnlessApproved(record, `${input.database} was not replaced; the restored copy is ${target}`);
+        const r = await ctx.step(
+          'swap',
+          () => swapDatabases({ database: plan.database, restored: target, keptAs: `${plan.database}_replaced_${when.toLowerCase()}`, drop: input.dropReplaced === true }),
+          (s) => (s.keptAs ? `old database kept as ${s.keptAs}` : 'old database dropped'),
+        );
+        return r.keptAs;
+      });
+    }
+    return {
+      ok: true,
+      backupId: backup.id,
+      target: replace ? input.database : target,
+      replaced: replace,
+      keptAs,
+      counts,
+      durationMs: Date.now() - started,
+      approvals: ctx.approvals,
+      refusals: ctx.refusals,
+      progress: ctx.progress,
+    };
+  });
+}
+
+async function startServices(services: readonly PlanService[], plan: RunbookPlan, timeoutSeconds: number): Promise<ServiceActionResult[]> {
+  const started: ServiceActionResult[] = [];
+  for (const s of services) {
+    const status = await serviceStatus({ service: s.name });
+    if (status.running !== true) started.push(await serviceAction({ service: s.name, action: 'start' }));
+  }
+  const withProbes = services.filter((s) => s.probes.length > 0).map((s) => s.name);
+  if (withProbes.length > 0) {
+    await waitHealthy({ services: withProbes, timeoutSeconds, deadline: Date.now() + timeoutSeconds * 1000, pollIntervalSeconds: plan.pollIntervalSeconds });
+  }
+  return started;
+}
+
+/** `db-migration-rollback`: Fulcrum 8.2 — stop apps, backup, approval, down migrations, restart apps, verify. */
+async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise<DbMigrationRollbackResult> {
+  const input = RunContext.input<DbMigrationRollbackInput>(PROCEDURES.dbMigrationRollback, rawInput);
+  if (input.steps !== undefined && input.to !== undefined) {
+    throw ApplicationFailure.nonRetryable('give either steps or to, not both', ErrorTypes.InvalidInput);
+  }
+  if (input.to !== undefined && !/^\d+$/.test(input.to)) {
+    throw ApplicationFailure.nonRetryable(`to: expected a migration version (digits), got "${input.to}"`, ErrorTypes.InvalidInput);
+  }
+  const requestedBy = input.requestedBy ?? 'unknown';
+  const ctx = new RunContext(PROCEDURES.dbMigrationRollback, requestedBy, [
+    ['plan', 'Load configuration'],
+    ['identify', 'Identify migrations and their down SQL'],
+    ['stop-apps', 'Stop application services'],
+    ['backup', 'Pre-rollback backup'],
+    ['approve-rollback', 'Approve the rollback'],
+    ['rollback', 'Apply down migrations'],
+    ['start-apps', 'Restart application services'],
+    ['verify', 'Verify schema_migrations and health'],
+  ]);
+  return ctx.run(async () => {
+    const { plan, db } = await ctx.step('plan', async () => ({
+      plan: await loadPlan({ procedure: PROCEDURES.dbMigrationRollback }),
+      db: await loadDatabasePlan({ database: input.database, procedure: PROCEDURES.dbMigrationRollback }),
+    }));
+    requireBackups(db);
+    const apps = selectServices(plan, input.services ?? db.appServices, 'services').filter((s) => s.actions.includes('stop'));
+    // Fails on a missing down file before anything is stopped.
+    const rb = await ctx.step(
+      'identify',
+      () => planRollback({ database: db.database, steps: input.steps, to: input.to }),
+      (r) => `${r.selected.map((m) => `${m.version}_${m.description}`).join(', ') || 'nothing to roll back'}; leaves ${r.to}`,
+    );
+    if (rb.selected.length === 0) {
+      throw ApplicationFailure.nonRetryable(`database ${db.database}: no applied migration matches the rollback (applied: ${rb.applied.join(', ') || 'none'}); nothing was stopped`, ErrorTypes.InvalidInput);
+    }
+    const timeout = input.waitTimeoutSeconds ?? plan.groups.find((g) => g.name === 'apps')?.waitTimeoutSeconds ?? 180;
+
+    return withDatabaseLock(db, holderOf(PROCEDURES.dbMigrationRollback, requestedBy), async () => {
+      const stopped = await ctx.step(
+        'stop-apps',
+        async () => {
+          const out: ServiceActionResult[] = [];
+          for (const s of apps) {
+            const st = await serviceStatus({ service: s.name });
+            if (st.running !== false) out.push(await serviceAction({ service: s.name, action: 'stop' }));
+          }
+          return out;
+        },
+        (r) => `${r.length} stopped${apps.length ? ` (${apps.map((s) => s.name).join(', ')})` : ''}`,
+      );
+      let rolledBack = false;
+      try {
+        const backup = await ctx.step('backup', () => takeBackup(db, { format: db.format, jobs: db.jobs }), (b) => `${b.manifest.id} (${mb(b.manifest.sizeBytes)}), verified`);
+        const record = await ctx.requestApproval({
+          step: 'approve-rollback',
+          summary: [
+            `Roll back ${rb.selected.length} migration(s) of ${db.database}, leaving it at version ${rb.to}. Backup ${backup.manifest.id} was taken.`,
+            ...rb.selected.map((m) => `-- ${m.version}_${m.description}.down.sql\n${rb.downSql[m.version] ?? ''}`),
+          ].join('\n'),
+          destructive: true,
+          confirmPhrase: 'ROLLBACK',
+          approvers: db.approvers,
+          timeoutSeconds: input.approvalTimeoutSeconds ?? db.approvalTimeoutSeconds,
+        });
+        RunContext.failUnlessApproved(record, `nothing was rolled back; the application services were restarted; backup ${backup.manifest.id} was kept`);
+        const done = await ctx.step(
+          'rollback',
+          () => rollbackMigrations({ database: db.database, to: rb.to, expect: rb.selected.map((m) => m.version) }),
+          (r) => `rolled back ${r.rolledBack.map((m) => m.version).join(', ') || '(already done)'}`,
+        );
+        rolledBack = true;
+        const started = await ctx.step('start-apps', () => startServices(apps, plan, timeout), (r) => `${r.length} started`);
+        const health = await ctx.step(
+          'verify',
+          async () => {
+            const left = rb.selected.filter((m) => done.remaining.includes(m.version));
+            if (left.length > 0) {
+              throw ApplicationFailure.nonRetryable(`schema_migrations still lists ${left.map((m) => m.version).join(', ')}`, ErrorTypes.MigrationFailed);
+            }
+            return apps.length ? checkHealth(plan, apps) : null;
+          },
+          (h: HealthCheckResult | null) => `schema_migrations at ${done.remaining[done.remaining.length - 1] ?? '(empty)'}${h ? `; ${summarizeHealth(h)}` : ''}`,
+        );
+        return {
+          ok: health ? health.ok : true,
+          database: db.database,
+          rolledBack: rb.selected,
+          downSql: rb.downSql,
+          backupId: backup.manifest.id,
+          remaining: done.remaining,
+          stopped,
+          started,
+          health,
+          approvals: ctx.approvals,
+          refusals: ctx.refusals,
+          progress: ctx.progress,
+        };
+      } catch (err) {
+        // Compensation: the apps come back whatever happened (rejection, failed backup, failed down migration).
+        if (!rolledBack) {
+          await CancellationScope.nonCancellable(() => startServices(apps, plan, timeout).catch(() => []));
+        }
+        throw err;
+      }
+    });
+  });
+}
+
+/** Tables over either threshold: AlphaPulse 3.4's n_dead_tup > 1000, or a dead ratio that high. */
+function overThreshold(t: { deadTuples: number; deadRatio: number }, tuples: number, ratio: number): boolean {
+  return t.deadTuples > tuples || (t.deadTuples > 0 && t.deadRatio > ratio);
+}
+
+/** `db-vacuum`: Fulcrum 4 / AlphaPulse 3.4 — bloat report, VACUUM ANALYZE, optional REINDEX CONCURRENTLY, VACUUM FULL behind an approval. */
+async function dbVacuum(rawInput?: DbVacuumInput): Promise<DbVacuumResult> {
+  const input = RunContext.input<DbVacuumInput>(PROCEDURES.dbVacuum, rawInput);
+  const requestedBy = input.requestedBy ?? 'unknown';
+  const ctx = new RunContext(PROCEDURES.dbVacuum, requestedBy, [
+    ['plan', 'Load configuration'],
+    ['report', 'Bloat report'],
+    ['vacuum', 'VACUUM ANALYZE tables over the threshold'],
+  ]);
+  if (input.reindex) ctx.addStep('reindex', 'REINDEX TABLE CONCURRENTLY');
+  if (input.full) {
+    ctx.addStep('approve-full', 'Approve VACUUM FULL (exclusive lock)');
+    ctx.addStep('vacuum-full', 'VACUUM FULL');
+  }
+  ctx.addStep('report-after', 'Bloat report after');
+  return ctx.run(async () => {
+    const plan = await ctx.step('plan', () => loadDatabasePlan({ database: input.database, procedure: PROCEDURES.dbVacuum }));
+    const tuples = input.deadTuplesThreshold ?? plan.vacuum.deadTuplesThreshold;
+    const ratio = input.deadRatioThreshold ?? plan.vacuum.deadRatioThreshold;
+    const before = await ctx.step('report', () => bloatReport({ database: plan.database, tables: input.tables }), (r) => `${r.length} tables, ${r.filter((t) => overThreshold(t, tuples, ratio)).length} over the threshold`);
+    const selected = before.filter((t) => overThreshold(t, tuples, ratio)).map((t) => t.table);
+    const vacuumed = selected.length
+      ? await ctx.step('vacuum', () => vacuumTables({ database: plan.database, tables: selected, mode: 'analyze' }), (v) => v.join(', '))
+      : (ctx.skip('vacuum', `no table over ${tuples} dead tuples or ${ratio} dead ratio`), []);
+    let reindexed: string[] = [];
+    if (input.reindex) {
+      reindexed = vacuumed.length
+        ? await ctx.step('reindex', () => vacuumTables({ database: plan.database, tables: vacuumed, mode: 'reindex' }), (v) => v.join(', '))
+        : (ctx.skip('reindex', 'nothing was vacuumed'), []);
+    }
+    let vacuumedFull: string[] = [];
+    if (input.full) {
+      const targets = input.tables ?? selected;
+      if (targets.length === 0) {
+        ctx.skip('approve-full', 'no table to VACUUM FULL');
+        ctx.skip('vacuum-full', 'no table to VACUUM FULL');
+      } else {
+        vacuumedFull = await withDatabaseLock(plan, holderOf(PROCEDURES.dbVacuum, requestedBy), async () => {
+          const record = await ctx.requestApproval({
+            step: 'approve-full',
+            summary: `VACUUM FULL ${targets.join(', ')} in ${plan.database}: rewrites each table under an ACCESS EXCLUSIVE lock, blocking reads and writes until it finishes (${mb(before.filter((t) => targets.includes(t.table)).reduce((a, t) => a + t.sizeBytes, 0))} to rewrite).`,
+            destructive: true,
+            confirmPhrase: 'VACUUM FULL',
+            approvers: plan.approvers,
+            timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
+          });
+          RunContext.failUnlessApproved(record, 'no VACUUM FULL was run');
+          return ctx.step('vacuum-full', () => vacuumTables({ database: plan.database, tables: targets, mode: 'full' }), (v) => v.join(', '));
+        });
+      }
+    }
+    const after = await ctx.step('report-after', () => bloatReport({ database: plan.database, tables: input.tables }), (r) => `${r.reduce((a, t) => a + t.deadTuples, 0)} dead tuples left`);
+    return { ok: true, before, vacuumed, reindexed, vacuumedFull, after, approvals: ctx.approvals, refusals: ctx.refusals, progress: ctx.progress };
+  });
+}
+
+/** `db-triage`: Fulcrum 3.2 / AlphaPulse 2.1 — connection and query diagnostics; remediations behind approvals. */
+async function dbTriage(rawInput?: DbTriageInput): Promise<DbTriageResult> {
+  const input = RunContext.input<DbTriageInput>(PROCEDURES.dbTriage, rawInput);
+  const requestedBy = input.requestedBy ?? 'unknown';
+  const ctx = new RunContext(PROCEDURES.dbTriage, requestedBy, [
+    ['plan', 'Load configuration'],
+    ['report', 'Diagnostics'],
+  ]);
+  const idle = input.terminateIdleOlderThanMinutes;
+  const pids = { cancel: input.cancelPids ?? [], terminate: input.terminatePids ?? [] };
+  if (idle !== undefined) {
+    ctx.addStep('approve-idle', `Approve terminating connections idle over ${idle} min`);
+    ctx.addStep('terminate-idle', 'Terminate idle connections');
+  }
+  if (pids.cancel.length + pids.terminate.length > 0) {
+    ctx.addStep('approve-pids', 'Approve cancelling/terminating the given PIDs');
+    ctx.addStep('signal-pids', 'Cancel/terminate the given PIDs');
+  }
+  return ctx.run(async () => {
+    const plan = await ctx.step('plan', () => loadDatabasePlan({ database: input.database, procedure: PROCEDURES.dbTriage }));
+    const report = await ctx.step(
+      'report',
+      () =>
+        triageReport({
+          database: plan.database,
+          ...plan.triage,
+          longQuerySeconds: input.longQuerySeconds ?? plan.triage.longQuerySeconds,
+          idleMinutes: idle ?? plan.triage.idleMinutes,
+        }),
+      (r) => r.findings.map((f) => `${f.severity} ${f.check}: ${f.detail}`).join('; '),
+    );
+    const timeoutSeconds = input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds;
+    const actions: PidAction[] = [];
+    if (idle !== undefined) {
+      const idlePids = report.idleOlderThan.map((c) => c.pid);
+      if (idlePids.length === 0) {
+        ctx.skip('approve-idle', `no connection idle over ${idle} min`);
+        ctx.skip('terminate-idle', `no connection idle over ${idle} min`);
+      } else {
+        const record = await ctx.requestApproval({
+          step: 'approve-idle',
+          summary: `Terminate ${idlePids.length} connection(s) to ${plan.database} idle over ${idle} min: ${report.idleOlderThan.map((c) => `${c.pid} (${c.user}, ${c.idleSeconds}s)`).join(', ')}. A connection that became active since is spared.`,
+          destructive: true,
+          approvers: plan.approvers,
+          timeoutSeconds,
+        });
+        RunContext.failUnlessApproved(record, 'no connection was terminated');
+        actions.push(
+          ...(await ctx.step('terminate-idle', () => signalBackends({ database: plan.database, pids: idlePids, action: 'terminate', idleSinceMinutes: idle }), (a) => `${a.filter((x) => x.done).length} terminated`)),
+        );
+      }
+    }
+    if (pids.cancel.length + pids.terminate.length > 0) {
+      const record = await ctx.requestApproval({
+        step: 'approve-pids',
+        summary: [
+          pids.cancel.length ? `Cancel the running query of PID ${pids.cancel.join(', ')}` : '',
+          pids.terminate.length ? `Terminate PID ${pids.terminate.join(', ')} (their transactions roll back)` : '',
+        ]
+          .filter(Boolean)
+          .join('; '),
+        destructive: true,
+        approvers: plan.approvers,
+        timeoutSeconds,
+      });
+      RunContext.failUnlessApproved(record, 'no backend was signalled');
+      const done = await ctx.step(
+        'signal-pids',
+        async () => [
+          ...(pids.cancel.length ? await signalBackends({ database: plan.database, pids: pids.cancel, action: 'cancel' }) : []),
+          ...(pids.terminate.length ? await signalBackends({ database: plan.database, pids: pids.terminate, action: 'terminate' }) : []),
+        ],
+        (a) => a.map((x) => `${x.pid} ${x.done ? (x.action === 'cancel' ? 'cancelled' : 'terminated') : 'not found'}`).join(', '),
+      );
+      actions.push(...done);
+    }
+    return { ok: !report.findings.some((f) => f.severity === 'P1'), report, actions, approvals: ctx.approvals, refusals: ctx.refusals, progress: ctx.progress };
+  });
+}

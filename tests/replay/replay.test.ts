@@ -1,9 +1,9 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { PROCEDURE_IDS } from '../../common/procedures.js';
+import { historyFromText } from '../fixtures/history.js';
 import { workflowBundle } from '../fixtures/runbook-worker.js';
 
 const dir = path.resolve('tests/replay/histories');
@@ -25,7 +25,7 @@ describe('replay of recorded histories', () => {
   it('replays every history against the current workflow code without non-determinism', async () => {
     const files = (await readdir(dir)).filter((f) => f.endsWith('.json')).sort();
     const histories = await Promise.all(
-      files.map(async (f) => ({ workflowId: f.replace(/\.json$/, ''), history: historyFromJSON(JSON.parse(await readFile(path.join(dir, f), 'utf8'))) })),
+      files.map(async (f) => ({ workflowId: f.replace(/\.json$/, ''), history: historyFromText(await readFile(path.join(dir, f), 'utf8')) })),
     );
     const failures: string[] = [];
     for await (const result of Worker.runReplayHistories({ workflowBundle: await workflowBundle() }, histories)) {

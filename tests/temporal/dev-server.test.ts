@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js';
 import { msToTs } from '@temporalio/common/lib/time.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ensureSearchAttributes, findTemporalCli, startDevServer, TEMPORAL_CLI_VERSION } from '../../lib/temporal-server.js';
 import { closeTestClient, getTestClient, testTemporal, uniqueTaskQueue } from '../fixtures/temporal.js';
 
@@ -105,6 +105,29 @@ describe('startDevServer', () => {
       await expect(startDevServer({ port, ui: false })).rejects.toThrow(new RegExp(`127\\.0\\.0\\.1:${port} is already in use`));
     } finally {
       blocker.close();
+    }
+  });
+
+  it('without a CLI falls back to the SDK download, and says how to fix it when that fails too', async () => {
+    vi.stubEnv('TEMPORAL_CLI_PATH', undefined);
+    vi.stubEnv('PATH', path.join(scratch, 'no-bin'));
+    vi.stubEnv('RUNBOOK_CACHE_DIR', path.join(scratch, 'no-cache'));
+    try {
+      const server = await startDevServer({ port: 0, ui: false, install: false }).catch((err: Error) => err);
+      if (server instanceof Error) {
+        // This machine cannot download (no internet): the message must lead somewhere.
+        expect(server.message).toMatch(/no `temporal` CLI in TEMPORAL_CLI_PATH, on PATH or in .*no-cache/);
+        expect(server.message).toMatch(/install Go 1\.25\+/);
+        expect(server.message).toMatch(/set TEMPORAL_CLI_PATH=/);
+      } else {
+        // With internet the SDK's download gives a working server.
+        const connection = await Connection.connect({ address: server.address });
+        expect((await connection.workflowService.getSystemInfo({})).serverVersion).toBeTruthy();
+        await connection.close();
+        await server.stop();
+      }
+    } finally {
+      vi.unstubAllEnvs();
     }
   });
 

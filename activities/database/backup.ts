@@ -1,0 +1,303 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { ApplicationFailure } from '@temporalio/common';
+import type pg from 'pg';
+import type { BackupsConfig } from '../../common/families/database-config.js';
+import type { BackupManifest, TableCount } from '../../common/families/database-types.js';
+import { ErrorTypes } from '../../common/errors.js';
+import { runCommand } from '../../lib/exec.js';
+import type { ActivityDeps } from '../deps.js';
+import { commandFailure, heartbeating, libpqEnv, pgBinDir, quoteTable, resolveDb, tool, urlWithDatabase, withClient } from './pg.js';
+
+/**
+ * Logical backups (pg_dump) into a repository directory: `<repository>/<database>/<id>/`
+ * holding the dump and `manifest.json`. A backup exists once its manifest does; a
+ * retried dump first removes what a crashed attempt left.
+ */
+
+const MANIFEST = 'manifest.json';
+/** Set on a database while a run restores into it; the run's own partial restore may be dropped on retry. */
+const RESTORING = 'durable-runbooks: restoring';
+const RESTORED = 'durable-runbooks: restored';
+
+export function backupsConfig(deps: ActivityDeps): BackupsConfig {
+  const b = deps.config.databaseOps?.backups;
+  if (!b) {
+    throw ApplicationFailure.nonRetryable(
+      'databaseOps.backups is not configured: add databaseOps.backups.repository (a directory for the backups) to the config',
+      ErrorTypes.InvalidConfig,
+    );
+  }
+  return b;
+}
+
+function repoDir(deps: ActivityDeps, database: string): string {
+  return path.join(path.resolve(deps.configDir, backupsConfig(deps).repository), database);
+}
+
+async function sizeOf(p: string): Promise<number> {
+  const s = await stat(p).catch(() => undefined);
+  if (!s) return 0;
+  if (!s.isDirectory()) return s.size;
+  let total = 0;
+  for (const e of await readdir(p)) total += await sizeOf(path.join(p, e));
+  return total;
+}
+
+async function sha256File(file: string): Promise<string> {
+  const h = createHash('sha256');
+  await pipeline(createReadStream(file), h);
+  return h.digest('hex');
+}
+
+/** A file's sha256; a directory's is over "<name> <sha256>" lines of its files in name order. */
+export async function checksum(p: string): Promise<string> {
+  if (!(await stat(p)).isDirectory()) return sha256File(p);
+  const files = (await readdir(p)).sort();
+  const lines: string[] = [];
+  for (const f of files) lines.push(`${f} ${await sha256File(path.join(p, f))}\n`);
+  return createHash('sha256').update(lines.join('')).digest('hex');
+}
+
+async function countRows(client: pg.Client, tables: string[]): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const t of tables) {
+    const exists = await client.query<{ r: string | null }>('SELECT to_regclass($1) AS r', [t]);
+    if (!exists.rows[0]?.r) continue;
+    const res = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoteTable(client, t)}`);
+    counts[t] = Number(res.rows[0]!.n);
+  }
+  return counts;
+}
+
+export async function readManifest(dir: string): Promise<BackupManifest | undefined> {
+  try {
+    return JSON.parse(await readFile(path.join(dir, MANIFEST), 'utf8')) as BackupManifest;
+  } catch {
+    return undefined;
+  }
+}
+
+async function writeManifest(dir: string, m: BackupManifest & { verifiedAt?: string }): Promise<void> {
+  const tmp = path.join(dir, `${MANIFEST}.tmp`);
+  await writeFile(tmp, `${JSON.stringify(m, null, 2)}\n`);
+  await rename(tmp, path.join(dir, MANIFEST));
+}
+
+/** Backups of a database with a manifest, newest first. */
+export async function listBackups(deps: ActivityDeps, database: string): Promise<Array<BackupManifest & { verifiedAt?: string }>> {
+  const dir = repoDir(deps, database);
+  if (!existsSync(dir)) return [];
+  const out: Array<BackupManifest & { verifiedAt?: string }> = [];
+  for (const id of await readdir(dir)) {
+    const m = await readManifest(path.join(dir, id));
+    if (m) out.push(m);
+  }
+  return out.sort((a, b) => b.startedAt.localeCompare(a.startedAt) || b.id.localeCompare(a.id));
+}
+
+async function tocEntries(deps: ActivityDeps, file: string, signal: AbortSignal): Promise<number> {
+  const bin = pgBinDir(backupsConfig(deps).binDir, deps.configDir);
+  const res = await runCommand([tool(bin, 'pg_restore'), '--list', file], { signal, timeoutMs: 600_000, maxBuffer: 256 * 1024 * 1024 }).catch(commandFailure);
+  return res.stdout.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';')).length;
+}
+
+export function createBackupActivities(deps: ActivityDeps) {
+  const log = deps.logger.child({ family: 'database' });
+
+  return {
+    /** pg_dump into `<repository>/<database>/<id>/`; returns the existing manifest when this id is already done. */
+    async dumpDatabase(req: { database: string; id: string; format: 'custom' | 'directory'; jobs: number; workflowId: string }): Promise<BackupManifest> {
+      const cfg = backupsConfig(deps);
+      const db = resolveDb(deps, req.database);
+      const dir = path.join(repoDir(deps, req.database), req.id);
+      const done = await readManifest(dir);
+      if (done) return done;
+      // What a crashed attempt left is incomplete by definition (no manifest): start over.
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true });
+      const file = req.format === 'directory' ? 'dump.d' : 'dump.pgcustom';
+      const target = path.join(dir, file);
+
+      const startedAt = new Date().toISOString();
+      const facts = await withClient(db.url, db.secrets, async (c) => {
+        const v = await c.query<{ v: string }>('SHOW server_version');
+        const lsn = await c.query<{ lsn: string }>(
+          'SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text AS lsn',
+        );
+        return { serverVersion: v.rows[0]!.v, walLsn: lsn.rows[0]!.lsn, rowCounts: await countRows(c, cfg.verifyTables[req.database] ?? []) };
+      });
+      const bin = pgBinDir(cfg.binDir, deps.configDir);
+      const argv = [
+        tool(bin, 'pg_dump'),
+        req.format === 'directory' ? '--format=directory' : '--format=custom',
+        ...(req.format === 'directory' && req.jobs > 1 ? [`--jobs=${req.jobs}`] : []),
+        '--no-password',
+        `--file=${target}`,
+      ];
+      await heartbeating(
+        () => ({ database: req.database, id: req.id, bytes: 0 }),
+        (signal) => runCommand(argv, { env: libpqEnv(db.url), secrets: db.secrets, signal, timeoutMs: cfg.timeoutSeconds * 1000, logger: log }),
+      ).catch(commandFailure);
+      const manifest: BackupManifest = {
+        id: req.id,
+        database: req.database,
+        format: req.format,
+        file,
+        sizeBytes: await sizeOf(target),
+        sha256: await checksum(target),
+        startedAt,
+        endedAt: new Date().toISOString(),
+        ...facts,
+        tocEntries: 0,
+        workflowId: req.workflowId,
+      };
+      await writeManifest(dir, manifest);
+      log.info({ database: req.database, id: req.id, sizeBytes: manifest.sizeBytes }, 'backup written');
+      return manifest;
+    },
+
+    /** Checksum against the manifest and `pg_restore --list`; records verifiedAt in the manifest. */
+    async verifyBackup(req: { database: string; id: string }): Promise<{ checksum: boolean; tocEntries: number }> {
+      const dir = path.join(repoDir(deps, req.database), req.id);
+      const m = await readManifest(dir);
+      if (!m) throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database} has no manifest in ${dir}`, 'BackupInvalid');
+      const file = path.join(dir, m.file);
+      const sum = await heartbeating(() => ({ verifying: req.id }), () => checksum(file));
+      if (sum !== m.sha256) {
+        throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database} is corrupt: sha256 ${sum} differs from the manifest's ${m.sha256}`, 'BackupInvalid');
+      }
+      const entries = await heartbeating(() => ({ listing: req.id }), (signal) => tocEntries(deps, file, signal));
+      if (entries === 0) throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database}: pg_restore --list shows no entries`, 'BackupInvalid');
+      await writeManifest(dir, { ...m, tocEntries: entries, verifiedAt: new Date().toISOString() });
+      return { checksum: true, tocEntries: entries };
+    },
+
+    /** Keeps the newest `keep` backups of a database; never deletes `protect`. */
+    async applyRetention(req: { database: string; keep: number; protect: string }): Promise<string[]> {
+      const all = await listBackups(deps, req.database);
+      const doomed = all.slice(req.keep).filter((m) => m.id !== req.protect);
+      for (const m of doomed) await rm(path.join(repoDir(deps, req.database), m.id), { recursive: true, force: true });
+      return doomed.map((m) => m.id);
+    },
+
+    /** The backup a restore uses: the given id, else the newest verified one. */
+    async chooseBackup(req: { database: string; backupId?: string }): Promise<BackupManifest> {
+      const all = await listBackups(deps, req.database);
+      const m = req.backupId ? all.find((b) => b.id === req.backupId) : all.find((b) => b.verifiedAt);
+      if (!m) {
+        throw ApplicationFailure.nonRetryable(
+          req.backupId
+            ? `backupId: no backup "${req.backupId}" of ${req.database} (have: ${all.map((b) => b.id).join(', ') || 'none'})`
+            : `no verified backup of ${req.database} in ${repoDir(deps, req.database)}: run db-backup first`,
+          ErrorTypes.InvalidInput,
+        );
+      }
+      return m;
+    },
+
+    /** Whether a database exists on the server of `database`, and its restore marker if any. */
+    async databaseState(req: { database: string; name: string }): Promise<{ exists: boolean; comment: string | null }> {
+      const db = resolveDb(deps, req.database);
+      return withClient(urlWithDatabase(db.url, 'postgres'), db.secrets, async (c) => {
+        const r = await c.query<{ comment: string | null }>(
+          'SELECT shobj_description(oid, $2) AS comment FROM pg_database WHERE datname = $1',
+          [req.name, 'pg_database'],
+        );
+        return { exists: r.rows.length > 0, comment: r.rows[0]?.comment ?? null };
+      });
+    },
+
+    /**
+     * Restores a backup into a new database `target` on the same server. A target this run
+     * already started restoring is dropped and restored again; any other existing target is refused.
+     */
+    async restoreInto(req: { database: string; backupId: string; target: string; workflowId: string; jobs: number }): Promise<{ durationMs: number; already: boolean }> {
+      const cfg = backupsConfig(deps);
+      const db = resolveDb(deps, req.database);
+      const dir = path.join(repoDir(deps, req.database), req.backupId);
+      const m = await readManifest(dir);
+      if (!m) throw ApplicationFailure.nonRetryable(`backup ${req.backupId} of ${req.database} has no manifest`, 'BackupInvalid');
+      const admin = urlWithDatabase(db.url, 'postgres');
+      const mine = `${RESTORING} ${req.backupId} for ${req.workflowId}`;
+      const finished = `${RESTORED} ${req.backupId} for ${req.workflowId}`;
+      const started = Date.now();
+      const state = await withClient(admin, db.secrets, async (c) => {
+        const r = await c.query<{ comment: string | null }>('SELECT shobj_description(oid, $2) AS comment FROM pg_database WHERE datname = $1', [req.target, 'pg_database']);
+        if (r.rows.length === 0) return 'absent' as const;
+        const comment = r.rows[0]!.comment;
+        if (comment === finished) return 'done' as const;
+        if (comment !== mine) {
+          throw ApplicationFailure.nonRetryable(
+            `target: database "${req.target}" already exists; choose another target (a restore never overwrites a database without replace and an approval)`,
+            ErrorTypes.InvalidInput,
+          );
+        }
+        await c.query(`DROP DATABASE ${c.escapeIdentifier(req.target)} WITH (FORCE)`);
+        return 'absent' as const;
+      });
+      if (state === 'done') return { durationMs: 0, already: true };
+      await withClient(admin, db.secrets, async (c) => {
+        await c.query(`CREATE DATABASE ${c.escapeIdentifier(req.target)} TEMPLATE template0`);
+        await c.query(`COMMENT ON DATABASE ${c.escapeIdentifier(req.target)} IS ${c.escapeLiteral(mine)}`);
+      });
+      const bin = pgBinDir(cfg.binDir, deps.configDir);
+      const argv = [tool(bin, 'pg_restore'), '--no-password', '--exit-on-error', ...(req.jobs > 1 ? [`--jobs=${req.jobs}`] : []), `--dbname=${req.target}`, path.join(dir, m.file)];
+      await heartbeating(
+        () => ({ restoring: req.backupId, into: req.target }),
+        (signal) => runCommand(argv, { env: libpqEnv(db.url, req.target), secrets: db.secrets, signal, timeoutMs: cfg.timeoutSeconds * 1000, logger: log }),
+      ).catch(commandFailure);
+      await withClient(admin, db.secrets, (c) => c.query(`COMMENT ON DATABASE ${c.escapeIdentifier(req.target)} IS ${c.escapeLiteral(finished)}`));
+      return { durationMs: Date.now() - started, already: false };
+    },
+
+    /** Row counts of the configured tables in `target` against the backup's manifest. */
+    async verifyRestore(req: { database: string; backupId: string; target: string }): Promise<TableCount[]> {
+      const db = resolveDb(deps, req.database);
+      const m = await readManifest(path.join(repoDir(deps, req.database), req.backupId));
+      const expected = m?.rowCounts ?? {};
+      const actual = await withClient(urlWithDatabase(db.url, req.target), db.secrets, (c) => countRows(c, Object.keys(expected)));
+      return Object.entries(expected).map(([table, n]) => ({ table, expected: n, actual: actual[table] ?? -1 }));
+    },
+
+    /**
+     * Puts the restored database in place of `database`: the old one is renamed to `keptAs`
+     * (or dropped). Each rename checks the current names first, so a retry resumes.
+     */
+    async swapDatabases(req: { database: string; restored: string; keptAs: string; drop: boolean }): Promise<{ keptAs: string | null }> {
+      const db = resolveDb(deps, req.database);
+      const name = databaseOfUrlOrName(db.url, req.database);
+      return withClient(urlWithDatabase(db.url, 'postgres'), db.secrets, async (c) => {
+        const exists = async (n: string) => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [n])).rows.length > 0;
+        const q = (n: string) => c.escapeIdentifier(n);
+        if (await exists(req.restored)) {
+          if (await exists(name)) {
+            if (await exists(req.keptAs)) throw ApplicationFailure.nonRetryable(`cannot keep the old ${name} as ${req.keptAs}: that database exists`, ErrorTypes.InvalidInput);
+            await c.query(`ALTER DATABASE ${q(name)} WITH ALLOW_CONNECTIONS false`);
+            await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
+            await c.query(`ALTER DATABASE ${q(name)} RENAME TO ${q(req.keptAs)}`);
+            await c.query(`ALTER DATABASE ${q(req.keptAs)} WITH ALLOW_CONNECTIONS true`);
+          }
+          await c.query(`ALTER DATABASE ${q(req.restored)} RENAME TO ${q(name)}`);
+        }
+        if (req.drop && (await exists(req.keptAs))) {
+          await c.query(`DROP DATABASE ${q(req.keptAs)} WITH (FORCE)`);
+          return { keptAs: null };
+        }
+        return { keptAs: req.drop ? null : req.keptAs };
+      });
+    },
+  };
+}
+
+/** The server-side name of a configured database: its URL's path. */
+function databaseOfUrlOrName(url: string, fallback: string): string {
+  try {
+    return decodeURIComponent(new URL(url).pathname.replace(/^\//, '')) || fallback;
+  } catch {
+    return fallback;
+  }
+}

@@ -1,0 +1,131 @@
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import pg from 'pg';
+import type { DatabaseConfig } from '../../common/config-schema.js';
+import { ErrorTypes } from '../../common/errors.js';
+import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
+import { CommandError } from '../../lib/exec.js';
+import { redactSecrets } from '../../lib/redact.js';
+import type { ActivityDeps } from '../deps.js';
+
+/** A configured database with its URL resolved (inside the activity only) and the secrets to redact. */
+export interface ResolvedDb {
+  cfg: DatabaseConfig;
+  url: string;
+  secrets: string[];
+}
+
+export function databaseNamed(deps: ActivityDeps, name: string): DatabaseConfig {
+  const db = deps.config.databases.find((d) => d.name === name);
+  if (!db) {
+    throw ApplicationFailure.nonRetryable(
+      `database: unknown database "${name}": expected one of ${deps.config.databases.map((d) => d.name).join(', ') || '(none configured: add databases[] to the config)'}`,
+      ErrorTypes.InvalidInput,
+    );
+  }
+  return db;
+}
+
+export function resolveDb(deps: ActivityDeps, name: string): ResolvedDb {
+  const cfg = databaseNamed(deps, name);
+  let url: string;
+  try {
+    url = resolveEnvRefs(cfg.url, deps.env, `databases.${cfg.name}.url`);
+  } catch (err) {
+    if (err instanceof MissingEnvError) throw ApplicationFailure.nonRetryable(`${err.message}; set it in the worker's environment`, ErrorTypes.InvalidConfig);
+    throw err;
+  }
+  let secrets: string[] = [];
+  try {
+    const pw = new URL(url).password;
+    if (pw) secrets = [pw, decodeURIComponent(pw)];
+  } catch {
+    // not a URL (a DSN): nothing to extract
+  }
+  return { cfg, url, secrets };
+}
+
+/** The same server, another database name. */
+export function urlWithDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${encodeURIComponent(database)}`;
+  return u.toString();
+}
+
+export function databaseOfUrl(url: string): string {
+  return decodeURIComponent(new URL(url).pathname.replace(/^\//, '')) || 'postgres';
+}
+
+/** libpq environment for client tools, so no password is ever on a command line. */
+export function libpqEnv(url: string, database?: string): Record<string, string> {
+  const u = new URL(url);
+  const env: Record<string, string> = {
+    PGHOST: decodeURIComponent(u.hostname) || '127.0.0.1',
+    PGPORT: u.port || '5432',
+    PGDATABASE: database ?? databaseOfUrl(url),
+  };
+  if (u.username) env.PGUSER = decodeURIComponent(u.username);
+  if (u.password) env.PGPASSWORD = decodeURIComponent(u.password);
+  const sslmode = u.searchParams.get('sslmode');
+  if (sslmode) env.PGSSLMODE = sslmode;
+  return env;
+}
+
+export async function withClient<T>(url: string, secrets: string[], body: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url, application_name: 'durable-runbooks' });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    throw new Error(`cannot connect to ${redactSecrets(url, secrets)}: ${redactSecrets((err as Error).message, secrets)}`);
+  }
+  try {
+    return await body(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** `schema.table` or `table` quoted for SQL; never interpolated raw. */
+export function quoteTable(client: pg.Client, table: string): string {
+  const [a, b] = table.split('.', 2) as [string, string | undefined];
+  return b === undefined ? client.escapeIdentifier(a) : `${client.escapeIdentifier(a)}.${client.escapeIdentifier(b)}`;
+}
+
+/** Directory of pg_dump & co: the configured one, else the newest server install, else PATH. */
+export function pgBinDir(configured: string | undefined, configDir: string): string | undefined {
+  if (configured) return path.resolve(configDir, configured);
+  const base = '/usr/lib/postgresql';
+  if (!existsSync(base)) return undefined;
+  const versions = readdirSync(base)
+    .filter((v) => existsSync(path.join(base, v, 'bin', 'pg_dump')))
+    .sort((a, b) => Number(b) - Number(a));
+  return versions[0] ? path.join(base, versions[0], 'bin') : undefined;
+}
+
+export function tool(binDir: string | undefined, name: string): string {
+  return binDir ? path.join(binDir, name) : name;
+}
+
+/** Heartbeats `details()` every 3 s while `body` runs; the body gets the activity's cancellation signal. */
+export async function heartbeating<T>(details: () => unknown, body: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ctx = Context.current();
+  ctx.heartbeat(details());
+  const timer = setInterval(() => ctx.heartbeat(details()), 3000);
+  try {
+    return await body(ctx.cancellationSignal);
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** A failed client tool is worth a retry (the server may be restarting) unless it is missing. */
+export function commandFailure(err: unknown): never {
+  if (err instanceof CommandError) {
+    if (err.notFound) throw ApplicationFailure.nonRetryable(`${err.message}; set databaseOps.backups.binDir`, ErrorTypes.InvalidConfig);
+    throw ApplicationFailure.retryable(err.message, ErrorTypes.CommandFailed);
+  }
+  throw err;
+}

@@ -1,0 +1,135 @@
+import { Redis } from 'ioredis';
+import type { TriageFinding } from '../../common/families/incident-types.js';
+
+/**
+ * Redis readings and remediations for redis-triage (Fulcrum 3.4, AlphaPulse 2.2
+ * High Memory Usage). Keys are found with SCAN and removed with UNLINK: KEYS blocks
+ * the server on a large keyspace and is never used.
+ */
+
+export interface RedisReading {
+  pong: boolean;
+  usedMemory: number;
+  maxMemory: number;
+  memoryPercent: number | null;
+  policy: string;
+  evictedKeys: number;
+  hits: number;
+  misses: number;
+  hitRatePercent: number | null;
+  connectedClients: number;
+  blockedClients: number;
+  keys: number;
+  slowlog: Array<{ id: number; durationMicros: number; command: string }>;
+}
+
+export interface RedisThresholds {
+  memoryWarnPercent: number;
+  memoryCriticalPercent: number;
+  hitRateMinPercent: number;
+  expectedPolicy: string;
+}
+
+export const REDIS_THRESHOLDS: RedisThresholds = { memoryWarnPercent: 80, memoryCriticalPercent: 90, hitRateMinPercent: 85, expectedPolicy: 'allkeys-lru' };
+
+export function connectRedis(url: string, name: string): Redis {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+    connectTimeout: 5000,
+    commandTimeout: 10_000,
+    connectionName: name,
+  });
+  redis.on('error', () => undefined);
+  return redis;
+}
+
+export function parseInfo(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split(/\r?\n/)) {
+    const i = line.indexOf(':');
+    if (i > 0 && !line.startsWith('#')) out[line.slice(0, i)] = line.slice(i + 1).trim();
+  }
+  return out;
+}
+
+export async function readRedis(redis: Redis, slowlogEntries: number): Promise<RedisReading> {
+  const pong = (await redis.ping()) === 'PONG';
+  const info = parseInfo(await redis.info());
+  const num = (k: string) => Number(info[k] ?? 0) || 0;
+  const policy = ((await redis.config('GET', 'maxmemory-policy')) as string[])[1] ?? info.maxmemory_policy ?? '?';
+  const raw = (await redis.call('SLOWLOG', 'GET', String(slowlogEntries))) as Array<[number, number, number, string[]]>;
+  const usedMemory = num('used_memory');
+  const maxMemory = num('maxmemory');
+  const hits = num('keyspace_hits');
+  const misses = num('keyspace_misses');
+  return {
+    pong,
+    usedMemory,
+    maxMemory,
+    memoryPercent: maxMemory > 0 ? round((usedMemory / maxMemory) * 100) : null,
+    policy,
+    evictedKeys: num('evicted_keys'),
+    hits,
+    misses,
+    hitRatePercent: hits + misses > 0 ? round((hits / (hits + misses)) * 100) : null,
+    connectedClients: num('connected_clients'),
+    blockedClients: num('blocked_clients'),
+    keys: await redis.dbsize(),
+    slowlog: raw.map((e) => ({ id: Number(e[0]), durationMicros: Number(e[2]), command: (e[3] ?? []).slice(0, 4).join(' ').slice(0, 120) })),
+  };
+}
+
+/** The runbook's thresholds applied to one reading. */
+export function classifyRedis(r: RedisReading, t: RedisThresholds = REDIS_THRESHOLDS): TriageFinding[] {
+  const f: TriageFinding[] = [];
+  f.push({ check: 'ping', severity: r.pong ? 'OK' : 'P0', detail: r.pong ? 'PONG' : 'no PONG' });
+  if (r.memoryPercent === null) {
+    f.push({ check: 'memory', severity: 'P2', detail: `used ${mb(r.usedMemory)}; no maxmemory limit set (Redis can grow until the host runs out)` });
+  } else {
+    const sev = r.memoryPercent >= t.memoryCriticalPercent ? 'P0' : r.memoryPercent >= t.memoryWarnPercent ? 'P1' : 'OK';
+    f.push({ check: 'memory', severity: sev, detail: `${r.memoryPercent}% of maxmemory (${mb(r.usedMemory)} / ${mb(r.maxMemory)}); warn ${t.memoryWarnPercent}%, critical ${t.memoryCriticalPercent}%` });
+  }
+  f.push({
+    check: 'maxmemory-policy',
+    severity: r.policy === t.expectedPolicy ? 'OK' : 'P1',
+    detail: r.policy === t.expectedPolicy ? r.policy : `${r.policy}, should be ${t.expectedPolicy}: CONFIG SET maxmemory-policy ${t.expectedPolicy}`,
+  });
+  f.push({ check: 'evictions', severity: r.evictedKeys > 0 ? 'P2' : 'OK', detail: `${r.evictedKeys} keys evicted` });
+  f.push({
+    check: 'hit rate',
+    severity: r.hitRatePercent !== null && r.hitRatePercent < t.hitRateMinPercent ? 'P2' : 'OK',
+    detail: r.hitRatePercent === null ? 'no lookups yet' : `${r.hitRatePercent}% (${r.hits} hits, ${r.misses} misses); minimum ${t.hitRateMinPercent}%`,
+  });
+  const slow = r.slowlog[0];
+  f.push({
+    check: 'slowlog',
+    severity: r.slowlog.length > 0 ? 'INFO' : 'OK',
+    detail: r.slowlog.length > 0 ? `${r.slowlog.length} entries; slowest recent: ${slow!.command} (${slow!.durationMicros} µs)` : 'empty',
+  });
+  f.push({ check: 'clients', severity: 'INFO', detail: `${r.connectedClients} connected, ${r.blockedClients} blocked; ${r.keys} keys` });
+  return f;
+}
+
+/** SCAN + UNLINK in batches; calls `progress` per batch (the activity heartbeats). Safe to repeat. */
+export async function unlinkByPattern(redis: Redis, pattern: string, progress: (deleted: number) => void): Promise<number> {
+  let cursor = '0';
+  let deleted = 0;
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+    cursor = next;
+    if (keys.length > 0) deleted += await redis.unlink(...keys);
+    progress(deleted);
+  } while (cursor !== '0');
+  return deleted;
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}

@@ -1,0 +1,78 @@
+import { z } from 'zod';
+
+/**
+ * The `databaseOps` config section: backup repository, destructive-run lock, vacuum
+ * and triage thresholds, and the Temporal Schedules `runbook schedules apply` keeps in
+ * sync. Defaults are the runbooks' values (AlphaPulse 3.4 and 5.1, Fulcrum 4 and 8.2).
+ */
+
+const name = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected a lower-case name of letters, digits, ".", "_" or "-" (max 63)');
+
+/** `table` or `schema.table`, as written in SQL without quotes. */
+const tableName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'expected a table name like "policies" or "public.policies"');
+
+export const backupsSchema = z.strictObject({
+  repository: z.string().min(1).describe('directory holding one folder per backup; relative to the config file'),
+  retention: z.number().int().min(1).default(7).describe('backups kept per database; older ones are deleted after a verified backup'),
+  format: z.enum(['custom', 'directory']).default('custom'),
+  jobs: z.number().int().min(1).max(64).default(1).describe('pg_dump/pg_restore --jobs (directory format only for pg_dump)'),
+  verifyTables: z.record(z.string(), z.array(tableName)).default({}).describe('database name -> tables whose row counts a restore must reproduce'),
+  binDir: z.string().optional().describe('where pg_dump, pg_restore, pg_basebackup live (default: newest /usr/lib/postgresql/*/bin, else PATH)'),
+  timeoutSeconds: z.number().int().positive().default(7200),
+});
+
+export const scheduleSchema = z.strictObject({
+  id: name,
+  procedure: z.string().min(1).describe('the runbook to start, e.g. db-backup'),
+  cron: z.array(z.string().min(1)).min(1).optional().describe('cron expressions, e.g. ["0 2 * * *"] (UTC)'),
+  everySeconds: z.number().int().min(1).optional().describe('an interval instead of cron'),
+  input: z.record(z.string(), z.unknown()).default({}),
+  paused: z.boolean().default(false),
+  note: z.string().optional(),
+});
+
+export const databaseOpsSchema = z
+  .strictObject({
+    backups: backupsSchema.optional(),
+    lock: z
+      .strictObject({
+        mode: z.enum(['wait', 'fail']).default('fail').describe('what a destructive run does when another holds its database'),
+        waitTimeoutSeconds: z.number().int().positive().default(3600),
+        pollSeconds: z.number().positive().default(5),
+      })
+      .prefault({}),
+    vacuum: z
+      .strictObject({
+        deadTuplesThreshold: z.number().int().min(0).default(1000).describe('AlphaPulse 3.4: n_dead_tup > 1000'),
+        deadRatioThreshold: z.number().min(0).max(1).default(0.1).describe('dead / (live + dead) over which a table is vacuumed'),
+      })
+      .prefault({}),
+    triage: z
+      .strictObject({
+        connectionsAlertPercent: z.number().min(1).max(100).default(80),
+        longQuerySeconds: z.number().positive().default(300).describe('Fulcrum 3.2: queries running longer than 5 minutes'),
+        idleMinutes: z.number().positive().default(10),
+        seqScanMinRows: z.number().int().min(0).default(10000),
+        cacheHitWarnRatio: z.number().min(0).max(1).default(0.99),
+      })
+      .prefault({}),
+    schedules: z.array(scheduleSchema).default([]),
+  })
+  .superRefine((ops, ctx) => {
+    const ids = new Set<string>();
+    ops.schedules.forEach((s, i) => {
+      if (ids.has(s.id)) ctx.addIssue({ code: 'custom', path: ['schedules', i, 'id'], message: `duplicate schedule id "${s.id}"` });
+      ids.add(s.id);
+      if (!s.cron === !s.everySeconds) {
+        ctx.addIssue({ code: 'custom', path: ['schedules', i], message: 'give exactly one of cron or everySeconds' });
+      }
+    });
+  });
+
+export type DatabaseOpsConfig = z.output<typeof databaseOpsSchema>;
+export type BackupsConfig = z.output<typeof backupsSchema>;
+export type ScheduleConfig = z.output<typeof scheduleSchema>;

@@ -1,0 +1,199 @@
+import type { ApprovalRecord, CommonInput, MigrationInfo, RefusedApproval, RunProgress, ServiceActionResult, HealthCheckResult } from '../types.js';
+
+/** Workflow-safe shapes of the database runbooks: inputs, activity requests and results. Plain JSON only. */
+
+export interface DatabasePlan {
+  environment: string;
+  database: string;
+  /** The service hosting the database, when configured. */
+  service?: string;
+  hasMigrations: boolean;
+  backupsConfigured: boolean;
+  format: 'custom' | 'directory';
+  jobs: number;
+  retention: number;
+  verifyTables: string[];
+  /** Services of the `apps` group: what a rollback takes down (those whose driver can stop them). */
+  appServices: string[];
+  approvers: string[];
+  approvalTimeoutSeconds: number;
+  lock: { mode: 'wait' | 'fail'; waitTimeoutSeconds: number; pollSeconds: number };
+  vacuum: { deadTuplesThreshold: number; deadRatioThreshold: number };
+  triage: { connectionsAlertPercent: number; longQuerySeconds: number; idleMinutes: number; seqScanMinRows: number; cacheHitWarnRatio: number };
+}
+
+export interface BackupManifest {
+  id: string;
+  database: string;
+  format: 'custom' | 'directory';
+  /** Path of the dump file or directory, relative to the backup's folder. */
+  file: string;
+  sizeBytes: number;
+  /** sha256 of the dump file; for directory format, of "<name> <sha256>\n" lines of its files in name order. */
+  sha256: string;
+  startedAt: string;
+  endedAt: string;
+  serverVersion: string;
+  /** pg_current_wal_lsn() when the dump started. */
+  walLsn: string;
+  /** Row counts of the configured verifyTables at dump time (a restore must reproduce them). */
+  rowCounts: Record<string, number>;
+  /** Entries of `pg_restore --list` (TOC), checked at verification. */
+  tocEntries: number;
+  workflowId: string;
+}
+
+export interface DbBackupInput extends CommonInput {
+  database: string;
+  format?: 'custom' | 'directory';
+  jobs?: number;
+  /** Override of backups.retention for this run. */
+  retention?: number;
+}
+
+export interface DbBackupResult {
+  ok: boolean;
+  backup: BackupManifest;
+  verified: { checksum: boolean; tocEntries: number };
+  deleted: string[];
+  throughputMBps: number;
+  progress: RunProgress;
+}
+
+export interface DbRestoreInput extends CommonInput {
+  database: string;
+  /** Backup id (folder name in the repository); default: the newest verified backup. */
+  backupId?: string;
+  /** Database to restore into; default `<database>_restored_<stamp>`. Must not exist unless it is `database` with replace. */
+  target?: string;
+  /** Replace `database` itself (approval, confirmation REPLACE); the old one is kept renamed unless dropReplaced. */
+  replace?: boolean;
+  dropReplaced?: boolean;
+}
+
+export interface TableCount {
+  table: string;
+  expected: number;
+  actual: number;
+}
+
+export interface DbRestoreResult {
+  ok: boolean;
+  backupId: string;
+  target: string;
+  replaced: boolean;
+  /** Where the replaced database went (renamed), or null when dropped or nothing was replaced. */
+  keptAs: string | null;
+  counts: TableCount[];
+  durationMs: number;
+  approvals: ApprovalRecord[];
+  refusals: RefusedApproval[];
+  progress: RunProgress;
+}
+
+export interface DbMigrationRollbackInput extends CommonInput {
+  database: string;
+  steps?: number;
+  /** Roll back every migration newer than this version ("0" = all). */
+  to?: string;
+  /** App services to stop and restart; default every stoppable service of the `apps` group. */
+  services?: string[];
+  waitTimeoutSeconds?: number;
+}
+
+export interface DbMigrationRollbackResult {
+  ok: boolean;
+  database: string;
+  rolledBack: MigrationInfo[];
+  downSql: Record<string, string>;
+  backupId: string;
+  remaining: string[];
+  stopped: ServiceActionResult[];
+  started: ServiceActionResult[];
+  health: HealthCheckResult | null;
+  approvals: ApprovalRecord[];
+  refusals: RefusedApproval[];
+  progress: RunProgress;
+}
+
+export interface TableBloat {
+  table: string;
+  liveTuples: number;
+  deadTuples: number;
+  deadRatio: number;
+  sizeBytes: number;
+  lastVacuum: string | null;
+  lastAutovacuum: string | null;
+}
+
+export interface DbVacuumInput extends CommonInput {
+  database: string;
+  /** Only these tables (default: every user table over the thresholds). */
+  tables?: string[];
+  reindex?: boolean;
+  /** VACUUM FULL the selected tables: exclusive lock, approval with confirmation VACUUM FULL. */
+  full?: boolean;
+  deadTuplesThreshold?: number;
+  deadRatioThreshold?: number;
+}
+
+export interface DbVacuumResult {
+  ok: boolean;
+  before: TableBloat[];
+  vacuumed: string[];
+  reindexed: string[];
+  vacuumedFull: string[];
+  after: TableBloat[];
+  approvals: ApprovalRecord[];
+  refusals: RefusedApproval[];
+  progress: RunProgress;
+}
+
+export interface TriageFinding {
+  severity: 'OK' | 'P1' | 'P2';
+  check: string;
+  detail: string;
+}
+
+export interface TriageReport {
+  maxConnections: number;
+  connectionsByState: Record<string, number>;
+  connectionsPercent: number;
+  longRunning: Array<{ pid: number; state: string; seconds: number; query: string; user: string }>;
+  blocked: Array<{ blockedPid: number; blockedQuery: string; blockingPid: number; blockingQuery: string; seconds: number }>;
+  topStatements: Array<{ query: string; calls: number; totalMs: number; meanMs: number }> | null;
+  statStatementsNote: string;
+  seqScanHeavy: Array<{ table: string; seqScans: number; seqRows: number; indexScans: number }>;
+  cacheHitRatio: number | null;
+  idleOlderThan: Array<{ pid: number; user: string; idleSeconds: number }>;
+  findings: TriageFinding[];
+}
+
+export interface DbTriageInput extends CommonInput {
+  database: string;
+  longQuerySeconds?: number;
+  /** Terminate connections idle longer than this many minutes (approval). */
+  terminateIdleOlderThanMinutes?: number;
+  cancelPids?: number[];
+  terminatePids?: number[];
+}
+
+export interface PidAction {
+  pid: number;
+  action: 'cancel' | 'terminate';
+  done: boolean;
+}
+
+export interface DbTriageResult {
+  ok: boolean;
+  report: TriageReport;
+  actions: PidAction[];
+  approvals: ApprovalRecord[];
+  refusals: RefusedApproval[];
+  progress: RunProgress;
+}
+
+export interface DbLockInput {
+  database: string;
+  holder: { workflowId: string; procedure: string; requestedBy: string };
+}

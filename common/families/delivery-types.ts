@@ -1,0 +1,208 @@
+import type { CommonInput, RunProgress, ApprovalRecord, MigrationRunResult, ServiceActionResult } from '../types.js';
+
+/** Workflow-safe shapes of the delivery runbooks: plain JSON only. */
+
+export type RouterType = 'nginx' | 'istio' | 'command';
+export type Backend = 'stable' | 'canary';
+export type Color = 'blue' | 'green';
+
+export interface ResolvedQuery {
+  name: string;
+  /** PromQL with {selector} and {window} already substituted. */
+  query: string;
+  max?: number;
+  min?: number;
+}
+
+export interface AnalysisSettings {
+  intervalSeconds: number;
+  count: number;
+  failureLimit: number;
+  onMissingData: 'fail' | 'pass';
+  window: string;
+  /** Templates: {selector} and {window} are substituted by the workflow. */
+  queries: Array<{ name: string; query: string; max?: number; min?: number }>;
+}
+
+/** What a delivery run needs from the config, captured once so the run replays the same plan. */
+export interface DeliveryPlan {
+  environment: string;
+  router: {
+    name: string;
+    type: RouterType;
+    /** Where the stable and canary traffic goes, for display (host:port, subsets, a script). */
+    stable: string;
+    canary: string;
+    stableSelector: string;
+    canarySelector: string;
+    stableService?: string;
+    canaryService?: string;
+    hasHealthUrls: boolean;
+  };
+  analysis: AnalysisSettings;
+  canary: { steps: number[]; bakeSeconds: number };
+  scaleDownDelaySeconds: number;
+  prometheusConfigured: boolean;
+  notifyConfigured: boolean;
+  approvers: string[];
+  approvalTimeoutSeconds: number;
+}
+
+export interface WeightChange {
+  router: string;
+  /** Percentage of traffic on the canary (green) backend. */
+  weight: number;
+  previousWeight: number | null;
+  changed: boolean;
+  /** What ran, argv joined (no secrets). */
+  commands: string[];
+  durationMs: number;
+}
+
+export interface QueryResult {
+  name: string;
+  query: string;
+  value: number | null;
+  max?: number;
+  min?: number;
+  ok: boolean;
+  /** Why it failed: "0.48 > max 0.005", "no data". */
+  detail: string;
+}
+
+export interface Measurement {
+  at: string;
+  ok: boolean;
+  results: QueryResult[];
+}
+
+export interface StepAnalysis {
+  weight: number;
+  ok: boolean;
+  measurements: Measurement[];
+  failures: number;
+  /** The first failed query of the deciding measurement. */
+  failed?: QueryResult;
+}
+
+export type CanaryPhase =
+  | 'planning'
+  | 'setting-weight'
+  | 'baking'
+  | 'analysing'
+  | 'awaiting-approval'
+  | 'paused'
+  | 'rolling-back'
+  | 'rolled-back'
+  | 'promoted';
+
+export interface CanaryStatus {
+  router: string;
+  phase: CanaryPhase;
+  weight: number;
+  steps: number[];
+  stepIndex: number;
+  paused: boolean;
+  lastAnalysis?: Measurement;
+  abortRequested?: { by: string; reason?: string };
+}
+
+export interface DeliveryControlInput {
+  by?: string;
+  reason?: string;
+}
+
+export interface CanaryDeployInput extends CommonInput {
+  router: string;
+  steps?: number[];
+  bakeSeconds?: number;
+  approveEachStep?: boolean;
+  analysis?: Partial<AnalysisSettings>;
+  skipAnalysis?: boolean;
+}
+
+export interface CanaryDeployResult {
+  ok: boolean;
+  outcome: 'promoted' | 'rolled-back';
+  router: string;
+  finalWeight: number;
+  steps: StepAnalysis[];
+  /** Set when rolled back: which query failed with which value, or the abort. */
+  reason?: string;
+  failedQuery?: QueryResult;
+  canaryStopped?: ServiceActionResult;
+  notified: boolean;
+  approvals: ApprovalRecord[];
+  progress: RunProgress;
+}
+
+export interface BlueGreenInput extends CommonInput {
+  router: string;
+  to: Color;
+  dryRun?: boolean;
+  scaleDownDelaySeconds?: number;
+  skipAnalysis?: boolean;
+}
+
+export interface BlueGreenResult {
+  ok: boolean;
+  dryRun: boolean;
+  from: Color | 'mixed';
+  to: Color;
+  /** What the switch runs (dry run: would run). */
+  plan: string[];
+  switched: boolean;
+  rolledBack: boolean;
+  scaledDown?: ServiceActionResult;
+  previewCheck?: { health: string; analysis?: Measurement };
+  approvals: ApprovalRecord[];
+  progress: RunProgress;
+}
+
+export interface AppRollbackInput extends CommonInput {
+  service: string;
+  revision?: number;
+  image?: string;
+  verifyUrl?: string;
+  expectVersion?: string;
+  waitTimeoutSeconds?: number;
+}
+
+export interface AppRollbackResult {
+  ok: boolean;
+  service: string;
+  commands: string[];
+  servingVersion?: string;
+  progress: RunProgress;
+}
+
+export interface ConfigRollbackInput extends CommonInput {
+  kind: 'env-file' | 'feature-flag' | 'configmap';
+  service?: string;
+  envFile?: string;
+  backupFile?: string;
+  database?: string;
+  flag?: string;
+  manifest?: string;
+  waitTimeoutSeconds?: number;
+}
+
+export interface ConfigRollbackResult {
+  ok: boolean;
+  kind: ConfigRollbackInput['kind'];
+  detail: string;
+  restarted?: ServiceActionResult;
+  progress: RunProgress;
+}
+
+export interface ReleaseInput extends CanaryDeployInput {
+  database: string;
+}
+
+export interface ReleaseResult {
+  ok: boolean;
+  migration: MigrationRunResult;
+  canary: CanaryDeployResult;
+  migrationRolledBack?: MigrationRunResult;
+  progress: RunProgress;
+}

@@ -1,0 +1,153 @@
+import type { CommonInput, RunProgress } from '../types.js';
+import type { IncidentSeverity, NotificationKind } from './incident-config.js';
+import type { TriageProcedureId } from './incident.js';
+
+/** Workflow-safe shapes of the incident family. Plain JSON only. */
+
+export type { IncidentSeverity, NotificationKind };
+
+export interface IncidentInput extends CommonInput {
+  title: string;
+  severity: IncidentSeverity;
+  service?: string;
+  summary?: string;
+  source?: string;
+  triage?: TriageProcedureId;
+  triageInput?: Record<string, unknown>;
+  labels?: Record<string, string>;
+}
+
+export type EscalationLevel = 'L1' | 'L2' | 'L3' | 'L4';
+
+export type TimelineKind =
+  | 'declared'
+  | 'paged'
+  | 'acknowledged'
+  | 'escalated'
+  | 'note'
+  | 'severity-changed'
+  | 'mitigated'
+  | 'resolved'
+  | 'notified'
+  | 'notification-failed'
+  | 'stakeholder-update'
+  | 'alert'
+  | 'triage-started'
+  | 'triage-finished'
+  | 'postmortem-drafted'
+  | 'postmortem-reminder'
+  | 'postmortem-completed';
+
+export interface TimelineEvent {
+  at: string;
+  kind: TimelineKind;
+  /** Who did it: a person, `alertmanager`, or `runbook` for the run itself. */
+  by: string;
+  text: string;
+  data?: Record<string, unknown>;
+}
+
+/** What the run needs from the config, captured once (an activity) so replays see the same plan. */
+export interface IncidentPlan {
+  environment: string;
+  responseSeconds: Record<IncidentSeverity, number>;
+  stakeholderUpdateSeconds: Partial<Record<IncidentSeverity, number>>;
+  ackTimeoutSeconds: number;
+  l3AfterSeconds: number;
+  l4AfterSeconds: number;
+  contacts: Record<'L2' | 'L3' | 'L4', string[]>;
+  postmortem: { requiredFor: IncidentSeverity[]; dueSeconds: number; meetingWithinSeconds: number; reminderEverySeconds: number; maxReminders: number };
+  /** Webhook names per notification kind; URLs stay in the worker. */
+  routes: Record<NotificationKind, string[]>;
+  oncall: { primary: string; secondary: string; shiftEnds: string } | null;
+  statusPageUrl?: string;
+}
+
+export interface Notification {
+  webhook: string;
+  kind: NotificationKind;
+  incidentId: string;
+  /** Stable per event, sent as X-Runbook-Event-Id so a receiver can drop a retried duplicate. */
+  eventId: string;
+  text: string;
+  fields: Record<string, string | number | boolean | string[]>;
+}
+
+export interface NotificationResult {
+  webhook: string;
+  status: number;
+  attempts: number;
+}
+
+export interface IncidentState {
+  incidentId: string;
+  title: string;
+  severity: IncidentSeverity;
+  status: 'open' | 'acknowledged' | 'mitigated' | 'resolved';
+  level: EscalationLevel;
+  declaredAt: string;
+  acknowledgedBy?: string;
+  acknowledgedAt?: string;
+  mitigatedAt?: string;
+  resolvedAt?: string;
+  primary?: string;
+  secondary?: string;
+  commander?: string;
+  triageRuns: string[];
+  postmortemComplete: boolean;
+}
+
+export interface IncidentResult {
+  state: IncidentState;
+  timeline: TimelineEvent[];
+  postmortem: string;
+  progress: RunProgress;
+}
+
+/** Every incident message carries one JSON object: the UI sends exactly one value. */
+export interface ActorInput {
+  by: string;
+}
+export interface NoteInput extends ActorInput {
+  text: string;
+}
+export interface SeverityInput extends ActorInput {
+  severity: IncidentSeverity;
+  reason?: string;
+}
+export interface MitigatedInput extends ActorInput {
+  text?: string;
+}
+export interface ResolvedInput extends ActorInput {
+  summary?: string;
+  rootCause?: string;
+  impact?: string;
+  wentWell?: string[];
+  wentWrong?: string[];
+  actionItems?: Array<{ item: string; owner?: string; due?: string }>;
+}
+export interface EscalateInput extends ActorInput {
+  level?: 'L2' | 'L3' | 'L4';
+  reason?: string;
+}
+export interface AlertInput extends ActorInput {
+  status: 'firing' | 'resolved';
+  alerts: number;
+  summary: string;
+}
+
+export interface TriageFinding {
+  check: string;
+  severity: 'OK' | 'P0' | 'P1' | 'P2' | 'INFO';
+  detail: string;
+}
+
+export interface TriageResult {
+  procedure: TriageProcedureId;
+  ok: boolean;
+  findings: TriageFinding[];
+  recommendations: string[];
+  remediations: string[];
+  table: string;
+  progress: RunProgress;
+}

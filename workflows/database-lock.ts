@@ -1,0 +1,82 @@
+import {
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  defineSignal,
+  log,
+  ParentClosePolicy,
+  setHandler,
+  sleep,
+  startChild,
+  WorkflowExecutionAlreadyStartedError,
+  type ChildWorkflowHandle,
+} from '@temporalio/workflow';
+import type { DatabasePlan, DbLockInput } from '../common/families/database-types.js';
+
+/**
+ * One destructive runbook per database at a time. The lock is a child workflow with a
+ * deterministic id per database: Temporal refuses a second one while the first runs, and
+ * terminates it when its holder ends however it ends (parent close policy), so a crashed
+ * or terminated holder never leaves the database locked.
+ */
+
+export const DB_LOCK_WORKFLOW = 'db-lock';
+export const releaseLockSignal = defineSignal('release');
+export const DatabaseBusy = 'DatabaseBusy';
+
+export function lockWorkflowId(environment: string, database: string): string {
+  return `db-lock--${environment}--${database}`;
+}
+
+/** The lock itself: it holds until its holder releases it (or ends). */
+export async function dbLock(input: DbLockInput): Promise<{ releasedBy: string }> {
+  let released = false;
+  setHandler(releaseLockSignal, () => {
+    released = true;
+  });
+  log.info('database lock held', { database: input.database, holder: input.holder.workflowId });
+  await condition(() => released);
+  return { releasedBy: input.holder.workflowId };
+}
+
+/**
+ * Runs `body` holding the database's lock. With lock mode `fail` a busy database fails the
+ * run at once; with `wait` it retries every pollSeconds until waitTimeoutSeconds.
+ */
+export async function withDatabaseLock<T>(
+  plan: DatabasePlan,
+  holder: DbLockInput['holder'],
+  body: () => Promise<T>,
+  onWait?: (waitingFor: string) => void,
+): Promise<T> {
+  const workflowId = lockWorkflowId(plan.environment, plan.database);
+  const deadline = Date.now() + plan.lock.waitTimeoutSeconds * 1000;
+  let handle: ChildWorkflowHandle<typeof dbLock> | undefined;
+  while (!handle) {
+    try {
+      handle = await startChild(dbLock, {
+        workflowId,
+        args: [{ database: plan.database, holder }],
+        parentClosePolicy: ParentClosePolicy.TERMINATE,
+        staticSummary: `lock of database ${plan.database} held by ${holder.procedure} ${holder.workflowId}`,
+      });
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      const busy = `database ${plan.database} is busy: another destructive runbook holds its lock (workflow ${workflowId}; the run holding it is that workflow's parent)`;
+      if (plan.lock.mode === 'fail') {
+        throw ApplicationFailure.create({ type: DatabaseBusy, nonRetryable: true, message: `${busy}; nothing was done. Retry when it has finished, or set databaseOps.lock.mode: wait` });
+      }
+      if (Date.now() >= deadline) {
+        throw ApplicationFailure.create({ type: DatabaseBusy, nonRetryable: true, message: `${busy}; waited ${plan.lock.waitTimeoutSeconds}s (databaseOps.lock.waitTimeoutSeconds), nothing was done` });
+      }
+      onWait?.(workflowId);
+      await sleep(plan.lock.pollSeconds * 1000);
+    }
+  }
+  try {
+    return await body();
+  } finally {
+    const h = handle;
+    await CancellationScope.nonCancellable(() => h.signal(releaseLockSignal).catch(() => undefined));
+  }
+}
