@@ -269,11 +269,14 @@ const probePostgres: Probe<'postgres'> = async (cfg, signal) => {
   signal.addEventListener('abort', close, { once: true });
   try {
     await client.connect();
+    const connected = performance.now();
     const { rows } = await client.query<{ version: string }>("SELECT 1 AS ok, current_setting('server_version') AS version");
+    const queryMs = round(performance.now() - connected);
     return {
       healthy: true,
-      detail: `accepting connections (PostgreSQL ${rows[0]?.version ?? 'unknown version'})`,
-      metrics: { latencyMs: round(performance.now() - started) },
+      detail: `accepting connections (PostgreSQL ${rows[0]?.version ?? 'unknown version'}), query ${queryMs}ms`,
+      // The runbook's "Slow Queries" threshold is about the query, not the connection set-up.
+      metrics: { latencyMs: round(performance.now() - started), connectMs: round(connected - started), queryMs },
     };
   } finally {
     signal.removeEventListener('abort', close);

@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
-import { ConfigError, configPathFromEnv, loadConfig, missingEnv } from '../lib/config.js';
+import { ConfigError, configPathFromEnv, loadConfig, missingEnv, resolveConfigPath } from '../lib/config.js';
 import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
 import { AwaitingApproval, RunbookProcedure } from '../common/search-attributes.js';
 import { pendingApprovalQuery, progressQuery } from '../common/messages.js';
@@ -31,7 +31,7 @@ async function client() {
 
 async function environmentName(): Promise<string> {
   try {
-    return (await loadConfig()).config.environment;
+    return (await loadConfig(resolveConfigPath())).config.environment;
   } catch {
     return 'default';
   }
@@ -95,8 +95,9 @@ program
           }
         }
       };
+      let inFlight: Promise<unknown> = Promise.resolve();
       const follow = setInterval(() => {
-        void Promise.all([handle.query(progressQuery), handle.query(pendingApprovalQuery)])
+        inFlight = Promise.all([handle.query(progressQuery), handle.query(pendingApprovalQuery)])
           .then(([progress, pending]) => {
             if (opts.json) return;
             printSteps(progress.steps);
@@ -110,6 +111,7 @@ program
       try {
         const result = await handle.result();
         clearInterval(follow);
+        await inFlight;
         printSteps((result as { progress?: { steps: StepProgress[] } } | undefined)?.progress?.steps ?? []);
         if (opts.json) console.log(JSON.stringify({ workflowId: handle.workflowId, status: 'COMPLETED', result }, null, 2));
         else {
@@ -127,6 +129,8 @@ program
         process.exitCode = 1;
       } finally {
         clearInterval(follow);
+        // A poll still in flight would otherwise hit the closed connection.
+        await inFlight;
       }
     } finally {
       await connection.close();

@@ -1,8 +1,7 @@
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { DEFAULT_CONFIG_FILE, EXAMPLE_CONFIG_FILE, loadConfig } from '../lib/config.js';
+import { EXAMPLE_CONFIG_FILE, loadConfig, resolveConfigPath } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { startDevServer } from '../lib/temporal-server.js';
 import { temporalSettingsFromEnv } from '../lib/temporal-connection.js';
@@ -28,8 +27,7 @@ export interface DevOptions {
 export async function runDev(opts: DevOptions): Promise<void> {
   const logger = createLogger({ component: 'dev' });
   const stateDir = path.resolve(opts.stateDir);
-  const configFile = process.env.RUNBOOK_CONFIG ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : EXAMPLE_CONFIG_FILE);
-  const loaded = await loadConfig(configFile);
+  const loaded = await loadConfig(resolveConfigPath());
   const usesDemo = path.basename(loaded.path) === EXAMPLE_CONFIG_FILE;
 
   // The runtime first: the server launcher's last-resort SDK download would otherwise create a default one.
@@ -55,7 +53,7 @@ export async function runDev(opts: DevOptions): Promise<void> {
         console.error(`  ${r.output}`);
       }
     }
-    await nativeConnection.close();
+    await nativeConnection!.close();
     await server.stop();
     console.error('stopped');
     process.exit(0);
@@ -92,7 +90,7 @@ export async function runDev(opts: DevOptions): Promise<void> {
       .then(() => {
         console.error('demo environment is up. Try:');
         console.error('  npx runbook run health-check --wait');
-        console.error(`  npx runbook run stack-stop --input '{"clean":true}'   # then: npx runbook approve <id> --as alice --confirm DELETE`);
+        console.error(`  npx runbook run stack-stop --input '{"clean":true}'   # then: npx runbook approve <id> --as bob --confirm DELETE`);
       })
       .catch((err: Error) => console.error(`stack-start failed: ${err.message} (see the UI for the step that failed)`))
       .finally(() => void connection.close());

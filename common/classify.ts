@@ -17,7 +17,10 @@ export function classifyProbe(r: ProbeResult, t: RunbookPlan['thresholds']): Cla
   if (lag !== undefined && lag > t.natsLagMessages) {
     return { ...r, severity: 'P1', reason: `NATS Lag >${t.natsLagMessages} messages (${lag})` };
   }
-  if (r.latencyMs > t.slowProbeMs) {
+  const queryMs = r.metrics?.queryMs;
+  if (r.type === 'postgres' && queryMs !== undefined) {
+    if (queryMs > t.slowProbeMs) return { ...r, severity: 'P2', reason: `Slow Queries >${t.slowProbeMs}ms (${Math.round(queryMs)}ms)` };
+  } else if (r.latencyMs > t.slowProbeMs) {
     const what = r.type === 'postgres' ? 'Slow Queries' : 'Slow response';
     return { ...r, severity: 'P2', reason: `${what} >${t.slowProbeMs}ms (${Math.round(r.latencyMs)}ms)` };
   }

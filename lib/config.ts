@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
@@ -33,6 +34,16 @@ export const EXAMPLE_CONFIG_FILE = 'runbooks.example.yaml';
 
 export function configPathFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return path.resolve(env.RUNBOOK_CONFIG ?? DEFAULT_CONFIG_FILE);
+}
+
+/**
+ * The file `runbook dev` and the CLI use: RUNBOOK_CONFIG, else runbooks.yaml, else the shipped
+ * example (the demo environment). The worker does not fall back: it wants a real config.
+ */
+export function resolveConfigPath(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.RUNBOOK_CONFIG) return path.resolve(env.RUNBOOK_CONFIG);
+  if (existsSync(DEFAULT_CONFIG_FILE)) return path.resolve(DEFAULT_CONFIG_FILE);
+  return path.resolve(EXAMPLE_CONFIG_FILE);
 }
 
 /** `services[2].driver.type` from zod's path array. */

@@ -73,6 +73,9 @@ export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<{
     ...(opts.identity ? { identity: opts.identity } : {}),
     // Let a running activity finish its current command before the worker exits on SIGTERM.
     shutdownGraceTime: '20 seconds',
+    // A worker killed without shutdown leaves its cached runs on its sticky queue; move them
+    // to another worker after 2 s instead of the default 10 s, so timers fire on time.
+    stickyQueueScheduleToStartTimeout: '2 seconds',
   });
   return { worker, connection, ownsConnection: !opts.connection };
 }

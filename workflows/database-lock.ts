@@ -8,9 +8,9 @@ import {
   setHandler,
   sleep,
   startChild,
-  WorkflowExecutionAlreadyStartedError,
   type ChildWorkflowHandle,
 } from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { DatabasePlan, DbLockInput } from '../common/families/database-types.js';
 
 /**
@@ -54,7 +54,7 @@ export async function withDatabaseLock<T>(
   let handle: ChildWorkflowHandle<typeof dbLock> | undefined;
   while (!handle) {
     try {
-      handle = await startChild(dbLock, {
+      handle = await startChild<typeof dbLock>(DB_LOCK_WORKFLOW, {
         workflowId,
         args: [{ database: plan.database, holder }],
         parentClosePolicy: ParentClosePolicy.TERMINATE,

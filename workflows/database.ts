@@ -118,7 +118,7 @@ async function dbRestore(rawInput?: DbRestoreInput): Promise<DbRestoreResult> {
   const requestedBy = input.requestedBy ?? 'unknown';
   const ctx = new RunContext(PROCEDURES.dbRestore, requestedBy, [
     ['plan', 'Load configuration'],
-    ['choose', 'Choose the backup'],
+    ['choose', 'Choose and verify the backup'],
     ['restore', 'pg_restore into a new database'],
     ['verify', 'Verify row counts'],
   ]);
@@ -130,7 +130,16 @@ async function dbRestore(rawInput?: DbRestoreInput): Promise<DbRestoreResult> {
     const started = Date.now();
     const plan = await ctx.step('plan', () => loadDatabasePlan({ database: input.database, procedure: PROCEDURES.dbRestore }));
     requireBackups(plan);
-    const backup = await ctx.step('choose', () => chooseBackup({ database: plan.database, backupId: input.backupId }), (b) => `${b.id} (${mb(b.sizeBytes)}, taken ${b.startedAt})`);
+    const backup = await ctx.step(
+      'choose',
+      async () => {
+        const b = await chooseBackup({ database: plan.database, backupId: input.backupId });
+        // A corrupt file is refused before any database is created.
+        await verifyBackup({ database: plan.database, id: b.id });
+        return b;
+      },
+      (b) => `${b.id} (${mb(b.sizeBytes)}, taken ${b.startedAt}), checksum verified`,
+    );
     const when = stamp();
     const target = input.target ?? (replace ? `${plan.database}__restore_${shortRun()}` : `${plan.database}_restored_${when.toLowerCase()}`);
     await ctx.step(

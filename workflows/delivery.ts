@@ -1,2 +1,3 @@
-/** The delivery runbook family. Workflows are exported under their kebab-case procedure ids from workflows/index.ts. */
-export {};
+/** The delivery runbook family. Workflows are exported under their kebab-case procedure ids (workflows/index.ts re-exports them). */
+export { canaryDeploy as 'canary-deploy' } from './delivery-canary.js';
+export { blueGreenSwitch as 'blue-green-switch' } from './delivery-switch.js';

@@ -10,11 +10,11 @@ import {
   workflowInfo,
   type ActivityOptions,
   type SignalDefinition,
-  type UpdateDefinition,
 } from '@temporalio/workflow';
+import type { UpdateDefinition } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
 import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors.js';
-import { SEVERITIES, type IncidentSeverity, type NotificationKind } from '../common/families/incident-config.js';
+import { SEVERITIES, type NotificationKind } from '../common/families/incident-config.js';
 import {
   acknowledgeSignal,
   acknowledgeUpdate,
@@ -330,8 +330,7 @@ export async function incident(rawInput: IncidentInput): Promise<IncidentResult>
       });
       state.triageRuns.push(child.workflowId);
       record('triage-started', 'runbook', `Triage started: ${triage} (${child.workflowId})`, { workflowId: child.workflowId });
-      void (
-        (child.result() as Promise<TriageResult>).then(
+      void (child.result() as Promise<TriageResult>).then(
           (r) => {
             const bad = r.findings.filter((f) => f.severity === 'P0' || f.severity === 'P1' || f.severity === 'P2');
             const text = `Triage ${triage} finished: ${bad.length ? bad.map((f) => `${f.check}: ${f.detail}`).join('; ') : 'no problems found'}`;
@@ -346,8 +345,7 @@ export async function incident(rawInput: IncidentInput): Promise<IncidentResult>
             ctx.stepOf('triage').status = 'failed';
             ctx.stepOf('triage').detail = msg;
           },
-        ),
-      );
+        );
     }
 
     await ctx.step(

@@ -124,7 +124,7 @@ export function createBackupActivities(deps: ActivityDeps) {
 
       const startedAt = new Date().toISOString();
       const facts = await withClient(db.url, db.secrets, async (c) => {
-        const v = await c.query<{ v: string }>('SHOW server_version');
+        const v = await c.query<{ v: string }>("SELECT current_setting('server_version') AS v");
         const lsn = await c.query<{ lsn: string }>(
           'SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text AS lsn',
         );

@@ -153,7 +153,7 @@ export function createDeliveryActivities(deps: ActivityDeps) {
         const res = await fetch(url, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ text: req.text, event: req.event, workflowId: info.workflowExecution.workflowId, environment: config.environment, ...req.details }),
+          body: JSON.stringify({ text: req.text, event: req.event, workflowId: info.workflowExecution?.workflowId, environment: config.environment, ...req.details }),
           signal: AbortSignal.timeout(5000),
         });
         return { sent: res.ok, detail: `webhook answered HTTP ${res.status}` };

@@ -130,6 +130,9 @@ export interface CanaryDeployResult {
   /** Set when rolled back: which query failed with which value, or the abort. */
   reason?: string;
   failedQuery?: QueryResult;
+  /** When the deciding measurement was taken and when traffic was back at 0 % (activity clocks). */
+  failedMeasurementAt?: string;
+  trafficZeroAt?: string;
   canaryStopped?: ServiceActionResult;
   notified: boolean;
   approvals: ApprovalRecord[];
@@ -206,3 +209,11 @@ export interface ReleaseResult {
   migrationRolledBack?: MigrationRunResult;
   progress: RunProgress;
 }
+
+/** Failure types of the delivery runbooks (non-retryable: the decision is made). */
+export const DeliveryErrors = {
+  CanaryRolledBack: 'CanaryRolledBack',
+  SwitchRolledBack: 'SwitchRolledBack',
+  PreviewUnhealthy: 'PreviewUnhealthy',
+  ReleaseRolledBack: 'ReleaseRolledBack',
+} as const;

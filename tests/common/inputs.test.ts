@@ -38,6 +38,9 @@ describe('health classification (Fulcrum 2.3 thresholds)', () => {
     expect(classifyProbe({ ...base, type: 'redis', metrics: { memoryPercent: 91 } }, t)).toMatchObject({ severity: 'P1', reason: expect.stringMatching(/Memory Usage >80%/) });
     expect(classifyProbe({ ...base, type: 'nats', metrics: { maxConsumerPending: 1500 } }, t)).toMatchObject({ severity: 'P1', reason: expect.stringMatching(/NATS Lag >1000/) });
     expect(classifyProbe({ ...base, type: 'postgres', latencyMs: 150 }, t)).toMatchObject({ severity: 'P2', reason: expect.stringMatching(/Slow Queries >100ms/) });
+    // A slow connect with a fast query is not a slow query.
+    expect(classifyProbe({ ...base, type: 'postgres', latencyMs: 240, metrics: { connectMs: 238, queryMs: 2 } }, t).severity).toBe('OK');
+    expect(classifyProbe({ ...base, type: 'postgres', latencyMs: 240, metrics: { connectMs: 10, queryMs: 230 } }, t)).toMatchObject({ severity: 'P2', reason: 'Slow Queries >100ms (230ms)' });
     expect(classifyProbe(base, t).severity).toBe('OK');
   });
 

@@ -1,0 +1,164 @@
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMigrator } from '../../activities/migrations.js';
+import type { DbMigrationRollbackResult } from '../../common/families/database-types.js';
+import { approveUpdate, progressQuery, rejectUpdate } from '../../common/messages.js';
+import { demoServiceAction } from '../../demo/env.js';
+import type { LoadedConfig } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
+import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { freePort, startPostgres, type PgServer } from '../fixtures/servers.js';
+import { failureText, pgConfigService, sql, waitForPending } from './helpers.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+let pgs: PgServer;
+let appUrl: string;
+let brokenUrl: string;
+let tmp: string;
+let http: number;
+let grpc: number;
+let loaded: LoadedConfig;
+
+const MIGRATIONS: Record<string, string> = {
+  '001_create_policies.up.sql': 'CREATE TABLE policies (id serial PRIMARY KEY, name text NOT NULL);',
+  '001_create_policies.down.sql': 'DROP TABLE policies;',
+  '002_add_tenant.up.sql': 'ALTER TABLE policies ADD COLUMN tenant text;',
+  '002_add_tenant.down.sql': 'ALTER TABLE policies DROP COLUMN tenant;',
+  '003_add_flags.up.sql': 'CREATE TABLE feature_flags (name text PRIMARY KEY, enabled boolean NOT NULL DEFAULT false);',
+  '003_add_flags.down.sql': 'DROP TABLE feature_flags;',
+};
+
+async function migrationsDir(name: string, files: Record<string, string>): Promise<string> {
+  const dir = path.join(tmp, name);
+  await mkdir(dir, { recursive: true });
+  for (const [f, text] of Object.entries(files)) await writeFile(path.join(dir, f), text);
+  return dir;
+}
+
+async function migrateUp(url: string, dir: string): Promise<void> {
+  const m = createMigrator({ url, dir, database: 'test', logger: createLogger({ component: 'test' }, 'warn') });
+  try {
+    await m.up();
+  } finally {
+    await m.close();
+  }
+}
+
+const apiCmd = (action: string) => [process.execPath, `${ROOT}bin/runbook.mjs`, 'demo', 'service', action, 'api', '--state-dir', tmp, '--port', String(http), '--port2', String(grpc)];
+const apiRunning = async () => (await demoServiceAction('status', 'api', { stateDir: tmp, port: http, port2: grpc })).exitCode === 0;
+const versions = async (url: string) => (await sql<{ version: string }>(url, 'SELECT version FROM schema_migrations ORDER BY version')).map((r) => r.version);
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(tmpdir(), 'runbook-rollback-'));
+  pgs = await startPostgres({ settings: { autovacuum: 'off' } });
+  appUrl = await pgs.createDatabase('app');
+  brokenUrl = await pgs.createDatabase('broken');
+  const appDir = await migrationsDir('app', MIGRATIONS);
+  const { ['003_add_flags.down.sql']: _missing, ...withoutDown } = MIGRATIONS;
+  const brokenDir = await migrationsDir('broken', withoutDown);
+  await migrateUp(appUrl, appDir);
+  await migrateUp(brokenUrl, brokenDir);
+  await sql(appUrl, `INSERT INTO policies(name, tenant) VALUES ('p1', 't1'), ('p2', 't2')`);
+  http = await freePort();
+  grpc = await freePort();
+  loaded = await writeConfig({
+    environment: 'rbtest',
+    services: [
+      pgConfigService(pgs.url),
+      {
+        name: 'api',
+        group: 'apps',
+        driver: { type: 'command', start: apiCmd('start'), stop: apiCmd('stop'), status: apiCmd('status') },
+        probes: [{ type: 'http', url: `http://127.0.0.1:${http}/healthz` }],
+      },
+    ],
+    stack: { groups: [{ name: 'infra', waitTimeoutSeconds: 30 }, { name: 'apps', waitTimeoutSeconds: 30 }], pollIntervalSeconds: 0.2 },
+    databases: [
+      { name: 'app', url: appUrl, service: 'postgres', migrationsDir: appDir },
+      { name: 'broken', url: brokenUrl, service: 'postgres', migrationsDir: brokenDir },
+    ],
+    approvals: { approvers: { default: ['alice', 'bob'] } },
+    databaseOps: { backups: { repository: path.join(tmp, 'backups'), verifyTables: { app: ['policies'] } } },
+  });
+  await demoServiceAction('start', 'api', { stateDir: tmp, port: http, port2: grpc });
+});
+
+afterAll(async () => {
+  await demoServiceAction('stop', 'api', { stateDir: tmp, port: http, port2: grpc }).catch(() => undefined);
+  await pgs?.stop();
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe('db-migration-rollback (Fulcrum 8.2)', () => {
+  it('a missing down file fails the run before anything is stopped', async () => {
+    const err = await withWorker(loaded, ({ client, taskQueue }) =>
+      client.workflow
+        .execute('db-migration-rollback', { taskQueue, workflowId: `rb-missing-${Date.now()}`, args: [{ database: 'broken', requestedBy: 'alice' }] })
+        .catch((e: unknown) => e),
+    );
+    expect(failureText(err)).toMatch(/cannot roll back 003_add_flags: .*003_add_flags\.down\.sql is missing/);
+    expect(await apiRunning()).toBe(true);
+    expect(await versions(brokenUrl)).toEqual(['001', '002', '003']);
+  });
+
+  it('rejected: apps are stopped while waiting, then restarted; nothing rolled back; the backup is kept', async () => {
+    await withWorker(loaded, async ({ client, taskQueue }) => {
+      const handle = await client.workflow.start('db-migration-rollback', {
+        taskQueue,
+        workflowId: `rb-reject-${Date.now()}`,
+        args: [{ database: 'app', steps: 1, requestedBy: 'alice' }],
+      });
+      const pending = await waitForPending(handle);
+      expect(pending).toMatchObject({ step: 'approve-rollback', confirmPhrase: 'ROLLBACK' });
+      expect(pending.summary).toContain('DROP TABLE feature_flags;');
+      expect(await apiRunning()).toBe(false);
+      await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', comment: 'not now' }] });
+      const err = await handle.result().catch((e: unknown) => e);
+      expect(failureText(err)).toMatch(/rejected by bob: not now; nothing was rolled back; the application services were restarted/);
+      const steps = (await handle.query(progressQuery)).steps;
+      expect(steps.find((s) => s.id === 'rollback')?.status).toBe('pending');
+    });
+    expect(await apiRunning()).toBe(true);
+    expect(await versions(appUrl)).toEqual(['001', '002', '003']);
+    expect((await readdir(path.join(tmp, 'backups', 'app'))).length).toBe(1);
+  });
+
+  it('approved: backup, down migrations applied, schema_migrations verified, apps healthy; a concurrent destructive run is refused', async () => {
+    const r = await withWorker(loaded, async ({ client, taskQueue }) => {
+      const handle = await client.workflow.start('db-migration-rollback', {
+        taskQueue,
+        workflowId: `rb-approve-${Date.now()}`,
+        args: [{ database: 'app', to: '001', requestedBy: 'alice' }],
+      });
+      const pending = await waitForPending(handle);
+      expect(pending.summary).toMatch(/Roll back 2 migration\(s\) of app, leaving it at version 001/);
+      // One destructive runbook per database: a second one fails at once with the lock's name.
+      const busy = await client.workflow
+        .execute('db-vacuum', { taskQueue, workflowId: `vacuum-busy-${Date.now()}`, args: [{ database: 'app', full: true, tables: ['policies'], requestedBy: 'alice' }] })
+        .catch((e: unknown) => e);
+      expect(failureText(busy)).toMatch(/database app is busy: another destructive runbook holds its lock \(workflow db-lock--rbtest--app/);
+      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'ROLLBACK' }] });
+      const res = (await handle.result()) as DbMigrationRollbackResult;
+      await recordHistory(client, handle.workflowId, 'db-migration-rollback');
+      return res;
+    });
+    expect(r.ok).toBe(true);
+    expect(r.rolledBack.map((m) => m.version)).toEqual(['003', '002']);
+    expect(Object.keys(r.downSql).sort()).toEqual(['002', '003']);
+    expect(r.remaining).toEqual(['001']);
+    expect(r.stopped.map((s) => s.service)).toEqual(['api']);
+    expect(r.started.map((s) => s.service)).toEqual(['api']);
+    expect(r.health?.ok).toBe(true);
+    expect(existsSync(path.join(tmp, 'backups', 'app', r.backupId, 'manifest.json'))).toBe(true);
+    expect(await versions(appUrl)).toEqual(['001']);
+    const cols = await sql<{ column_name: string }>(appUrl, `SELECT column_name FROM information_schema.columns WHERE table_name = 'policies' ORDER BY 1`);
+    expect(cols.map((c) => c.column_name)).toEqual(['id', 'name']);
+    expect(await sql(appUrl, `SELECT to_regclass('feature_flags') AS r`)).toEqual([{ r: null }]);
+    expect(await apiRunning()).toBe(true);
+  });
+});

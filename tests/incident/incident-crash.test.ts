@@ -1,0 +1,92 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { incidentQuery, resolvedUpdate } from '../../common/families/incident-messages.js';
+import type { IncidentResult } from '../../common/families/incident-types.js';
+import type { LoadedConfig } from '../../lib/config.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../fixtures/webhook-receiver.js';
+import { temporalAddress, temporalNamespace, testClient, uniqueQueue, writeConfig } from '../fixtures/runbook-worker.js';
+import { incidentTestConfig, PAGER_TOKEN_PATH, webhookEnv } from './helpers.js';
+
+interface WorkerProcess {
+  child: ChildProcess;
+  exited: Promise<number | null>;
+}
+
+/** The real `runbook worker` command, with the webhook URLs in its environment. */
+async function spawnWorker(configPath: string, taskQueue: string, env: NodeJS.ProcessEnv): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, ['bin/runbook.mjs', 'worker', '--config', configPath, '--metrics', 'off'], {
+    env: { ...env, TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: temporalNamespace(), RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  for (let i = 0; i < 300 && !out.includes('"worker started"'); i++) {
+    if (child.exitCode !== null) throw new Error(`worker exited early:\n${out}`);
+    await sleep(100);
+  }
+  if (!out.includes('"worker started"')) throw new Error(`worker did not start:\n${out}`);
+  return { child, exited };
+}
+
+let receiver: WebhookReceiver;
+let loaded: LoadedConfig;
+const workers: WorkerProcess[] = [];
+
+beforeAll(async () => {
+  receiver = await startWebhookReceiver();
+  loaded = await writeConfig(
+    incidentTestConfig({
+      severities: { P0: { response: 8 }, P1: { response: 60 }, P2: { response: 60 }, P3: { response: 60 } },
+      ackTimeout: 60,
+      escalation: { l3After: 60, l4After: 120, contacts: { L2: ['tess-techlead'] } },
+      postmortem: { requiredFor: [] },
+    }),
+  );
+});
+
+afterAll(async () => {
+  for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
+  await receiver?.close();
+});
+
+describe('incident across a worker crash', () => {
+  it('a worker killed with SIGKILL during the escalation wait: a new worker escalates on time', async () => {
+    const taskQueue = uniqueQueue('incident-crash');
+    const env = webhookEnv(receiver);
+    const first = await spawnWorker(loaded.path, taskQueue, env);
+    workers.push(first);
+    const client = await testClient();
+    const workflowId = `incident-crash-${Date.now()}`;
+    const handle = await client.workflow.start('incident', { taskQueue, workflowId, args: [{ title: 'Database unavailable', severity: 'P0', requestedBy: 'alice' }] });
+    const mine = (r: { body: Record<string, unknown> }) => r.body.incidentId === workflowId;
+    await receiver.waitFor((r) => r.path === PAGER_TOKEN_PATH && mine(r) && r.body.event === 'page');
+    const started = Date.parse((await handle.query(incidentQuery)).declaredAt);
+
+    // The incident is now waiting on its escalation timer; the worker dies.
+    first.child.kill('SIGKILL');
+    expect(await first.exited).toBeNull();
+    await sleep(1000);
+    const second = await spawnWorker(loaded.path, taskQueue, env);
+    workers.push(second);
+
+    const esc = await receiver.waitFor((r) => mine(r) && r.body.event === 'escalation', 30_000);
+    const h = await handle.fetchHistory();
+    console.log(h.events!.map((e) => `${Number(e.eventTime!.seconds) * 1000 + Math.round(e.eventTime!.nanos! / 1e6) - started} ${e.eventType}`).join('\n'));
+    expect(esc.body).toMatchObject({ escalationLevel: 'L2', to: ['tess-techlead'] });
+    expect(esc.at - started).toBeGreaterThanOrEqual(8000);
+    // On time: the timer fires on the server; a crashed worker's sticky queue hands over within 2 s.
+    expect(esc.at - started).toBeLessThan(10_500);
+    // Exactly one escalation and one primary page, despite the crash.
+    expect(receiver.received.filter((r) => mine(r) && r.body.event === 'escalation' && r.status === 200)).toHaveLength(1);
+    expect(receiver.received.filter((r) => mine(r) && r.body.event === 'page' && r.status === 200)).toHaveLength(1);
+
+    await handle.executeUpdate(resolvedUpdate, { args: [{ by: 'bob', summary: 'Failover completed' }] });
+    const result = (await handle.result()) as IncidentResult;
+    expect(result.state.level).toBe('L2');
+    second.child.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+  }, 60_000);
+});

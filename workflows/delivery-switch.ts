@@ -1,0 +1,136 @@
+import { ApplicationFailure, CancellationScope, condition, proxyActivities, setHandler } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import { describeMeasurement, resolveQueries } from '../common/families/delivery-analysis.js';
+import { rollbackSignal, rollbackUpdate } from '../common/families/delivery-messages.js';
+import { DeliveryErrors, type BlueGreenInput, type BlueGreenResult, type Color, type DeliveryControlInput, type Measurement } from '../common/families/delivery-types.js';
+import { PROCEDURES } from '../common/procedures.js';
+import type { ServiceActionResult } from '../common/types.js';
+import { longRunning, quick } from './profiles.js';
+import { RunContext } from './run-context.js';
+
+const { deliveryPlan, trafficWeight, setTrafficWeight, backendHealth, measureAnalysis, deliveryNotify } = proxyActivities<Activities>(quick);
+const { serviceAction } = proxyActivities<Activities>(longRunning);
+
+/** Blue is the router's stable backend (canary weight 0), green its canary backend (weight 100). */
+const weightOf = (c: Color) => (c === 'green' ? 100 : 0);
+const colorOf = (w: number | null): Color | 'mixed' => (w === 0 ? 'blue' : w === 100 ? 'green' : 'mixed');
+
+/** `blue-green-switch`: Fulcrum 8.1's blue-green-switch.sh blue|green [--dry-run], with a rollback window. */
+export async function blueGreenSwitch(rawInput?: BlueGreenInput): Promise<BlueGreenResult> {
+  const input = RunContext.input<BlueGreenInput>(PROCEDURES.blueGreenSwitch, rawInput);
+  const to = input.to;
+  const ctx = new RunContext(PROCEDURES.blueGreenSwitch, input.requestedBy ?? 'unknown', [
+    ['plan', 'Load configuration and the active color'],
+  ]);
+  let window: 'before' | 'open' | 'closed' = 'before';
+  let rollback: { by: string; reason?: string } | undefined;
+  const request = (i?: DeliveryControlInput) => {
+    rollback ??= { by: typeof i?.by === 'string' && i.by.trim() ? i.by.trim() : 'unknown', ...(i?.reason ? { reason: i.reason } : {}) };
+  };
+  setHandler(rollbackSignal, (i) => {
+    if (window === 'open') request(i);
+  });
+  setHandler(
+    rollbackUpdate,
+    (i) => {
+      request(i);
+      return { accepted: true, detail: `switching back from ${to} now` };
+    },
+    {
+      validator: (_i?: DeliveryControlInput) => {
+        if (window === 'before') throw new Error('nothing has been switched yet: reject the approval instead');
+        if (window === 'closed') throw new Error('the rollback window is over: the old color was scaled down; run blue-green-switch back instead');
+      },
+    },
+  );
+
+  return ctx.run(async () => {
+    const { plan, current, commands } = await ctx.step('plan', async () => {
+      const plan = await deliveryPlan({ procedure: PROCEDURES.blueGreenSwitch, router: input.router });
+      const now = await trafficWeight({ router: input.router });
+      return { plan, current: now.weight, commands: now.plan[String(weightOf(to))] ?? [] };
+    }, (p) => `router ${p.plan.router.name}: ${colorOf(p.current)} active, switching to ${to}`);
+    const from = colorOf(current);
+    const oldColor: Color = to === 'green' ? 'blue' : 'green';
+    const oldService = to === 'green' ? plan.router.stableService : plan.router.canaryService;
+    const delay = input.scaleDownDelaySeconds ?? plan.scaleDownDelaySeconds;
+    const whatChanges = [
+      ...commands,
+      `keep ${oldColor} for ${delay}s (rollback window)`,
+      oldService ? `then stop ${oldService} (${oldColor})` : `then leave ${oldColor} running (no ${oldColor === 'blue' ? 'stableService' : 'canaryService'} configured)`,
+    ];
+    const base = { dryRun: input.dryRun === true, from, to, plan: whatChanges, approvals: ctx.approvals, progress: ctx.progress };
+
+    if (input.dryRun) return { ...base, ok: true, switched: false, rolledBack: false };
+    if (from === to) return { ...base, ok: true, plan: [], switched: false, rolledBack: false };
+
+    ctx.addStep('check-preview', `Check ${to} (health${input.skipAnalysis ? '' : ' and metrics'})`);
+    ctx.addStep('approve-switch', `Approve switching traffic from ${from} to ${to}`);
+    ctx.addStep('switch', `Switch all traffic to ${to}`);
+    ctx.addStep('keep-old', `Keep ${oldColor} for ${delay}s (rollback window)`);
+    ctx.addStep('scale-down', `Stop ${oldColor}${oldService ? ` (${oldService})` : ''}`);
+
+    const previewBackend = to === 'green' ? 'canary' : 'stable';
+    const previewCheck = await ctx.step('check-preview', async () => {
+      const health = await backendHealth({ router: plan.router.name, backend: previewBackend });
+      let analysis: Measurement | undefined;
+      if (!input.skipAnalysis && plan.prometheusConfigured) {
+        const selector = previewBackend === 'canary' ? plan.router.canarySelector : plan.router.stableSelector;
+        analysis = await measureAnalysis({ queries: resolveQueries(plan.analysis, selector), onMissingData: plan.analysis.onMissingData });
+      }
+      if (!health.ok || (analysis && !analysis.ok)) {
+        const bad = analysis?.results.find((r) => !r.ok);
+        throw ApplicationFailure.create({
+          type: DeliveryErrors.PreviewUnhealthy,
+          nonRetryable: true,
+          message: `${to} is not ready, nothing was switched: ${!health.ok ? health.detail : `${bad!.name} ${bad!.detail}`}`,
+          details: [{ health, analysis }],
+        });
+      }
+      return { health: health.detail, ...(analysis ? { analysis } : {}) };
+    }, (c) => `${c.health}${c.analysis ? `; ${describeMeasurement(c.analysis)}` : ''}`);
+
+    const record = await ctx.requestApproval({
+      step: 'approve-switch',
+      summary: `Switch router ${plan.router.name} (${plan.environment}) from ${from} to ${to}: ${commands.join('; ')}. ${oldColor} stays up for ${delay}s for an instant rollback.`,
+      destructive: true,
+      approvers: plan.approvers,
+      timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
+    });
+    RunContext.failUnlessApproved(record, 'nothing was switched');
+
+    await ctx.step('switch', () => setTrafficWeight({ router: plan.router.name, weight: weightOf(to) }), (c) => `${to} active (${c.durationMs} ms)`);
+    window = 'open';
+    await ctx.step('keep-old', async () => {
+      if (delay > 0) await condition(() => rollback !== undefined, delay * 1000);
+      return rollback;
+    }, (r) => (r ? `rollback requested by ${r.by}` : `${delay}s passed without a rollback`));
+
+    if (rollback) {
+      const r = rollback;
+      ctx.skip('scale-down', `rolled back by ${r.by}`);
+      ctx.addStep('switch-back', `Switch back to ${oldColor}`);
+      await CancellationScope.nonCancellable(() =>
+        ctx.step('switch-back', () => setTrafficWeight({ router: plan.router.name, weight: weightOf(oldColor) }), (c) => `${oldColor} active again (${c.durationMs} ms)`),
+      );
+      window = 'closed';
+      await deliveryNotify({ event: 'blue-green-rolled-back', text: `Router ${plan.router.name}: switched back to ${oldColor} by ${r.by}`, details: { router: plan.router.name, by: r.by } });
+      const result: BlueGreenResult = { ...base, ok: false, switched: true, rolledBack: true, previewCheck };
+      throw ApplicationFailure.create({
+        type: DeliveryErrors.SwitchRolledBack,
+        nonRetryable: true,
+        message: `switch to ${to} rolled back by ${r.by}${r.reason ? `: ${r.reason}` : ''}; ${oldColor} serves all traffic`,
+        details: [result],
+      });
+    }
+    window = 'closed';
+    let scaledDown: ServiceActionResult | undefined;
+    if (oldService) {
+      scaledDown = await ctx.step('scale-down', () => serviceAction({ service: oldService, action: 'stop' }), (r) => r.command);
+    } else {
+      ctx.skip('scale-down', `no ${oldColor === 'blue' ? 'stableService' : 'canaryService'} configured for router ${plan.router.name}`);
+    }
+    await deliveryNotify({ event: 'blue-green-switched', text: `Router ${plan.router.name}: ${to} is active`, details: { router: plan.router.name, to } });
+    return { ...base, ok: true, switched: true, rolledBack: false, previewCheck, ...(scaledDown ? { scaledDown } : {}) };
+  });
+}

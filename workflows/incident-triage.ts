@@ -1,0 +1,393 @@
+import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import { ErrorTypes } from '../common/errors.js';
+import type { TriageProcedureId } from '../common/families/incident.js';
+import type { TriageFinding, TriageResult } from '../common/families/incident-types.js';
+import { PROCEDURES } from '../common/procedures.js';
+import type { CommonInput, RunbookPlan } from '../common/types.js';
+import { checkHealth, selectServices } from './health.js';
+import { longRunning, quick } from './profiles.js';
+import { RunContext } from './run-context.js';
+
+const { loadPlan, redisTriageRead, natsTriageRead, cacheCheck, databaseCheck, fetchMetrics, promQuery, slowQueries, redisFlush, serviceLogs } =
+  proxyActivities<Activities>(quick);
+const { redisUnlink, natsPurge, serviceAction, waitHealthy } = proxyActivities<Activities>(longRunning);
+
+const BAD = new Set(['P0', 'P1', 'P2']);
+
+function renderFindings(findings: readonly TriageFinding[]): string {
+  return ['| check | severity | detail |', '| --- | --- | --- |', ...findings.map((f) => `| ${f.check} | ${f.severity} | ${f.detail.replace(/\|/g, '/')} |`)].join('\n');
+}
+
+function result(procedure: TriageProcedureId, ctx: RunContext, findings: TriageFinding[], recommendations: string[], remediations: string[]): TriageResult {
+  return {
+    procedure,
+    ok: !findings.some((f) => f.severity === 'P0' || f.severity === 'P1'),
+    findings,
+    recommendations,
+    remediations,
+    table: renderFindings(findings),
+    progress: ctx.progress,
+  };
+}
+
+function summarize(findings: readonly TriageFinding[]): string {
+  const bad = findings.filter((f) => BAD.has(f.severity));
+  return bad.length === 0 ? `${findings.length} checks OK` : bad.map((f) => `${f.check} ${f.severity}`).join(', ');
+}
+
+function invalid(message: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(message, ErrorTypes.InvalidInput);
+}
+
+function approvalTimeout(input: CommonInput, plan: RunbookPlan): number {
+  return input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds;
+}
+
+async function restartAndVerify(ctx: RunContext, plan: RunbookPlan, step: string, service: string, verify: string[]): Promise<string> {
+  return ctx.step(
+    step,
+    async () => {
+      await serviceAction({ service, action: 'restart' });
+      const names = [...new Set([service, ...verify])].filter((n) => (plan.services.find((s) => s.name === n)?.probes.length ?? 0) > 0);
+      if (names.length > 0) {
+        await waitHealthy({ services: names, timeoutSeconds: 60, deadline: Date.now() + 60_000, pollIntervalSeconds: plan.pollIntervalSeconds });
+      }
+      return names.length > 0 ? `${service} restarted; healthy again: ${names.join(', ')}` : `${service} restarted (no probes to verify)`;
+    },
+    (s) => s,
+  );
+}
+
+// ---------------------------------------------------------------- redis-triage
+
+export interface RedisTriageInput extends CommonInput {
+  service: string;
+  deletePattern?: string;
+  flush?: boolean;
+  restart?: boolean;
+  reconnectServices?: string[];
+  slowlogEntries?: number;
+}
+
+/** `redis-triage`: Fulcrum 3.4 and AlphaPulse 2.2 High Memory Usage, with the runbooks' remediations. */
+export async function redisTriage(rawInput: RedisTriageInput): Promise<TriageResult> {
+  const input = RunContext.input<RedisTriageInput>(PROCEDURES.redisTriage, rawInput);
+  const ctx = new RunContext(PROCEDURES.redisTriage, input.requestedBy ?? 'unknown', [
+    ['plan', 'Load configuration'],
+    ['inspect', 'PING, memory, policy, evictions, hit rate, slowlog, clients'],
+  ]);
+  if (input.deletePattern) ctx.addStep('unlink', `Delete keys matching ${input.deletePattern} (SCAN + UNLINK)`);
+  if (input.flush) {
+    ctx.addStep('approve-flush', 'Approval: FLUSHDB');
+    ctx.addStep('flush', 'FLUSHDB');
+  }
+  if (input.restart) {
+    ctx.addStep('approve-restart', 'Approval: restart Redis');
+    ctx.addStep('restart', 'Restart Redis and verify services reconnect');
+  }
+  return ctx.run(async () => {
+    const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.redisTriage }), () => input.service);
+    selectServices(plan, [input.service], 'service');
+    if (input.reconnectServices) selectServices(plan, input.reconnectServices, 'reconnectServices');
+    const { reading, findings } = await ctx.step('inspect', () => redisTriageRead({ service: input.service, slowlogEntries: input.slowlogEntries ?? 10 }), (r) => summarize(r.findings));
+    const recommendations: string[] = [];
+    const remediations: string[] = [];
+    if (reading.policy !== 'allkeys-lru') recommendations.push(`CONFIG SET maxmemory-policy allkeys-lru (now ${reading.policy})`);
+    if (reading.memoryPercent !== null && reading.memoryPercent >= plan.thresholds.memoryWarnPercent) {
+      recommendations.push('Free memory: delete stale keys by pattern (deletePattern), FLUSHDB if the cache can be rebuilt, or raise maxmemory');
+    }
+    if (reading.hitRatePercent !== null && reading.hitRatePercent < 85) recommendations.push('Hit rate under 85 %: check TTLs and evictions; tune the cache');
+
+    if (input.deletePattern) {
+      const pattern = input.deletePattern;
+      const n = await ctx.step('unlink', () => redisUnlink({ service: input.service, pattern }), (d) => `${d} keys unlinked`);
+      remediations.push(`unlinked ${n} keys matching ${pattern}`);
+    }
+    if (input.flush) {
+      const record = await ctx.requestApproval({
+        step: 'approve-flush',
+        summary: `FLUSHDB on ${input.service}: deletes all ${reading.keys} keys of the database; the services repopulate the cache.`,
+        destructive: true,
+        confirmPhrase: 'FLUSHDB',
+        approvers: plan.approvers,
+        timeoutSeconds: approvalTimeout(input, plan),
+      });
+      RunContext.failUnlessApproved(record, 'nothing was flushed');
+      const r = await ctx.step('flush', () => redisFlush({ service: input.service }), (x) => `${x.keysBefore} keys flushed`);
+      remediations.push(`FLUSHDB (${r.keysBefore} keys), approved by ${record.by}`);
+    }
+    if (input.restart) {
+      const record = await ctx.requestApproval({
+        step: 'approve-restart',
+        summary: `Restart ${input.service}: clients disconnect briefly and must reconnect; verifies ${[input.service, ...(input.reconnectServices ?? [])].join(', ')} are healthy after.`,
+        destructive: false,
+        approvers: plan.approvers,
+        timeoutSeconds: approvalTimeout(input, plan),
+      });
+      RunContext.failUnlessApproved(record, 'Redis was not restarted');
+      remediations.push(await restartAndVerify(ctx, plan, 'restart', input.service, input.reconnectServices ?? []));
+    }
+    return result('redis-triage', ctx, findings, recommendations, remediations);
+  });
+}
+
+// ---------------------------------------------------------------- nats-lag-triage
+
+export interface NatsLagTriageInput extends CommonInput {
+  service: string;
+  stream?: string;
+  consumerService?: string;
+  restartConsumer?: boolean;
+  purge?: boolean;
+  purgeOlderThanSeconds?: number;
+}
+
+/** `nats-lag-triage`: Fulcrum 3.3 — streams, consumer lag and stuck messages, with its remediations. */
+export async function natsLagTriage(rawInput: NatsLagTriageInput): Promise<TriageResult> {
+  const input = RunContext.input<NatsLagTriageInput>(PROCEDURES.natsLagTriage, rawInput);
+  const problems: string[] = [];
+  if ((input.purge || input.purgeOlderThanSeconds) && !input.stream) problems.push('stream: required to purge (which stream to purge)');
+  if (input.purge && input.purgeOlderThanSeconds) problems.push('purge and purgeOlderThanSeconds: choose one');
+  if (input.restartConsumer && !input.consumerService) problems.push('consumerService: required with restartConsumer (the service that consumes the stream)');
+  if (problems.length > 0) throw invalid(`invalid input for nats-lag-triage: ${problems.join('; ')}`);
+  const ctx = new RunContext(PROCEDURES.natsLagTriage, input.requestedBy ?? 'unknown', [
+    ['plan', 'Load configuration'],
+    ['inspect', 'JetStream streams and consumers: pending, ack pending, redelivered'],
+  ]);
+  if (input.restartConsumer) {
+    ctx.addStep('approve-restart', `Approval: restart ${input.consumerService}`);
+    ctx.addStep('restart', `Restart ${input.consumerService}`);
+  }
+  if (input.purge || input.purgeOlderThanSeconds) {
+    ctx.addStep('approve-purge', `Approval: purge ${input.stream}`);
+    ctx.addStep('purge', `Purge ${input.stream}${input.purgeOlderThanSeconds ? ` (messages older than ${input.purgeOlderThanSeconds}s)` : ''}`);
+  }
+  return ctx.run(async () => {
+    const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.natsLagTriage }), () => input.service);
+    selectServices(plan, [input.service], 'service');
+    if (input.consumerService) selectServices(plan, [input.consumerService], 'consumerService');
+    const { streams, findings } = await ctx.step('inspect', () => natsTriageRead({ service: input.service, stream: input.stream }), (r) => summarize(r.findings));
+    const recommendations: string[] = [];
+    const remediations: string[] = [];
+    const consumers = streams.flatMap((s) => s.consumers);
+    if (consumers.some((c) => c.numRedelivered > 10)) {
+      recommendations.push('Messages are redelivered repeatedly (stuck): restart the consumer service; if a message is poison, purge the stream (loses unprocessed events)');
+    }
+    if (consumers.some((c) => c.numPending > plan.thresholds.natsLagMessages)) {
+      recommendations.push('Consumer lag over threshold: restart the consumer service or scale it up');
+    }
+
+    if (input.restartConsumer) {
+      const svc = input.consumerService!;
+      const record = await ctx.requestApproval({
+        step: 'approve-restart',
+        summary: `Restart ${svc}: in-flight messages are redelivered to the new process.`,
+        destructive: false,
+        approvers: plan.approvers,
+        timeoutSeconds: approvalTimeout(input, plan),
+      });
+      RunContext.failUnlessApproved(record, `${svc} was not restarted`);
+      remediations.push(await restartAndVerify(ctx, plan, 'restart', svc, []));
+    }
+    if (input.purge || input.purgeOlderThanSeconds) {
+      const stream = input.stream!;
+      const s = streams.find((x) => x.name === stream);
+      const older = input.purgeOlderThanSeconds;
+      const record = await ctx.requestApproval({
+        step: 'approve-purge',
+        summary: older
+          ? `Purge messages older than ${older}s from ${stream}: LOSES those unprocessed events (consumers never see them).`
+          : `Purge stream ${stream} (${s?.messages ?? '?'} messages): LOSES ALL UNPROCESSED EVENTS in it. Confirm with the stream name.`,
+        destructive: true,
+        confirmPhrase: stream,
+        approvers: plan.approvers,
+        timeoutSeconds: approvalTimeout(input, plan),
+      });
+      RunContext.failUnlessApproved(record, 'nothing was purged');
+      // The cutoff is fixed here, not in the activity, so a retried purge removes the same range.
+      const cutoff = older ? Date.now() - older * 1000 : undefined;
+      const r = await ctx.step('purge', () => natsPurge({ service: input.service, stream, cutoff }), (x) => `${x.purged} messages purged`);
+      remediations.push(`purged ${r.purged} messages from ${stream}${older ? ` older than ${older}s` : ''}, approved by ${record.by}`);
+    }
+    return result('nats-lag-triage', ctx, findings, recommendations, remediations);
+  });
+}
+
+// ---------------------------------------------------------------- service-error-triage
+
+export interface ServiceErrorTriageInput extends CommonInput {
+  service: string;
+  cacheService?: string;
+  cachePattern?: string;
+  database?: string;
+  metricsUrl?: string;
+  metricsMatch?: string;
+  logLines?: number;
+  flushAndRestart?: boolean;
+}
+
+const ERROR_LINE = /\b(error|fatal|panic|exception|unavailable|internal)\b/i;
+
+/** `service-error-triage`: Fulcrum 3.1 (policy evaluation failures) and 3.5 (dashboard errors). */
+export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Promise<TriageResult> {
+  const input = RunContext.input<ServiceErrorTriageInput>(PROCEDURES.serviceErrorTriage, rawInput);
+  if (input.flushAndRestart && !input.cacheService) throw invalid('invalid input for service-error-triage: cacheService: required with flushAndRestart (the cache to flush)');
+  const ctx = new RunContext(PROCEDURES.serviceErrorTriage, input.requestedBy ?? 'unknown', [
+    ['plan', 'Load configuration'],
+    ['health', `Health of ${input.service}`],
+    ['logs', 'Recent error lines from the logs'],
+    ['cache', 'Cache check'],
+    ['database', 'Database connectivity'],
+    ['metrics', 'Metrics'],
+  ]);
+  if (input.flushAndRestart) {
+    ctx.addStep('approve-remediation', 'Approval: flush the cache and restart');
+    ctx.addStep('flush', `FLUSHDB ${input.cacheService}`);
+    ctx.addStep('restart', `Restart ${input.service}`);
+  }
+  return ctx.run(async () => {
+    const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.serviceErrorTriage }), () => input.service);
+    const [svc] = selectServices(plan, [input.service], 'service');
+    if (input.cacheService) selectServices(plan, [input.cacheService], 'cacheService');
+    const findings: TriageFinding[] = [];
+    const recommendations: string[] = [];
+    const remediations: string[] = [];
+
+    const health = await ctx.step('health', () => checkHealth(plan, [svc!]), (h) => (h.results.length ? `worst ${h.worst}` : 'no probes'));
+    for (const r of health.results) findings.push({ check: `health ${r.type} ${r.target}`, severity: r.severity === 'OK' ? 'OK' : r.severity, detail: r.detail });
+
+    if (svc!.actions.length > 0 || svc!.driver !== 'command') {
+      const lines = await ctx.step(
+        'logs',
+        async () => {
+          const text = await serviceLogs({ service: input.service, lines: input.logLines ?? 100 }).catch((err: Error) => `(logs unavailable: ${err.message})`);
+          return text.split('\n').filter((l) => ERROR_LINE.test(l)).slice(-20);
+        },
+        (l) => `${l.length} error lines`,
+      );
+      findings.push({ check: 'error log lines', severity: lines.length > 0 ? 'P2' : 'OK', detail: lines.length ? lines.slice(-5).join(' ⏎ ') : 'none in the last lines' });
+    } else ctx.skip('logs', 'the service driver has no logs command');
+
+    if (input.cacheService) {
+      const cacheService = input.cacheService;
+      const c = await ctx.step('cache', () => cacheCheck({ service: cacheService, pattern: input.cachePattern }), (x) => `${x.keys} keys`);
+      findings.push({
+        check: `cache ${cacheService}`,
+        severity: c.hitRatePercent !== null && c.hitRatePercent < 85 ? 'P2' : 'INFO',
+        detail: `${c.keys} keys; sample ${c.sample.join(', ') || '(none match)'}; hit rate ${c.hitRatePercent ?? '-'}%`,
+      });
+    } else ctx.skip('cache', 'no cacheService given');
+
+    if (input.database) {
+      const database = input.database;
+      const d = await ctx.step('database', () => databaseCheck({ database }), (x) => x.detail);
+      findings.push({ check: `database ${database}`, severity: d.ok ? 'OK' : 'P0', detail: d.detail });
+      if (!d.ok) recommendations.push('Database unreachable: see database runbooks; restart the service to reset its connection pool once it is back');
+    } else ctx.skip('database', 'no database given');
+
+    if (input.metricsUrl) {
+      const url = input.metricsUrl;
+      const m = await ctx.step('metrics', () => fetchMetrics({ url, match: input.metricsMatch }), (x) => x.detail);
+      findings.push({ check: 'metrics', severity: m.ok ? 'INFO' : 'P1', detail: m.ok ? m.lines.slice(0, 8).join('; ') || m.detail : m.detail });
+    } else ctx.skip('metrics', 'no metricsUrl given');
+
+    const unhealthy = findings.some((f) => f.check.startsWith('health') && f.severity === 'P0');
+    const errors = findings.some((f) => f.check === 'error log lines' && f.severity !== 'OK');
+    if ((unhealthy || errors) && input.cacheService) recommendations.push('If the cache is corrupted: flush the cache and restart the service (flushAndRestart, approval)');
+    if (unhealthy) recommendations.push(`Restart ${input.service} (service-restart) and watch its probes`);
+
+    if (input.flushAndRestart) {
+      const cacheService = input.cacheService!;
+      const record = await ctx.requestApproval({
+        step: 'approve-remediation',
+        summary: `FLUSHDB on ${cacheService} (the service repopulates it) and restart ${input.service}.`,
+        destructive: true,
+        confirmPhrase: 'FLUSHDB',
+        approvers: plan.approvers,
+        timeoutSeconds: approvalTimeout(input, plan),
+      });
+      RunContext.failUnlessApproved(record, 'nothing was flushed or restarted');
+      const f = await ctx.step('flush', () => redisFlush({ service: cacheService }), (x) => `${x.keysBefore} keys flushed`);
+      remediations.push(`FLUSHDB ${cacheService} (${f.keysBefore} keys), approved by ${record.by}`);
+      remediations.push(await restartAndVerify(ctx, plan, 'restart', input.service, []));
+    }
+    return result('service-error-triage', ctx, findings, recommendations, remediations);
+  });
+}
+
+// ---------------------------------------------------------------- latency-triage
+
+export interface LatencyTriageInput extends CommonInput {
+  p99Query?: string;
+  errorRateQuery?: string;
+  p99ThresholdMs?: number;
+  errorRateThresholdPercent?: number;
+  database?: string;
+  slowQueryMs?: number;
+  cacheService?: string;
+}
+
+export const DEFAULT_P99_QUERY = 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))';
+export const DEFAULT_ERROR_RATE_QUERY = 'sum(rate(http_requests_total{code=~"5.."}[5m])) / sum(rate(http_requests_total[5m]))';
+
+/** `latency-triage`: AlphaPulse 2.4 High API Latency — p99, error rate, slow queries, cache hit rate, and what to do. */
+export async function latencyTriage(rawInput: LatencyTriageInput): Promise<TriageResult> {
+  const input = RunContext.input<LatencyTriageInput>(PROCEDURES.latencyTriage, rawInput);
+  const ctx = new RunContext(PROCEDURES.latencyTriage, input.requestedBy ?? 'unknown', [
+    ['plan', 'Load configuration'],
+    ['metrics', 'p99 latency and error rate (Prometheus)'],
+    ['slow-queries', 'Slow queries (pg_stat_activity)'],
+    ['cache', 'Cache hit rate'],
+  ]);
+  return ctx.run(async () => {
+    const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.latencyTriage }), () => 'ok');
+    if (input.cacheService) selectServices(plan, [input.cacheService], 'cacheService');
+    const p99Limit = input.p99ThresholdMs ?? 500;
+    const errLimit = input.errorRateThresholdPercent ?? 5;
+    const findings: TriageFinding[] = [];
+    const recommendations: string[] = [];
+
+    const m = await ctx.step(
+      'metrics',
+      async () => {
+        const [p99, errorRate] = await Promise.all([promQuery({ query: input.p99Query ?? DEFAULT_P99_QUERY }), promQuery({ query: input.errorRateQuery ?? DEFAULT_ERROR_RATE_QUERY })]);
+        return { p99Ms: p99 === null ? null : Math.round(p99 * 1000), errorPercent: errorRate === null ? null : Math.round(errorRate * 1000) / 10 };
+      },
+      (x) => `p99 ${x.p99Ms ?? '-'} ms, errors ${x.errorPercent ?? '-'}%`,
+    );
+    const slow = m.p99Ms !== null && m.p99Ms > p99Limit;
+    const failing = m.errorPercent !== null && m.errorPercent > errLimit;
+    findings.push({ check: 'p99 latency', severity: slow ? 'P1' : 'OK', detail: m.p99Ms === null ? 'no data' : `${m.p99Ms} ms (threshold ${p99Limit} ms)` });
+    findings.push({ check: 'error rate', severity: failing ? (m.errorPercent! > 20 ? 'P0' : 'P1') : 'OK', detail: m.errorPercent === null ? 'no data' : `${m.errorPercent}% (threshold ${errLimit}%)` });
+
+    let slowCount = 0;
+    if (input.database) {
+      const database = input.database;
+      const rows = await ctx.step('slow-queries', () => slowQueries({ database, slowQueryMs: input.slowQueryMs ?? 100 }), (r) => `${r.length} slow`);
+      slowCount = rows.length;
+      findings.push({
+        check: `slow queries ${database}`,
+        severity: rows.length > 0 ? 'P2' : 'OK',
+        detail: rows.length ? rows.slice(0, 3).map((r) => `pid ${r.pid} ${r.durationMs} ms: ${r.query}`).join(' ⏎ ') : `none over ${input.slowQueryMs ?? 100} ms`,
+      });
+    } else ctx.skip('slow-queries', 'no database given');
+
+    let hitRate: number | null = null;
+    if (input.cacheService) {
+      const cacheService = input.cacheService;
+      const c = await ctx.step('cache', () => cacheCheck({ service: cacheService }), (x) => `hit rate ${x.hitRatePercent ?? '-'}%`);
+      hitRate = c.hitRatePercent;
+      findings.push({ check: `cache hit rate ${cacheService}`, severity: hitRate !== null && hitRate < 85 ? 'P2' : 'OK', detail: hitRate === null ? 'no lookups yet' : `${hitRate}% (minimum 85%)` });
+    } else ctx.skip('cache', 'no cacheService given');
+
+    if (slowCount > 0) recommendations.push('Slow queries found: EXPLAIN them and add the missing index; terminate a runaway query with approval (AlphaPulse 2.1)');
+    if (hitRate !== null && hitRate < 85) recommendations.push('Cache hit rate under 85 %: run redis-triage (memory, eviction policy) and tune TTLs');
+    if (failing) recommendations.push('Error rate over threshold: run service-error-triage; roll back a recent deployment if it started after one');
+    if (slow && slowCount === 0 && (hitRate === null || hitRate >= 85) && !failing) {
+      recommendations.push('Latency high with healthy database and cache: scale up the service and check distributed traces for the slow endpoint');
+    }
+    if (recommendations.length === 0) recommendations.push('No action: latency and error rate are within thresholds');
+    return result('latency-triage', ctx, findings, recommendations, []);
+  });
+}
