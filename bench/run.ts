@@ -17,7 +17,7 @@ import type { HealthCheckResult, StackStartResult } from '../common/types.js';
 import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { startDevServer, type DevServer } from '../lib/temporal-server.js';
-import { createRunbookWorker, WORKFLOWS_PATH } from '../worker/main.js';
+import { createRunbookWorker, installRuntime, WORKFLOWS_PATH } from '../worker/main.js';
 import { freePort } from '../tests/fixtures/servers.js';
 
 const logger = createLogger({ component: 'bench' }, 'warn');
@@ -147,6 +147,34 @@ const c = spawn(process.execPath, process.argv.slice(2), { detached: true, stdio
   const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet });
   const { worker } = await createRunbookWorker({ loaded, settings: { address, namespace, taskQueue }, connection: native, logger, workflowBundle: bundle });
   const stopAll = () => new Promise((resolve) => spawn('pkill', ['-f', script]).on('exit', resolve));
+  const cfgServices = loaded.config.services;
+  // The same steps by hand: each group's start commands at once, then poll until every service answers.
+  const byHand = async (): Promise<number> => {
+    const t = performance.now();
+    for (const group of ['infra', 'apps']) {
+      const svcs = cfgServices.filter((s) => s.group === group);
+      await Promise.all(
+        svcs.map((s) => {
+          const argv = (s.driver as { start: string[] }).start;
+          return new Promise((resolve) => spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' }).on('exit', resolve));
+        }),
+      );
+      for (;;) {
+        const ok = await Promise.all(
+          svcs.map((s) => fetch((s.probes[0] as { url: string }).url).then((r) => r.ok, () => false)),
+        );
+        if (ok.every(Boolean)) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    return performance.now() - t;
+  };
+  const hand: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    await stopAll();
+    await new Promise((r) => setTimeout(r, 300));
+    hand.push(await byHand());
+  }
   const wall: number[] = [];
   await worker.runUntil(async () => {
     for (let i = 0; i < 3; i++) {
@@ -161,14 +189,18 @@ const c = spawn(process.execPath, process.argv.slice(2), { detached: true, stdio
   await stopAll();
   await rm(dir, { recursive: true, force: true });
   wall.sort((a, b) => a - b);
-  const own = 2 * readyMs; // two groups, each ready readyMs after its start, in sequence
+  hand.sort((a, b) => a - b);
+  const own = quantile(hand, 0.5);
   const median = quantile(wall, 0.5);
-  table(`stack-start over 2 groups x 2 services that each take ${readyMs} ms to be ready (3 runs) - target <= 1 s over their own readiness`, [
-    { variant: 'stack-start workflow', median_ms: median.toFixed(0), services_own_ms: own, overhead_ms: (median - own).toFixed(0) },
+  table(`stack-start over 2 groups x 2 services that each take ${readyMs} ms to be ready (3 runs each) - target <= 1 s over their own readiness`, [
+    { variant: 'same start commands by hand, polled every 100 ms', median_ms: own.toFixed(0), overhead_ms: '-' },
+    { variant: 'stack-start workflow (preflight, 2 groups, final health)', median_ms: median.toFixed(0), overhead_ms: (median - own).toFixed(0) },
   ]);
 }
 
 async function main(): Promise<void> {
+  // The SDK's default runtime logs every worker state change at INFO: keep the tables readable.
+  installRuntime({ logger });
   let server: DevServer | undefined;
   let address = process.env.TEMPORAL_ADDRESS;
   let namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';

@@ -1,6 +1,8 @@
 import { Command, CommanderError, Option } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ConfigError, configPathFromEnv, loadConfig, missingEnv, resolveConfigPath } from '../lib/config.js';
+import { registerDatabaseCommands } from './database-commands.js';
+import { registerIncidentCommands } from './incident-commands.js';
 import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
 import { AwaitingApproval, RunbookProcedure } from '../common/search-attributes.js';
 import { pendingApprovalQuery, progressQuery } from '../common/messages.js';
@@ -251,6 +253,9 @@ program
     const { runDev } = await import('./dev.js');
     await runDev({ stateDir: opts.stateDir, port: Number(opts.port), uiPort: Number(opts.uiPort), metricsBind: opts.metrics, demo: opts.demo });
   });
+
+registerDatabaseCommands(program);
+registerIncidentCommands(program);
 
 const temporalCmd = program.command('temporal').description('the Temporal server');
 temporalCmd

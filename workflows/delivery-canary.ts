@@ -114,7 +114,7 @@ export interface CanaryOptions {
 }
 
 /** Checks the canary inputs the field kinds cannot: step order and range, the analysis override. */
-export function canaryOptions(input: CanaryDeployInput, plan: DeliveryPlan): CanaryOptions {
+export function canaryOptions(input: CanaryDeployInput, plan: DeliveryPlan, procedure: string = PROCEDURES.canaryDeploy): CanaryOptions {
   const problems = analysisOverrideProblems(input.analysis);
   const steps = input.steps ?? plan.canary.steps;
   if (steps.length === 0 || steps.some((w) => w < 1 || w > 100) || steps.some((w, i) => i > 0 && w <= steps[i - 1]!)) {
@@ -125,7 +125,7 @@ export function canaryOptions(input: CanaryDeployInput, plan: DeliveryPlan): Can
     problems.push('analysis needs delivery.prometheus.url in the config; or pass skipAnalysis: true to bake without a metric gate');
   }
   if (problems.length > 0) {
-    throw ApplicationFailure.nonRetryable(`invalid input for canary-deploy: ${problems.join('; ')}`, ErrorTypes.InvalidInput);
+    throw ApplicationFailure.nonRetryable(`invalid input for ${procedure}: ${problems.join('; ')}`, ErrorTypes.InvalidInput);
   }
   return {
     steps,

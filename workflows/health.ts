@@ -1,14 +1,14 @@
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { classifyProbe, renderHealthTable, SEVERITY_ORDER, worstSeverity } from '../common/classify.js';
 import { ErrorTypes } from '../common/errors.js';
 import { PROCEDURES } from '../common/procedures.js';
 import type { HealthCheckInput, HealthCheckResult, PlanService, RunbookPlan } from '../common/types.js';
-import { probe, quick } from './profiles.js';
+import { localProbe, localQuick } from './profiles.js';
 import { RunContext } from './run-context.js';
 
-const { runProbe } = proxyActivities<Activities>(probe);
-const { loadPlan } = proxyActivities<Activities>(quick);
+const { runProbe } = proxyLocalActivities<Activities>(localProbe);
+const { loadPlan } = proxyLocalActivities<Activities>(localQuick);
 
 /** Every probe of the named services, in parallel, classified with the runbook's alert thresholds. */
 export async function checkHealth(plan: RunbookPlan, services: readonly PlanService[]): Promise<HealthCheckResult> {

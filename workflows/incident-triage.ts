@@ -1,4 +1,4 @@
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { ErrorTypes } from '../common/errors.js';
 import type { TriageProcedureId } from '../common/families/incident.js';
@@ -257,17 +257,24 @@ export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Pro
     const health = await ctx.step('health', () => checkHealth(plan, [svc!]), (h) => (h.results.length ? `worst ${h.worst}` : 'no probes'));
     for (const r of health.results) findings.push({ check: `health ${r.type} ${r.target}`, severity: r.severity === 'OK' ? 'OK' : r.severity, detail: r.detail });
 
-    if (svc!.actions.length > 0 || svc!.driver !== 'command') {
-      const lines = await ctx.step(
-        'logs',
-        async () => {
-          const text = await serviceLogs({ service: input.service, lines: input.logLines ?? 100 }).catch((err: Error) => `(logs unavailable: ${err.message})`);
-          return text.split('\n').filter((l) => ERROR_LINE.test(l)).slice(-20);
-        },
-        (l) => `${l.length} error lines`,
-      );
-      findings.push({ check: 'error log lines', severity: lines.length > 0 ? 'P2' : 'OK', detail: lines.length ? lines.slice(-5).join(' ⏎ ') : 'none in the last lines' });
-    } else ctx.skip('logs', 'the service driver has no logs command');
+    const logs = await ctx.step(
+      'logs',
+      async () => {
+        try {
+          const text = await serviceLogs({ service: input.service, lines: input.logLines ?? 100 });
+          return { available: true, lines: text.split('\n').filter((l) => ERROR_LINE.test(l)).slice(-20), why: '' };
+        } catch (err) {
+          const cause = err instanceof ActivityFailure && err.cause ? err.cause.message : String(err);
+          return { available: false, lines: [] as string[], why: cause };
+        }
+      },
+      (l) => (l.available ? `${l.lines.length} error lines` : `logs unavailable: ${l.why}`),
+    );
+    findings.push(
+      logs.available
+        ? { check: 'error log lines', severity: logs.lines.length > 0 ? 'P2' : 'OK', detail: logs.lines.length ? logs.lines.slice(-5).join(' ⏎ ') : 'none in the last lines' }
+        : { check: 'error log lines', severity: 'INFO', detail: `logs unavailable: ${logs.why}` },
+    );
 
     if (input.cacheService) {
       const cacheService = input.cacheService;

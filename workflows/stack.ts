@@ -1,4 +1,4 @@
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { ErrorTypes } from '../common/errors.js';
 import { PROCEDURES } from '../common/procedures.js';
@@ -17,11 +17,12 @@ import type {
   StackStopResult,
 } from '../common/types.js';
 import { checkHealth, selectServices, summarizeHealth } from './health.js';
-import { longRunning, probe, quick } from './profiles.js';
+import { localProbe, localQuick, longRunning, quick } from './profiles.js';
 import { RunContext } from './run-context.js';
 
-const { loadPlan, preflight, serviceStatus } = proxyActivities<Activities>(quick);
-const { runProbe } = proxyActivities<Activities>(probe);
+const { preflight, serviceStatus } = proxyActivities<Activities>(quick);
+const { loadPlan } = proxyLocalActivities<Activities>(localQuick);
+const { runProbe } = proxyLocalActivities<Activities>(localProbe);
 const { serviceAction, cleanServices, waitHealthy, migrate } = proxyActivities<Activities>(longRunning);
 
 /** Services of a group in dependency layers: each layer depends only on earlier layers or other groups. */

@@ -65,7 +65,7 @@ export async function checksum(p: string): Promise<string> {
 async function countRows(client: pg.Client, tables: string[]): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
   for (const t of tables) {
-    const exists = await client.query<{ r: string | null }>('SELECT to_regclass($1) AS r', [t]);
+    const exists = await client.query<{ r: string | null }>('SELECT to_regclass($1) AS r', [quoteTable(client, t)]);
     if (!exists.rows[0]?.r) continue;
     const res = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoteTable(client, t)}`);
     counts[t] = Number(res.rows[0]!.n);

@@ -8,6 +8,7 @@ import type { ActivityDeps } from '../deps.js';
 import { createMigrator } from '../migrations.js';
 import { createBackupActivities } from './backup.js';
 import { createMaintenanceActivities } from './maintenance.js';
+import { createPitrActivities } from './pitr.js';
 import { databaseNamed, resolveDb } from './pg.js';
 
 /** Activities of the database runbook family; spread into the worker's activities by activities/index.ts. */
@@ -30,6 +31,7 @@ export function createDatabaseActivities(deps: ActivityDeps) {
   return {
     ...createBackupActivities(deps),
     ...createMaintenanceActivities(deps),
+    ...createPitrActivities(deps),
 
     /** What a database runbook needs from the config, captured once per run. */
     async loadDatabasePlan(req: { database: string; procedure: string }): Promise<DatabasePlan> {

@@ -57,7 +57,7 @@ export function createMaintenanceActivities(deps: ActivityDeps) {
         () =>
           withClient(db.url, db.secrets, async (c) => {
             for (const t of req.tables) {
-              const exists = await c.query<{ r: string | null }>('SELECT to_regclass($1) AS r', [t]);
+              const exists = await c.query<{ r: string | null }>('SELECT to_regclass($1) AS r', [quoteTable(c, t)]);
               if (!exists.rows[0]?.r) continue;
               const sql =
                 req.mode === 'full'

@@ -35,6 +35,19 @@ export const scheduleSchema = z.strictObject({
   note: z.string().optional(),
 });
 
+/** A cluster this project manages for point-in-time recovery (continuous WAL archiving + base backups). */
+export const pitrSchema = z.strictObject({
+  database: name.describe('a databases[] entry on this cluster: its URL is used for pg_basebackup and verification'),
+  dataDir: z.string().min(1).describe("the live cluster's data directory (switched to the restored one after a PITR)"),
+  walArchive: z.string().min(1).describe("where archive_command copies WAL, e.g. archive_command = 'cp %p /backups/wal/%f'"),
+  baseBackups: z.string().min(1).describe('directory of pg_basebackup backups, one folder each'),
+  restoreDir: z.string().min(1).describe('where restored data directories are created; same filesystem as dataDir'),
+  osUser: z.string().default('postgres').describe('the OS user PostgreSQL runs as (server processes never run as root)'),
+  retention: z.number().int().min(1).default(3),
+  verifyTables: z.array(tableName).default([]),
+  recoveryTimeoutSeconds: z.number().int().positive().default(3600),
+});
+
 export const databaseOpsSchema = z
   .strictObject({
     backups: backupsSchema.optional(),
@@ -61,6 +74,14 @@ export const databaseOpsSchema = z
       })
       .prefault({}),
     schedules: z.array(scheduleSchema).default([]),
+    pitr: z.array(pitrSchema).default([]),
+    disasterRecovery: z
+      .strictObject({
+        rtoSeconds: z.number().positive().default(3600).describe('AlphaPulse 5.1: PostgreSQL RTO 1 hour'),
+        rpoSeconds: z.number().positive().default(900).describe('AlphaPulse 5.1: PostgreSQL RPO 15 minutes'),
+        notifyUrl: z.string().url().optional().describe('webhook POSTed a JSON report when a restore drill misses an objective'),
+      })
+      .prefault({}),
   })
   .superRefine((ops, ctx) => {
     const ids = new Set<string>();
@@ -76,3 +97,4 @@ export const databaseOpsSchema = z
 export type DatabaseOpsConfig = z.output<typeof databaseOpsSchema>;
 export type BackupsConfig = z.output<typeof backupsSchema>;
 export type ScheduleConfig = z.output<typeof scheduleSchema>;
+export type PitrConfig = z.output<typeof pitrSchema>;

@@ -197,3 +197,82 @@ export interface DbLockInput {
   database: string;
   holder: { workflowId: string; procedure: string; requestedBy: string };
 }
+
+export interface BaseBackupManifest {
+  id: string;
+  database: string;
+  startedAt: string;
+  /** The backup is consistent from here on: the earliest time a PITR from it can reach. */
+  endedAt: string;
+  startLsn: string;
+  sizeBytes: number;
+  workflowId: string;
+}
+
+export interface ArchiveStatus {
+  archivedCount: number;
+  failedCount: number;
+  lastArchivedWal: string | null;
+  lastArchivedAt: string | null;
+  lastFailedAt: string | null;
+}
+
+export interface DbBaseBackupInput extends CommonInput {
+  database: string;
+}
+
+export interface DbBaseBackupResult {
+  ok: boolean;
+  backup: BaseBackupManifest;
+  archive: ArchiveStatus;
+  deleted: string[];
+  progress: RunProgress;
+}
+
+export interface PitrWindow {
+  backups: BaseBackupManifest[];
+  /** mtime of the newest WAL segment in the archive: nothing later is recoverable. */
+  lastArchivedAt: string | null;
+  segments: number;
+}
+
+export interface PitrRestoreInput extends CommonInput {
+  database: string;
+  /** ISO 8601 with a time zone: recovery stops at the last transaction committed at or before it. */
+  targetTime: string;
+  /** App services to stop during the switch (default: the apps group). */
+  services?: string[];
+  waitTimeoutSeconds?: number;
+}
+
+export interface PitrRestoreResult {
+  ok: boolean;
+  baseBackupId: string;
+  targetTime: string;
+  /** Time of the last transaction replayed (pg_last_xact_replay_timestamp). */
+  recoveredTo: string | null;
+  dataDir: string;
+  oldDataDir: string | null;
+  oldDataDirRemoved: boolean;
+  counts: Record<string, number>;
+  durationMs: number;
+  approvals: ApprovalRecord[];
+  refusals: RefusedApproval[];
+  progress: RunProgress;
+}
+
+export interface RestoreDrillInput extends CommonInput {
+  database: string;
+}
+
+export interface RestoreDrillResult {
+  ok: boolean;
+  logical: { backupId: string; restoreMs: number; counts: TableCount[] } | null;
+  pitr: { baseBackupId: string; targetTime: string; recoveredTo: string | null; restoreMs: number; counts: Record<string, number> } | null;
+  rtoSeconds: number;
+  rpoSeconds: number;
+  objectives: { rtoSeconds: number; rpoSeconds: number };
+  withinObjectives: boolean;
+  notified: boolean;
+  progress: RunProgress;
+}

@@ -7,6 +7,9 @@ export const DATABASE_PROCEDURES = {
   dbMigrationRollback: 'db-migration-rollback',
   dbVacuum: 'db-vacuum',
   dbTriage: 'db-triage',
+  dbBaseBackup: 'db-base-backup',
+  pitrRestore: 'pitr-restore',
+  restoreDrill: 'restore-drill',
 } as const;
 
 export type DatabaseProcedureId = (typeof DATABASE_PROCEDURES)[keyof typeof DATABASE_PROCEDURES];
@@ -53,5 +56,20 @@ export const DATABASE_INPUTS: Record<DatabaseProcedureId, Record<string, FieldSp
     terminateIdleOlderThanMinutes: { kind: 'number', help: 'terminate connections idle longer than this, after an approval' },
     cancelPids: { kind: 'integer-list', help: 'backend PIDs whose query to cancel, after an approval' },
     terminatePids: { kind: 'integer-list', help: 'backend PIDs to terminate, after an approval' },
+  },
+  'db-base-backup': {
+    ...COMMON_FIELDS,
+    database,
+  },
+  'pitr-restore': {
+    ...COMMON_FIELDS,
+    database,
+    targetTime: { kind: 'datetime', required: true, help: 'the moment to recover to' },
+    services: { kind: 'string-list', help: 'app services to stop during the switch (default: the apps group)' },
+    waitTimeoutSeconds: { kind: 'positive-integer', help: 'seconds to wait for the services to be healthy again' },
+  },
+  'restore-drill': {
+    ...COMMON_FIELDS,
+    database,
   },
 };

@@ -7,21 +7,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMigrator } from '../../activities/migrations.js';
 import type { DbMigrationRollbackResult } from '../../common/families/database-types.js';
 import { approveUpdate, progressQuery, rejectUpdate } from '../../common/messages.js';
-import { demoServiceAction } from '../../demo/env.js';
+import { execa } from 'execa';
 import type { LoadedConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import { freePort, startPostgres, type PgServer } from '../fixtures/servers.js';
 import { failureText, pgConfigService, sql, waitForPending } from './helpers.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
 let pgs: PgServer;
 let appUrl: string;
 let brokenUrl: string;
 let tmp: string;
 let http: number;
-let grpc: number;
 let loaded: LoadedConfig;
 
 const MIGRATIONS: Record<string, string> = {
@@ -49,8 +46,9 @@ async function migrateUp(url: string, dir: string): Promise<void> {
   }
 }
 
-const apiCmd = (action: string) => [process.execPath, `${ROOT}bin/runbook.mjs`, 'demo', 'service', action, 'api', '--state-dir', tmp, '--port', String(http), '--port2', String(grpc)];
-const apiRunning = async () => (await demoServiceAction('status', 'api', { stateDir: tmp, port: http, port2: grpc })).exitCode === 0;
+const FAKE_APP = fileURLToPath(new URL('./fake-app.mjs', import.meta.url));
+const apiCmd = (action: string) => [process.execPath, FAKE_APP, action, tmp, String(http)];
+const apiRunning = async () => (await execa(process.execPath, [FAKE_APP, 'status', tmp, String(http)], { reject: false })).exitCode === 0;
 const versions = async (url: string) => (await sql<{ version: string }>(url, 'SELECT version FROM schema_migrations ORDER BY version')).map((r) => r.version);
 
 beforeAll(async () => {
@@ -65,7 +63,6 @@ beforeAll(async () => {
   await migrateUp(brokenUrl, brokenDir);
   await sql(appUrl, `INSERT INTO policies(name, tenant) VALUES ('p1', 't1'), ('p2', 't2')`);
   http = await freePort();
-  grpc = await freePort();
   loaded = await writeConfig({
     environment: 'rbtest',
     services: [
@@ -85,11 +82,11 @@ beforeAll(async () => {
     approvals: { approvers: { default: ['alice', 'bob'] } },
     databaseOps: { backups: { repository: path.join(tmp, 'backups'), verifyTables: { app: ['policies'] } } },
   });
-  await demoServiceAction('start', 'api', { stateDir: tmp, port: http, port2: grpc });
+  await execa(process.execPath, apiCmd('start').slice(1));
 });
 
 afterAll(async () => {
-  await demoServiceAction('stop', 'api', { stateDir: tmp, port: http, port2: grpc }).catch(() => undefined);
+  await execa(process.execPath, apiCmd('stop').slice(1)).catch(() => undefined);
   await pgs?.stop();
   await rm(tmp, { recursive: true, force: true });
 });

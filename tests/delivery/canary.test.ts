@@ -1,3 +1,5 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,7 +8,7 @@ import type { CanaryDeployResult } from '../../common/families/delivery-types.js
 import { approveUpdate } from '../../common/messages.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { get, measureSplit, startDeliveryBed, startLoad, type DeliveryBed } from '../fixtures/delivery-traffic.js';
-import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { recordHistory, temporalAddress, temporalNamespace, testClient, uniqueQueue, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import { deliveryConfig, startWebhook, waitForApproval, waitForStatus, warmCanary } from './helpers.js';
 
 let bed: DeliveryBed;
@@ -21,7 +23,29 @@ beforeAll(async () => {
   loaded = await writeConfig(deliveryConfig(bed));
 }, 90_000);
 
+const workers: ChildProcess[] = [];
+
+/** The real `runbook worker` command, as an operator runs it. */
+async function spawnWorker(configPath: string, taskQueue: string): Promise<{ child: ChildProcess; exited: Promise<unknown> }> {
+  const child = spawn(process.execPath, ['bin/runbook.mjs', 'worker', '--config', configPath, '--metrics', 'off'], {
+    env: { ...env, TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: temporalNamespace(), RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  workers.push(child);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  for (let i = 0; i < 600 && !out.includes('"worker started"'); i++) {
+    if (child.exitCode !== null) throw new Error(`worker exited early:\n${out}`);
+    await sleep(100);
+  }
+  if (!out.includes('"worker started"')) throw new Error(`worker did not start:\n${out}`);
+  return { child, exited };
+}
+
 afterAll(async () => {
+  for (const w of workers) if (w.exitCode === null) w.kill('SIGKILL');
   await bed?.stop();
   await webhook?.stop();
 });
@@ -154,4 +178,37 @@ describe('canary-deploy through real nginx, gated by real Prometheus', () => {
     const progress = Object.fromEntries(result.progress.steps.map((s) => [s.id, s.status]));
     expect(progress).toMatchObject({ 'set-5': 'succeeded', 'analysis-5': 'failed', 'set-25': 'pending', 'rollback-traffic': 'succeeded', 'stop-canary': 'succeeded', notify: 'succeeded' });
   }, 90_000);
+
+  it('a worker killed with SIGKILL during a bake: a new worker resumes the run and finishes it', async () => {
+    await bed.startCanary();
+    await warmCanary(bed);
+    const load = startLoad(bed.nginx.url, 60);
+    try {
+      const taskQueue = uniqueQueue('delivery-crash');
+      const first = await spawnWorker(loaded.path, taskQueue);
+      const client = await testClient();
+      const handle = await client.workflow.start('canary-deploy', {
+        taskQueue,
+        workflowId: `canary-crash-${Date.now()}`,
+        args: [{ router: 'api', steps: [20, 60], bakeSeconds: 4, requestedBy: 'alice' }],
+      });
+      await waitForStatus(handle, (s) => s.phase === 'baking' && s.weight === 20);
+      first.child.kill('SIGKILL');
+      await first.exited;
+      // Traffic stays where the run left it while no worker runs.
+      expect(Math.abs((await measureSplit(bed.nginx.url, 400)).percent('2.0.0') - 20)).toBeLessThanOrEqual(5);
+      const second = await spawnWorker(loaded.path, taskQueue);
+      const result = (await handle.result()) as CanaryDeployResult;
+      expect(result).toMatchObject({ ok: true, outcome: 'promoted', finalWeight: 60 });
+      expect(result.steps.map((s) => [s.weight, s.ok])).toEqual([
+        [20, true],
+        [60, true],
+      ]);
+      second.child.kill('SIGTERM');
+      await second.exited;
+    } finally {
+      await load.stop();
+    }
+    expect(Math.abs((await measureSplit(bed.nginx.url, 400)).percent('2.0.0') - 60)).toBeLessThanOrEqual(5);
+  }, 120_000);
 });

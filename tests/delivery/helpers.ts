@@ -90,3 +90,10 @@ export async function waitForApproval(handle: WorkflowHandle, step?: string, tim
     await sleep(100);
   }
 }
+
+/** The innermost failure message: what `runbook status` and the UI show as the reason. */
+export function rootCause(err: unknown): string {
+  let e: unknown = err;
+  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,155 @@
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import type { Command } from 'commander';
+import { defaultIncidentConfig, SEVERITIES, type IncidentSeverity } from '../common/families/incident-config.js';
+import {
+  acknowledgeUpdate,
+  escalateUpdate,
+  mitigatedUpdate,
+  noteUpdate,
+  postmortemCompleteUpdate,
+  postmortemQuery,
+  resolvedUpdate,
+  setSeverityUpdate,
+  timelineQuery,
+} from '../common/families/incident-messages.js';
+import { oncallAt } from '../common/families/incident-oncall.js';
+import type { IncidentState } from '../common/families/incident-types.js';
+import { configPathFromEnv, loadConfig } from '../lib/config.js';
+import { createLogger } from '../lib/logger.js';
+import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
+import { defaultIdentity, UserError } from './operations.js';
+
+/** `runbook oncall`, `runbook intake` and `runbook incident <action>`: the incident family's CLI. */
+export function registerIncidentCommands(program: Command): void {
+  program
+    .command('oncall')
+    .description('who is on call now and next (incident.oncall in the config)')
+    .option('--at <iso>', 'at this instant instead of now, e.g. 2026-03-09T08:00:00Z')
+    .option('--config <file>', 'configuration file')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { at?: string; config?: string; json?: boolean }) => {
+      const { config } = await loadConfig(opts.config ?? configPathFromEnv());
+      const oncall = config.incident?.oncall;
+      if (!oncall) throw new UserError('no on-call rotation configured: add incident.oncall (timezone, handoff, startDate, people or rotation) to the config');
+      const at = opts.at ? new Date(opts.at) : new Date();
+      if (Number.isNaN(at.getTime())) throw new UserError(`--at: not a date: "${opts.at}" (expected ISO 8601, e.g. 2026-03-09T08:00:00Z)`);
+      const answer = oncallAt(oncall, at);
+      if (opts.json) {
+        console.log(JSON.stringify(answer, null, 2));
+        return;
+      }
+      const fmt = new Intl.DateTimeFormat('en-GB', { timeZone: answer.timezone, weekday: 'short', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+      const local = (iso: string) => fmt.format(new Date(iso));
+      console.log(`on call now:  primary ${answer.now.primary}, secondary ${answer.now.secondary} (until ${local(answer.now.end)} ${answer.timezone})`);
+      console.log(`next:         primary ${answer.next.primary}, secondary ${answer.next.secondary} (from ${local(answer.next.start)} ${answer.timezone})`);
+    });
+
+  program
+    .command('intake')
+    .description('serve the Alertmanager webhook intake (Authorization: Bearer $<incident.intake.secretEnv>)')
+    .option('--port <port>', 'listen port', '9095')
+    .option('--host <host>', 'listen address', '127.0.0.1')
+    .option('--config <file>', 'configuration file')
+    .action(async (opts: { port: string; host: string; config?: string }) => {
+      const { config } = await loadConfig(opts.config ?? configPathFromEnv());
+      const secretEnv = (config.incident ?? defaultIncidentConfig()).intake.secretEnv;
+      const secret = process.env[secretEnv];
+      if (!secret) throw new UserError(`set ${secretEnv}: the shared secret Alertmanager sends as Authorization: Bearer`);
+      const settings = temporalSettingsFromEnv();
+      const { client, connection } = await connectClient(settings);
+      const { startIntake } = await import('./incident-intake.js');
+      const server = await startIntake({ client, taskQueue: settings.taskQueue, config, secret, logger: createLogger({ component: 'intake' }), host: opts.host, port: Number(opts.port) });
+      console.error(`intake listening on ${server.url}/alertmanager`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await server.close();
+      await connection.close();
+    });
+
+  const incident = program.command('incident').description('act on an incident run (each is a Temporal update: a refusal comes back at once)');
+  const act = (name: string, description: string, build: (opts: Record<string, string | undefined>) => { update: UpdateDef; args: Record<string, unknown> }) =>
+    incident
+      .command(name)
+      .description(description)
+      .argument('<workflowId>')
+      .option('--as <name>', 'who you are (default $RUNBOOK_USER or $USER)')
+      .option('--text <text>', 'note text / what was done')
+      .option('--severity <P>', 'new severity P0-P3')
+      .option('--level <L>', 'escalation level L2-L4')
+      .option('--reason <text>', 'why')
+      .option('--summary <text>', 'resolution summary (postmortem)')
+      .option('--root-cause <text>', 'root cause (postmortem)')
+      .option('--impact <text>', 'impact (postmortem)')
+      .action(async (workflowId: string, opts: Record<string, string | undefined>) => {
+        const { update, args } = build(opts);
+        const state = await withClient((c) => sendUpdate(c, workflowId, update, { by: opts.as ?? defaultIdentity(), ...args }));
+        console.log(`${name}: ${state.incidentId} is ${state.status}, ${state.severity}, level ${state.level}${state.acknowledgedBy ? `, acknowledged by ${state.acknowledgedBy}` : ''}`);
+      });
+  act('ack', 'acknowledge the page', () => ({ update: acknowledgeUpdate, args: {} }));
+  act('note', 'add a note to the timeline', (o) => ({ update: noteUpdate, args: { text: required(o.text, '--text') } }));
+  act('severity', 'change the severity', (o) => {
+    const severity = required(o.severity, '--severity') as IncidentSeverity;
+    if (!SEVERITIES.includes(severity)) throw new UserError(`--severity: expected one of ${SEVERITIES.join(', ')}`);
+    return { update: setSeverityUpdate, args: { severity, reason: o.reason } };
+  });
+  act('mitigated', 'impact has stopped (escalation stops)', (o) => ({ update: mitigatedUpdate, args: { text: o.text } }));
+  act('resolve', 'resolve: status page and channel say resolved; the postmortem is drafted', (o) => ({
+    update: resolvedUpdate,
+    args: { summary: o.summary, rootCause: o.rootCause, impact: o.impact },
+  }));
+  act('escalate', 'escalate now (to the next level, or --level)', (o) => ({ update: escalateUpdate, args: { level: o.level, reason: o.reason } }));
+  act('postmortem-done', 'mark the postmortem complete (stops the reminders)', () => ({ update: postmortemCompleteUpdate, args: {} }));
+
+  incident
+    .command('timeline')
+    .description('the incident timeline')
+    .argument('<workflowId>')
+    .option('--json', 'machine-readable output')
+    .action(async (workflowId: string, opts: { json?: boolean }) => {
+      const events = await withClient((c) => c.workflow.getHandle(workflowId).query(timelineQuery));
+      if (opts.json) console.log(JSON.stringify(events, null, 2));
+      else for (const e of events) console.log(`${e.at}  ${e.kind.padEnd(20)} ${e.by.padEnd(14)} ${e.text}`);
+    });
+  incident
+    .command('postmortem')
+    .description('print the postmortem draft (Markdown)')
+    .argument('<workflowId>')
+    .action(async (workflowId: string) => {
+      const md = await withClient((c) => c.workflow.getHandle(workflowId).query(postmortemQuery));
+      if (!md) throw new UserError('no postmortem yet: it is drafted when the incident is resolved');
+      console.log(md);
+    });
+}
+
+type UpdateDef = typeof acknowledgeUpdate;
+
+function required(v: string | undefined, flag: string): string {
+  if (!v) throw new UserError(`${flag} is required`);
+  return v;
+}
+
+async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
+  const settings = temporalSettingsFromEnv();
+  const { client, connection } = await connectClient(settings).catch((err: Error) => {
+    throw new UserError(`cannot reach Temporal at ${settings.address}: ${err.message}`);
+  });
+  try {
+    return await fn(client);
+  } catch (err) {
+    if ((err as Error).name === 'WorkflowNotFoundError') throw new UserError('no such incident run');
+    throw err;
+  } finally {
+    await connection.close();
+  }
+}
+
+async function sendUpdate(c: Client, workflowId: string, update: UpdateDef, args: Record<string, unknown>): Promise<IncidentState> {
+  try {
+    return await c.workflow.getHandle(workflowId).executeUpdate(update, { args: [args as { by: string }] });
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError) throw new UserError(`refused: ${err.cause?.message ?? err.message}`);
+    throw err;
+  }
+}
