@@ -19,6 +19,7 @@ import type {
 import { PROCEDURES, type ProcedureId } from '../common/procedures.js';
 import type { HealthCheckResult, PlanService, RunbookPlan, ServiceActionResult } from '../common/types.js';
 import { dbLock, withDatabaseLock } from './database-lock.js';
+import { dbBaseBackup, pitrRestore, restoreDrill } from './database-pitr.js';
 import { checkHealth, selectServices, summarizeHealth } from './health.js';
 import { longRunning, quick } from './profiles.js';
 import { RunContext } from './run-context.js';
@@ -31,6 +32,9 @@ export {
   dbVacuum as 'db-vacuum',
   dbTriage as 'db-triage',
   dbLock as 'db-lock',
+  dbBaseBackup as 'db-base-backup',
+  pitrRestore as 'pitr-restore',
+  restoreDrill as 'restore-drill',
 };
 
 const { loadDatabasePlan, loadPlan, chooseBackup, applyRetention, bloatReport, triageReport, signalBackends, planRollback, serviceStatus } =

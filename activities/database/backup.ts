@@ -254,6 +254,18 @@ export function createBackupActivities(deps: ActivityDeps) {
       return { durationMs: Date.now() - started, already: false };
     },
 
+    /** Drops a database this run restored (a drill's scratch copy); anything else is left alone. */
+    async dropRestored(req: { database: string; name: string; backupId: string; workflowId: string }): Promise<boolean> {
+      const db = resolveDb(deps, req.database);
+      return withClient(urlWithDatabase(db.url, 'postgres'), db.secrets, async (c) => {
+        const r = await c.query<{ comment: string | null }>('SELECT shobj_description(oid, $2) AS comment FROM pg_database WHERE datname = $1', [req.name, 'pg_database']);
+        const comment = r.rows[0]?.comment;
+        if (comment !== `${RESTORED} ${req.backupId} for ${req.workflowId}` && comment !== `${RESTORING} ${req.backupId} for ${req.workflowId}`) return false;
+        await c.query(`DROP DATABASE ${c.escapeIdentifier(req.name)} WITH (FORCE)`);
+        return true;
+      });
+    },
+
     /** Row counts of the configured tables in `target` against the backup's manifest. */
     async verifyRestore(req: { database: string; backupId: string; target: string }): Promise<TableCount[]> {
       const db = resolveDb(deps, req.database);

@@ -140,10 +140,11 @@ export function createPitrActivities(deps: ActivityDeps) {
       return m;
     },
 
-    async baseRetention(req: { database: string; keep: number; protect: string }): Promise<string[]> {
+    /** Keeps the newest databaseOps.pitr[].retention base backups. */
+    async baseRetention(req: { database: string; protect: string }): Promise<string[]> {
       const c = pitrConfig(deps, req.database);
       const all = (await listBase(c)).reverse();
-      const doomed = all.slice(req.keep).filter((m) => m.id !== req.protect);
+      const doomed = all.slice(c.retention).filter((m) => m.id !== req.protect);
       for (const m of doomed) await rm(path.join(abs(c.baseBackups), m.id), { recursive: true, force: true });
       return doomed.map((m) => m.id);
     },

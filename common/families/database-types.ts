@@ -12,6 +12,7 @@ export interface DatabasePlan {
   format: 'custom' | 'directory';
   jobs: number;
   retention: number;
+  /** Tables a restore must show: databaseOps.pitr[].verifyTables, else backups.verifyTables.<database>. */
   verifyTables: string[];
   /** Services of the `apps` group: what a rollback takes down (those whose driver can stop them). */
   appServices: string[];
@@ -19,6 +20,8 @@ export interface DatabasePlan {
   approvalTimeoutSeconds: number;
   lock: { mode: 'wait' | 'fail'; waitTimeoutSeconds: number; pollSeconds: number };
   vacuum: { deadTuplesThreshold: number; deadRatioThreshold: number };
+  /** AlphaPulse 5.1 objectives a restore drill is measured against. */
+  dr: { rtoSeconds: number; rpoSeconds: number };
   triage: { connectionsAlertPercent: number; longQuerySeconds: number; idleMinutes: number; seqScanMinRows: number; cacheHitWarnRatio: number };
 }
 
