@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -68,6 +68,21 @@ afterAll(async () => {
 });
 
 describe('runbook worker process', () => {
+  it('refuses to start on an invalid config, naming the field, without a stack trace', async () => {
+    const bad = path.join(stateDir, 'bad.yaml');
+    await writeFile(bad, 'services:\n  - name: api\n    driver: { type: command }\n    probes: [{ type: http }]\n');
+    const child = spawn(process.execPath, ['bin/runbook.mjs', 'worker', '--config', bad, '--metrics', 'off'], {
+      env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(1);
+    expect(err).toMatch(/services\[0\]\.probes\[0\]\.url: /);
+    expect(err).not.toMatch(/\n\s+at /);
+  });
+
   it('a worker killed with SIGKILL during stack-start: a new worker finishes the run', async () => {
     const taskQueue = uniqueQueue('crash');
     const first = await spawnWorker(loaded.path, taskQueue);
