@@ -5,6 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROCEDURE_IDS } from '../../common/procedures.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { freePort, startRedis, type RedisServer } from '../fixtures/servers.js';
 import { temporalAddress, temporalNamespace, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
@@ -85,7 +86,8 @@ describe('runbook CLI', () => {
   it('refuses an unknown procedure and a bad input before starting anything', async () => {
     const unknown = await runbook('unused', 'run', 'stack-nuke');
     expect(unknown.exitCode).toBe(1);
-    expect(unknown.stderr.trim()).toBe('runbook: unknown procedure "stack-nuke": expected one of health-check, stack-start, stack-stop, service-restart');
+    expect(unknown.stderr.trim()).toBe(`runbook: unknown procedure "stack-nuke": expected one of ${PROCEDURE_IDS.join(', ')}`);
+    expect(PROCEDURE_IDS).toEqual(expect.arrayContaining(['health-check', 'stack-start', 'stack-stop', 'service-restart']));
     const badJson = await runbook('unused', 'run', 'stack-stop', '--input', '{clean: true}');
     expect(badJson.exitCode).toBe(1);
     expect(badJson.stderr).toMatch(/^runbook: --input: not valid JSON/);
