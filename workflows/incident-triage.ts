@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { ErrorTypes } from '../common/errors.js';
 import type { TriageProcedureId } from '../common/families/incident.js';
@@ -9,7 +9,7 @@ import { checkHealth, selectServices } from './health.js';
 import { longRunning, quick } from './profiles.js';
 import { RunContext } from './run-context.js';
 
-const { loadPlan, redisTriageRead, natsTriageRead, cacheCheck, databaseCheck, fetchMetrics, promQuery, slowQueries, redisFlush, serviceLogs } =
+const { loadPlan, redisClientCount, redisTriageRead, natsTriageRead, cacheCheck, databaseCheck, fetchMetrics, promQuery, slowQueries, redisFlush, serviceLogs } =
   proxyActivities<Activities>(quick);
 const { redisUnlink, natsPurge, serviceAction, waitHealthy } = proxyActivities<Activities>(longRunning);
 
@@ -84,7 +84,8 @@ export async function redisTriage(rawInput: RedisTriageInput): Promise<TriageRes
   }
   if (input.restart) {
     ctx.addStep('approve-restart', 'Approval: restart Redis');
-    ctx.addStep('restart', 'Restart Redis and verify services reconnect');
+    ctx.addStep('restart', 'Restart Redis through its driver');
+    ctx.addStep('reconnect', 'Verify the clients reconnect');
   }
   return ctx.run(async () => {
     const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.redisTriage }), () => input.service);
@@ -126,7 +127,23 @@ export async function redisTriage(rawInput: RedisTriageInput): Promise<TriageRes
         timeoutSeconds: approvalTimeout(input, plan),
       });
       RunContext.failUnlessApproved(record, 'Redis was not restarted');
+      const before = await redisClientCount({ service: input.service });
       remediations.push(await restartAndVerify(ctx, plan, 'restart', input.service, input.reconnectServices ?? []));
+      // Fulcrum 3.4: after the restart, verify the services reconnect (as many clients as before).
+      const back = await ctx.step(
+        'reconnect',
+        async () => {
+          const deadline = Date.now() + 60_000;
+          for (;;) {
+            const now = await redisClientCount({ service: input.service });
+            if (now >= before) return now;
+            if (Date.now() >= deadline) throw ApplicationFailure.nonRetryable(`only ${now} of ${before} clients reconnected within 60 s`, 'ReconnectTimeout');
+            await sleep(1000);
+          }
+        },
+        (n) => `${n} of ${before} clients back`,
+      );
+      remediations.push(`${back} of ${before} clients reconnected`);
     }
     return result('redis-triage', ctx, findings, recommendations, remediations);
   });

@@ -202,7 +202,10 @@ export function createPitrActivities(deps: ActivityDeps) {
       await runCommand(
         pgCtl(c, dataDir, '-l', logFile, '-t', '60', '-o', `-p ${port} -k ${abs(c.restoreDir)} -c listen_addresses=127.0.0.1 -c archive_mode=off`, 'start'),
         { ...serverOpts, timeoutMs: 120_000 },
-      ).catch(commandFailure);
+      ).catch(async (err: unknown) => {
+        const tail = await readFile(logFile, 'utf8').catch(() => '');
+        throw ApplicationFailure.retryable(`${(err as Error).message}\nserver log:\n${tail.trim().split('\n').slice(-8).join('\n')}`, ErrorTypes.CommandFailed);
+      });
       await writeFile(markerFile, JSON.stringify({ dataDir, port }));
       return { dataDir, port };
     },

@@ -9,7 +9,7 @@ import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
 import { redactUrlsIn } from '../../lib/redact.js';
 import type { ActivityDeps } from '../deps.js';
 import { classifyStreams, connectNats, purgeOlderThan, readStreams, type StreamReading } from './nats.js';
-import { classifyRedis, connectRedis, readRedis, unlinkByPattern, type RedisReading } from './redis.js';
+import { classifyRedis, connectRedis, parseInfo, readRedis, unlinkByPattern, type RedisReading } from './redis.js';
 import { sendWebhook } from './webhooks.js';
 
 function configFailure(err: unknown): never {
@@ -163,6 +163,11 @@ export function createIncidentActivities(deps: ActivityDeps) {
         if (keysBefore > 0) await redis.flushdb();
         return { keysBefore };
       });
+    },
+
+    /** Clients connected besides this one: before a restart, and polled after it to see the services come back. */
+    async redisClientCount(req: { service: string }): Promise<number> {
+      return withRedis(req.service, async (redis) => Number(parseInfo(await redis.info('clients')).connected_clients ?? 1) - 1);
     },
 
     /** DBSIZE and a SCAN sample of keys matching a pattern (Fulcrum 3.1 step 3, without KEYS). */

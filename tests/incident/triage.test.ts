@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
@@ -7,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TriageResult } from '../../common/families/incident-types.js';
 import { approveUpdate, pendingApprovalQuery } from '../../common/messages.js';
 import type { LoadedConfig } from '../../lib/config.js';
-import { startNats, startRedis, type NatsServer, type RedisServer } from '../fixtures/servers.js';
+import { demoServiceAction } from '../../demo/env.js';
+import { freePort, startNats, startRedis, type NatsServer, type RedisServer } from '../fixtures/servers.js';
 import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 
 let redis: RedisServer;
@@ -93,6 +97,40 @@ describe('redis-triage', () => {
     const after = new Redis(redis.url);
     expect(await after.dbsize()).toBe(0);
     after.disconnect();
+  }, 60_000);
+});
+
+describe('redis-triage restart', () => {
+  it('restarts a real Redis through its command driver and waits until the application clients are back', async () => {
+    const stateDir = await mkdtemp(path.join(tmpdir(), 'runbook-redis-restart-'));
+    const port = await freePort();
+    const cmd = (action: string) => [process.execPath, path.resolve('bin/runbook.mjs'), 'demo', 'service', action, 'redis', '--state-dir', stateDir, '--port', String(port)];
+    await demoServiceAction('start', 'redis', { stateDir, port });
+    const url = `redis://127.0.0.1:${port}`;
+    // Two application connections that reconnect on their own, like a service's pool.
+    const apps = [new Redis(url, { retryStrategy: () => 200 }), new Redis(url, { retryStrategy: () => 200 })];
+    apps.forEach((a) => a.on('error', () => undefined));
+    try {
+      await Promise.all(apps.map((a) => a.ping()));
+      const runIdBefore = /run_id:(\w+)/.exec(await apps[0]!.info('server'))![1];
+      const cfg = await writeConfig({
+        environment: 'test',
+        services: [{ name: 'cache', group: 'infra', driver: { type: 'command', start: cmd('start'), stop: cmd('stop'), status: cmd('status') }, probes: [{ type: 'redis', url }] }],
+        approvals: { approvers: { default: ['alice', 'bob'] } },
+      });
+      await withWorker(cfg, async ({ client, taskQueue }) => {
+        const handle = await client.workflow.start('redis-triage', { taskQueue, workflowId: `redis-restart-${Date.now()}`, args: [{ service: 'cache', restart: true, requestedBy: 'alice' }] });
+        expect(await approve(handle, 'approve-restart', 'bob')).toBeUndefined();
+        const r = (await handle.result()) as TriageResult;
+        expect(r.remediations).toEqual(['cache restarted; healthy again: cache', '2 of 2 clients reconnected']);
+      });
+      const runIdAfter = /run_id:(\w+)/.exec(await apps[0]!.info('server'))![1];
+      expect(runIdAfter).not.toBe(runIdBefore);
+    } finally {
+      apps.forEach((a) => a.disconnect());
+      await demoServiceAction('stop', 'redis', { stateDir, port });
+      await rm(stateDir, { recursive: true, force: true });
+    }
   }, 60_000);
 });
 

@@ -1,0 +1,387 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMigrator } from '../../activities/migrations.js';
+import { abortUpdate, pauseUpdate, resumeUpdate, rollbackUpdate } from '../../common/families/delivery-messages.js';
+import type { BlueGreenResult, CanaryDeployResult, ReleaseResult } from '../../common/families/delivery-types.js';
+import { approveUpdate, progressQuery } from '../../common/messages.js';
+import type { LoadedConfig } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
+import { get, measureSplit, startDeliveryBed, startLoad, type DeliveryBed } from '../fixtures/delivery-traffic.js';
+import { recordHistory, temporalAddress, temporalNamespace, testClient, uniqueQueue, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { startPostgres, type PgServer } from '../fixtures/servers.js';
+import { deliveryConfig, startWebhook, waitForApproval, waitForStatus, warmCanary } from './helpers.js';
+
+/**
+ * The traffic-moving runbooks against one test bed (real nginx, real Prometheus, stable
+ * and canary demo services): blue/green first (it leaves green active), then the canary
+ * runs, then a release with its migration. One bed and one bundle for all of them.
+ */
+
+let bed: DeliveryBed;
+let loaded: LoadedConfig;
+let webhook: Awaited<ReturnType<typeof startWebhook>>;
+let env: NodeJS.ProcessEnv;
+let postgres: PgServer;
+let dbUrl: string;
+let migrationsDir: string;
+
+beforeAll(async () => {
+  [bed, postgres] = await Promise.all([startDeliveryBed(), startPostgres()]);
+  webhook = await startWebhook();
+  env = { ...process.env, DELIVERY_WEBHOOK: webhook.url };
+  dbUrl = await postgres.createDatabase('fulcrum');
+  migrationsDir = await mkdtemp(path.join(tmpdir(), 'runbook-release-migrations-'));
+  for (const f of ['001_create_policies', '002_add_feature_flags']) {
+    for (const d of ['up', 'down']) await copyFile(path.resolve('demo/migrations', `${f}.${d}.sql`), path.join(migrationsDir, `${f}.${d}.sql`));
+  }
+  // What ships with the release: a new column the new version writes.
+  await writeFile(path.join(migrationsDir, '003_add_rollout_group.up.sql'), "ALTER TABLE policies ADD COLUMN rollout_group text NOT NULL DEFAULT 'a';\n");
+  await writeFile(path.join(migrationsDir, '003_add_rollout_group.down.sql'), 'ALTER TABLE policies DROP COLUMN rollout_group;\n');
+  const m = createMigrator({ url: dbUrl, dir: migrationsDir, database: 'fulcrum', logger: createLogger({ component: 'test' }, 'warn') });
+  await m.up({ to: '002' });
+  await m.close();
+  loaded = await writeConfig(deliveryConfig(bed, { databases: [{ name: 'fulcrum', url: dbUrl, migrationsDir }] }));
+}, 120_000);
+
+const workers: ChildProcess[] = [];
+
+/** The real `runbook worker` command, as an operator runs it. */
+async function spawnWorker(configPath: string, taskQueue: string): Promise<{ child: ChildProcess; exited: Promise<unknown> }> {
+  const child = spawn(process.execPath, ['bin/runbook.mjs', 'worker', '--config', configPath, '--metrics', 'off'], {
+    env: { ...env, TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: temporalNamespace(), RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  workers.push(child);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  for (let i = 0; i < 600 && !out.includes('"worker started"'); i++) {
+    if (child.exitCode !== null) throw new Error(`worker exited early:\n${out}`);
+    await sleep(100);
+  }
+  if (!out.includes('"worker started"')) throw new Error(`worker did not start:\n${out}`);
+  return { child, exited };
+}
+
+afterAll(async () => {
+  for (const w of workers) if (w.exitCode === null) w.kill('SIGKILL');
+  await bed?.stop();
+  await webhook?.stop();
+  await postgres?.stop();
+  if (migrationsDir) await rm(migrationsDir, { recursive: true, force: true });
+});
+
+async function failureOf(p: Promise<unknown>): Promise<{ message: string; result: CanaryDeployResult }> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(WorkflowFailedError);
+  const cause = (err as WorkflowFailedError).cause;
+  expect(cause).toBeInstanceOf(ApplicationFailure);
+  expect((cause as ApplicationFailure).type).toBe('CanaryRolledBack');
+  return { message: cause!.message, result: (cause as ApplicationFailure).details![0] as CanaryDeployResult };
+}
+
+async function appliedVersions(): Promise<string[]> {
+  const db = new pg.Client({ connectionString: dbUrl });
+  await db.connect();
+  try {
+    return (await db.query<{ version: string }>('SELECT version FROM schema_migrations ORDER BY version')).rows.map((r) => r.version);
+  } finally {
+    await db.end();
+  }
+}
+
+async function columnExists(): Promise<boolean> {
+  const db = new pg.Client({ connectionString: dbUrl });
+  await db.connect();
+  try {
+    const r = await db.query("SELECT 1 FROM information_schema.columns WHERE table_name = 'policies' AND column_name = 'rollout_group'");
+    return r.rowCount === 1;
+  } finally {
+    await db.end();
+  }
+}
+
+describe('blue-green-switch through real nginx (blue = 1.0.0, green = 2.0.0)', () => {
+  it('dryRun shows what would change and changes nothing', async () => {
+    const result = await withWorker(loaded, ({ client, taskQueue }) =>
+      client.workflow.execute('blue-green-switch', {
+        taskQueue,
+        workflowId: `bg-dry-${Date.now()}`,
+        args: [{ router: 'api', to: 'green', dryRun: true, requestedBy: 'alice' }],
+      }),
+    ) as BlueGreenResult;
+    expect(result).toMatchObject({ ok: true, dryRun: true, from: 'blue', to: 'green', switched: false });
+    expect(result.plan.join('\n')).toMatch(/upstream api: 0 % .*, 100 % .*\n.*nginx -p .* -t -q\n.*nginx -p .* -s reload\nkeep blue for 2s/);
+    expect((await measureSplit(bed.nginx.url, 400)).byVersion).toEqual({ '1.0.0': 400 });
+  });
+
+  it('switch to green after the preview check and an approval; rollback switches back at once', async () => {
+    // Smoke traffic on the preview color, so it has metrics to check.
+    const smoke = startLoad(bed.canary.httpUrl, 30);
+    await sleep(2500);
+    try {
+      await withWorker(loaded, async ({ client, taskQueue }) => {
+        const handle = await client.workflow.start('blue-green-switch', {
+          taskQueue,
+          workflowId: `bg-rollback-${Date.now()}`,
+          args: [{ router: 'api', to: 'green', scaleDownDelaySeconds: 120, requestedBy: 'alice' }],
+        });
+        const early = await handle.executeUpdate(rollbackUpdate, { args: [{ by: 'alice' }] }).catch((e: unknown) => e);
+        expect(early).toBeInstanceOf(WorkflowUpdateFailedError);
+        expect((early as WorkflowUpdateFailedError).cause?.message).toMatch(/nothing has been switched yet/);
+        const pending = await waitForApproval(handle, 'approve-switch');
+        expect(pending.summary).toMatch(/from blue to green/);
+        const own = await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] }).catch((e: unknown) => e);
+        expect((own as WorkflowUpdateFailedError).cause?.message).toMatch(/two-person rule/);
+        await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] });
+        for (let i = 0; i < 100; i++) {
+          const p = await handle.query(progressQuery);
+          if (p.steps.find((s) => s.id === 'keep-old')?.status === 'running') break;
+          await sleep(100);
+        }
+        expect((await measureSplit(bed.nginx.url, 400)).byVersion).toEqual({ '2.0.0': 400 });
+        const started = Date.now();
+        await handle.executeUpdate(rollbackUpdate, { args: [{ by: 'alice', reason: 'checkout errors' }] });
+        const err = await handle.result().catch((e: unknown) => e);
+        expect(Date.now() - started).toBeLessThan(5000);
+        expect(err).toBeInstanceOf(WorkflowFailedError);
+        const cause = (err as WorkflowFailedError).cause as ApplicationFailure;
+        expect(cause.type).toBe('SwitchRolledBack');
+        expect(cause.message).toMatch(/rolled back by alice: checkout errors; blue serves all traffic/);
+        const result = cause.details![0] as BlueGreenResult;
+        expect(result.previewCheck?.analysis?.ok).toBe(true);
+      });
+    } finally {
+      await smoke.stop();
+    }
+    expect((await measureSplit(bed.nginx.url, 400)).byVersion).toEqual({ '1.0.0': 400 });
+  }, 60_000);
+
+  it('switch to green sticks after the scale-down delay; the preview must be healthy first', async () => {
+    await bed.setCanary({ healthy: false });
+    const refused = await withWorker(loaded, ({ client, taskQueue }) =>
+      client.workflow.execute('blue-green-switch', { taskQueue, workflowId: `bg-unhealthy-${Date.now()}`, args: [{ router: 'api', to: 'green', skipAnalysis: true }] }),
+    ).catch((e: unknown) => e);
+    expect(((refused as WorkflowFailedError).cause as ApplicationFailure).message).toMatch(/green is not ready, nothing was switched: .*HTTP 503/);
+    await bed.setCanary({ healthy: true });
+
+    const result = await withWorker(loaded, async ({ client, taskQueue }) => {
+      const workflowId = `bg-switch-${Date.now()}`;
+      const handle = await client.workflow.start('blue-green-switch', {
+        taskQueue,
+        workflowId,
+        args: [{ router: 'api', to: 'green', skipAnalysis: true, scaleDownDelaySeconds: 1, requestedBy: 'alice' }],
+      });
+      await waitForApproval(handle, 'approve-switch');
+      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] });
+      const r = (await handle.result()) as BlueGreenResult;
+      await recordHistory(client, workflowId, 'blue-green-switch');
+      return r;
+    });
+    expect(result).toMatchObject({ ok: true, from: 'blue', to: 'green', switched: true, rolledBack: false });
+    expect(result.progress.steps.find((s) => s.id === 'scale-down')).toMatchObject({ status: 'skipped' });
+    expect((await measureSplit(bed.nginx.url, 400)).byVersion).toEqual({ '2.0.0': 400 });
+  }, 60_000);
+});
+
+describe('canary-deploy through real nginx, gated by real Prometheus', () => {
+  it('a good canary reaches 100 %, and the measured split follows every step', async () => {
+    await bed.setCanary({ errorRate: 0, latencyMs: 0 });
+    await warmCanary(bed);
+    const load = startLoad(bed.nginx.url, 60);
+    const splits: Record<number, number> = {};
+    try {
+      await withWorker(loaded, async ({ client, taskQueue }) => {
+        const workflowId = `canary-good-${Date.now()}`;
+        const handle = await client.workflow.start('canary-deploy', {
+          taskQueue,
+          workflowId,
+          args: [{ router: 'api', requestedBy: 'alice', approveEachStep: true, bakeSeconds: 1 }],
+        });
+        for (const weight of [5, 25, 50]) {
+          await waitForApproval(handle, `approve-${weight}`);
+          const status = await waitForStatus(handle, (s) => s.phase === 'awaiting-approval');
+          expect(status.weight).toBe(weight);
+          expect(status.lastAnalysis?.ok).toBe(true);
+          const split = await measureSplit(bed.nginx.url, 400);
+          splits[weight] = split.percent('2.0.0');
+          await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: `looks good at ${weight} %` }] });
+        }
+        const result = (await handle.result()) as CanaryDeployResult;
+        await recordHistory(client, workflowId, 'canary-deploy');
+        expect(result).toMatchObject({ ok: true, outcome: 'promoted', finalWeight: 100, notified: true });
+        expect(result.steps.map((s) => [s.weight, s.ok, s.measurements.length])).toEqual([
+          [5, true, 2],
+          [25, true, 2],
+          [50, true, 2],
+          [100, true, 2],
+        ]);
+        expect(result.steps[0]!.measurements[0]!.results.map((r) => r.name)).toEqual(['error-rate', 'p99-latency']);
+        expect(result.approvals.map((a) => [a.step, a.decision, a.by])).toEqual([
+          ['approve-5', 'approved', 'bob'],
+          ['approve-25', 'approved', 'bob'],
+          ['approve-50', 'approved', 'bob'],
+        ]);
+        const steps = Object.fromEntries(result.progress.steps.map((s) => [s.id, s]));
+        expect(steps['set-25']!.detail).toMatch(/^25 % on canary \(was 5 %\)/);
+        expect(steps['analysis-50']!.detail).toMatch(/2\/2 passed; last: error-rate 0, p99-latency/);
+      }, { env });
+    } finally {
+      await load.stop();
+    }
+    splits[100] = (await measureSplit(bed.nginx.url, 400)).percent('2.0.0');
+    for (const [weight, measured] of Object.entries(splits)) {
+      expect(Math.abs(measured - Number(weight)), `measured ${measured} % at weight ${weight}`).toBeLessThanOrEqual(5);
+    }
+    expect(webhook.messages.at(-1)).toMatchObject({ event: 'canary-promoted', router: 'api', environment: 'test' });
+  }, 120_000);
+
+  it('abort mid-bake: traffic back to 0 % at once, canary stopped, pause/resume answered on the way', async () => {
+    await bed.startCanary();
+    await warmCanary(bed);
+    await withWorker(loaded, async ({ client, taskQueue }) => {
+      const handle = await client.workflow.start('canary-deploy', {
+        taskQueue,
+        workflowId: `canary-abort-${Date.now()}`,
+        args: [{ router: 'api', requestedBy: 'alice', steps: [10, 50], bakeSeconds: 600 }],
+      });
+      await waitForStatus(handle, (s) => s.phase === 'baking' && s.weight === 10);
+      expect(Math.abs((await measureSplit(bed.nginx.url, 400)).percent('2.0.0') - 10)).toBeLessThanOrEqual(5);
+      expect((await handle.executeUpdate(pauseUpdate, { args: [{ by: 'alice' }] })).paused).toBe(true);
+      expect((await handle.executeUpdate(resumeUpdate, { args: [{ by: 'alice' }] })).paused).toBe(false);
+      const refused = await handle.executeUpdate(resumeUpdate, { args: [{ by: 'alice' }] }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
+      expect((refused as WorkflowUpdateFailedError).cause?.message).toMatch(/not paused/);
+      const started = Date.now();
+      await handle.executeUpdate(abortUpdate, { args: [{ by: 'alice', reason: 'customer reports' }] });
+      const { message, result } = await failureOf(handle.result());
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(message).toMatch(/aborted by alice: customer reports/);
+      expect(result.outcome).toBe('rolled-back');
+      expect(result.canaryStopped?.ok).toBe(true);
+    });
+    const split = await measureSplit(bed.nginx.url, 400);
+    expect(split.byVersion).toEqual({ '1.0.0': 400 });
+    await expect(get(`${bed.canary.httpUrl}/healthz`, 1000)).rejects.toThrow();
+  }, 90_000);
+
+  it('a bad canary (50 % errors) is rolled back automatically; the result names the query and value', async () => {
+    await bed.startCanary();
+    await bed.setCanary({ errorRate: 0.5 });
+    await warmCanary(bed);
+    webhook.messages.length = 0;
+    const load = startLoad(bed.nginx.url, 60);
+    let result: CanaryDeployResult;
+    let message: string;
+    try {
+      ({ message, result } = await withWorker(
+        loaded,
+        async ({ client, taskQueue }) => {
+          const workflowId = `canary-bad-${Date.now()}`;
+          const p = client.workflow.execute('canary-deploy', { taskQueue, workflowId, args: [{ router: 'api', requestedBy: 'alice' }] });
+          const f = await failureOf(p);
+          await recordHistory(client, workflowId, 'canary-deploy-rolled-back');
+          return f;
+        },
+        { env },
+      ));
+    } finally {
+      await load.stop();
+    }
+    expect(message, JSON.stringify(result.steps)).toMatch(/rolled back, traffic 100 % stable: analysis failed at 5 %: error-rate = 0\.\d+ \(0\.\d+ > max 0\.005\)/);
+    expect(result.failedQuery).toMatchObject({ name: 'error-rate', ok: false, max: 0.005 });
+    expect(result.failedQuery!.value!).toBeGreaterThan(0.1);
+    expect(result.steps.map((s) => s.weight)).toEqual([5]);
+    expect(result.finalWeight).toBe(0);
+    // From the failing measurement to traffic at 0 %: the runbook's target is 2 s.
+    const reactionMs = Date.parse(result.trafficZeroAt!) - Date.parse(result.failedMeasurementAt!);
+    expect(reactionMs, `${result.failedMeasurementAt} -> ${result.trafficZeroAt}`).toBeLessThanOrEqual(2000);
+    const split = await measureSplit(bed.nginx.url, 400);
+    expect(split.byVersion).toEqual({ '1.0.0': 400 });
+    await expect(get(`${bed.canary.httpUrl}/healthz`, 1000)).rejects.toThrow();
+    expect(webhook.messages).toEqual([expect.objectContaining({ event: 'canary-rolled-back', router: 'api', text: expect.stringMatching(/error-rate/) })]);
+    const progress = Object.fromEntries(result.progress.steps.map((s) => [s.id, s.status]));
+    expect(progress).toMatchObject({ 'set-5': 'succeeded', 'analysis-5': 'failed', 'set-25': 'pending', 'rollback-traffic': 'succeeded', 'stop-canary': 'succeeded', notify: 'succeeded' });
+  }, 90_000);
+
+  it('a worker killed with SIGKILL during a bake: a new worker resumes the run and finishes it', async () => {
+    await bed.startCanary();
+    await warmCanary(bed);
+    const load = startLoad(bed.nginx.url, 60);
+    try {
+      const taskQueue = uniqueQueue('delivery-crash');
+      const first = await spawnWorker(loaded.path, taskQueue);
+      const client = await testClient();
+      const handle = await client.workflow.start('canary-deploy', {
+        taskQueue,
+        workflowId: `canary-crash-${Date.now()}`,
+        args: [{ router: 'api', steps: [20, 60], bakeSeconds: 4, requestedBy: 'alice' }],
+      });
+      await waitForStatus(handle, (s) => s.phase === 'baking' && s.weight === 20);
+      first.child.kill('SIGKILL');
+      await first.exited;
+      // Traffic stays where the run left it while no worker runs.
+      expect(Math.abs((await measureSplit(bed.nginx.url, 400)).percent('2.0.0') - 20)).toBeLessThanOrEqual(5);
+      // A new worker on the same task queue picks the run up where the history left it.
+      const result = (await withWorker(loaded, () => handle.result(), { env, taskQueue })) as CanaryDeployResult;
+      expect(result).toMatchObject({ ok: true, outcome: 'promoted', finalWeight: 60 });
+      expect(result.steps.map((s) => [s.weight, s.ok])).toEqual([
+        [20, true],
+        [60, true],
+      ]);
+    } finally {
+      await load.stop();
+    }
+    expect(Math.abs((await measureSplit(bed.nginx.url, 400)).percent('2.0.0') - 60)).toBeLessThanOrEqual(5);
+  }, 120_000);
+});
+
+describe('release: migration forward + canary in one run', () => {
+  it('a failing canary: traffic back first, then the migration rollback waits for an approval', async () => {
+    await bed.setCanary({ errorRate: 0.5 });
+    await warmCanary(bed);
+    const load = startLoad(bed.nginx.url, 60);
+    let err: unknown;
+    try {
+      err = await withWorker(loaded, async ({ client, taskQueue }) => {
+        const workflowId = `release-${Date.now()}`;
+        const handle = await client.workflow.start('release', {
+          taskQueue,
+          workflowId,
+          args: [{ router: 'api', database: 'fulcrum', steps: [5, 50, 100], requestedBy: 'alice' }],
+        });
+        const pending = await waitForApproval(handle, 'approve-migration-rollback');
+        // Before anyone answers: users are already off the canary, the schema is untouched.
+        expect(pending).toMatchObject({ destructive: true, confirmPhrase: 'ROLLBACK' });
+        expect(pending.summary).toMatch(/error-rate.*Roll back migrations 003 of database fulcrum/s);
+        expect((await measureSplit(bed.nginx.url, 400)).byVersion).toEqual({ '1.0.0': 400 });
+        expect(await appliedVersions()).toEqual(['001', '002', '003']);
+        await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'ROLLBACK' }] });
+        const e = await handle.result().catch((x: unknown) => x);
+        await recordHistory(client, workflowId, 'release');
+        return e;
+      });
+    } finally {
+      await load.stop();
+    }
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const cause = (err as WorkflowFailedError).cause as ApplicationFailure;
+    expect(cause.type).toBe('ReleaseRolledBack');
+    expect(cause.message).toMatch(/traffic 100 % stable .*error-rate.*; migrations 003 rolled back/);
+    const result = cause.details![0] as ReleaseResult;
+    expect(result.migration.applied.map((m) => m.version)).toEqual(['003']);
+    expect(result.migrationRolledBack?.applied.map((m) => m.version)).toEqual(['003']);
+    const order = result.progress.steps.map((s) => s.id);
+    expect(order.indexOf('rollback-traffic')).toBeLessThan(order.indexOf('approve-migration-rollback'));
+    expect(await appliedVersions()).toEqual(['001', '002']);
+    expect(await columnExists()).toBe(false);
+  }, 90_000);
+});
