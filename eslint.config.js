@@ -45,6 +45,11 @@ export default tseslint.config(
     },
   },
   {
+    // Plain Node scripts (the CLI entry, test fixture scripts).
+    files: ['**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', URL: 'readonly' } },
+  },
+  {
     files: ['common/**/*.ts', 'lib/**/*.ts', 'activities/**/*.ts', 'workflows/**/*.ts', 'worker/**/*.ts'],
     rules: { 'no-console': 'error' },
   },

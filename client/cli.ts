@@ -3,6 +3,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { ConfigError, configPathFromEnv, loadConfig, missingEnv, resolveConfigPath } from '../lib/config.js';
 import { registerDatabaseCommands } from './database-commands.js';
 import { registerIncidentCommands } from './incident-commands.js';
+import { registerDeliveryCommands } from './delivery-commands.js';
 import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
 import { AwaitingApproval, RunbookProcedure } from '../common/search-attributes.js';
 import { pendingApprovalQuery, progressQuery } from '../common/messages.js';
@@ -256,6 +257,7 @@ program
 
 registerDatabaseCommands(program);
 registerIncidentCommands(program);
+registerDeliveryCommands(program);
 
 const temporalCmd = program.command('temporal').description('the Temporal server');
 temporalCmd

@@ -190,9 +190,11 @@ export function createPitrActivities(deps: ActivityDeps) {
         '',
         '# added by durable-runbooks pitr-restore',
         `restore_command = ${q(`cp "${archive}/%f" "%p"`)}`,
-        ...(req.targetTime ? [`recovery_target_time = ${q(req.targetTime)}`, `recovery_target_action = 'promote'`] : []),
+        ...(req.targetTime ? [`recovery_target_time = ${q(pgTimestamp(req.targetTime))}`, `recovery_target_action = 'promote'`] : []),
         '',
       ];
+      // A base backup of a cluster that was itself recovered carries that recovery's settings.
+      await stripRecoverySettings(path.join(dataDir, 'postgresql.auto.conf'));
       await appendFile(path.join(dataDir, 'postgresql.auto.conf'), settings.join('\n'));
       await writeFile(path.join(dataDir, 'recovery.signal'), '');
       await own(c, path.join(dataDir, 'recovery.signal'));
@@ -272,6 +274,8 @@ export function createPitrActivities(deps: ActivityDeps) {
       }
       if (existsSync(restored)) {
         if (await running(c, restored)) await runCommand(pgCtl(c, restored, '-m', 'fast', '-w', 'stop'), { ...serverOpts, timeoutMs: 180_000 }).catch(commandFailure);
+        // The promoted cluster no longer needs them, and its future base backups must not inherit them.
+        await stripRecoverySettings(path.join(restored, 'postgresql.auto.conf'));
         if (existsSync(live) && !existsSync(old)) await rename(live, old);
         await rename(restored, live);
       }
@@ -310,6 +314,18 @@ export function createPitrActivities(deps: ActivityDeps) {
       return { logical, pitr: Boolean(deps.config.databaseOps?.pitr.some((p) => p.database === req.database)) };
     },
   };
+}
+
+async function stripRecoverySettings(file: string): Promise<void> {
+  const text = await readFile(file, 'utf8').catch(() => undefined);
+  if (text === undefined) return;
+  const kept = text.split('\n').filter((l) => !/^\s*(restore_command|recovery_target\w*)\s*=/.test(l) && l !== '# added by durable-runbooks pitr-restore');
+  await writeFile(file, kept.join('\n'));
+}
+
+/** PostgreSQL's timestamptz input does not take ISO 8601's "T…Z" form in recovery_target_time. */
+function pgTimestamp(iso: string): string {
+  return new Date(iso).toISOString().replace('T', ' ').replace('Z', '+00');
 }
 
 function urlOnPort(url: string, port: number): string {

@@ -5,10 +5,11 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { execa } from 'execa';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMigrator } from '../../activities/migrations.js';
-import { abortUpdate, pauseUpdate, resumeUpdate, rollbackUpdate } from '../../common/families/delivery-messages.js';
+import { pauseUpdate, resumeUpdate, rollbackUpdate } from '../../common/families/delivery-messages.js';
 import type { BlueGreenResult, CanaryDeployResult, ReleaseResult } from '../../common/families/delivery-types.js';
 import { approveUpdate, progressQuery } from '../../common/messages.js';
 import type { LoadedConfig } from '../../lib/config.js';
@@ -51,6 +52,14 @@ beforeAll(async () => {
 }, 120_000);
 
 const workers: ChildProcess[] = [];
+
+/** The real `runbook` command, as a user types it. */
+function runbook(...args: string[]) {
+  return execa(process.execPath, ['bin/runbook.mjs', ...args], {
+    reject: false,
+    env: { PATH: process.env.PATH, TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: temporalNamespace(), RUNBOOK_USER: 'alice' },
+  });
+}
 
 /** The real `runbook worker` command, as an operator runs it. */
 async function spawnWorker(configPath: string, taskQueue: string): Promise<{ child: ChildProcess; exited: Promise<unknown> }> {
@@ -260,9 +269,16 @@ describe('canary-deploy through real nginx, gated by real Prometheus', () => {
       const refused = await handle.executeUpdate(resumeUpdate, { args: [{ by: 'alice' }] }).catch((e: unknown) => e);
       expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
       expect((refused as WorkflowUpdateFailedError).cause?.message).toMatch(/not paused/);
+      // What an operator types: the CLI shows the weight, then aborts.
+      const status = await runbook('delivery', 'status', handle.workflowId);
+      expect(status.stdout).toMatch(/^router api: 10 % on canary, baking; steps \[10\] → 50/);
       const started = Date.now();
-      await handle.executeUpdate(abortUpdate, { args: [{ by: 'alice', reason: 'customer reports' }] });
+      const abort = await runbook('delivery', 'abort', handle.workflowId, '--reason', 'customer reports');
+      expect(abort.exitCode, abort.stderr).toBe(0);
       const { message, result } = await failureOf(handle.result());
+      const again = await runbook('delivery', 'abort', handle.workflowId);
+      expect(again.exitCode).toBe(1);
+      expect(again.stderr).toMatch(/refused: the canary is already rolled-back/);
       expect(Date.now() - started).toBeLessThan(10_000);
       expect(message).toMatch(/aborted by alice: customer reports/);
       expect(result.outcome).toBe('rolled-back');
