@@ -36,7 +36,7 @@ export function formatCanaryStatus(s: CanaryStatus): string {
 export function registerDeliveryCommands(program: Command): void {
   const delivery = program.command('delivery').description('watch and steer canary-deploy, release and blue-green-switch runs (updates: a refusal comes back at once)');
 
-  const withClient = async <T>(fn: (c: Awaited<ReturnType<typeof connectClient>>['client']) => Promise<T>): Promise<T> => {
+  const withClient = async <T>(workflowId: string, fn: (c: Awaited<ReturnType<typeof connectClient>>['client']) => Promise<T>): Promise<T> => {
     const settings = temporalSettingsFromEnv();
     const { client, connection } = await connectClient(settings).catch((err: Error) => {
       throw new UserError(`cannot reach Temporal at ${settings.address}: ${err.message} (start it with \`npm start\` or set TEMPORAL_ADDRESS)`);
@@ -45,7 +45,7 @@ export function registerDeliveryCommands(program: Command): void {
       return await fn(client);
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) throw new UserError(`refused: ${err.cause?.message ?? err.message}`);
-      if ((err as Error).name === 'WorkflowNotFoundError') throw new UserError(`no run with that id`);
+      if ((err as Error).name === 'WorkflowNotFoundError') throw new UserError(`no running run with id ${workflowId}: it has finished or never existed (see runbook status ${workflowId})`);
       throw err;
     } finally {
       await connection.close();
@@ -58,7 +58,7 @@ export function registerDeliveryCommands(program: Command): void {
     .argument('<workflowId>')
     .option('--json', 'machine-readable output')
     .action(async (workflowId: string, opts: { json?: boolean }) => {
-      const s = await withClient((c) => c.workflow.getHandle(workflowId).query(canaryStatusQuery));
+      const s = await withClient(workflowId, (c) => c.workflow.getHandle(workflowId).query(canaryStatusQuery));
       console.log(opts.json ? JSON.stringify(s, null, 2) : formatCanaryStatus(s));
     });
 
@@ -70,7 +70,7 @@ export function registerDeliveryCommands(program: Command): void {
       .option('--as <name>', 'who you are (default $RUNBOOK_USER or $USER)')
       .option('--reason <text>', 'why (recorded in the run)')
       .action(async (workflowId: string, opts: { as?: string; reason?: string }) => {
-        const s = await withClient((c) =>
+        const s = await withClient(workflowId, (c) =>
           c.workflow.getHandle(workflowId).executeUpdate(update, { args: [{ by: opts.as ?? defaultIdentity(), ...(opts.reason ? { reason: opts.reason } : {}) }] }),
         );
         console.log(`${name}: accepted\n${formatCanaryStatus(s)}`);
@@ -84,7 +84,7 @@ export function registerDeliveryCommands(program: Command): void {
     .option('--as <name>', 'who you are (default $RUNBOOK_USER or $USER)')
     .option('--reason <text>', 'why (recorded in the run)')
     .action(async (workflowId: string, opts: { as?: string; reason?: string }) => {
-      const r = await withClient((c) =>
+      const r = await withClient(workflowId, (c) =>
         c.workflow.getHandle(workflowId).executeUpdate(rollbackUpdate, { args: [{ by: opts.as ?? defaultIdentity(), ...(opts.reason ? { reason: opts.reason } : {}) }] }),
       );
       console.log(`rollback: ${r.detail}`);

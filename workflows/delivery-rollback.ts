@@ -9,7 +9,9 @@ import { longRunning, quick } from './profiles.js';
 import { RunContext } from './run-context.js';
 
 const { loadPlan, disableFeatureFlag, restoreEnvFile } = proxyActivities<Activities>(quick);
-const { rollbackAppRevision, verifyServingVersion, waitHealthy, serviceAction, applyConfigManifest } = proxyActivities<Activities>(longRunning);
+const { verifyServingVersion, waitHealthy, serviceAction, applyConfigManifest } = proxyActivities<Activities>(longRunning);
+// One attempt: `rollout undo` run twice undoes the undo, so a failure goes to a human, never to a retry.
+const { rollbackAppRevision } = proxyActivities<Activities>({ ...longRunning, heartbeatTimeout: undefined, startToCloseTimeout: '30 minutes', retry: { maximumAttempts: 1 } });
 
 const DEFAULT_WAIT_SECONDS = 180;
 

@@ -279,6 +279,8 @@ export function createPitrActivities(deps: ActivityDeps) {
         if (existsSync(live) && !existsSync(old)) await rename(live, old);
         await rename(restored, live);
       }
+      await rm(path.join(abs(c.restoreDir), `${req.restoreId}.${MARKER}`), { force: true });
+      await rm(path.join(abs(c.restoreDir), `${req.restoreId}.log`), { force: true });
       return { oldDataDir: old };
     },
 

@@ -84,7 +84,7 @@ afterAll(async () => {
 
 /** Forces the current WAL segment into the archive and waits until it is there. */
 async function archiveNow(): Promise<void> {
-  const [{ f }] = await sql<{ f: string }>(appUrl, 'SELECT pg_walfile_name(pg_switch_wal()) AS f');
+  const f = (await sql<{ f: string }>(appUrl, 'SELECT pg_walfile_name(pg_switch_wal()) AS f'))[0]!.f;
   for (let i = 0; i < 100 && !existsSync(path.join(root, 'wal', f)); i++) await sleep(100);
   expect(existsSync(path.join(root, 'wal', f))).toBe(true);
 }

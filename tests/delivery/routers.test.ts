@@ -1,6 +1,7 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRouter } from '../../activities/delivery/routers/index.js';
+import { renderUpstream } from '../../activities/delivery/routers/nginx.js';
 import { routerSchema } from '../../common/families/delivery-config.js';
 import { createLogger } from '../../lib/logger.js';
 import { startDeliveryBed, measureSplit, type DeliveryBed } from '../fixtures/delivery-traffic.js';
@@ -56,6 +57,17 @@ describe('nginx router (real nginx, real backends)', () => {
     expect(again.commands).toEqual([]);
     expect(again.previousWeight).toBe(25);
   });
+
+  it('a crash between writing the file and the reload: the retry still reloads', async () => {
+    const router = nginxRouter();
+    await router.setWeight(0);
+    // What a worker that died after the rename left behind: the new file, never reloaded.
+    await writeFile(bed.nginx.upstreamFile, renderUpstream({ upstreamName: 'api', stable: new URL(bed.stable.httpUrl).host, canary: new URL(bed.canary.httpUrl).host }, 100));
+    expect((await measureSplit(bed.nginx.url, 100)).byVersion).toEqual({ '1.0.0': 100 });
+    const retry = await router.setWeight(100);
+    expect(retry.changed).toBe(true);
+    expect((await measureSplit(bed.nginx.url, 100)).byVersion).toEqual({ '2.0.0': 100 });
+  }, 30_000);
 
   it('a config nginx -t rejects is not reloaded, and the previous upstream file is restored', async () => {
     await nginxRouter().setWeight(50);

@@ -9,7 +9,7 @@ import { execa } from 'execa';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMigrator } from '../../activities/migrations.js';
-import { pauseUpdate, resumeUpdate, rollbackUpdate } from '../../common/families/delivery-messages.js';
+import { pauseUpdate, promoteUpdate, resumeUpdate, rollbackUpdate } from '../../common/families/delivery-messages.js';
 import type { BlueGreenResult, CanaryDeployResult, ReleaseResult } from '../../common/families/delivery-types.js';
 import { approveUpdate, progressQuery } from '../../common/messages.js';
 import type { LoadedConfig } from '../../lib/config.js';
@@ -253,37 +253,43 @@ describe('canary-deploy through real nginx, gated by real Prometheus', () => {
     expect(webhook.messages.at(-1)).toMatchObject({ event: 'canary-promoted', router: 'api', environment: 'test' });
   }, 120_000);
 
-  it('abort mid-bake: traffic back to 0 % at once, canary stopped, pause/resume answered on the way', async () => {
+  it('promote skips the bake; abort mid-bake: traffic back to 0 % at once, canary stopped; pause/resume answered on the way', async () => {
     await bed.startCanary();
     await warmCanary(bed);
-    await withWorker(loaded, async ({ client, taskQueue }) => {
-      const handle = await client.workflow.start('canary-deploy', {
-        taskQueue,
-        workflowId: `canary-abort-${Date.now()}`,
-        args: [{ router: 'api', requestedBy: 'alice', steps: [10, 50], bakeSeconds: 600 }],
+    const load = startLoad(bed.nginx.url, 60);
+    try {
+      await withWorker(loaded, async ({ client, taskQueue }) => {
+        const handle = await client.workflow.start('canary-deploy', {
+          taskQueue,
+          workflowId: `canary-abort-${Date.now()}`,
+          args: [{ router: 'api', requestedBy: 'alice', steps: [10, 50], bakeSeconds: 600 }],
+        });
+        await waitForStatus(handle, (s) => s.phase === 'baking' && s.weight === 10);
+        expect(Math.abs((await measureSplit(bed.nginx.url, 400)).percent('2.0.0') - 10)).toBeLessThanOrEqual(5);
+        expect((await handle.executeUpdate(pauseUpdate, { args: [{ by: 'alice' }] })).paused).toBe(true);
+        expect((await handle.executeUpdate(resumeUpdate, { args: [{ by: 'alice' }] })).paused).toBe(false);
+        const refused = await handle.executeUpdate(resumeUpdate, { args: [{ by: 'alice' }] }).catch((e: unknown) => e);
+        expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
+        expect((refused as WorkflowUpdateFailedError).cause?.message).toMatch(/not paused/);
+        // promote cuts the 600 s bake short; the analysis still runs before 50 %.
+        await handle.executeUpdate(promoteUpdate, { args: [{ by: 'alice' }] });
+        const at50 = await waitForStatus(handle, (s) => s.phase === 'baking' && s.weight === 50, 20_000);
+        expect(at50.lastAnalysis?.ok).toBe(true);
+        // What an operator types: the CLI shows the weight, then aborts.
+        const status = await runbook('delivery', 'status', handle.workflowId);
+        expect(status.stdout).toMatch(/^router api: 50 % on canary, baking; steps 10 → \[50\]\nlast analysis .*: passed\n {2}✓ error-rate = 0 /);
+        const started = Date.now();
+        const abort = await runbook('delivery', 'abort', handle.workflowId, '--reason', 'customer reports');
+        expect(abort.exitCode, abort.stderr).toBe(0);
+        const { message, result } = await failureOf(handle.result());
+        expect(Date.now() - started).toBeLessThan(10_000);
+        expect(message).toMatch(/aborted by alice: customer reports/);
+        expect(result.outcome).toBe('rolled-back');
+        expect(result.canaryStopped?.ok).toBe(true);
       });
-      await waitForStatus(handle, (s) => s.phase === 'baking' && s.weight === 10);
-      expect(Math.abs((await measureSplit(bed.nginx.url, 400)).percent('2.0.0') - 10)).toBeLessThanOrEqual(5);
-      expect((await handle.executeUpdate(pauseUpdate, { args: [{ by: 'alice' }] })).paused).toBe(true);
-      expect((await handle.executeUpdate(resumeUpdate, { args: [{ by: 'alice' }] })).paused).toBe(false);
-      const refused = await handle.executeUpdate(resumeUpdate, { args: [{ by: 'alice' }] }).catch((e: unknown) => e);
-      expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
-      expect((refused as WorkflowUpdateFailedError).cause?.message).toMatch(/not paused/);
-      // What an operator types: the CLI shows the weight, then aborts.
-      const status = await runbook('delivery', 'status', handle.workflowId);
-      expect(status.stdout).toMatch(/^router api: 10 % on canary, baking; steps \[10\] → 50/);
-      const started = Date.now();
-      const abort = await runbook('delivery', 'abort', handle.workflowId, '--reason', 'customer reports');
-      expect(abort.exitCode, abort.stderr).toBe(0);
-      const { message, result } = await failureOf(handle.result());
-      const again = await runbook('delivery', 'abort', handle.workflowId);
-      expect(again.exitCode).toBe(1);
-      expect(again.stderr).toMatch(/refused: the canary is already rolled-back/);
-      expect(Date.now() - started).toBeLessThan(10_000);
-      expect(message).toMatch(/aborted by alice: customer reports/);
-      expect(result.outcome).toBe('rolled-back');
-      expect(result.canaryStopped?.ok).toBe(true);
-    });
+    } finally {
+      await load.stop();
+    }
     const split = await measureSplit(bed.nginx.url, 400);
     expect(split.byVersion).toEqual({ '1.0.0': 400 });
     await expect(get(`${bed.canary.httpUrl}/healthz`, 1000)).rejects.toThrow();

@@ -75,7 +75,11 @@ export class NginxRouter implements TrafficRouter {
     const previousWeight = previous ? Number(HEADER.exec(previous)?.[1] ?? NaN) : NaN;
     const next = renderUpstream(this.cfg, weight);
     const base = { router: this.name, weight, previousWeight: Number.isNaN(previousWeight) ? null : previousWeight };
-    if (previous === next) {
+    // The marker says the file's content was reloaded: a retry after a crash between the
+    // write and the reload finds the new file but no marker, and reloads.
+    const marker = path.join(path.dirname(file), `.${path.basename(file)}.applied`);
+    const applied = await readFile(marker, 'utf8').catch(() => null);
+    if (previous === next && applied === next) {
       return { ...base, changed: false, commands: [], durationMs: Math.round(performance.now() - started) };
     }
     const timeoutMs = this.cfg.timeoutSeconds * 1000;
@@ -96,6 +100,7 @@ export class NginxRouter implements TrafficRouter {
     const reload = this.nginx('-s', 'reload');
     await invoke({ argv: reload, timeoutMs }, this.ctx, `nginx reload for router ${this.name}`);
     if (this.cfg.pidFile) await this.waitForNewWorkers(oldWorkers);
+    await writeAtomically(marker, next);
     return { ...base, changed: true, commands: [`write ${file}`, formatCommand(test), formatCommand(reload)], durationMs: Math.round(performance.now() - started) };
   }
 

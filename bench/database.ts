@@ -1,0 +1,225 @@
+/**
+ * Database benchmarks, printed as tables. Not part of `npm test`.
+ *   npx tsx bench/database.ts            (BENCH_DB_ROWS=4000000 for a ~1 GB database)
+ * Starts its own Temporal dev server (in memory) unless TEMPORAL_ADDRESS is set, and a
+ * real PostgreSQL cluster with WAL archiving. Measures:
+ *   1. db-backup against plain `pg_dump -Fc` of the same database (throughput ratio), and
+ *      directory format with 2 jobs against 1;
+ *   2. pitr-restore wall time against the same steps by hand (copy base backup, recovery
+ *      settings, start, wait for promotion);
+ *   3. restore-drill RTO and RPO.
+ */
+import { chmod, chown, mkdir, mkdtemp, rm, stat, writeFile, appendFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, NativeConnection } from '@temporalio/worker';
+import { execa } from 'execa';
+import pg from 'pg';
+import { stringify } from 'yaml';
+import type { DbBackupResult, PitrRestoreResult, RestoreDrillResult } from '../common/families/database-types.js';
+import { approveUpdate, pendingApprovalQuery } from '../common/messages.js';
+import { parseConfig } from '../lib/config.js';
+import { createLogger } from '../lib/logger.js';
+import { startDevServer, type DevServer } from '../lib/temporal-server.js';
+import { freePort, startPostgres } from '../tests/fixtures/servers.js';
+import { createRunbookWorker, installRuntime, WORKFLOWS_PATH } from '../worker/main.js';
+
+const logger = createLogger({ component: 'bench' }, 'warn');
+const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+const ROWS = Number(process.env.BENCH_DB_ROWS ?? 1_500_000);
+const isRoot = process.getuid?.() === 0;
+const asPostgres = (argv: string[]) => (isRoot ? ['runuser', '-u', 'postgres', '--', ...argv] : argv);
+
+function table(title: string, rows: Array<Record<string, string | number>>): void {
+  console.log(`\n${title}`);
+  const cols = Object.keys(rows[0]!);
+  const cells = [cols, ...rows.map((r) => cols.map((c) => String(r[c])))];
+  const widths = cols.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  for (const [i, r] of cells.entries()) {
+    console.log(r.map((c, j) => c.padEnd(widths[j]!)).join('  '));
+    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  }
+}
+
+async function q(url: string, text: string): Promise<pg.QueryResultRow[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query(text)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+async function main(): Promise<void> {
+  installRuntime({ logger });
+  let server: DevServer | undefined;
+  let address = process.env.TEMPORAL_ADDRESS;
+  let namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
+  if (!address) {
+    server = await startDevServer({ port: 0, ui: false, logger });
+    address = server.address;
+    namespace = server.namespace;
+  }
+  const root = await mkdtemp(path.join(tmpdir(), 'runbook-bench-db-'));
+  await mkdir(path.join(root, 'wal'));
+  if (isRoot) {
+    const uid = Number((await execa('id', ['-u', 'postgres'])).stdout);
+    const gid = Number((await execa('id', ['-g', 'postgres'])).stdout);
+    await chown(root, uid, gid);
+    await chown(path.join(root, 'wal'), uid, gid);
+  }
+  await chmod(root, 0o755);
+  const pgs = await startPostgres({ settings: { autovacuum: 'off', archive_mode: 'on', archive_command: `cp %p ${root}/wal/%f`, max_wal_size: '2GB' } });
+  const appUrl = await pgs.createDatabase('app');
+  console.log(`generating ${ROWS} rows...`);
+  await q(appUrl, `CREATE TABLE events AS SELECT g AS id, now() - g * interval '1 second' AS at, md5(g::text) || md5((g * 7)::text) AS body FROM generate_series(1, ${ROWS}) g`);
+  await q(appUrl, 'ALTER TABLE events ADD PRIMARY KEY (id)');
+  const size = Number((await q(appUrl, `SELECT pg_database_size('app') AS s`))[0]!.s);
+
+  const ctl = (...args: string[]) => asPostgres([path.join(pgs.binDir, 'pg_ctl'), '-D', pgs.dataDir, ...args]);
+  const config = parseConfig(
+    stringify({
+      environment: 'bench',
+      services: [
+        {
+          name: 'postgres',
+          group: 'infra',
+          driver: { type: 'command', cwd: '/', start: ctl('-l', path.join(root, 'pg.log'), '-w', 'start'), stop: ctl('-m', 'fast', '-w', 'stop'), status: ctl('status') },
+          probes: [{ type: 'postgres', url: appUrl }],
+        },
+      ],
+      databases: [{ name: 'app', url: appUrl, service: 'postgres' }],
+      approvals: { approvers: { default: ['alice', 'bob'] } },
+      databaseOps: {
+        backups: { repository: path.join(root, 'dumps'), retention: 10, verifyTables: { app: ['events'] } },
+        pitr: [{ database: 'app', dataDir: pgs.dataDir, walArchive: path.join(root, 'wal'), baseBackups: path.join(root, 'base'), restoreDir: path.join(root, 'restore'), verifyTables: ['events'] }],
+      },
+    }),
+    'bench.yaml',
+  );
+  const connection = await Connection.connect({ address });
+  const client = new Client({ connection, namespace });
+  const native = await NativeConnection.connect({ address });
+  const taskQueue = `bench-db-${Date.now()}`;
+  const { worker } = await createRunbookWorker({
+    loaded: { config, path: 'bench.yaml', dir: root },
+    settings: { address, namespace, taskQueue },
+    connection: native,
+    logger,
+    workflowBundle: await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet }),
+  });
+  const pgEnv = { PGHOST: '127.0.0.1', PGPORT: String(pgs.port), PGUSER: 'postgres', PGDATABASE: 'app' };
+
+  await worker.runUntil(async () => {
+    // 1. Backup throughput, alternating so caches favour neither.
+    const run = async (input: Record<string, unknown>) => {
+      const t = Date.now();
+      const r = (await client.workflow.execute('db-backup', { taskQueue, workflowId: `bench-backup-${Date.now()}`, args: [{ database: 'app', requestedBy: 'bench', ...input }] })) as DbBackupResult;
+      return { ms: Date.now() - t, bytes: r.backup.sizeBytes };
+    };
+    const raw = async (args: string[], out: string) => {
+      const t = Date.now();
+      await execa(path.join(pgs.binDir, 'pg_dump'), [...args, `--file=${out}`], { env: { ...process.env, ...pgEnv } });
+      return Date.now() - t;
+    };
+    const rows: Array<Record<string, string | number>> = [];
+    const rawMs: number[] = [];
+    const wfMs: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      rawMs.push(await raw(['--format=custom'], path.join(root, `raw-${i}.dump`)));
+      wfMs.push((await run({})).ms);
+    }
+    const best = (xs: number[]) => Math.min(...xs);
+    const dumpBytes = (await stat(path.join(root, 'raw-0.dump'))).size;
+    const mbps = (ms: number) => ((size / 1024 / 1024) / (ms / 1000)).toFixed(1);
+    rows.push({ variant: 'plain pg_dump -Fc', best_ms: best(rawMs), db_MB_per_s: mbps(best(rawMs)) });
+    rows.push({ variant: 'db-backup (custom: dump + sha256 + pg_restore --list + retention)', best_ms: best(wfMs), db_MB_per_s: mbps(best(wfMs)) });
+    const dir1 = (await run({ format: 'directory', jobs: 1 })).ms;
+    const dir2 = (await run({ format: 'directory', jobs: 2 })).ms;
+    rows.push({ variant: 'db-backup directory, 1 job', best_ms: dir1, db_MB_per_s: mbps(dir1) });
+    rows.push({ variant: 'db-backup directory, 2 jobs', best_ms: dir2, db_MB_per_s: mbps(dir2) });
+    table(
+      `Backup of a ${(size / 1024 / 1024).toFixed(0)} MB database (${ROWS} rows, dump ${(dumpBytes / 1024 / 1024).toFixed(0)} MB) - target >= 0.95 of raw; ratio ${(best(rawMs) / best(wfMs)).toFixed(2)}`,
+      rows,
+    );
+
+    // 2. PITR: base backup, more writes, target T, then the runbook vs the same steps by hand.
+    await client.workflow.execute('db-base-backup', { taskQueue, workflowId: `bench-base-${Date.now()}`, args: [{ database: 'app', requestedBy: 'bench' }] });
+    await q(appUrl, `INSERT INTO events SELECT g, now(), md5(g::text) FROM generate_series(${ROWS + 1}, ${ROWS + 100000}) g`);
+    await sleep(1100);
+    const T = (await q(appUrl, 'SELECT clock_timestamp() AS t'))[0]!.t as Date;
+    await sleep(1100);
+    await q(appUrl, `INSERT INTO events SELECT g, now(), 'after' FROM generate_series(${ROWS + 100001}, ${ROWS + 100100}) g`);
+    await q(appUrl, 'SELECT pg_switch_wal()');
+    await sleep(2000);
+
+    const baseId = (await import('node:fs/promises')).readdir(path.join(root, 'base')).then((d) => d.sort().at(-1)!);
+    const byHandDir = path.join(root, 'byhand');
+    const tHand = Date.now();
+    await execa(asPostgres(['cp', '-a', path.join(root, 'base', await baseId, 'data'), byHandDir])[0]!, asPostgres(['cp', '-a', path.join(root, 'base', await baseId, 'data'), byHandDir]).slice(1), { cwd: '/' });
+    await appendFile(path.join(byHandDir, 'postgresql.auto.conf'), `\nrestore_command = 'cp "${root}/wal/%f" "%p"'\nrecovery_target_time = '${T.toISOString().replace('T', ' ').replace('Z', '+00')}'\nrecovery_target_action = 'promote'\n`);
+    await writeFile(path.join(byHandDir, 'recovery.signal'), '');
+    if (isRoot) await execa('chown', ['postgres:postgres', path.join(byHandDir, 'recovery.signal')]);
+    const port = await freePort();
+    const start = asPostgres([path.join(pgs.binDir, 'pg_ctl'), '-D', byHandDir, '-l', path.join(root, 'byhand.log'), '-o', `-p ${port} -k ${root} -c listen_addresses=127.0.0.1 -c archive_mode=off`, 'start']);
+    await execa(start[0]!, start.slice(1), { cwd: '/' });
+    const handUrl = `postgres://postgres@127.0.0.1:${port}/app`;
+    for (;;) {
+      const r = await q(handUrl, 'SELECT pg_is_in_recovery() AS rec').catch(() => [{ rec: true }]);
+      if (r[0]!.rec === false) break;
+      await sleep(100);
+    }
+    const byHandMs = Date.now() - tHand;
+    const stop = asPostgres([path.join(pgs.binDir, 'pg_ctl'), '-D', byHandDir, '-m', 'fast', 'stop']);
+    await execa(stop[0]!, stop.slice(1), { cwd: '/' });
+
+    const handle = await client.workflow.start('pitr-restore', { taskQueue, workflowId: `bench-pitr-${Date.now()}`, args: [{ database: 'app', targetTime: T.toISOString(), requestedBy: 'alice' }] });
+    for (let p = await handle.query(pendingApprovalQuery); !p; p = await handle.query(pendingApprovalQuery)) await sleep(50);
+    // Wall time from the approval: the part a human does not wait on.
+    const tWf = Date.now();
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'RESTORE' }] });
+    let restoredMs = 0;
+    for (;;) {
+      const p = await handle.query(pendingApprovalQuery);
+      if (p?.step === 'approve-cleanup') {
+        restoredMs = Date.now() - tWf;
+        break;
+      }
+      await sleep(50);
+    }
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'DELETE' }] });
+    const pr = (await handle.result()) as PitrRestoreResult;
+    table('PITR to the same target - target <= 1.3x by hand', [
+      { variant: 'by hand: cp base backup, recovery settings, start, wait for promotion', ms: byHandMs, ratio: '1.00' },
+      {
+        variant: 'pitr-restore: approval -> recovered, verified, switched, healthy',
+        ms: restoredMs,
+        ratio: (restoredMs / byHandMs).toFixed(2),
+      },
+    ]);
+    console.log(`recovered rows: ${JSON.stringify(pr.counts)}`);
+
+    // 3. Restore drill.
+    await client.workflow.execute('db-base-backup', { taskQueue, workflowId: `bench-base2-${Date.now()}`, args: [{ database: 'app', requestedBy: 'bench' }] });
+    await q(appUrl, 'SELECT pg_switch_wal()');
+    await sleep(1000);
+    const drill = (await client.workflow.execute('restore-drill', { taskQueue, workflowId: `bench-drill-${Date.now()}`, args: [{ database: 'app', requestedBy: 'bench' }] })) as RestoreDrillResult;
+    table('restore-drill (objectives: AlphaPulse 5.1, RTO 1 h, RPO 15 min)', [
+      { measure: 'RTO (logical + PITR restore)', seconds: drill.rtoSeconds, objective: drill.objectives.rtoSeconds },
+      { measure: 'RPO (age of the newest archived WAL)', seconds: drill.rpoSeconds, objective: drill.objectives.rpoSeconds },
+      { measure: 'logical restore alone', seconds: (drill.logical?.restoreMs ?? 0) / 1000, objective: '-' },
+      { measure: 'PITR alone', seconds: (drill.pitr?.restoreMs ?? 0) / 1000, objective: '-' },
+    ]);
+  });
+
+  await connection.close();
+  await native.close();
+  await pgs.stop();
+  await rm(root, { recursive: true, force: true });
+  await server?.stop();
+}
+
+await main();

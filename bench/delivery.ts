@@ -1,0 +1,128 @@
+/**
+ * Delivery benchmarks, printed as tables. Not part of `npm test`.
+ *   npx tsx bench/delivery.ts
+ * Starts its own Temporal dev server (in memory) unless TEMPORAL_ADDRESS is set, a real
+ * nginx, a real Prometheus and two demo services. Measures:
+ *   - router update (write the upstream file, nginx -t, reload, old workers gone), median;
+ *   - a failing analysis measurement -> traffic back at 0 % (target <= 2 s).
+ */
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import type { ApplicationFailure } from '@temporalio/common';
+import { bundleWorkflowCode, NativeConnection } from '@temporalio/worker';
+import { stringify } from 'yaml';
+import { createRouter } from '../activities/delivery/routers/index.js';
+import { routerSchema } from '../common/families/delivery-config.js';
+import type { CanaryDeployResult } from '../common/families/delivery-types.js';
+import { parseConfig } from '../lib/config.js';
+import { createLogger } from '../lib/logger.js';
+import { startDevServer, type DevServer } from '../lib/temporal-server.js';
+import { measureSplit, startDeliveryBed, startLoad } from '../tests/fixtures/delivery-traffic.js';
+import { deliveryConfig, warmCanary } from '../tests/delivery/helpers.js';
+import { createRunbookWorker, installRuntime, WORKFLOWS_PATH } from '../worker/main.js';
+
+const logger = createLogger({ component: 'bench' }, 'warn');
+const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+function table(title: string, rows: Array<Record<string, string | number>>): void {
+  console.log(`\n${title}`);
+  const cols = Object.keys(rows[0]!);
+  const cells = [cols, ...rows.map((r) => cols.map((c) => String(r[c])))];
+  const widths = cols.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  for (const [i, r] of cells.entries()) {
+    console.log(r.map((c, j) => c.padEnd(widths[j]!)).join('  '));
+    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  }
+}
+
+const stats = (label: string, xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { measure: label, n: s.length, median_ms: quantile(s, 0.5).toFixed(0), p95_ms: quantile(s, 0.95).toFixed(0), max_ms: s[s.length - 1]!.toFixed(0) };
+};
+
+async function main(): Promise<void> {
+  installRuntime({ logger });
+  const bed = await startDeliveryBed();
+  let server: DevServer | undefined;
+  try {
+    // 1. Router update: write, nginx -t, reload (and, with pidFile, until the old workers are gone).
+    const base = {
+      type: 'nginx',
+      configPath: bed.nginx.configPath,
+      prefix: bed.nginx.prefix,
+      upstreamFile: bed.nginx.upstreamFile,
+      upstreamName: 'api',
+      stable: new URL(bed.stable.httpUrl).host,
+      canary: new URL(bed.canary.httpUrl).host,
+    };
+    const rows = [];
+    for (const [label, extra] of [
+      ['write + nginx -t + reload', {}],
+      ['... + wait until old workers exit', { pidFile: bed.nginx.pidFile }],
+    ] as const) {
+      const router = createRouter('api', routerSchema.parse({ ...base, ...extra }), { env: process.env, logger, configDir: '/' });
+      const times: number[] = [];
+      for (let i = 0; i < 30; i++) times.push((await router.setWeight(i % 2 === 0 ? 25 : 50)).durationMs);
+      rows.push(stats(label, times));
+    }
+    table('Router update (nginx, real master on loopback), 30 weight changes each', rows);
+
+    // 2. Failing measurement -> traffic at 0 %.
+    let address = process.env.TEMPORAL_ADDRESS;
+    let namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
+    if (!address) {
+      server = await startDevServer({ port: 0, ui: false, logger });
+      address = server.address;
+      namespace = server.namespace;
+    }
+    const connection = await Connection.connect({ address });
+    const client = new Client({ connection, namespace });
+    const native = await NativeConnection.connect({ address });
+    const taskQueue = `bench-delivery-${Date.now()}`;
+    const config = parseConfig(stringify(deliveryConfig(bed, { analysis: { count: 1 } })), 'bench.yaml');
+    const { worker } = await createRunbookWorker({
+      loaded: { config, path: 'bench.yaml', dir: process.cwd() },
+      settings: { address, namespace, taskQueue },
+      connection: native,
+      logger,
+      env: process.env,
+      workflowBundle: await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet }),
+    });
+    const reaction: number[] = [];
+    const stable: number[] = [];
+    await worker.runUntil(async () => {
+      for (let i = 0; i < 5; i++) {
+        await bed.startCanary();
+        await bed.setCanary({ errorRate: 0.5 });
+        await warmCanary(bed);
+        const load = startLoad(bed.nginx.url, 60);
+        const err = await client.workflow
+          .execute('canary-deploy', { taskQueue, workflowId: `bench-canary-${Date.now()}`, args: [{ router: 'api', bakeSeconds: 1, requestedBy: 'bench' }] })
+          .catch((e: unknown) => e);
+        await load.stop();
+        if (!(err instanceof WorkflowFailedError)) throw new Error(`expected a rolled-back canary, got ${JSON.stringify(err)}`);
+        const result = (err.cause as ApplicationFailure).details![0] as CanaryDeployResult;
+        reaction.push(Date.parse(result.trafficZeroAt!) - Date.parse(result.failedMeasurementAt!));
+        stable.push((await measureSplit(bed.nginx.url, 400)).percent('1.0.0'));
+      }
+    });
+    table('Failing analysis measurement -> traffic at 0 % (bad canary, 50 % errors; target <= 2000 ms)', [stats('measurement start -> weight 0 applied', reaction)]);
+    console.log(`traffic on stable after each rollback (400 requests through nginx): ${stable.map((p) => `${p} %`).join(', ')}`);
+    await connection.close();
+    await native.close();
+  } finally {
+    await bed.stop();
+    await server?.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);
