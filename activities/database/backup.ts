@@ -123,32 +123,41 @@ export function createBackupActivities(deps: ActivityDeps) {
       const target = path.join(dir, file);
 
       const startedAt = new Date().toISOString();
-      const facts = await withClient(db.url, db.secrets, async (c) => {
-        const v = await c.query<{ v: string }>("SELECT current_setting('server_version') AS v");
-        const lsn = await c.query<{ lsn: string }>(
-          'SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text AS lsn',
-        );
-        return { serverVersion: v.rows[0]!.v, walLsn: lsn.rows[0]!.lsn, rowCounts: await countRows(c, cfg.verifyTables[req.database] ?? []) };
-      });
       const bin = pgBinDir(cfg.binDir, deps.configDir);
-      const argv = [
-        tool(bin, 'pg_dump'),
-        req.format === 'directory' ? '--format=directory' : '--format=custom',
-        ...(req.format === 'directory' && req.jobs > 1 ? [`--jobs=${req.jobs}`] : []),
-        '--no-password',
-        `--file=${target}`,
-      ];
-      await heartbeating(
-        () => ({ database: req.database, id: req.id, bytes: 0 }),
-        (signal) => runCommand(argv, { env: libpqEnv(db.url), secrets: db.secrets, signal, timeoutMs: cfg.timeoutSeconds * 1000, logger: log }),
-      ).catch(commandFailure);
+      // One snapshot for the dump and the row counts: the counts are exactly what the dump
+      // holds even under concurrent writes, and they are taken while pg_dump runs.
+      const facts = await withClient(db.url, db.secrets, async (c) => {
+        await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        const snap = await c.query<{ snapshot: string; v: string; lsn: string }>(
+          `SELECT pg_export_snapshot() AS snapshot, current_setting('server_version') AS v,
+                  (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn`,
+        );
+        const { snapshot, v, lsn } = snap.rows[0]!;
+        const argv = [
+          tool(bin, 'pg_dump'),
+          req.format === 'directory' ? '--format=directory' : '--format=custom',
+          ...(req.format === 'directory' && req.jobs > 1 ? [`--jobs=${req.jobs}`] : []),
+          `--snapshot=${snapshot}`,
+          '--no-password',
+          `--file=${target}`,
+        ];
+        const [rowCounts] = await Promise.all([
+          countRows(c, cfg.verifyTables[req.database] ?? []),
+          heartbeating(
+            () => ({ database: req.database, id: req.id }),
+            (signal) => runCommand(argv, { env: libpqEnv(db.url), secrets: db.secrets, signal, timeoutMs: cfg.timeoutSeconds * 1000, logger: log }),
+          ).catch(commandFailure),
+        ]);
+        await c.query('COMMIT');
+        return { serverVersion: v, walLsn: lsn, rowCounts };
+      });
       const manifest: BackupManifest = {
         id: req.id,
         database: req.database,
         format: req.format,
         file,
         sizeBytes: await sizeOf(target),
-        sha256: await checksum(target),
+        sha256: await heartbeating(() => ({ checksum: req.id }), () => checksum(target)),
         startedAt,
         endedAt: new Date().toISOString(),
         ...facts,
@@ -166,11 +175,17 @@ export function createBackupActivities(deps: ActivityDeps) {
       const m = await readManifest(dir);
       if (!m) throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database} has no manifest in ${dir}`, 'BackupInvalid');
       const file = path.join(dir, m.file);
-      const sum = await heartbeating(() => ({ verifying: req.id }), () => checksum(file));
-      if (sum !== m.sha256) {
-        throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database} is corrupt: sha256 ${sum} differs from the manifest's ${m.sha256}`, 'BackupInvalid');
+      // Both read the whole dump: in parallel. A checksum mismatch explains a failed listing, so it is reported first.
+      const [sum, listed] = await heartbeating(
+        () => ({ verifying: req.id }),
+        (signal) => Promise.allSettled([checksum(file), tocEntries(deps, file, signal)]),
+      );
+      if (sum.status === 'rejected') throw sum.reason;
+      if (sum.value !== m.sha256) {
+        throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database} is corrupt: sha256 ${sum.value} differs from the manifest's ${m.sha256}`, 'BackupInvalid');
       }
-      const entries = await heartbeating(() => ({ listing: req.id }), (signal) => tocEntries(deps, file, signal));
+      if (listed.status === 'rejected') throw listed.reason;
+      const entries = listed.value;
       if (entries === 0) throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database}: pg_restore --list shows no entries`, 'BackupInvalid');
       await writeManifest(dir, { ...m, tocEntries: entries, verifiedAt: new Date().toISOString() });
       return { checksum: true, tocEntries: entries };

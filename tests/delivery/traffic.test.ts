@@ -318,7 +318,7 @@ describe('canary-deploy through real nginx, gated by real Prometheus', () => {
     } finally {
       await load.stop();
     }
-    expect(message, JSON.stringify(result.steps)).toMatch(/rolled back, traffic 100 % stable: analysis failed at 5 %: error-rate = 0\.\d+ \(0\.\d+ > max 0\.005\)/);
+    expect(message, JSON.stringify(result.steps)).toMatch(/rolled back, traffic 100 % stable: analysis failed at 5 %: error-rate = [\d.]+ \([\d.]+ > max 0\.005\) from \(sum\(rate\(http_requests_total\{job="api-canary",code=~"5\.\."\}/);
     expect(result.failedQuery).toMatchObject({ name: 'error-rate', ok: false, max: 0.005 });
     expect(result.failedQuery!.value!).toBeGreaterThan(0.1);
     expect(result.steps.map((s) => s.weight)).toEqual([5]);
