@@ -5,6 +5,7 @@ export default defineConfig({
     include: ['tests/**/*.test.ts'],
     // One Temporal dev server for the run; tests get its address through inject().
     globalSetup: ['tests/global-setup.ts'],
+    setupFiles: ['tests/setup-runtime.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Two cores: files run one after another, each with real servers of its own.
