@@ -25,23 +25,12 @@ import { createLogger } from '../lib/logger.js';
 import { startDevServer, type DevServer } from '../lib/temporal-server.js';
 import { freePort, startPostgres } from '../tests/fixtures/servers.js';
 import { createRunbookWorker, installRuntime, WORKFLOWS_PATH } from '../worker/main.js';
+import { quietLogger as quiet, table } from './report.js';
 
 const logger = createLogger({ component: 'bench' }, 'warn');
-const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
 const ROWS = Number(process.env.BENCH_DB_ROWS ?? 1_500_000);
 const isRoot = process.getuid?.() === 0;
 const asPostgres = (argv: string[]) => (isRoot ? ['runuser', '-u', 'postgres', '--', ...argv] : argv);
-
-function table(title: string, rows: Array<Record<string, string | number>>): void {
-  console.log(`\n${title}`);
-  const cols = Object.keys(rows[0]!);
-  const cells = [cols, ...rows.map((r) => cols.map((c) => String(r[c])))];
-  const widths = cols.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
-  for (const [i, r] of cells.entries()) {
-    console.log(r.map((c, j) => c.padEnd(widths[j]!)).join('  '));
-    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  }
-}
 
 async function q(url: string, text: string): Promise<pg.QueryResultRow[]> {
   const c = new pg.Client({ connectionString: url });

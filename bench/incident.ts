@@ -16,29 +16,9 @@ import { startDevServer, type DevServer } from '../lib/temporal-server.js';
 import { startAlertmanager } from '../tests/fixtures/alertmanager.js';
 import { startWebhookReceiver } from '../tests/fixtures/webhook-receiver.js';
 import { createRunbookWorker, installRuntime, WORKFLOWS_PATH } from '../worker/main.js';
+import { quietLogger as quiet, stats, table } from './report.js';
 
 const logger = createLogger({ component: 'bench' }, 'warn');
-const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-function table(title: string, rows: Array<Record<string, string | number>>): void {
-  console.log(`\n${title}`);
-  const cols = Object.keys(rows[0]!);
-  const cells = [cols, ...rows.map((r) => cols.map((c) => String(r[c])))];
-  const widths = cols.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
-  for (const [i, r] of cells.entries()) {
-    console.log(r.map((c, j) => c.padEnd(widths[j]!)).join('  '));
-    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  }
-}
-
-const stats = (label: string, xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return { measure: label, n: s.length, median_ms: quantile(s, 0.5).toFixed(0), p95_ms: quantile(s, 0.95).toFixed(0), max_ms: s[s.length - 1]!.toFixed(0) };
-};
 
 async function main(): Promise<void> {
   installRuntime({ logger });

@@ -19,24 +19,9 @@ import { createLogger } from '../lib/logger.js';
 import { startDevServer, type DevServer } from '../lib/temporal-server.js';
 import { createRunbookWorker, installRuntime, WORKFLOWS_PATH } from '../worker/main.js';
 import { freePort } from '../tests/fixtures/servers.js';
+import { quantile, quietLogger as quiet, table } from './report.js';
 
 const logger = createLogger({ component: 'bench' }, 'warn');
-const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-function table(title: string, rows: Array<Record<string, string | number>>): void {
-  console.log(`\n${title}`);
-  const cols = Object.keys(rows[0]!);
-  const cells = [cols, ...rows.map((r) => cols.map((c) => String(r[c])))];
-  const widths = cols.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
-  for (const [i, r] of cells.entries()) {
-    console.log(r.map((c, j) => c.padEnd(widths[j]!)).join('  '));
-    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  }
-}
 
 async function stepOverhead(client: Client, native: NativeConnection, namespace: string): Promise<void> {
   const n = 200;

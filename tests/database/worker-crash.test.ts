@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,32 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DbRestoreResult } from '../../common/families/database-types.js';
 import { approveUpdate, progressQuery } from '../../common/messages.js';
 import type { LoadedConfig } from '../../lib/config.js';
-import { temporalAddress, temporalNamespace, testClient, uniqueQueue, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { testClient, uniqueQueue, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { spawnWorker, type WorkerProcess } from '../fixtures/worker-process.js';
 import { startPostgres, type PgServer } from '../fixtures/servers.js';
 import { pgConfigService, sql, tableDigest, waitForPending } from './helpers.js';
 
-interface WorkerProcess {
-  child: ChildProcess;
-  exited: Promise<number | null>;
-}
-
-/** The real `runbook worker` command, as an operator runs it. */
-async function spawnWorker(configPath: string, taskQueue: string): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['bin/runbook.mjs', 'worker', '--config', configPath, '--metrics', 'off'], {
-    env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: temporalNamespace(), RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  for (let i = 0; i < 300 && !out.includes('"worker started"'); i++) {
-    if (child.exitCode !== null) throw new Error(`worker exited early:\n${out}`);
-    await sleep(100);
-  }
-  if (!out.includes('"worker started"')) throw new Error(`worker did not start:\n${out}`);
-  return { child, exited };
-}
 
 let pgs: PgServer;
 let appUrl: string;

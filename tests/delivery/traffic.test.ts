@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,6 +15,7 @@ import type { LoadedConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { get, measureSplit, startDeliveryBed, startLoad, type DeliveryBed } from '../fixtures/delivery-traffic.js';
 import { recordHistory, temporalAddress, temporalNamespace, testClient, uniqueQueue, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { killWorkers, spawnWorker } from '../fixtures/worker-process.js';
 import { startPostgres, type PgServer } from '../fixtures/servers.js';
 import { deliveryConfig, startWebhook, waitForApproval, waitForStatus, warmCanary } from './helpers.js';
 
@@ -51,7 +51,6 @@ beforeAll(async () => {
   loaded = await writeConfig(deliveryConfig(bed, { databases: [{ name: 'fulcrum', url: dbUrl, migrationsDir }] }));
 }, 120_000);
 
-const workers: ChildProcess[] = [];
 
 /** The real `runbook` command, as a user types it. */
 function runbook(...args: string[]) {
@@ -61,27 +60,9 @@ function runbook(...args: string[]) {
   });
 }
 
-/** The real `runbook worker` command, as an operator runs it. */
-async function spawnWorker(configPath: string, taskQueue: string): Promise<{ child: ChildProcess; exited: Promise<unknown> }> {
-  const child = spawn(process.execPath, ['bin/runbook.mjs', 'worker', '--config', configPath, '--metrics', 'off'], {
-    env: { ...env, TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: temporalNamespace(), RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  workers.push(child);
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  for (let i = 0; i < 600 && !out.includes('"worker started"'); i++) {
-    if (child.exitCode !== null) throw new Error(`worker exited early:\n${out}`);
-    await sleep(100);
-  }
-  if (!out.includes('"worker started"')) throw new Error(`worker did not start:\n${out}`);
-  return { child, exited };
-}
 
 afterAll(async () => {
-  for (const w of workers) if (w.exitCode === null) w.kill('SIGKILL');
+  killWorkers();
   await bed?.stop();
   await webhook?.stop();
   await postgres?.stop();
@@ -340,7 +321,7 @@ describe('canary-deploy through real nginx, gated by real Prometheus', () => {
     const load = startLoad(bed.nginx.url, 60);
     try {
       const taskQueue = uniqueQueue('delivery-crash');
-      const first = await spawnWorker(loaded.path, taskQueue);
+      const first = await spawnWorker(loaded.path, taskQueue, { env });
       const client = await testClient();
       const handle = await client.workflow.start('canary-deploy', {
         taskQueue,

@@ -1,35 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { incidentQuery, resolvedUpdate } from '../../common/families/incident-messages.js';
 import type { IncidentResult } from '../../common/families/incident-types.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../fixtures/webhook-receiver.js';
-import { temporalAddress, temporalNamespace, testClient, uniqueQueue, writeConfig } from '../fixtures/runbook-worker.js';
+import { testClient, uniqueQueue, writeConfig } from '../fixtures/runbook-worker.js';
+import { spawnWorker, type WorkerProcess } from '../fixtures/worker-process.js';
 import { incidentTestConfig, PAGER_TOKEN_PATH, webhookEnv } from './helpers.js';
 
-interface WorkerProcess {
-  child: ChildProcess;
-  exited: Promise<number | null>;
-}
-
-/** The real `runbook worker` command, with the webhook URLs in its environment. */
-async function spawnWorker(configPath: string, taskQueue: string, env: NodeJS.ProcessEnv): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['bin/runbook.mjs', 'worker', '--config', configPath, '--metrics', 'off'], {
-    env: { ...env, TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: temporalNamespace(), RUNBOOK_TASK_QUEUE: taskQueue, LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  for (let i = 0; i < 300 && !out.includes('"worker started"'); i++) {
-    if (child.exitCode !== null) throw new Error(`worker exited early:\n${out}`);
-    await sleep(100);
-  }
-  if (!out.includes('"worker started"')) throw new Error(`worker did not start:\n${out}`);
-  return { child, exited };
-}
 
 let receiver: WebhookReceiver;
 let loaded: LoadedConfig;
@@ -56,7 +34,7 @@ describe('incident across a worker crash', () => {
   it('a worker killed with SIGKILL during the escalation wait: a new worker escalates on time', async () => {
     const taskQueue = uniqueQueue('incident-crash');
     const env = webhookEnv(receiver);
-    const first = await spawnWorker(loaded.path, taskQueue, env);
+    const first = await spawnWorker(loaded.path, taskQueue, { env });
     workers.push(first);
     const client = await testClient();
     const workflowId = `incident-crash-${Date.now()}`;
@@ -72,7 +50,7 @@ describe('incident across a worker crash', () => {
       await sleep(50);
     }
     // A standby worker joins (as in any two-worker deployment); then the worker that owns the run dies.
-    const second = await spawnWorker(loaded.path, taskQueue, env);
+    const second = await spawnWorker(loaded.path, taskQueue, { env });
     workers.push(second);
     expect(Date.now() - started).toBeLessThan(13_000);
     first.child.kill('SIGKILL');

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,37 +10,9 @@ import { demoConfig, type DemoPorts } from '../../demo/config.js';
 import { demoServiceAction, DEMO_SERVICES } from '../../demo/env.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { freePort } from '../fixtures/servers.js';
-import { temporalAddress, temporalNamespace, testClient, uniqueQueue, writeConfig } from '../fixtures/runbook-worker.js';
+import { spawnWorker, type WorkerProcess } from '../fixtures/worker-process.js';
+import { temporalAddress, testClient, uniqueQueue, writeConfig } from '../fixtures/runbook-worker.js';
 
-interface WorkerProcess {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-/** The real `runbook worker` command, as an operator or a container runs it. */
-async function spawnWorker(configPath: string, taskQueue: string, metrics = 'off'): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['bin/runbook.mjs', 'worker', '--config', configPath, '--metrics', metrics], {
-    env: {
-      ...process.env,
-      TEMPORAL_ADDRESS: temporalAddress(),
-      TEMPORAL_NAMESPACE: temporalNamespace(),
-      RUNBOOK_TASK_QUEUE: taskQueue,
-      LOG_LEVEL: 'info',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  for (let i = 0; i < 300 && !out.includes('"worker started"'); i++) {
-    if (child.exitCode !== null) throw new Error(`worker exited early:\n${out}`);
-    await sleep(100);
-  }
-  if (!out.includes('"worker started"')) throw new Error(`worker did not start:\n${out}`);
-  return { child, output: () => out, exited };
-}
 
 let stateDir: string;
 let ports: DemoPorts;
@@ -116,7 +88,7 @@ describe('runbook worker process', () => {
   it('exposes Prometheus metrics with the runbook counters, and drains on SIGTERM', async () => {
     const taskQueue = uniqueQueue('metrics');
     const metricsPort = await freePort();
-    const w = await spawnWorker(loaded.path, taskQueue, `127.0.0.1:${metricsPort}`);
+    const w = await spawnWorker(loaded.path, taskQueue, { metrics: `127.0.0.1:${metricsPort}` });
     workers.push(w);
     const client = await testClient();
     const result = (await client.workflow.execute('health-check', {
