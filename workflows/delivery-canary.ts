@@ -185,6 +185,7 @@ export async function runCanary(ctx: RunContext, plan: DeliveryPlan, opts: Canar
 
       controls.status.phase = 'baking';
       await ctx.step(`bake-${weight}`, async () => {
+        ctx.detail(`bake-${weight}`, `${weight} % on the canary, baking ${opts.bakeSeconds}s (signal promote to skip, abort to roll back)`);
         controls.promoteRequested = false;
         if (opts.bakeSeconds > 0) await condition(() => controls.aborted || controls.promoteRequested, opts.bakeSeconds * 1000);
         checkAbort();
@@ -199,7 +200,7 @@ export async function runCanary(ctx: RunContext, plan: DeliveryPlan, opts: Canar
         ctx.skip(`analysis-${weight}`, 'skipAnalysis');
       } else {
         controls.status.phase = 'analysing';
-        await ctx.step(`analysis-${weight}`, () => analyse(analysis, opts.analysis, plan.router.canarySelector, controls), (a) =>
+        await ctx.step(`analysis-${weight}`, () => analyse(analysis, opts.analysis, plan.router.canarySelector, controls, (text) => ctx.detail(`analysis-${weight}`, text)), (a) =>
           `${a.measurements.length - a.failures}/${a.measurements.length} passed; last: ${describeMeasurement(a.measurements.at(-1)!)}`,
         );
       }
@@ -264,7 +265,13 @@ export async function runCanary(ctx: RunContext, plan: DeliveryPlan, opts: Canar
   return { ...base(), ok: true, outcome: 'promoted', finalWeight: controls.status.weight, notified: note.sent };
 }
 
-async function analyse(analysis: StepAnalysis, settings: AnalysisSettings, selector: string, controls: CanaryControls): Promise<StepAnalysis> {
+async function analyse(
+  analysis: StepAnalysis,
+  settings: AnalysisSettings,
+  selector: string,
+  controls: CanaryControls,
+  report: (text: string) => void,
+): Promise<StepAnalysis> {
   const queries = resolveQueries(settings, selector);
   for (let m = 0; m < settings.count; m++) {
     if (m > 0) {
@@ -283,6 +290,11 @@ async function analyse(analysis: StepAnalysis, settings: AnalysisSettings, selec
     }
     analysis.measurements.push(measurement);
     controls.status.lastAnalysis = measurement;
+    // Shown live in the UI's current details and `runbook status` while the step runs.
+    report(
+      `${analysis.weight} % on the canary, measurement ${analysis.measurements.length}: ` +
+        measurement.results.map((r) => `${r.name} = ${r.value === null ? 'no data' : r.value} ${r.ok ? 'ok' : 'FAIL'}`).join(', '),
+    );
     if (!measurement.ok) {
       analysis.failures += 1;
       if (analysis.failures > settings.failureLimit) {

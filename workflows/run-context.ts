@@ -142,6 +142,12 @@ export class RunContext {
     }
   }
 
+  /** Updates a running step's detail, and the UI's current details, without ending the step. */
+  detail(id: string, text: string): void {
+    this.stepOf(id).detail = text;
+    this.publish();
+  }
+
   skip(id: string, reason: string): void {
     const s = this.stepOf(id);
     s.status = 'skipped';

@@ -329,6 +329,9 @@ describe('canary-deploy through real nginx, gated by real Prometheus', () => {
         args: [{ router: 'api', steps: [20, 60], bakeSeconds: 4, requestedBy: 'alice' }],
       });
       await waitForStatus(handle, (s) => s.phase === 'baking' && s.weight === 20);
+      // The UI's current details and `runbook status` show the live weight while the bake runs.
+      const live = await handle.query(progressQuery);
+      expect(live.steps.find((st) => st.id === 'bake-20')).toMatchObject({ status: 'running', detail: expect.stringMatching(/^20 % on the canary, baking 4s/) });
       first.child.kill('SIGKILL');
       await first.exited;
       // Traffic stays where the run left it while no worker runs.
