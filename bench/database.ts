@@ -13,8 +13,7 @@ import { chmod, chown, mkdir, mkdtemp, rm, stat, writeFile, appendFile } from 'n
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, NativeConnection } from '@temporalio/worker';
+import { bundleWorkflowCode } from '@temporalio/worker';
 import { execa } from 'execa';
 import pg from 'pg';
 import { stringify } from 'yaml';
@@ -22,10 +21,10 @@ import type { DbBackupResult, PitrRestoreResult, RestoreDrillResult } from '../c
 import { approveUpdate, pendingApprovalQuery } from '../common/messages.js';
 import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
-import { startDevServer, type DevServer } from '../lib/temporal-server.js';
 import { freePort, startPostgres } from '../tests/fixtures/servers.js';
 import { createRunbookWorker, installRuntime, WORKFLOWS_PATH } from '../worker/main.js';
 import { quietLogger as quiet, table } from './report.js';
+import { benchTemporal } from './temporal.js';
 
 const logger = createLogger({ component: 'bench' }, 'warn');
 const ROWS = Number(process.env.BENCH_DB_ROWS ?? 1_500_000);
@@ -44,14 +43,8 @@ async function q(url: string, text: string): Promise<pg.QueryResultRow[]> {
 
 async function main(): Promise<void> {
   installRuntime({ logger });
-  let server: DevServer | undefined;
-  let address = process.env.TEMPORAL_ADDRESS;
-  let namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
-  if (!address) {
-    server = await startDevServer({ port: 0, ui: false, logger });
-    address = server.address;
-    namespace = server.namespace;
-  }
+  const temporal = await benchTemporal(logger);
+  const { address, namespace, client, native } = temporal;
   const root = await mkdtemp(path.join(tmpdir(), 'runbook-bench-db-'));
   await mkdir(path.join(root, 'wal'));
   if (isRoot) {
@@ -89,9 +82,6 @@ async function main(): Promise<void> {
     }),
     'bench.yaml',
   );
-  const connection = await Connection.connect({ address });
-  const client = new Client({ connection, namespace });
-  const native = await NativeConnection.connect({ address });
   const taskQueue = `bench-db-${Date.now()}`;
   const { worker } = await createRunbookWorker({
     loaded: { config, path: 'bench.yaml', dir: root },
@@ -204,11 +194,9 @@ async function main(): Promise<void> {
     ]);
   });
 
-  await connection.close();
-  await native.close();
+  await temporal.close();
   await pgs.stop();
   await rm(root, { recursive: true, force: true });
-  await server?.stop();
 }
 
 await main();

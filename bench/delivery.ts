@@ -6,27 +6,27 @@
  *   - router update (write the upstream file, nginx -t, reload, old workers gone), median;
  *   - a failing analysis measurement -> traffic back at 0 % (target <= 2 s).
  */
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
-import { bundleWorkflowCode, NativeConnection } from '@temporalio/worker';
+import { bundleWorkflowCode } from '@temporalio/worker';
 import { stringify } from 'yaml';
 import { createRouter } from '../activities/delivery/routers/index.js';
 import { routerSchema } from '../common/families/delivery-config.js';
 import type { CanaryDeployResult } from '../common/families/delivery-types.js';
 import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
-import { startDevServer, type DevServer } from '../lib/temporal-server.js';
 import { measureSplit, startDeliveryBed, startLoad } from '../tests/fixtures/delivery-traffic.js';
 import { deliveryConfig, warmCanary } from '../tests/delivery/helpers.js';
 import { createRunbookWorker, installRuntime, WORKFLOWS_PATH } from '../worker/main.js';
 import { quietLogger as quiet, stats, table } from './report.js';
+import { benchTemporal, type BenchTemporal } from './temporal.js';
 
 const logger = createLogger({ component: 'bench' }, 'warn');
 
 async function main(): Promise<void> {
   installRuntime({ logger });
   const bed = await startDeliveryBed();
-  let server: DevServer | undefined;
+  let temporal: BenchTemporal | undefined;
   try {
     // 1. Router update: write, nginx -t, reload (and, with pidFile, until the old workers are gone).
     const base = {
@@ -51,16 +51,8 @@ async function main(): Promise<void> {
     table('Router update (nginx, real master on loopback), 30 weight changes each', rows);
 
     // 2. Failing measurement -> traffic at 0 %.
-    let address = process.env.TEMPORAL_ADDRESS;
-    let namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
-    if (!address) {
-      server = await startDevServer({ port: 0, ui: false, logger });
-      address = server.address;
-      namespace = server.namespace;
-    }
-    const connection = await Connection.connect({ address });
-    const client = new Client({ connection, namespace });
-    const native = await NativeConnection.connect({ address });
+    temporal = await benchTemporal(logger);
+    const { address, namespace, client, native } = temporal;
     const taskQueue = `bench-delivery-${Date.now()}`;
     const config = parseConfig(stringify(deliveryConfig(bed, { analysis: { count: 1 } })), 'bench.yaml');
     const { worker } = await createRunbookWorker({
@@ -91,11 +83,9 @@ async function main(): Promise<void> {
     });
     table('Failing analysis measurement -> traffic at 0 % (bad canary, 50 % errors; target <= 2000 ms)', [stats('measurement start -> weight 0 applied', reaction)]);
     console.log(`traffic on stable after each rollback (400 requests through nginx): ${stable.map((p) => `${p} %`).join(', ')}`);
-    await connection.close();
-    await native.close();
   } finally {
     await bed.stop();
-    await server?.stop();
+    await temporal?.close();
   }
 }
 

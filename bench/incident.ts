@@ -5,34 +5,24 @@
  * real Alertmanager. Measures: Alertmanager webhook -> incident open -> first page, and
  * how late escalation timers fire.
  */
-import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, NativeConnection } from '@temporalio/worker';
+import { bundleWorkflowCode } from '@temporalio/worker';
 import { stringify } from 'yaml';
 import { startIntake } from '../client/incident-intake.js';
 import { incidentQuery, resolvedUpdate } from '../common/families/incident-messages.js';
 import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
-import { startDevServer, type DevServer } from '../lib/temporal-server.js';
 import { startAlertmanager } from '../tests/fixtures/alertmanager.js';
 import { startWebhookReceiver } from '../tests/fixtures/webhook-receiver.js';
 import { createRunbookWorker, installRuntime, WORKFLOWS_PATH } from '../worker/main.js';
 import { quietLogger as quiet, stats, table } from './report.js';
+import { benchTemporal } from './temporal.js';
 
 const logger = createLogger({ component: 'bench' }, 'warn');
 
 async function main(): Promise<void> {
   installRuntime({ logger });
-  let server: DevServer | undefined;
-  let address = process.env.TEMPORAL_ADDRESS;
-  let namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
-  if (!address) {
-    server = await startDevServer({ port: 0, ui: false, logger });
-    address = server.address;
-    namespace = server.namespace;
-  }
-  const connection = await Connection.connect({ address });
-  const client = new Client({ connection, namespace });
-  const native = await NativeConnection.connect({ address });
+  const temporal = await benchTemporal(logger);
+  const { address, namespace, client, native } = temporal;
   const receiver = await startWebhookReceiver();
   const taskQueue = `bench-incident-${Date.now()}`;
   const responseSeconds = 3;
@@ -108,9 +98,7 @@ async function main(): Promise<void> {
   await alertmanager.stop();
   await intake.close();
   await receiver.close();
-  await connection.close();
-  await native.close();
-  await server?.stop();
+  await temporal.close();
 }
 
 await main();

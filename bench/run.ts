@@ -10,16 +10,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { Client, Connection } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import { stringify } from 'yaml';
 import type { HealthCheckResult, StackStartResult } from '../common/types.js';
 import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
-import { startDevServer, type DevServer } from '../lib/temporal-server.js';
 import { createRunbookWorker, installRuntime, WORKFLOWS_PATH } from '../worker/main.js';
 import { freePort } from '../tests/fixtures/servers.js';
 import { quantile, quietLogger as quiet, table } from './report.js';
+import { benchTemporal } from './temporal.js';
 
 const logger = createLogger({ component: 'bench' }, 'warn');
 
@@ -186,25 +186,14 @@ const c = spawn(process.execPath, process.argv.slice(2), { detached: true, stdio
 async function main(): Promise<void> {
   // The SDK's default runtime logs every worker state change at INFO: keep the tables readable.
   installRuntime({ logger });
-  let server: DevServer | undefined;
-  let address = process.env.TEMPORAL_ADDRESS;
-  let namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
-  if (!address) {
-    server = await startDevServer({ port: 0, ui: false, logger });
-    address = server.address;
-    namespace = server.namespace;
-  }
-  const connection = await Connection.connect({ address });
-  const client = new Client({ connection, namespace });
-  const native = await NativeConnection.connect({ address });
+  const temporal = await benchTemporal(logger);
+  const { address, namespace, client, native } = temporal;
   try {
     await stepOverhead(client, native, namespace);
     await healthFanOut(client, native, namespace, address);
     await stackStartOverhead(client, native, namespace, address);
   } finally {
-    await native.close();
-    await connection.close();
-    await server?.stop();
+    await temporal.close();
   }
 }
 

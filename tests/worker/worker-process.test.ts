@@ -9,7 +9,7 @@ import type { HealthCheckResult, StackStartResult } from '../../common/types.js'
 import { demoConfig, type DemoPorts } from '../../demo/config.js';
 import { demoServiceAction, DEMO_SERVICES } from '../../demo/env.js';
 import type { LoadedConfig } from '../../lib/config.js';
-import { freePort } from '../fixtures/servers.js';
+import { freeDemoPorts, freePort } from '../fixtures/servers.js';
 import { spawnWorker, type WorkerProcess } from '../fixtures/worker-process.js';
 import { temporalAddress, testClient, uniqueQueue, writeConfig } from '../fixtures/runbook-worker.js';
 
@@ -21,14 +21,7 @@ const workers: WorkerProcess[] = [];
 
 beforeAll(async () => {
   stateDir = await mkdtemp(path.join(tmpdir(), 'runbook-worker-'));
-  ports = {
-    postgres: await freePort(),
-    redis: await freePort(),
-    nats: await freePort(),
-    natsMonitor: await freePort(),
-    apiHttp: await freePort(),
-    apiGrpc: await freePort(),
-  };
+  ports = await freeDemoPorts();
   loaded = await writeConfig(demoConfig({ stateDir, ports }));
 });
 

@@ -11,7 +11,7 @@ import type { PendingApproval, ServiceRestartResult, StackStartResult, StackStop
 import { demoConfig, type DemoPorts } from '../../demo/config.js';
 import { demoServiceAction, DEMO_SERVICES } from '../../demo/env.js';
 import type { LoadedConfig } from '../../lib/config.js';
-import { freePort } from '../fixtures/servers.js';
+import { freeDemoPorts } from '../fixtures/servers.js';
 import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 
 let stateDir: string;
@@ -20,14 +20,7 @@ let loaded: LoadedConfig;
 
 beforeAll(async () => {
   stateDir = await mkdtemp(path.join(tmpdir(), 'runbook-stack-'));
-  ports = {
-    postgres: await freePort(),
-    redis: await freePort(),
-    nats: await freePort(),
-    natsMonitor: await freePort(),
-    apiHttp: await freePort(),
-    apiGrpc: await freePort(),
-  };
+  ports = await freeDemoPorts();
   loaded = await writeConfig(demoConfig({ stateDir, ports, approvers: ['alice', 'bob'] }));
 });
 

@@ -1,0 +1,38 @@
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import type { Logger } from '../lib/logger.js';
+import { startDevServer, type DevServer } from '../lib/temporal-server.js';
+
+export interface BenchTemporal {
+  address: string;
+  namespace: string;
+  client: Client;
+  /** For workers. */
+  native: NativeConnection;
+  close(): Promise<void>;
+}
+
+/** TEMPORAL_ADDRESS when set, else an in-memory dev server of the benchmark's own. */
+export async function benchTemporal(logger: Logger): Promise<BenchTemporal> {
+  let server: DevServer | undefined;
+  let address = process.env.TEMPORAL_ADDRESS;
+  let namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
+  if (!address) {
+    server = await startDevServer({ port: 0, ui: false, logger });
+    address = server.address;
+    namespace = server.namespace;
+  }
+  const connection = await Connection.connect({ address });
+  const native = await NativeConnection.connect({ address });
+  return {
+    address,
+    namespace,
+    client: new Client({ connection, namespace }),
+    native,
+    async close() {
+      await native.close();
+      await connection.close();
+      await server?.stop();
+    },
+  };
+}
