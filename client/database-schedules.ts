@@ -70,6 +70,10 @@ function optionsFor(config: RunbookConfig, s: ScheduleConfig & { procedure: Proc
   };
 }
 
+/**
+ * Ids from the visibility store, which lags: a schedule deleted a moment ago can still be
+ * listed, so callers treat "not found" on such an id as already gone.
+ */
 async function managedIds(client: Client, environment: string): Promise<string[]> {
   const ids: string[] = [];
   for await (const s of client.schedule.list()) {
@@ -106,7 +110,14 @@ export async function applySchedules(client: Client, config: RunbookConfig, task
   const wanted = new Set(declared.map((o) => o.scheduleId));
   for (const id of await managedIds(client, config.environment)) {
     if (wanted.has(id)) continue;
-    if (!opts.dryRun) await client.schedule.getHandle(id).delete();
+    if (!opts.dryRun) {
+      try {
+        await client.schedule.getHandle(id).delete();
+      } catch (err) {
+        if (err instanceof ScheduleNotFoundError) continue;
+        throw err;
+      }
+    }
     changes.push({ scheduleId: id, change: 'deleted' });
   }
   return changes;
@@ -124,7 +135,13 @@ export interface ScheduleListing {
 export async function listSchedules(client: Client, environment: string): Promise<ScheduleListing[]> {
   const out: ScheduleListing[] = [];
   for (const id of await managedIds(client, environment)) {
-    const d = await client.schedule.getHandle(id).describe();
+    let d;
+    try {
+      d = await client.schedule.getHandle(id).describe();
+    } catch (err) {
+      if (err instanceof ScheduleNotFoundError) continue;
+      throw err;
+    }
     out.push({
       scheduleId: id,
       procedure: d.action.type === 'startWorkflow' ? d.action.workflowType : '?',
