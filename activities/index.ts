@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { approvalPolicyFor } from '../common/approvals.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -88,7 +89,6 @@ export function createActivities(deps: ActivityDeps) {
 
     /** Captures what a run needs from the config, once, so the run replays the same plan. */
     async loadPlan(req: { procedure: string }): Promise<RunbookPlan> {
-      const approvers = config.approvals.approvers[req.procedure] ?? config.approvals.approvers.default ?? [];
       return {
         environment: config.environment,
         services: config.services.map((s) => ({
@@ -110,7 +110,7 @@ export function createActivities(deps: ActivityDeps) {
         groups: config.stack.groups.map((g) => ({ ...g })),
         pollIntervalSeconds: config.stack.pollIntervalSeconds,
         databases: config.databases.map((d) => ({ name: d.name, hasMigrations: Boolean(d.migrationsDir) })),
-        approvers,
+        approvalPolicy: approvalPolicyFor(config.approvals, req.procedure),
         approvalTimeoutSeconds: config.approvals.timeoutSeconds,
         thresholds: { ...config.thresholds },
       };

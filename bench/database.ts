@@ -159,7 +159,7 @@ async function main(): Promise<void> {
     for (let p = await handle.query(pendingApprovalQuery); !p; p = await handle.query(pendingApprovalQuery)) await sleep(50);
     // Wall time from the approval: the part a human does not wait on.
     const tWf = Date.now();
-    await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'RESTORE' }] });
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'RESTORE', step: 'approve-restore' }] });
     let restoredMs = 0;
     for (;;) {
       const p = await handle.query(pendingApprovalQuery);
@@ -169,7 +169,7 @@ async function main(): Promise<void> {
       }
       await sleep(50);
     }
-    await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'DELETE' }] });
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'DELETE', step: 'approve-cleanup' }] });
     const pr = (await handle.result()) as PitrRestoreResult;
     table('PITR to the same target - target <= 1.3x by hand', [
       { variant: 'by hand: cp base backup, recovery settings, start, wait for promotion', ms: byHandMs, ratio: '1.00' },

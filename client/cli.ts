@@ -4,6 +4,8 @@ import { ConfigError, configPathFromEnv, loadConfig, missingEnv, resolveConfigPa
 import { registerDatabaseCommands } from './database-commands.js';
 import { registerIncidentCommands } from './incident-commands.js';
 import { registerDeliveryCommands } from './delivery-commands.js';
+import { registerCodecServerCommand } from './codec-server.js';
+import { CodecKeyError } from '../lib/codec/index.js';
 import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
 import { AwaitingApproval, RunbookProcedure } from '../common/search-attributes.js';
 import { pendingApprovalQuery, progressQuery } from '../common/messages.js';
@@ -27,6 +29,7 @@ const program = new Command('runbook')
 async function client() {
   const settings = temporalSettingsFromEnv();
   const { client, connection } = await connectClient(settings).catch((err: Error) => {
+    if (err instanceof CodecKeyError) throw err;
     throw new UserError(`cannot reach Temporal at ${settings.address}: ${err.message} (start it with \`npm start\` or set TEMPORAL_ADDRESS)`);
   });
   return { client, connection, settings };
@@ -53,6 +56,7 @@ function approvalHint(workflowId: string, p: PendingApproval): string {
   return [
     `waiting for approval of step "${p.step}": ${p.summary}`,
     `  approvers: ${p.approvers.join(', ') || '(none configured)'}${p.destructive ? ' (two-person rule: not the requester)' : ''}; deadline ${p.deadline}`,
+    ...(p.quorum > 1 ? [`  needs ${p.quorum} approvals from different approvers; ${p.approvedBy.length} so far${p.approvedBy.length ? ` (${p.approvedBy.map((v) => v.by).join(', ')})` : ''}`] : []),
     `  approve: runbook approve ${workflowId} --as <name>${p.confirmPhrase ? ` --confirm ${p.confirmPhrase}` : ''}`,
     `  reject:  runbook reject ${workflowId} --as <name> --comment "why"`,
   ].join('\n');
@@ -148,7 +152,7 @@ for (const decision of ['approve', 'reject'] as const) {
     .requiredOption('--as <name>', 'your name, as listed in approvals.approvers')
     .option('--comment <text>', 'why')
     .option('--confirm <phrase>', 'the confirmation phrase the step asks for, e.g. DELETE')
-    .option('--step <step>', 'the step you are answering (refused if it is not the pending one)')
+    .option('--step <step>', 'the step you are answering (default: the one pending now; refused if it is not the pending one)')
     .action(async (workflowId: string, opts: { as: string; comment?: string; confirm?: string; step?: string }) => {
       const { client: c, connection } = await client();
       try {
@@ -158,7 +162,8 @@ for (const decision of ['approve', 'reject'] as const) {
           confirm: decision === 'approve' ? opts.confirm : undefined,
           step: opts.step,
         });
-        console.log(`${record.decision}: step ${record.step} of ${workflowId} by ${record.by}`);
+        const tally = record.quorum > 1 ? ` (${record.approvals} of ${record.quorum} approvals${record.settled ? '' : '; waiting for more'})` : '';
+        console.log(`${record.decision}: step ${record.step} of ${workflowId} by ${record.by}${tally}`);
       } finally {
         await connection.close();
       }
@@ -258,6 +263,7 @@ program
 registerDatabaseCommands(program);
 registerIncidentCommands(program);
 registerDeliveryCommands(program);
+registerCodecServerCommand(program);
 
 const temporalCmd = program.command('temporal').description('the Temporal server');
 temporalCmd
@@ -296,7 +302,7 @@ async function main(): Promise<void> {
       process.exitCode = err.exitCode;
       return;
     }
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof CodecKeyError) {
       console.error(`runbook: ${err.message}`);
       process.exitCode = 1;
       return;

@@ -11,7 +11,7 @@ import { validateInput } from '../common/inputs.js';
 import { approvalsQuery, approveUpdate, pendingApprovalQuery, progressQuery, rejectUpdate } from '../common/messages.js';
 import { type ProcedureId, isProcedureId, PROCEDURE_IDS, workflowIdFor } from '../common/procedures.js';
 import { RunbookProcedure } from '../common/search-attributes.js';
-import type { ApprovalInput, ApprovalRecord, CommonInput, PendingApproval, RunProgress } from '../common/types.js';
+import type { ApprovalAnswer, ApprovalInput, ApprovalRecord, CommonInput, PendingApproval, RunProgress } from '../common/types.js';
 
 /** An error the CLI prints as one line, without a stack trace. */
 export class UserError extends Error {
@@ -80,15 +80,25 @@ export async function startRun(opts: StartOptions): Promise<WorkflowHandle> {
   }
 }
 
+/**
+ * Sends an approve/reject as an update and returns the run's answer. Without `step` it names
+ * the step pending right now, so an answer still cannot land on a step that replaces it later.
+ */
 export async function answerApproval(
   client: Client,
   workflowId: string,
   decision: 'approve' | 'reject',
-  input: ApprovalInput,
-): Promise<ApprovalRecord> {
+  input: Omit<ApprovalInput, 'step'> & { step?: string },
+): Promise<ApprovalAnswer> {
   const handle = client.workflow.getHandle(workflowId);
   try {
-    return await handle.executeUpdate(decision === 'approve' ? approveUpdate : rejectUpdate, { args: [input] });
+    let step = input.step;
+    if (step === undefined) {
+      const pending = await handle.query(pendingApprovalQuery);
+      if (!pending) throw new UserError(`run ${workflowId} is not waiting for an approval (see \`runbook status ${workflowId}\`)`);
+      step = pending.step;
+    }
+    return await handle.executeUpdate(decision === 'approve' ? approveUpdate : rejectUpdate, { args: [{ ...input, step }] });
   } catch (err) {
     if (err instanceof WorkflowUpdateFailedError) {
       const reason = err.cause?.message ?? err.message;

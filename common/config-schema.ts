@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { APPROVAL_STEPS, approvalPolicyFor, isApprovalStep } from './approvals.js';
+import { isProcedureId, PROCEDURE_IDS, type ProcedureId } from './procedures.js';
 import { databaseOpsSchema } from './families/database-config.js';
 import { incidentConfigSchema } from './families/incident-config.js';
 import { deliverySchema } from './families/delivery-config.js';
@@ -31,6 +33,60 @@ const argv = z
   .min(1, 'expected a command as a list: [program, arg, ...] (it runs without a shell)');
 
 const port = z.number().int().min(1).max(65535);
+
+const procedureKey = z.string().refine((k): boolean => k === 'default' || isProcedureId(k), {
+  error: (issue) => `unknown procedure "${String(issue.input)}": expected "default" or one of ${PROCEDURE_IDS.join(', ')}`,
+});
+
+const approverName = z
+  .string()
+  .trim()
+  .min(1)
+  .max(128)
+  .regex(/^[^\s,]+$/, 'an approver is one name without spaces or commas, as people pass it to --as');
+
+/** Every step override names a step its procedure asks for; no quorum exceeds the people who could meet it. */
+function checkApprovals(
+  a: { approvers: Record<string, string[]>; quorum: Record<string, number>; steps: Record<string, Record<string, { approvers?: string[]; quorum?: number }>> },
+  ctx: z.RefinementCtx,
+): void {
+  for (const [procedure, steps] of Object.entries(a.steps)) {
+    if (procedure === 'default') {
+      ctx.addIssue({ code: 'custom', path: ['steps', procedure], message: 'step overrides belong to one procedure: write steps.<procedure>.<step>' });
+      continue;
+    }
+    for (const step of Object.keys(steps)) {
+      if (!isApprovalStep(procedure as ProcedureId, step)) {
+        const known = APPROVAL_STEPS[procedure as ProcedureId] ?? [];
+        ctx.addIssue({
+          code: 'custom',
+          path: ['steps', procedure, step],
+          message: known.length
+            ? `${procedure} has no approval step "${step}": expected one of ${known.join(', ')}`
+            : `${procedure} asks for no approval, so it has no steps to configure`,
+        });
+      }
+    }
+  }
+  const procedures = new Set([...Object.keys(a.approvers), ...Object.keys(a.quorum), ...Object.keys(a.steps)]);
+  for (const procedure of procedures) {
+    const policy = approvalPolicyFor({ approvers: a.approvers, quorum: a.quorum, steps: a.steps }, procedure);
+    const rules: Array<[string, (string | number)[], { approvers: string[]; quorum: number }]> = [
+      [procedure, ['quorum', procedure], policy],
+      ...Object.entries(policy.steps).map(([step, rule]): [string, (string | number)[], typeof rule] => [`${procedure} step ${step}`, ['steps', procedure, step, 'quorum'], rule]),
+    ];
+    for (const [what, path, rule] of rules) {
+      const distinct = new Set(rule.approvers).size;
+      if (rule.quorum > distinct && (distinct > 0 || rule.quorum > 1)) {
+        ctx.addIssue({
+          code: 'custom',
+          path,
+          message: `${what} needs ${rule.quorum} approvals but has only ${distinct} approver(s) (${rule.approvers.join(', ') || 'none'}): lower the quorum or add approvers`,
+        });
+      }
+    }
+  }
+}
 
 export const probeSchema = z.discriminatedUnion('type', [
   z.strictObject({
@@ -156,10 +212,19 @@ export const configSchema = z
       .prefault({}),
     databases: z.array(databaseSchema).default([]),
     approvals: z
-      .object({
+      .strictObject({
         timeoutSeconds: z.number().int().positive().default(3600),
-        approvers: z.record(z.string(), z.array(z.string().min(1)).min(1)).default({}),
+        approvers: z.record(procedureKey, z.array(approverName).min(1)).default({}),
+        quorum: z.record(procedureKey, z.number().int().min(1)).default({}).describe('approvals each step needs (N of M); default 1'),
+        steps: z
+          .record(
+            procedureKey,
+            z.record(z.string(), z.strictObject({ approvers: z.array(approverName).min(1).optional(), quorum: z.number().int().min(1).optional() })),
+          )
+          .default({})
+          .describe('per-step overrides: steps.<procedure>.<step>: {approvers, quorum}'),
       })
+      .superRefine((a, ctx) => checkApprovals(a, ctx))
       .prefault({}),
     databaseOps: databaseOpsSchema.optional(),
     incident: incidentConfigSchema.optional(),

@@ -12,6 +12,8 @@ export const ErrorTypes = {
   HealthTimeout: 'HealthTimeout',
   ApprovalRejected: 'ApprovalRejected',
   ApprovalTimedOut: 'ApprovalTimedOut',
+  /** An approve/reject that was not accepted (wrong person, stale step, ...): the update's failure. */
+  ApprovalRefused: 'ApprovalRefused',
   MigrationFailed: 'MigrationFailed',
   CommandFailed: 'CommandFailed',
 } as const;

@@ -1,3 +1,4 @@
+import type { ApprovalPolicy } from './approvals.js';
 /** Workflow-safe data shapes shared by workflows, activities and the CLI. Plain JSON only. */
 
 export type ProbeType = 'http' | 'grpc' | 'postgres' | 'redis' | 'nats' | 'tcp';
@@ -80,7 +81,7 @@ export interface RunbookPlan {
   groups: Array<{ name: string; waitTimeoutSeconds: number; runMigrationsAfter: boolean }>;
   pollIntervalSeconds: number;
   databases: Array<{ name: string; hasMigrations: boolean }>;
-  approvers: string[];
+  approvalPolicy: ApprovalPolicy;
   approvalTimeoutSeconds: number;
   thresholds: { slowProbeMs: number; memoryWarnPercent: number; natsLagMessages: number };
 }
@@ -103,11 +104,22 @@ export interface RunProgress {
 }
 
 export interface ApprovalInput {
+  /** Who answers: a name from the step's approvers (the CLI's --as). */
   by: string;
   comment?: string;
   confirm?: string;
-  /** The step this answer is meant for; when given and not the pending step, the answer is refused as stale. */
-  step?: string;
+  /**
+   * The step this answer is for. Required: an answer naming any other step than the pending
+   * one (stale, or meant for another run) is refused and recorded, and changes nothing.
+   */
+  step: string;
+}
+
+/** One approver's `approve` of a step that needs several (quorum). */
+export interface ApprovalVote {
+  by: string;
+  at: string;
+  comment?: string;
 }
 
 export interface PendingApproval {
@@ -116,6 +128,9 @@ export interface PendingApproval {
   destructive: boolean;
   confirmPhrase?: string;
   approvers: string[];
+  /** Approvals the step needs; `approvedBy` lists those given so far. */
+  quorum: number;
+  approvedBy: ApprovalVote[];
   requestedBy: string;
   requestedAt: string;
   deadline: string;
@@ -124,14 +139,34 @@ export interface PendingApproval {
 export interface ApprovalRecord {
   step: string;
   decision: 'approved' | 'rejected' | 'timed-out';
+  /** Who decided: the rejecting approver, or the approvers who made the quorum joined with ", ". */
   by?: string;
   comment?: string;
   at: string;
+  /** Every approval given for the step, in order (several when the step has a quorum). */
+  votes?: ApprovalVote[];
+  /** Approvals the step needed. */
+  quorum?: number;
+}
+
+/** What `approve`/`reject` return to the caller: the decision so far, and whether the step is settled. */
+export interface ApprovalAnswer {
+  step: string;
+  decision: 'approved' | 'rejected';
+  by: string;
+  at: string;
+  comment?: string;
+  /** Approvals given and needed; the step proceeds when `approvals >= quorum` (or at once on reject). */
+  approvals: number;
+  quorum: number;
+  settled: boolean;
 }
 
 export interface RefusedApproval {
   step: string;
   by: string;
+  /** What was refused: an approve or a reject. */
+  answer: 'approve' | 'reject';
   reason: string;
   at: string;
 }

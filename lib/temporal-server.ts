@@ -1,5 +1,5 @@
 import { constants, createWriteStream, type WriteStream } from 'node:fs';
-import { access, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,7 +23,11 @@ const MIN_GO = '1.25';
 const silent: Logger = pino({ enabled: false });
 
 type CliType = (typeof SEARCH_ATTRIBUTES)[number]['type'];
-const SDK_TYPE: Record<CliType, SearchAttributeType> = { Keyword: SearchAttributeType.KEYWORD, Bool: SearchAttributeType.BOOL };
+const SDK_TYPE: Record<CliType, SearchAttributeType> = {
+  Keyword: SearchAttributeType.KEYWORD,
+  Bool: SearchAttributeType.BOOL,
+  Double: SearchAttributeType.DOUBLE,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Finding or building the CLI
@@ -118,8 +122,43 @@ export async function findTemporalCli(opts: FindCliOptions = {}): Promise<string
     logger.warn({ cacheDir }, 'no Temporal CLI found and Go is not installed to build one');
     return undefined;
   }
-  await buildTemporalCli(go, cacheDir, env, logger, opts.onProgress ?? (() => undefined));
+  const progress = opts.onProgress ?? (() => undefined);
+  // One build at a time per cache: a second process (another test run, a second `runbook dev`)
+  // waits for the first instead of compiling the same thing again on the same cores.
+  const lock = path.join(cacheDir, '.build.lock');
+  await mkdir(cacheDir, { recursive: true });
+  for (let waitedMs = 0; ; waitedMs += 2000) {
+    try {
+      await writeFile(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = Number((await readFile(lock, 'utf8').catch(() => '')).trim());
+    if (!holder || !processAlive(holder)) {
+      await rm(lock, { force: true });
+      continue;
+    }
+    if (waitedMs % 20_000 === 0) progress(`another process (pid ${holder}) is building the Temporal CLI into ${cacheDir}; waiting for it`);
+    await sleep(2000);
+    if (await isExecutableFile(cached)) return cached;
+  }
+  try {
+    if (await isExecutableFile(cached)) return cached;
+    await buildTemporalCli(go, cacheDir, env, logger, progress);
+  } finally {
+    await rm(lock, { force: true });
+  }
   return cached;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function buildTemporalCli(

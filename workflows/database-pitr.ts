@@ -1,4 +1,4 @@
-import { ApplicationFailure, CancellationScope, proxyActivities, upsertMemo, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, proxyActivities, upsertMemo, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { ErrorTypes } from '../common/errors.js';
 import type {
@@ -12,6 +12,7 @@ import type {
   RestoreDrillResult,
 } from '../common/families/database-types.js';
 import { PROCEDURES } from '../common/procedures.js';
+import { RestoreDrillRpoSeconds, RestoreDrillRtoSeconds } from '../common/search-attributes.js';
 import type { PlanService, RunbookPlan } from '../common/types.js';
 import { withDatabaseLock } from './database-lock.js';
 import { checkHealth, selectServices, summarizeHealth } from './health.js';
@@ -142,7 +143,7 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
         summary: `Recover ${db.database} to ${input.targetTime} from base backup ${base.id} (consistent from ${base.endedAt}) and WAL archived until ${window.lastArchivedAt}. Stops ${[...apps.map((s) => s.name), dbService!.name].join(', ')}; every change after the target is left behind in the old data directory, which is kept until a final approval.`,
         destructive: true,
         confirmPhrase: 'RESTORE',
-        approvers: db.approvers,
+        policy: db.approvalPolicy,
         timeoutSeconds: input.approvalTimeoutSeconds ?? db.approvalTimeoutSeconds,
       });
       RunContext.failUnlessApproved(record, 'nothing was stopped or restored');
@@ -183,7 +184,7 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
           summary: `The recovered cluster is live and healthy. Remove the old data directory ${oldDataDir}? Rejecting keeps it.`,
           destructive: true,
           confirmPhrase: 'DELETE',
-          approvers: db.approvers,
+          policy: db.approvalPolicy,
           timeoutSeconds: input.approvalTimeoutSeconds ?? db.approvalTimeoutSeconds,
         });
         let removed = false;
@@ -299,6 +300,11 @@ export async function restoreDrill(rawInput?: RestoreDrillInput): Promise<Restor
       const o = { rtoSeconds: db.dr.rtoSeconds, rpoSeconds: db.dr.rpoSeconds };
       const within = rtoSeconds <= o.rtoSeconds && rpoSeconds <= o.rpoSeconds;
       upsertMemo({ rtoSeconds, rpoSeconds, withinObjectives: within });
+      // Searchable too, so drills that missed an objective can be listed: `RestoreDrillRtoSeconds > 3600`.
+      upsertSearchAttributes([
+        { key: RestoreDrillRtoSeconds, value: rtoSeconds },
+        { key: RestoreDrillRpoSeconds, value: rpoSeconds },
+      ]);
       const notified = within
         ? false
         : await notifyDr({ subject: `restore drill of ${db.database} missed its DR objectives`, report: { database: db.database, rtoSeconds, rpoSeconds, objectives: o, workflowId: workflowInfo().workflowId } });

@@ -174,7 +174,7 @@ async function dbRestore(rawInput?: DbRestoreInput): Promise<DbRestoreResult> {
           summary: `Replace database ${input.database} with backup ${backup.id} (taken ${backup.startedAt}), restored and verified as ${target}. Connections to ${input.database} are terminated; the current database is ${input.dropReplaced ? 'DROPPED' : `kept as ${input.database}_replaced_${when.toLowerCase()}`}.`,
           destructive: true,
           confirmPhrase: 'REPLACE',
-          approvers: plan.approvers,
+          policy: plan.approvalPolicy,
           timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
         });
         RunContext.failUnlessApproved(record, `${input.database} was not replaced; the restored copy is ${target}`);
@@ -276,7 +276,7 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
           ].join('\n'),
           destructive: true,
           confirmPhrase: 'ROLLBACK',
-          approvers: db.approvers,
+          policy: db.approvalPolicy,
           timeoutSeconds: input.approvalTimeoutSeconds ?? db.approvalTimeoutSeconds,
         });
         RunContext.failUnlessApproved(record, `nothing was rolled back; the application services were restarted; backup ${backup.manifest.id} was kept`);
@@ -371,7 +371,7 @@ async function dbVacuum(rawInput?: DbVacuumInput): Promise<DbVacuumResult> {
             summary: `VACUUM FULL ${targets.join(', ')} in ${plan.database}: rewrites each table under an ACCESS EXCLUSIVE lock, blocking reads and writes until it finishes (${mb(before.filter((t) => targets.includes(t.table)).reduce((a, t) => a + t.sizeBytes, 0))} to rewrite).`,
             destructive: true,
             confirmPhrase: 'VACUUM FULL',
-            approvers: plan.approvers,
+            policy: plan.approvalPolicy,
             timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
           });
           RunContext.failUnlessApproved(record, 'no VACUUM FULL was run');
@@ -427,7 +427,7 @@ async function dbTriage(rawInput?: DbTriageInput): Promise<DbTriageResult> {
           step: 'approve-idle',
           summary: `Terminate ${idlePids.length} connection(s) to ${plan.database} idle over ${idle} min: ${report.idleOlderThan.map((c) => `${c.pid} (${c.user}, ${c.idleSeconds}s)`).join(', ')}. A connection that became active since is spared.`,
           destructive: true,
-          approvers: plan.approvers,
+          policy: plan.approvalPolicy,
           timeoutSeconds,
         });
         RunContext.failUnlessApproved(record, 'no connection was terminated');
@@ -446,7 +446,7 @@ async function dbTriage(rawInput?: DbTriageInput): Promise<DbTriageResult> {
           .filter(Boolean)
           .join('; '),
         destructive: true,
-        approvers: plan.approvers,
+        policy: plan.approvalPolicy,
         timeoutSeconds,
       });
       RunContext.failUnlessApproved(record, 'no backend was signalled');

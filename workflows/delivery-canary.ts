@@ -220,7 +220,7 @@ export async function runCanary(ctx: RunContext, plan: DeliveryPlan, opts: Canar
             step: `approve-${weight}`,
             summary: `The canary on router ${router} is at ${weight} %${last ? ` (last analysis: ${describeMeasurement(last)})` : ''}. Approve to go to ${next} %, reject to roll back to 0 %.`,
             destructive: false,
-            approvers: plan.approvers,
+            policy: plan.approvalPolicy,
             timeoutSeconds: opts.approvalTimeoutSeconds,
           }),
           condition(() => controls.aborted).then(() => undefined),

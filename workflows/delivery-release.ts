@@ -44,7 +44,7 @@ export async function release(rawInput?: ReleaseInput): Promise<ReleaseResult> {
         summary: `The canary was rolled back (${canary.reason}); traffic is 100 % on stable. Roll back migrations ${versions.join(', ')} of database ${input.database} with their down SQL? Data written to what they created is lost.`,
         destructive: true,
         confirmPhrase: 'ROLLBACK',
-        approvers: plan.approvers,
+        policy: plan.approvalPolicy,
         timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
       });
       if (record.decision === 'approved') {

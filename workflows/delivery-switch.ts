@@ -94,7 +94,7 @@ export async function blueGreenSwitch(rawInput?: BlueGreenInput): Promise<BlueGr
       step: 'approve-switch',
       summary: `Switch router ${plan.router.name} (${plan.environment}) from ${from} to ${to}: ${commands.join('; ')}. ${oldColor} stays up for ${delay}s for an instant rollback.`,
       destructive: true,
-      approvers: plan.approvers,
+      policy: plan.approvalPolicy,
       timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
     });
     RunContext.failUnlessApproved(record, 'nothing was switched');

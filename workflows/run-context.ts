@@ -21,9 +21,12 @@ import {
 } from '../common/messages.js';
 import type { ProcedureId } from '../common/procedures.js';
 import { AwaitingApproval, RunbookProcedure } from '../common/search-attributes.js';
+import { ruleForStep, type ApprovalPolicy } from '../common/approvals.js';
 import type {
+  ApprovalAnswer,
   ApprovalInput,
   ApprovalRecord,
+  ApprovalVote,
   CommonInput,
   PendingApproval,
   RefusedApproval,
@@ -40,7 +43,8 @@ export interface ApprovalRequest {
   destructive: boolean;
   /** When set, `approve` must carry exactly this in `confirm`. */
   confirmPhrase?: string;
-  approvers: string[];
+  /** Who may answer, and how many must approve: the plan's policy, resolved for this step. */
+  policy: ApprovalPolicy;
   timeoutSeconds: number;
 }
 
@@ -56,8 +60,9 @@ export class RunContext {
   readonly progress: RunProgress;
   readonly approvals: ApprovalRecord[] = [];
   readonly refusals: RefusedApproval[] = [];
-  private pending: (PendingApproval & { request: ApprovalRequest }) | null = null;
-  private answer: { decision: Decision; input: ApprovalInput; at: string } | null = null;
+  private pending: PendingApproval | null = null;
+  /** Set once the pending step is settled: rejected by one approver, or approved by its quorum. */
+  private answer: { decision: Decision; by: string; comment?: string; at: string } | null = null;
 
   constructor(
     readonly procedure: ProcedureId,
@@ -68,14 +73,11 @@ export class RunContext {
     setHandler(progressQuery, () => this.progress);
     setHandler(pendingApprovalQuery, () => this.pendingView());
     setHandler(approvalsQuery, () => ({ approvals: this.approvals, refusals: this.refusals }));
-    setHandler(approveSignal, (input) => this.onSignal('approved', input));
-    setHandler(rejectSignal, (input) => this.onSignal('rejected', input));
-    setHandler(approveUpdate, (input) => this.accept('approved', input), {
-      validator: (input) => this.throwIfRefused('approved', input),
-    });
-    setHandler(rejectUpdate, (input) => this.accept('rejected', input), {
-      validator: (input) => this.throwIfRefused('rejected', input),
-    });
+    setHandler(approveSignal, (input) => void this.answerOrRefuse('approved', input));
+    setHandler(rejectSignal, (input) => void this.answerOrRefuse('rejected', input));
+    // No validators: a refused update is recorded in the run (and its history) like a refused signal.
+    setHandler(approveUpdate, (input) => this.answerOrThrow('approved', input));
+    setHandler(rejectUpdate, (input) => this.answerOrThrow('rejected', input));
     upsertSearchAttributes([
       { key: RunbookProcedure, value: procedure },
       { key: AwaitingApproval, value: false },
@@ -155,8 +157,23 @@ export class RunContext {
     this.publish();
   }
 
-  /** Waits for a named human's answer; resolves with the record whether approved, rejected or timed out. */
+  /**
+   * Waits for named humans' answers: the step's quorum of distinct approvers, or one reject,
+   * or the timeout. Resolves with the record whether approved, rejected or timed out.
+   */
   async requestApproval(req: ApprovalRequest): Promise<ApprovalRecord> {
+    const rule = ruleForStep(req.policy, req.step);
+    const eligible = rule.approvers.filter((a) => !(req.destructive && a === this.requestedBy));
+    if (rule.approvers.length > 0 && new Set(eligible).size < rule.quorum) {
+      throw ApplicationFailure.create({
+        type: ErrorTypes.InvalidConfig,
+        nonRetryable: true,
+        message:
+          `step ${req.step} needs ${rule.quorum} approvals but only ${new Set(eligible).size} approver(s) can give them ` +
+          `(${eligible.join(', ') || 'none'}${req.destructive ? `; ${this.requestedBy} requested the run and cannot approve it` : ''}): ` +
+          `add approvers to approvals.steps.${this.procedure}.${req.step} (or approvals.approvers.${this.procedure}) or lower its quorum`,
+      });
+    }
     const now = Date.now();
     this.answer = null;
     this.pending = {
@@ -164,11 +181,12 @@ export class RunContext {
       summary: req.summary,
       destructive: req.destructive,
       confirmPhrase: req.confirmPhrase,
-      approvers: req.approvers,
+      approvers: [...rule.approvers],
+      quorum: rule.quorum,
+      approvedBy: [],
       requestedBy: this.requestedBy,
       requestedAt: new Date(now).toISOString(),
       deadline: new Date(now + req.timeoutSeconds * 1000).toISOString(),
-      request: req,
     };
     const step = this.progress.steps.find((s) => s.id === req.step);
     if (step) {
@@ -178,18 +196,28 @@ export class RunContext {
     this.progress.currentStep = req.step;
     upsertSearchAttributes([{ key: AwaitingApproval, value: true }]);
     this.publish();
-    log.info('approval requested', { step: req.step, approvers: req.approvers });
+    log.info('approval requested', { step: req.step, approvers: rule.approvers, quorum: rule.quorum });
 
     const answered = await condition(() => this.answer !== null, req.timeoutSeconds * 1000);
+    const votes = this.pending.approvedBy;
     const record: ApprovalRecord = answered
       ? {
           step: req.step,
           decision: this.answer!.decision,
-          by: this.answer!.input.by,
-          comment: this.answer!.input.comment,
+          by: this.answer!.by,
+          comment: this.answer!.comment,
           at: this.answer!.at,
+          ...(rule.quorum > 1 ? { votes, quorum: rule.quorum } : {}),
         }
-      : { step: req.step, decision: 'timed-out', at: new Date().toISOString(), comment: `no answer within ${req.timeoutSeconds}s` };
+      : {
+          step: req.step,
+          decision: 'timed-out',
+          at: new Date().toISOString(),
+          comment:
+            `no answer within ${req.timeoutSeconds}s` +
+            (votes.length ? ` (${votes.length} of ${rule.quorum} approvals: ${votes.map((v) => v.by).join(', ')})` : ''),
+          ...(rule.quorum > 1 ? { votes, quorum: rule.quorum } : {}),
+        };
     this.approvals.push(record);
     this.pending = null;
     this.answer = null;
@@ -217,27 +245,33 @@ export class RunContext {
   }
 
   private pendingView(): PendingApproval | null {
-    if (!this.pending) return null;
-    const { request: _request, ...view } = this.pending;
-    return view;
+    return this.pending;
   }
 
   /** Why this answer is refused, or undefined when it is acceptable. */
   private refusal(decision: Decision, input: ApprovalInput): string | undefined {
-    if (!input || typeof input !== 'object') return 'expected one JSON object like {"by": "alice", "comment": "..."}';
+    if (!input || typeof input !== 'object' || Array.isArray(input)) {
+      return 'expected one JSON object like {"by": "alice", "step": "<pending step>", "comment": "..."}';
+    }
     const by = typeof input.by === 'string' ? input.by.trim() : '';
     if (!by) return '"by" is required: the name of the person answering';
     const p = this.pending;
     if (!p) return 'no approval is pending in this run';
-    if (input.step !== undefined && input.step !== p.step) {
+    if (typeof input.step !== 'string' || input.step === '') {
+      return `"step" is required: name the step you answer ("step": "${p.step}"), so an answer meant for another step or run does nothing`;
+    }
+    if (input.step !== p.step) {
       return `this answer is for step "${input.step}" but the pending step is "${p.step}" (stale or misdirected)`;
     }
     if (p.approvers.length === 0) {
       return `no approvers are configured for ${this.procedure}: add approvals.approvers.${this.procedure} (or .default) to the config`;
     }
-    if (!p.approvers.includes(by)) return `${by} is not an approver for ${this.procedure} (approvers: ${p.approvers.join(', ')})`;
+    if (!p.approvers.includes(by)) return `${by} is not an approver of ${this.procedure} step ${p.step} (approvers: ${p.approvers.join(', ')})`;
     if (decision === 'approved' && p.destructive && by === p.requestedBy) {
       return `${by} requested this run and cannot approve its destructive step (two-person rule)`;
+    }
+    if (decision === 'approved' && p.approvedBy.some((v) => v.by === by)) {
+      return `${by} has already approved step ${p.step}; it needs ${p.quorum} different approvers (${p.approvedBy.length} so far)`;
     }
     if (decision === 'approved' && p.confirmPhrase !== undefined && input.confirm !== p.confirmPhrase) {
       return `confirmation must be exactly "${p.confirmPhrase}" (got ${input.confirm === undefined ? 'nothing' : JSON.stringify(input.confirm)})`;
@@ -245,32 +279,52 @@ export class RunContext {
     return undefined;
   }
 
-  private throwIfRefused(decision: Decision, input: ApprovalInput): void {
-    const reason = this.refusal(decision, input);
-    if (reason) throw new Error(reason);
+  /** The update path: a refusal is recorded, then returned to the caller as the update's failure. */
+  private answerOrThrow(decision: Decision, input: ApprovalInput): ApprovalAnswer {
+    const answer = this.answerOrRefuse(decision, input);
+    if (typeof answer === 'string') throw ApplicationFailure.create({ type: ErrorTypes.ApprovalRefused, nonRetryable: true, message: answer });
+    return answer;
   }
 
-  private onSignal(decision: Decision, input: ApprovalInput): void {
+  /** Records a refusal (returning its reason) or the answer; the step is settled by a reject or the last vote of its quorum. */
+  private answerOrRefuse(decision: Decision, input: ApprovalInput): ApprovalAnswer | string {
     const reason = this.refusal(decision, input);
+    const at = new Date().toISOString();
     if (reason) {
       const refused: RefusedApproval = {
-        step: this.pending?.step ?? input?.step ?? '',
+        step: this.pending?.step ?? (typeof input?.step === 'string' ? input.step : ''),
         by: typeof input?.by === 'string' ? input.by : '',
+        answer: decision === 'approved' ? 'approve' : 'reject',
         reason,
-        at: new Date().toISOString(),
+        at,
       };
       this.refusals.push(refused);
-      log.warn('approval refused', { ...refused, decision });
+      log.warn('approval refused', { ...refused });
       this.publish();
-      return;
+      return reason;
     }
-    this.accept(decision, input);
-  }
-
-  private accept(decision: Decision, input: ApprovalInput): ApprovalRecord {
-    const at = new Date().toISOString();
-    this.answer = { decision, input: { ...input, by: input.by.trim() }, at };
-    return { step: this.pending!.step, decision, by: input.by.trim(), comment: input.comment, at };
+    const p = this.pending!;
+    const by = input.by.trim();
+    const comment = typeof input.comment === 'string' ? input.comment : undefined;
+    if (decision === 'rejected') {
+      this.answer = { decision, by, comment, at };
+      return { step: p.step, decision, by, at, comment, approvals: p.approvedBy.length, quorum: p.quorum, settled: true };
+    }
+    const vote: ApprovalVote = { by, at, ...(comment !== undefined ? { comment } : {}) };
+    p.approvedBy.push(vote);
+    const settled = p.approvedBy.length >= p.quorum;
+    if (settled) {
+      this.answer = {
+        decision,
+        by: p.approvedBy.map((v) => v.by).join(', '),
+        comment: p.quorum > 1 ? p.approvedBy.filter((v) => v.comment).map((v) => `${v.by}: ${v.comment}`).join('; ') || undefined : comment,
+        at,
+      };
+    } else {
+      log.info('approval recorded, quorum not yet met', { step: p.step, by, approvals: p.approvedBy.length, quorum: p.quorum });
+      this.publish();
+    }
+    return { step: p.step, decision, by, at, comment, approvals: p.approvedBy.length, quorum: p.quorum, settled };
   }
 
   /** The UI's "current details": what the run is doing and, when waiting, how to answer. */
@@ -287,13 +341,17 @@ export class RunContext {
     const p = this.pending;
     if (p) {
       const confirm = p.confirmPhrase ? `, "confirm": "${p.confirmPhrase}"` : '';
+      const quorum =
+        p.quorum > 1
+          ? ` Needs ${p.quorum} approvals from different approvers; ${p.approvedBy.length} so far${p.approvedBy.length ? ` (${p.approvedBy.map((v) => v.by).join(', ')})` : ''}.`
+          : '';
       lines.push(
         `### Waiting for approval: ${p.step}`,
         p.summary,
         '',
-        `Approvers: ${p.approvers.join(', ') || '(none configured)'}${p.destructive ? ' (not the requester)' : ''}. Deadline: ${p.deadline}.`,
-        `Approve: send signal \`approve\` with \`{"by": "<your name>"${confirm}, "comment": "..."}\`; refuse: signal \`reject\` with \`{"by": "<your name>", "comment": "why"}\`.`,
-        `CLI: \`runbook approve ${workflowInfo().workflowId} --as <your name>${p.confirmPhrase ? ` --confirm ${p.confirmPhrase}` : ''}\``,
+        `Approvers: ${p.approvers.join(', ') || '(none configured)'}${p.destructive ? ' (not the requester)' : ''}.${quorum} Deadline: ${p.deadline}.`,
+        `Approve: send signal \`approve\` with \`{"by": "<your name>", "step": "${p.step}"${confirm}, "comment": "..."}\`; refuse: signal \`reject\` with \`{"by": "<your name>", "step": "${p.step}", "comment": "why"}\`.`,
+        `CLI: \`runbook approve ${workflowInfo().workflowId} --as <your name>${p.confirmPhrase ? ` --confirm "${p.confirmPhrase}"` : ''}\``,
         '',
       );
     }
@@ -307,6 +365,7 @@ export class RunContext {
 
 function describeRecord(r: ApprovalRecord): string {
   if (r.decision === 'timed-out') return `step ${r.step}: ${r.comment}`;
+  if (r.quorum && r.decision === 'approved') return `step ${r.step} approved by ${r.by} (${r.quorum} of ${r.quorum} needed)${r.comment ? `: ${r.comment}` : ''}`;
   return `step ${r.step} ${r.decision} by ${r.by}${r.comment ? `: ${r.comment}` : ''}`;
 }
 

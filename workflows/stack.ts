@@ -180,7 +180,7 @@ export async function stackStop(rawInput?: StackStopInput): Promise<StackStopRes
         summary: `Stop the ${plan.environment} stack and DELETE ALL DATA of ${plan.services.map((s) => s.name).join(', ')} (volumes, data directories). This cannot be undone.`,
         destructive: true,
         confirmPhrase: 'DELETE',
-        approvers: plan.approvers,
+        policy: plan.approvalPolicy,
         timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
       });
       RunContext.failUnlessApproved(record, 'nothing was stopped and no data was deleted');

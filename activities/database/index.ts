@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { approvalPolicyFor } from '../../common/approvals.js';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
@@ -50,7 +51,7 @@ export function createDatabaseActivities(deps: ActivityDeps) {
         verifyTables: ops?.pitr.find((p) => p.database === db.name)?.verifyTables ?? b?.verifyTables[db.name] ?? [],
         dr: { rtoSeconds: ops?.disasterRecovery.rtoSeconds ?? 3600, rpoSeconds: ops?.disasterRecovery.rpoSeconds ?? 900 },
         appServices: config.services.filter((s) => s.group === 'apps').map((s) => s.name),
-        approvers: config.approvals.approvers[req.procedure] ?? config.approvals.approvers.default ?? [],
+        approvalPolicy: approvalPolicyFor(config.approvals, req.procedure),
         approvalTimeoutSeconds: config.approvals.timeoutSeconds,
         lock: ops?.lock ?? { mode: 'fail', waitTimeoutSeconds: 3600, pollSeconds: 5 },
         vacuum: ops?.vacuum ?? { deadTuplesThreshold: 1000, deadRatioThreshold: 0.1 },

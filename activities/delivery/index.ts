@@ -1,5 +1,6 @@
 import { mkdir, readFile, copyFile } from 'node:fs/promises';
 import path from 'node:path';
+import { approvalPolicyFor } from '../../common/approvals.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -63,6 +64,16 @@ export function createDeliveryActivities(deps: ActivityDeps) {
     }
   };
 
+  /** A file the input names, resolved against the config directory; one that escapes it (absolute, or through "..") is refused. */
+  const insideConfigDir = (field: string, rel: string): string => {
+    const resolved = path.resolve(configDir, rel);
+    const relative = path.relative(configDir, resolved);
+    if (rel.includes('\0') || relative === '' || relative.startsWith('..') || path.isAbsolute(relative)) {
+      throw invalid(`${field}: "${rel}" is outside the config file's directory ${configDir}: give a path relative to it that stays inside`);
+    }
+    return resolved;
+  };
+
   const prometheusUrl = (): string => {
     if (!delivery.prometheus) throw ApplicationFailure.nonRetryable('delivery.prometheus.url is not configured: analysis needs Prometheus (or pass skipAnalysis: true)', ErrorTypes.InvalidConfig);
     try {
@@ -75,7 +86,6 @@ export function createDeliveryActivities(deps: ActivityDeps) {
   return {
     /** Captures what a delivery run needs from the config, once, so the run replays the same plan. */
     async deliveryPlan(req: { procedure: string; router?: string }): Promise<DeliveryPlan> {
-      const approvers = config.approvals.approvers[req.procedure] ?? config.approvals.approvers.default ?? [];
       const analysis = analysisSchema.parse(delivery.analysis);
       const cfg = req.router ? routerConfig(req.router) : undefined;
       const router = req.router && cfg ? createRouter(req.router, cfg, driverCtx()) : undefined;
@@ -100,7 +110,7 @@ export function createDeliveryActivities(deps: ActivityDeps) {
         scaleDownDelaySeconds: delivery.blueGreen.scaleDownDelaySeconds,
         prometheusConfigured: Boolean(delivery.prometheus),
         notifyConfigured: Boolean(delivery.notify),
-        approvers,
+        approvalPolicy: approvalPolicyFor(config.approvals, req.procedure),
         approvalTimeoutSeconds: config.approvals.timeoutSeconds,
       };
     },
@@ -179,6 +189,8 @@ export function createDeliveryActivities(deps: ActivityDeps) {
         ran.push(await run(kubectl('rollout', 'status', ref, `--timeout=${d.timeoutSeconds}s`), d.timeoutSeconds + 10));
       } else if (d.type === 'compose') {
         if (!req.image) throw invalid(`image: required for ${svc.name} (compose driver): the previous image, e.g. ghcr.io/org/${svc.name}:v1.0.0`);
+        // Never an option to docker: `docker pull --help` or `-a` would not pull the image asked for.
+        if (!/^[A-Za-z0-9]/.test(req.image)) throw invalid(`image: "${req.image}" must start with a letter or digit, e.g. ghcr.io/org/${svc.name}:v1.0.0`);
         const composeService = d.service ?? svc.name;
         // An override file instead of editing the user's compose file: the rollback is visible and removable.
         const dir = path.resolve(configDir, '.runbook', 'rollback');
@@ -226,8 +238,8 @@ export function createDeliveryActivities(deps: ActivityDeps) {
 
     /** Copies the backup over the env file; the replaced content is kept beside it so this too can be undone. */
     async restoreEnvFile(req: { envFile: string; backupFile?: string }): Promise<{ restored: boolean; detail: string }> {
-      const file = path.resolve(configDir, req.envFile);
-      const backup = path.resolve(configDir, req.backupFile ?? `${req.envFile}.backup`);
+      const file = insideConfigDir('envFile', req.envFile);
+      const backup = insideConfigDir('backupFile', req.backupFile ?? `${req.envFile}.backup`);
       const wanted = await readFile(backup, 'utf8').catch(() => null);
       if (wanted === null) throw invalid(`backupFile: ${backup} does not exist (give backupFile, default <envFile>.backup)`);
       const current = await readFile(file, 'utf8').catch(() => null);
@@ -265,7 +277,7 @@ export function createDeliveryActivities(deps: ActivityDeps) {
         throw ApplicationFailure.nonRetryable(`service ${svc.name}: a ConfigMap rollback needs a kubernetes driver`, ErrorTypes.UnsupportedAction);
       }
       const d = svc.driver;
-      const argv = ['kubectl', ...(d.context ? ['--context', d.context] : []), '-n', d.namespace, 'apply', '-f', path.resolve(configDir, req.manifest)];
+      const argv = ['kubectl', ...(d.context ? ['--context', d.context] : []), '-n', d.namespace, 'apply', '-f', insideConfigDir('manifest', req.manifest)];
       const r = await invoke({ argv, timeoutMs: d.timeoutSeconds * 1000 }, driverCtx(), `ConfigMap rollback for ${svc.name}`);
       return { command: formatCommand(argv), output: `${r.stdout}${r.stderr}`.trim().slice(-2000) };
     },

@@ -1,3 +1,4 @@
+import type { ApprovalPolicy } from '../approvals.js';
 import type { ApprovalRecord, CommonInput, MigrationInfo, RefusedApproval, RunProgress, ServiceActionResult, HealthCheckResult } from '../types.js';
 
 /** Workflow-safe shapes of the database runbooks: inputs, activity requests and results. Plain JSON only. */
@@ -16,7 +17,7 @@ export interface DatabasePlan {
   verifyTables: string[];
   /** Services of the `apps` group: what a rollback takes down (those whose driver can stop them). */
   appServices: string[];
-  approvers: string[];
+  approvalPolicy: ApprovalPolicy;
   approvalTimeoutSeconds: number;
   lock: { mode: 'wait' | 'fail'; waitTimeoutSeconds: number; pollSeconds: number };
   vacuum: { deadTuplesThreshold: number; deadRatioThreshold: number };

@@ -1,3 +1,4 @@
+import type { ApprovalPolicy } from '../approvals.js';
 import type { CommonInput, RunProgress, ApprovalRecord, MigrationRunResult, ServiceActionResult } from '../types.js';
 
 /** Workflow-safe shapes of the delivery runbooks: plain JSON only. */
@@ -44,7 +45,7 @@ export interface DeliveryPlan {
   scaleDownDelaySeconds: number;
   prometheusConfigured: boolean;
   notifyConfigured: boolean;
-  approvers: string[];
+  approvalPolicy: ApprovalPolicy;
   approvalTimeoutSeconds: number;
 }
 

@@ -127,7 +127,7 @@ describe('db-backup and db-restore round trip', () => {
       const pending = await waitForPending(handle);
       expect(pending).toMatchObject({ step: 'approve-replace', confirmPhrase: 'REPLACE', destructive: true });
       expect(pending.summary).toMatch(/Replace database app with backup/);
-      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'REPLACE', comment: 'bad delete' }] });
+      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'REPLACE', comment: 'bad delete', step: 'approve-replace' }] });
       const res = (await handle.result()) as DbRestoreResult;
       await recordHistory(client, handle.workflowId, 'db-restore-replace');
       return res;

@@ -84,13 +84,13 @@ describe('db-vacuum (Fulcrum 4, AlphaPulse 3.4)', () => {
       await sleep(2000);
       // Still waiting for the lock, so not yet asking anyone.
       expect(await second.query(pendingApprovalQuery)).toBeNull();
-      await first.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'VACUUM FULL' }] });
+      await first.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'VACUUM FULL', step: 'approve-full' }] });
       const r = (await first.result()) as DbVacuumResult;
       await recordHistory(client, first.workflowId, 'db-vacuum-full');
       expect(r.vacuumedFull).toEqual(['Bloated Table']);
       // The first released the lock: the second now asks for its own approval.
       expect((await waitForPending(second)).step).toBe('approve-full');
-      await second.executeUpdate(rejectUpdate, { args: [{ by: 'bob', comment: 'one is enough' }] });
+      await second.executeUpdate(rejectUpdate, { args: [{ by: 'bob', comment: 'one is enough', step: 'approve-full' }] });
       expect(failureText(await second.result().catch((e: unknown) => e))).toMatch(/rejected by bob: one is enough; no VACUUM FULL was run/);
     });
     expect(await sizeOf('"Bloated Table"')).toBeLessThan(sizeBefore / 2);
@@ -130,11 +130,11 @@ describe('db-triage (Fulcrum 3.2, AlphaPulse 2.1)', () => {
       });
       const idleApproval = await waitForPending(handle);
       expect(idleApproval.step).toBe('approve-idle');
-      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] });
+      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', step: 'approve-idle' }] });
       const pidApproval = await waitForPending(handle);
       expect(pidApproval).toMatchObject({ step: 'approve-pids' });
       expect(pidApproval.summary).toContain(`Terminate PID ${blockerPid}`);
-      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] });
+      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', step: 'approve-pids' }] });
       const res = (await handle.result()) as DbTriageResult;
       await recordHistory(client, handle.workflowId, 'db-triage');
       return res;

@@ -114,7 +114,7 @@ describe('db-migration-rollback (Fulcrum 8.2)', () => {
       expect(pending).toMatchObject({ step: 'approve-rollback', confirmPhrase: 'ROLLBACK' });
       expect(pending.summary).toContain('DROP TABLE feature_flags;');
       expect(await apiRunning()).toBe(false);
-      await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', comment: 'not now' }] });
+      await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', comment: 'not now', step: 'approve-rollback' }] });
       const err = await handle.result().catch((e: unknown) => e);
       expect(failureText(err)).toMatch(/rejected by bob: not now; nothing was rolled back; the application services were restarted/);
       const steps = (await handle.query(progressQuery)).steps;
@@ -139,7 +139,7 @@ describe('db-migration-rollback (Fulcrum 8.2)', () => {
         .execute('db-vacuum', { taskQueue, workflowId: `vacuum-busy-${Date.now()}`, args: [{ database: 'app', full: true, tables: ['policies'], requestedBy: 'alice' }] })
         .catch((e: unknown) => e);
       expect(failureText(busy)).toMatch(/database app is busy: another destructive runbook holds its lock \(workflow db-lock--rbtest--app/);
-      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'ROLLBACK' }] });
+      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'ROLLBACK', step: 'approve-rollback' }] });
       const res = (await handle.result()) as DbMigrationRollbackResult;
       await recordHistory(client, handle.workflowId, 'db-migration-rollback');
       return res;

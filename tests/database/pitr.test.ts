@@ -10,6 +10,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DbBaseBackupResult, PitrRestoreResult, RestoreDrillResult } from '../../common/families/database-types.js';
 import { approveUpdate, pendingApprovalQuery } from '../../common/messages.js';
+import { RestoreDrillRpoSeconds, RestoreDrillRtoSeconds } from '../../common/search-attributes.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import { freePort, startPostgres, type PgServer } from '../fixtures/servers.js';
@@ -136,12 +137,12 @@ describe('point-in-time recovery on a WAL-archiving cluster', () => {
       const handle = await client.workflow.start('pitr-restore', { taskQueue, workflowId: `pitr-restore-${Date.now()}`, args: [{ database: 'app', targetTime: T, requestedBy: 'alice' }] });
       const first = await waitForPending(handle);
       expect(first).toMatchObject({ step: 'approve-restore', confirmPhrase: 'RESTORE' });
-      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'RESTORE' }] });
+      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'RESTORE', step: 'approve-restore' }] });
       const second = await waitForPending(handle, 120_000);
       expect(second.step).toBe('approve-cleanup');
       // Before the final approval the old data directory is still there.
       expect((await readdir(path.dirname(pgs.dataDir))).some((d) => d.startsWith('data.pre-pitr-'))).toBe(true);
-      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'DELETE' }] });
+      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'DELETE', step: 'approve-cleanup' }] });
       const res = (await handle.result()) as PitrRestoreResult;
       await recordHistory(client, handle.workflowId, 'pitr-restore');
       return res;
@@ -166,6 +167,22 @@ describe('point-in-time recovery on a WAL-archiving cluster', () => {
       const workflowId = `restore-drill-${Date.now()}`;
       const res = (await client.workflow.execute('restore-drill', { taskQueue, workflowId, args: [{ database: 'app', requestedBy: 'alice' }] })) as RestoreDrillResult;
       await recordHistory(client, workflowId, 'restore-drill');
+      // RTO and RPO are search attributes of the run, as measured...
+      const described = await client.workflow.getHandle(workflowId).describe();
+      expect(described.typedSearchAttributes.get(RestoreDrillRtoSeconds)).toBe(res.rtoSeconds);
+      expect(described.typedSearchAttributes.get(RestoreDrillRpoSeconds)).toBe(res.rpoSeconds);
+      // ...and a visibility query finds the drill by them (visibility lags: poll).
+      const query = `WorkflowId = '${workflowId}' AND RestoreDrillRtoSeconds >= 0 AND RestoreDrillRpoSeconds >= 0`;
+      let found: string[] = [];
+      for (let i = 0; i < 100 && found.length === 0; i++) {
+        if (i > 0) await sleep(100);
+        found = [];
+        for await (const w of client.workflow.list({ query })) found.push(w.workflowId);
+      }
+      expect(found).toEqual([workflowId]);
+      const missed: string[] = [];
+      for await (const w of client.workflow.list({ query: `WorkflowId = '${workflowId}' AND RestoreDrillRtoSeconds > ${res.rtoSeconds}` })) missed.push(w.workflowId);
+      expect(missed).toEqual([]);
       return res;
     });
     expect(r.logical?.counts).toEqual([{ table: 't1', expected: 160, actual: 160 }]);

@@ -68,7 +68,7 @@ describe('a worker killed with SIGKILL during db-restore', () => {
     const second = await spawnWorker(loaded.path, taskQueue);
     workers.push(second);
     await waitForPending(handle, 60_000);
-    await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'REPLACE' }] });
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'REPLACE', step: 'approve-replace' }] });
     const r = (await handle.result()) as DbRestoreResult;
     expect(r.counts).toEqual([{ table: 'events', expected: 300000, actual: 300000 }]);
     expect(await tableDigest(appUrl, 'events')).toBe(original);

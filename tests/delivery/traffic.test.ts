@@ -129,9 +129,9 @@ describe('blue-green-switch through real nginx (blue = 1.0.0, green = 2.0.0)', (
         expect((early as WorkflowUpdateFailedError).cause?.message).toMatch(/nothing has been switched yet/);
         const pending = await waitForApproval(handle, 'approve-switch');
         expect(pending.summary).toMatch(/from blue to green/);
-        const own = await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] }).catch((e: unknown) => e);
+        const own = await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice', step: 'approve-switch' }] }).catch((e: unknown) => e);
         expect((own as WorkflowUpdateFailedError).cause?.message).toMatch(/two-person rule/);
-        await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] });
+        await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', step: 'approve-switch' }] });
         for (let i = 0; i < 100; i++) {
           const p = await handle.query(progressQuery);
           if (p.steps.find((s) => s.id === 'keep-old')?.status === 'running') break;
@@ -171,7 +171,7 @@ describe('blue-green-switch through real nginx (blue = 1.0.0, green = 2.0.0)', (
         args: [{ router: 'api', to: 'green', skipAnalysis: true, scaleDownDelaySeconds: 1, requestedBy: 'alice' }],
       });
       await waitForApproval(handle, 'approve-switch');
-      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] });
+      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', step: 'approve-switch' }] });
       const r = (await handle.result()) as BlueGreenResult;
       await recordHistory(client, workflowId, 'blue-green-switch');
       return r;
@@ -203,7 +203,7 @@ describe('canary-deploy through real nginx, gated by real Prometheus', () => {
           expect(status.lastAnalysis?.ok).toBe(true);
           const split = await measureSplit(bed.nginx.url, 400);
           splits[weight] = split.percent('2.0.0');
-          await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: `looks good at ${weight} %` }] });
+          await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: `looks good at ${weight} %`, step: `approve-${weight}` }] });
         }
         const result = (await handle.result()) as CanaryDeployResult;
         await recordHistory(client, workflowId, 'canary-deploy');
@@ -370,7 +370,7 @@ describe('release: migration forward + canary in one run', () => {
         expect(pending.summary).toMatch(/error-rate.*Roll back migrations 003 of database fulcrum/s);
         expect((await measureSplit(bed.nginx.url, 400)).byVersion).toEqual({ '1.0.0': 400 });
         expect(await appliedVersions()).toEqual(['001', '002', '003']);
-        await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'ROLLBACK' }] });
+        await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'ROLLBACK', step: 'approve-migration-rollback' }] });
         const e = await handle.result().catch((x: unknown) => x);
         await recordHistory(client, workflowId, 'release');
         return e;

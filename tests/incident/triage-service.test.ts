@@ -81,7 +81,7 @@ describe('service-error-triage', () => {
       });
       for (let i = 0; i < 200 && (await handle.query(pendingApprovalQuery))?.step !== 'approve-remediation'; i++) await sleep(100);
       expect((await handle.query(pendingApprovalQuery))?.summary).toMatch(/FLUSHDB on redis .* restart api/);
-      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'FLUSHDB' }] });
+      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'FLUSHDB', step: 'approve-remediation' }] });
       const r = (await handle.result()) as TriageResult;
       const f = Object.fromEntries(r.findings.map((x) => [x.check.split(' ')[0] === 'health' ? 'health' : x.check, x]));
       expect(f.health).toMatchObject({ severity: 'OK' });

@@ -43,7 +43,7 @@ async function approve(handle: WorkflowHandle, step: string, by: string, confirm
     await sleep(100);
   }
   try {
-    await handle.executeUpdate(approveUpdate, { args: [{ by, ...(confirm ? { confirm } : {}) }] });
+    await handle.executeUpdate(approveUpdate, { args: [{ by, step, ...(confirm ? { confirm } : {}) }] });
     return undefined;
   } catch (e) {
     const err = e as Error & { cause?: Error };

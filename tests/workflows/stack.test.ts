@@ -49,7 +49,7 @@ async function waitForPending(handle: WorkflowHandle): Promise<PendingApproval> 
 }
 
 async function refusedUpdate(handle: WorkflowHandle, by: string, extra: Record<string, string> = {}): Promise<string> {
-  const err = await handle.executeUpdate(approveUpdate, { args: [{ by, ...extra }] }).catch((e: unknown) => e);
+  const err = await handle.executeUpdate(approveUpdate, { args: [{ by, step: 'approve-delete', ...extra }] }).catch((e: unknown) => e);
   expect(err).toBeInstanceOf(WorkflowUpdateFailedError);
   return (err as WorkflowUpdateFailedError).cause?.message ?? '';
 }
@@ -125,18 +125,29 @@ describe('stack lifecycle on the demo environment', () => {
       const pending = await waitForPending(handle);
       expect(pending).toMatchObject({ step: 'approve-delete', destructive: true, confirmPhrase: 'DELETE', approvers: ['alice', 'bob'] });
 
-      expect(await refusedUpdate(handle, 'mallory', { confirm: 'DELETE' })).toMatch(/mallory is not an approver for stack-stop/);
+      expect(await refusedUpdate(handle, 'mallory', { confirm: 'DELETE' })).toMatch(/mallory is not an approver of stack-stop step approve-delete/);
       expect(await refusedUpdate(handle, 'alice', { confirm: 'DELETE' })).toMatch(/two-person rule/);
       expect(await refusedUpdate(handle, 'bob', { confirm: 'delete' })).toMatch(/confirmation must be exactly "DELETE" \(got "delete"\)/);
       expect(await refusedUpdate(handle, 'bob', { confirm: 'DELETE', step: 'approve-restore' })).toMatch(/stale or misdirected/);
-      // The UI's signal cannot be refused synchronously: it is recorded with its reason instead.
-      await handle.signal(approveSignal, { by: 'bob', confirm: 'delete' });
-      await sleep(300);
-      const { refusals } = await handle.query(approvalsQuery);
-      expect(refusals).toEqual([expect.objectContaining({ by: 'bob', step: 'approve-delete', reason: expect.stringMatching(/exactly "DELETE"/) })]);
-      expect(await handle.query(pendingApprovalQuery)).not.toBeNull();
+      expect(await refusedUpdate(handle, 'bob', { confirm: 'DELETE', step: '' })).toMatch(/"step" is required/);
+      // The UI's signal cannot be refused synchronously: it is recorded with its reason, like the refused updates.
+      await handle.signal(approveSignal, { by: 'bob', confirm: 'delete', step: 'approve-delete' });
+      let refusals: Array<{ by: string; step: string; answer: string; reason: string }> = [];
+      for (let i = 0; i < 50 && refusals.length < 6; i++) {
+        refusals = (await handle.query(approvalsQuery)).refusals;
+        if (refusals.length < 6) await sleep(100);
+      }
+      expect(refusals.map((r) => [r.by, r.answer, r.reason.split(/[:(]/)[0]!.trim()])).toEqual([
+        ['mallory', 'approve', 'mallory is not an approver of stack-stop step approve-delete'],
+        ['alice', 'approve', 'alice requested this run and cannot approve its destructive step'],
+        ['bob', 'approve', 'confirmation must be exactly "DELETE"'],
+        ['bob', 'approve', 'this answer is for step "approve-restore" but the pending step is "approve-delete"'],
+        ['bob', 'approve', '"step" is required'],
+        ['bob', 'approve', 'confirmation must be exactly "DELETE"'],
+      ]);
+      expect(await handle.query(pendingApprovalQuery)).toMatchObject({ step: 'approve-delete', approvedBy: [] });
 
-      const record = await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', comment: 'not during business hours' }] });
+      const record = await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', comment: 'not during business hours', step: 'approve-delete' }] });
       expect(record).toMatchObject({ decision: 'rejected', by: 'bob' });
       const err = await handle.result().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(WorkflowFailedError);
@@ -177,7 +188,7 @@ describe('stack lifecycle on the demo environment', () => {
         if (!found) await sleep(200);
       }
       expect(found).toBe(true);
-      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'DELETE', comment: 'decommissioning' }] });
+      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'DELETE', comment: 'decommissioning', step: 'approve-delete' }] });
       const r = (await handle.result()) as StackStopResult;
       await recordHistory(client, handle.workflowId, 'stack-stop-clean-approved');
       return r;
