@@ -1,0 +1,49 @@
+import { type Command, Option } from 'commander';
+import { payloadEncryptionFromEnv } from '../lib/codec/index.js';
+import { DEFAULT_CODEC_PORT, DEFAULT_CORS_ORIGINS, startCodecServer } from '../lib/codec/server.js';
+import { createLogger } from '../lib/logger.js';
+import { UserError } from './operations.js';
+
+export const DEFAULT_TOKEN_ENV = 'RUNBOOK_CODEC_SERVER_TOKEN';
+
+/** The bearer token from `--token-env NAME`, else RUNBOOK_CODEC_SERVER_TOKEN; a named but empty variable is an error. */
+export function codecServerToken(tokenEnv: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (tokenEnv) {
+    const token = env[tokenEnv]?.trim();
+    if (!token) throw new UserError(`--token-env ${tokenEnv}: the variable is not set; export ${tokenEnv}=<token> or drop --token-env`);
+    return token;
+  }
+  return env[DEFAULT_TOKEN_ENV]?.trim() || undefined;
+}
+
+/** `runbook codec-server`: the payload codec over HTTP, for the Temporal UI's "codec endpoint" and `temporal --codec-endpoint`. */
+export function registerCodecServerCommand(program: Command): void {
+  program
+    .command('codec-server')
+    .description('serve /encode and /decode with the payload encryption keys, for the Temporal UI (set its codec endpoint to this URL)')
+    .option('--port <port>', 'listen port', String(DEFAULT_CODEC_PORT))
+    .option('--host <host>', 'listen address', '127.0.0.1')
+    .addOption(new Option('--cors-origin <origin...>', 'browser origins allowed to call it (the UI)').default(DEFAULT_CORS_ORIGINS))
+    .option('--token-env <name>', `variable holding the bearer token callers must send (default ${DEFAULT_TOKEN_ENV}; none = no token)`)
+    .action(async (opts: { port: string; host: string; corsOrigin: string[]; tokenEnv?: string }) => {
+      const port = Number(opts.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`--port ${opts.port}: expected a port number`);
+      for (const origin of opts.corsOrigin) {
+        if (!/^https?:\/\/[^/]+$/.test(origin)) throw new UserError(`--cors-origin ${origin}: expected scheme://host[:port] without a path, e.g. http://localhost:8233`);
+      }
+      const encryption = payloadEncryptionFromEnv();
+      if (!encryption.keyring) {
+        throw new UserError('no payload encryption key: set RUNBOOK_CODEC_KEY_FILE (or RUNBOOK_CODEC_KEY) to the keys the worker uses');
+      }
+      const token = codecServerToken(opts.tokenEnv);
+      const logger = createLogger({ component: 'codec-server' });
+      const server = await startCodecServer({ codec: encryption.codec, host: opts.host, port, corsOrigins: opts.corsOrigin, token, logger });
+      logger.info({ url: server.url, corsOrigins: opts.corsOrigin, token: token ? 'required' : 'none', keyId: encryption.keyring.currentId, keyIds: encryption.keyring.ids }, 'codec server listening');
+      console.error(`codec server on ${server.url} (${encryption.description}); UI codec endpoint: ${server.url}`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await server.close();
+    });
+}
