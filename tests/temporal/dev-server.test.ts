@@ -12,6 +12,7 @@ import { closeTestClient, getTestClient, testTemporal, uniqueTaskQueue } from '.
 
 const KEYWORD = encodeSearchAttributeIndexedValueType('KEYWORD');
 const BOOL = encodeSearchAttributeIndexedValueType('BOOL');
+const DOUBLE = encodeSearchAttributeIndexedValueType('DOUBLE');
 
 function isAlive(pid: number): boolean {
   try {
@@ -49,6 +50,8 @@ describe('the run-wide dev server (global setup)', () => {
     const { customAttributes } = await client.connection.operatorService.listSearchAttributes({ namespace: testTemporal().namespace });
     expect(customAttributes?.RunbookProcedure).toBe(KEYWORD);
     expect(customAttributes?.AwaitingApproval).toBe(BOOL);
+    expect(customAttributes?.RestoreDrillRtoSeconds).toBe(DOUBLE);
+    expect(customAttributes?.RestoreDrillRpoSeconds).toBe(DOUBLE);
   });
 
   it('ensureSearchAttributes adds them to a namespace that lacks them, once', async () => {
@@ -56,10 +59,12 @@ describe('the run-wide dev server (global setup)', () => {
     const namespace = uniqueTaskQueue('ns');
     await connection.workflowService.registerNamespace({ namespace, workflowExecutionRetentionPeriod: msToTs('1 day') });
 
-    expect(await ensureSearchAttributes(connection, namespace)).toEqual(['RunbookProcedure', 'AwaitingApproval']);
+    expect(await ensureSearchAttributes(connection, namespace)).toEqual(['RunbookProcedure', 'AwaitingApproval', 'RestoreDrillRtoSeconds', 'RestoreDrillRpoSeconds']);
     const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
     expect(customAttributes?.RunbookProcedure).toBe(KEYWORD);
     expect(customAttributes?.AwaitingApproval).toBe(BOOL);
+    expect(customAttributes?.RestoreDrillRtoSeconds).toBe(DOUBLE);
+    expect(customAttributes?.RestoreDrillRpoSeconds).toBe(DOUBLE);
     expect(await ensureSearchAttributes(connection, namespace)).toEqual([]);
   });
 });
