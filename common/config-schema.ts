@@ -34,9 +34,8 @@ const argv = z
 
 const port = z.number().int().min(1).max(65535);
 
-const procedureKey = z.string().refine((k): boolean => k === 'default' || isProcedureId(k), {
-  error: (issue) => `unknown procedure "${String(issue.input)}": expected "default" or one of ${PROCEDURE_IDS.join(', ')}`,
-});
+/** `default` or a procedure id; checked in checkApprovals so the error names the valid ones. */
+const procedureKey = z.string();
 
 const approverName = z
   .string()
@@ -50,7 +49,15 @@ function checkApprovals(
   a: { approvers: Record<string, string[]>; quorum: Record<string, number>; steps: Record<string, Record<string, { approvers?: string[]; quorum?: number }>> },
   ctx: z.RefinementCtx,
 ): void {
+  for (const map of ['approvers', 'quorum', 'steps'] as const) {
+    for (const key of Object.keys(a[map])) {
+      if (key !== 'default' && !isProcedureId(key)) {
+        ctx.addIssue({ code: 'custom', path: [map, key], message: `unknown procedure "${key}": expected "default" or one of ${PROCEDURE_IDS.join(', ')}` });
+      }
+    }
+  }
   for (const [procedure, steps] of Object.entries(a.steps)) {
+    if (procedure !== 'default' && !isProcedureId(procedure)) continue;
     if (procedure === 'default') {
       ctx.addIssue({ code: 'custom', path: ['steps', procedure], message: 'step overrides belong to one procedure: write steps.<procedure>.<step>' });
       continue;
