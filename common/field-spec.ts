@@ -10,7 +10,19 @@ export type FieldKind =
   | 'integer-list'
   | 'enum'
   | 'datetime'
-  | 'object';
+  | 'object'
+  /** Who asks: one plain ASCII name (letters, digits, . _ @ : + -), compared exactly with the approvers of the config. */
+  | 'identity'
+  /** An opaque id such as a backup id or a NATS stream name: letters, digits, "_" and "-". */
+  | 'id'
+  /** An http(s) URL without credentials (they would land in the run's history). */
+  | 'url'
+  /** A container image reference, e.g. ghcr.io/org/api:v1.0.0. */
+  | 'image'
+  /** A file relative to the config file's directory that stays inside it. */
+  | 'relative-path'
+  /** SQL table names, `table` or `schema.table`, unquoted. */
+  | 'table-list';
 
 export interface FieldSpec {
   kind: FieldKind;
@@ -21,6 +33,6 @@ export interface FieldSpec {
 
 /** Fields every procedure accepts. */
 export const COMMON_FIELDS: Record<string, FieldSpec> = {
-  requestedBy: { kind: 'string', help: 'who started the run (name as in approvals.approvers)' },
+  requestedBy: { kind: 'identity', help: 'who started the run (name as in approvals.approvers)' },
   approvalTimeoutSeconds: { kind: 'positive-integer', help: 'seconds to wait for an approval before rejecting' },
 };

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { ErrorTypes } from '../../common/errors.js';
 import type { PidAction, TableBloat, TriageFinding, TriageReport } from '../../common/families/database-types.js';
 import type { ActivityDeps } from '../deps.js';
-import { heartbeating, quoteTable, resolveDb, withClient } from './pg.js';
+import { heartbeating, quoteTable, resolveDb, tableName, withClient } from './pg.js';
 
 /** Fulcrum 4 (vacuum, reindex, query analysis) and 3.2 / AlphaPulse 2.1 (connection triage). */
 
@@ -25,7 +25,7 @@ async function bloat(c: pg.Client, tables?: string[]): Promise<TableBloat[]> {
       const live = Number(row.live);
       const dead = Number(row.dead);
       return {
-        table: row.schemaname === 'public' ? row.relname : `${row.schemaname}.${row.relname}`,
+        table: tableName(row.schemaname, row.relname),
         liveTuples: live,
         deadTuples: dead,
         deadRatio: live + dead === 0 ? 0 : Math.round((dead / (live + dead)) * 1000) / 1000,
@@ -174,7 +174,7 @@ export function createMaintenanceActivities(deps: ActivityDeps) {
           topStatements,
           statStatementsNote,
           seqScanHeavy: seq.rows.map((r) => ({
-            table: r.schemaname === 'public' ? r.relname : `${r.schemaname}.${r.relname}`,
+            table: tableName(r.schemaname, r.relname),
             seqScans: Number(r.seq_scan),
             seqRows: Number(r.seq_tup_read),
             indexScans: Number(r.idx_scan ?? 0),

@@ -88,10 +88,58 @@ export async function withClient<T>(url: string, secrets: string[], body: (c: pg
   }
 }
 
-/** `schema.table` or `table` quoted for SQL; never interpolated raw. */
+/**
+ * `table` or `schema.table` split into its parts. A part may be double-quoted (`"x.y"`,
+ * `public."we""ird"`), as tableName writes names holding a dot or a quote; anything that is
+ * not one or two parts is refused, so `a.b.c` never silently becomes `a.b`.
+ */
+export function splitTableName(table: string): string[] {
+  const bad = () =>
+    ApplicationFailure.nonRetryable(`tables: "${table}" is not a table name: expected table or schema.table (a part with "." or '"' in double quotes)`, ErrorTypes.InvalidInput);
+  const parts: string[] = [];
+  let i = 0;
+  for (;;) {
+    let part = '';
+    if (table[i] === '"') {
+      let j = i + 1;
+      for (;;) {
+        if (j >= table.length) throw bad();
+        if (table[j] === '"') {
+          if (table[j + 1] !== '"') break;
+          part += '"';
+          j += 2;
+        } else {
+          part += table[j];
+          j += 1;
+        }
+      }
+      i = j + 1;
+    } else {
+      const dot = table.indexOf('.', i);
+      const end = dot === -1 ? table.length : dot;
+      part = table.slice(i, end);
+      if (part.includes('"')) throw bad();
+      i = end;
+    }
+    if (part === '') throw bad();
+    parts.push(part);
+    if (i >= table.length) break;
+    if (table[i] !== '.') throw bad();
+    i += 1;
+  }
+  if (parts.length > 2) throw bad();
+  return parts;
+}
+
+/** How a table is named in reports and accepted back by quoteTable: `public` is left out, a part with "." or '"' is double-quoted. */
+export function tableName(schema: string, relname: string): string {
+  const part = (p: string) => (/[."]/.test(p) ? `"${p.replace(/"/g, '""')}"` : p);
+  return schema === 'public' ? part(relname) : `${part(schema)}.${part(relname)}`;
+}
+
+/** `schema.table` or `table` quoted for SQL with the driver's escaping; never interpolated raw. */
 export function quoteTable(client: pg.Client, table: string): string {
-  const [a, b] = table.split('.', 2) as [string, string | undefined];
-  return b === undefined ? client.escapeIdentifier(a) : `${client.escapeIdentifier(a)}.${client.escapeIdentifier(b)}`;
+  return splitTableName(table).map((p) => client.escapeIdentifier(p)).join('.');
 }
 
 /** Directory of pg_dump & co: the configured one, else the newest server install, else PATH. */

@@ -27,7 +27,7 @@ export const DATABASE_INPUTS: Record<DatabaseProcedureId, Record<string, FieldSp
   'db-restore': {
     ...COMMON_FIELDS,
     database,
-    backupId: { kind: 'string', help: 'backup id as listed in the repository (default: the newest)' },
+    backupId: { kind: 'id', help: 'backup id as listed in the repository (default: the newest)' },
     target: { kind: 'name', help: 'new database to restore into (default <database>_restored_<time>)' },
     replace: { kind: 'boolean', help: 'replace the database itself, after an approval confirmed with REPLACE' },
     dropReplaced: { kind: 'boolean', help: 'drop the replaced database instead of keeping it renamed' },
@@ -43,7 +43,7 @@ export const DATABASE_INPUTS: Record<DatabaseProcedureId, Record<string, FieldSp
   'db-vacuum': {
     ...COMMON_FIELDS,
     database,
-    tables: { kind: 'string-list', help: 'tables to consider (default: all user tables)' },
+    tables: { kind: 'table-list', help: 'tables to consider (default: all user tables)' },
     reindex: { kind: 'boolean', help: 'REINDEX TABLE CONCURRENTLY the vacuumed tables' },
     full: { kind: 'boolean', help: 'VACUUM FULL (exclusive lock) after an approval confirmed with VACUUM FULL' },
     deadTuplesThreshold: { kind: 'non-negative-integer', help: 'dead tuples over which a table is vacuumed' },

@@ -43,7 +43,7 @@ export const INCIDENT_INPUTS: Record<IncidentProcedureId, Record<string, FieldSp
   'nats-lag-triage': {
     ...COMMON_FIELDS,
     service: { kind: 'name', required: true, help: 'a configured service with a nats probe' },
-    stream: { kind: 'string', help: 'only this stream (default: all)' },
+    stream: { kind: 'id', help: 'only this stream (default: all)' },
     consumerService: { kind: 'name', help: 'the service that consumes the stream (restart remediation)' },
     restartConsumer: { kind: 'boolean', help: 'remediation: restart consumerService (approval)' },
     purge: { kind: 'boolean', help: 'remediation: purge the stream (approval, confirm with the stream name; loses unprocessed events)' },
@@ -55,7 +55,7 @@ export const INCIDENT_INPUTS: Record<IncidentProcedureId, Record<string, FieldSp
     cacheService: { kind: 'name', help: 'its cache (a service with a redis probe)' },
     cachePattern: { kind: 'string', help: 'cache keys to sample, e.g. "policy:*"' },
     database: { kind: 'name', help: 'its database (databases[].name)' },
-    metricsUrl: { kind: 'string', help: 'its Prometheus /metrics URL' },
+    metricsUrl: { kind: 'url', help: 'its Prometheus /metrics URL' },
     metricsMatch: { kind: 'string', help: 'metric name prefix to show, e.g. fulcrum_policy' },
     logLines: { kind: 'positive-integer', help: 'log lines to read (100)' },
     flushAndRestart: { kind: 'boolean', help: 'remediation: FLUSHDB the cache and restart the service (approval)' },
