@@ -13,6 +13,8 @@ import type {
   DbTriageInput,
   DbTriageResult,
   DbVacuumInput,
+  DbVolumeBackupResult,
+  DbVolumeRestoreResult,
   DbVacuumResult,
   PidAction,
 } from '../common/families/database-types.js';
@@ -20,6 +22,7 @@ import { PROCEDURES, type ProcedureId } from '../common/procedures.js';
 import type { HealthCheckResult, PlanService, RunbookPlan, ServiceActionResult } from '../common/types.js';
 import { dbLock, withDatabaseLock } from './database-lock.js';
 import { dbBaseBackup, pitrRestore, restoreDrill } from './database-pitr.js';
+import { dbVolumeBackup, dbVolumeRestore } from './database-volume.js';
 import { checkHealth, selectServices, summarizeHealth } from './health.js';
 import { longRunning, quick } from './profiles.js';
 import { RunContext } from './run-context.js';
@@ -61,6 +64,14 @@ function requireBackups(plan: DatabasePlan): void {
   }
 }
 
+/** Fields only the docker-volume mode reads: refused rather than silently ignored. */
+function notWithLogical(input: { services?: unknown; waitTimeoutSeconds?: unknown }): void {
+  const given = (['services', 'waitTimeoutSeconds'] as const).filter((f) => input[f] !== undefined);
+  if (given.length > 0) {
+    throw ApplicationFailure.nonRetryable(`${given.join(', ')}: only used with mode docker-volume (a logical backup or restore stops no service)`, ErrorTypes.InvalidInput);
+  }
+}
+
 function holderOf(procedure: ProcedureId, requestedBy: string) {
   return { workflowId: workflowInfo().workflowId, procedure, requestedBy };
 }
@@ -77,8 +88,10 @@ function mb(bytes: number): string {
 }
 
 /** `db-backup`: AlphaPulse 3.4 — pg_dump into the repository, manifest, verification, retention. */
-async function dbBackup(rawInput?: DbBackupInput): Promise<DbBackupResult> {
+async function dbBackup(rawInput?: DbBackupInput): Promise<DbBackupResult | DbVolumeBackupResult> {
   const input = RunContext.input<DbBackupInput>(PROCEDURES.dbBackup, rawInput);
+  if (input.mode === 'docker-volume') return dbVolumeBackup(input);
+  notWithLogical(input);
   const ctx = new RunContext(PROCEDURES.dbBackup, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration'],
     ['dump', `pg_dump ${input.database}`],
@@ -113,8 +126,10 @@ async function dbBackup(rawInput?: DbBackupInput): Promise<DbBackupResult> {
 }
 
 /** `db-restore`: AlphaPulse 3.4 — restore a backup into a new database, or replace the database after an approval. */
-async function dbRestore(rawInput?: DbRestoreInput): Promise<DbRestoreResult> {
+async function dbRestore(rawInput?: DbRestoreInput): Promise<DbRestoreResult | DbVolumeRestoreResult> {
   const input = RunContext.input<DbRestoreInput>(PROCEDURES.dbRestore, rawInput);
+  if (input.mode === 'docker-volume') return dbVolumeRestore(input);
+  notWithLogical(input);
   const replace = input.replace === true;
   if (replace && input.target !== undefined) {
     throw ApplicationFailure.nonRetryable('target: not allowed with replace (the restore replaces the database itself)', ErrorTypes.InvalidInput);

@@ -10,6 +10,7 @@ import { createMigrator } from '../migrations.js';
 import { createBackupActivities } from './backup.js';
 import { createMaintenanceActivities } from './maintenance.js';
 import { createPitrActivities } from './pitr.js';
+import { createVolumeActivities } from './volume.js';
 import { databaseNamed, resolveDb } from './pg.js';
 
 /** Activities of the database runbook family; spread into the worker's activities by activities/index.ts. */
@@ -33,6 +34,7 @@ export function createDatabaseActivities(deps: ActivityDeps) {
     ...createBackupActivities(deps),
     ...createMaintenanceActivities(deps),
     ...createPitrActivities(deps),
+    ...createVolumeActivities(deps),
 
     /** What a database runbook needs from the config, captured once per run. */
     async loadDatabasePlan(req: { database: string; procedure: string }): Promise<DatabasePlan> {

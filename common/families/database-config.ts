@@ -48,6 +48,32 @@ export const pitrSchema = z.strictObject({
   recoveryTimeoutSeconds: z.number().int().positive().default(3600),
 });
 
+/**
+ * The Fulcrum runbook's Docker-volume variant: the database's data directory lives in a Docker
+ * volume, backed up and restored as a tarball by a throwaway container, while its compose
+ * service (databases[].service, compose driver) is stopped.
+ */
+export const volumeSchema = z.strictObject({
+  database: name.describe('a databases[] entry whose service uses the compose driver'),
+  volume: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{1,254}$/, 'expected a Docker volume name (letters, digits, "_", "." or "-"), e.g. fulcrum-postgres-data')
+    .describe('the Docker volume holding the data directory, as `docker volume ls` names it'),
+  repository: z
+    .string()
+    .min(1)
+    .regex(/^[^,:]+$/, 'a directory without "," or ":" (it is bind-mounted into the tar container)')
+    .describe('directory of <id>.tar.gz tarballs, each with <id>.tar.gz.sha256 beside it; relative to the config file; on the Docker host'),
+  image: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._/:@-]*$/, 'expected an image reference like alpine:3.20 or registry.example/tools/alpine@sha256:...')
+    .default('alpine:3.20')
+    .describe('image of the throwaway container that runs tar (needs tar, gzip and find)'),
+  retention: z.number().int().min(1).default(3).describe('tarballs taken by db-backup kept; pre-restore copies are never deleted'),
+  keepCurrent: z.boolean().default(true).describe('before a restore, tar the current volume into the repository as pre-restore-<time>'),
+  timeoutSeconds: z.number().int().positive().default(3600),
+});
+
 export const databaseOpsSchema = z
   .strictObject({
     backups: backupsSchema.optional(),
@@ -75,6 +101,7 @@ export const databaseOpsSchema = z
       .prefault({}),
     schedules: z.array(scheduleSchema).default([]),
     pitr: z.array(pitrSchema).default([]),
+    volumes: z.array(volumeSchema).default([]),
     disasterRecovery: z
       .strictObject({
         rtoSeconds: z.number().positive().default(3600).describe('AlphaPulse 5.1: PostgreSQL RTO 1 hour'),
@@ -84,6 +111,11 @@ export const databaseOpsSchema = z
       .prefault({}),
   })
   .superRefine((ops, ctx) => {
+    const withVolume = new Set<string>();
+    ops.volumes.forEach((v, i) => {
+      if (withVolume.has(v.database)) ctx.addIssue({ code: 'custom', path: ['volumes', i, 'database'], message: `database "${v.database}" already has a volume entry` });
+      withVolume.add(v.database);
+    });
     const ids = new Set<string>();
     ops.schedules.forEach((s, i) => {
       if (ids.has(s.id)) ctx.addIssue({ code: 'custom', path: ['schedules', i, 'id'], message: `duplicate schedule id "${s.id}"` });
@@ -98,3 +130,4 @@ export type DatabaseOpsConfig = z.output<typeof databaseOpsSchema>;
 export type BackupsConfig = z.output<typeof backupsSchema>;
 export type ScheduleConfig = z.output<typeof scheduleSchema>;
 export type PitrConfig = z.output<typeof pitrSchema>;
+export type VolumeConfig = z.output<typeof volumeSchema>;

@@ -49,6 +49,12 @@ export interface BackupManifest {
 
 export interface DbBackupInput extends CommonInput {
   database: string;
+  /** `docker-volume`: a cold tarball of the database's Docker volume (databaseOps.volumes) instead of pg_dump. */
+  mode?: 'logical' | 'docker-volume';
+  /** docker-volume: app services stopped around the copy (default: the apps group). */
+  services?: string[];
+  /** docker-volume: seconds to wait for the services to be healthy again. */
+  waitTimeoutSeconds?: number;
   format?: 'custom' | 'directory';
   jobs?: number;
   /** Override of backups.retention for this run. */
@@ -66,6 +72,12 @@ export interface DbBackupResult {
 
 export interface DbRestoreInput extends CommonInput {
   database: string;
+  /** `docker-volume`: replace the contents of the database's Docker volume with a tarball (approval, REPLACE). */
+  mode?: 'logical' | 'docker-volume';
+  /** docker-volume: app services stopped around the copy (default: the apps group). */
+  services?: string[];
+  /** docker-volume: seconds to wait for the services to be healthy again. */
+  waitTimeoutSeconds?: number;
   /** Backup id (folder name in the repository); default: the newest verified backup. */
   backupId?: string;
   /** Database to restore into; default `<database>_restored_<stamp>`. Must not exist unless it is `database` with replace. */
@@ -278,5 +290,68 @@ export interface RestoreDrillResult {
   objectives: { rtoSeconds: number; rpoSeconds: number };
   withinObjectives: boolean;
   notified: boolean;
+  progress: RunProgress;
+}
+
+/** The Docker-volume variant of a database (databaseOps.volumes), resolved for a run. */
+export interface VolumePlan {
+  database: string;
+  /** The compose service holding the volume (databases[].service). */
+  service: string;
+  volume: string;
+  /** Absolute path of `<repository>/<database>` on the worker (and Docker) host. */
+  dir: string;
+  image: string;
+  keepCurrent: boolean;
+  retention: number;
+}
+
+/** Written as `<id>.json` beside `<id>.tar.gz` by a volume backup; a hand-made tarball has only its `.sha256`. */
+export interface VolumeBackupManifest {
+  id: string;
+  database: string;
+  volume: string;
+  file: string;
+  sizeBytes: number;
+  sha256: string;
+  startedAt: string;
+  endedAt: string;
+  /** Row counts of verifyTables just before the database was stopped for the copy. */
+  rowCounts: Record<string, number>;
+  workflowId: string;
+}
+
+/** A tarball whose checksum was just verified against its `.sha256`. */
+export interface VolumeTarball {
+  id: string;
+  file: string;
+  sizeBytes: number;
+  sha256: string;
+  /** From `<id>.json` when db-backup made it; empty for a hand-made tarball. */
+  rowCounts: Record<string, number>;
+}
+
+export interface DbVolumeBackupResult {
+  ok: boolean;
+  mode: 'docker-volume';
+  backup: VolumeBackupManifest;
+  /** Every docker command run, in order (argv joined). */
+  commands: string[];
+  deleted: string[];
+  progress: RunProgress;
+}
+
+export interface DbVolumeRestoreResult {
+  ok: boolean;
+  mode: 'docker-volume';
+  backupId: string;
+  volume: string;
+  /** The tarball of the volume as it was before the restore (keepCurrent), or null. */
+  keptAs: string | null;
+  commands: string[];
+  counts: TableCount[];
+  durationMs: number;
+  approvals: ApprovalRecord[];
+  refusals: RefusedApproval[];
   progress: RunProgress;
 }

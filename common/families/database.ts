@@ -20,6 +20,9 @@ export const DATABASE_INPUTS: Record<DatabaseProcedureId, Record<string, FieldSp
   'db-backup': {
     ...COMMON_FIELDS,
     database,
+    mode: { kind: 'enum', values: ['logical', 'docker-volume'], help: 'logical (pg_dump, default) or docker-volume (stop, tar the volume, start; databaseOps.volumes)' },
+    services: { kind: 'string-list', help: 'docker-volume: app services stopped around the copy (default: the apps group)' },
+    waitTimeoutSeconds: { kind: 'positive-integer', help: 'docker-volume: seconds to wait for the services to be healthy again' },
     format: { kind: 'enum', values: ['custom', 'directory'], help: 'pg_dump format (default databaseOps.backups.format)' },
     jobs: { kind: 'positive-integer', help: 'parallel pg_dump jobs, directory format only' },
     retention: { kind: 'positive-integer', help: 'backups to keep for this database (default databaseOps.backups.retention)' },
@@ -27,6 +30,9 @@ export const DATABASE_INPUTS: Record<DatabaseProcedureId, Record<string, FieldSp
   'db-restore': {
     ...COMMON_FIELDS,
     database,
+    mode: { kind: 'enum', values: ['logical', 'docker-volume'], help: 'logical (pg_restore, default) or docker-volume (approval, stop, restore the volume from a tarball, start)' },
+    services: { kind: 'string-list', help: 'docker-volume: app services stopped around the restore (default: the apps group)' },
+    waitTimeoutSeconds: { kind: 'positive-integer', help: 'docker-volume: seconds to wait for the services to be healthy again' },
     backupId: { kind: 'id', help: 'backup id as listed in the repository (default: the newest)' },
     target: { kind: 'name', help: 'new database to restore into (default <database>_restored_<time>)' },
     replace: { kind: 'boolean', help: 'replace the database itself, after an approval confirmed with REPLACE' },

@@ -39,4 +39,16 @@ describe('databaseOps config section', () => {
     expect(problems({ lock: { mode: 'queue' } })).toMatch(/databaseOps\.lock\.mode/);
     expect(problems({ backup: {} })).toMatch(/unknown field\(s\) "backup"/);
   });
+
+  it('docker-volume entries: a volume or repository that could become a different mount is refused', () => {
+    const vol = (v: Record<string, unknown>) => problems({ volumes: [{ database: 'app', volume: 'pgdata', repository: '/backups/volumes', ...v }] });
+    expect(vol({})).toBe('');
+    // `-v /etc:/data` would bind-mount the host's /etc instead of a named volume.
+    expect(vol({ volume: '/etc' })).toMatch(/databaseOps\.volumes\[0\]\.volume: expected a Docker volume name/);
+    expect(vol({ repository: '/backups,target=/etc' })).toMatch(/databaseOps\.volumes\[0\]\.repository: a directory without "," or ":"/);
+    expect(vol({ image: '--privileged' })).toMatch(/databaseOps\.volumes\[0\]\.image: expected an image reference/);
+    expect(problems({ volumes: [{ database: 'app', volume: 'a', repository: '/r' }, { database: 'app', volume: 'b', repository: '/r' }] })).toMatch(
+      /databaseOps\.volumes\[1\]\.database: database "app" already has a volume entry/,
+    );
+  });
 });
