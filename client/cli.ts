@@ -5,7 +5,7 @@ import { registerDatabaseCommands } from './database-commands.js';
 import { registerIncidentCommands } from './incident-commands.js';
 import { registerDeliveryCommands } from './delivery-commands.js';
 import { registerCodecServerCommand } from './codec-server.js';
-import { CodecKeyError } from '../lib/codec/index.js';
+import { CodecKeyError, PayloadDecryptionError } from '../lib/codec/index.js';
 import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
 import { AwaitingApproval, RunbookProcedure } from '../common/search-attributes.js';
 import { pendingApprovalQuery, progressQuery } from '../common/messages.js';
@@ -255,9 +255,17 @@ program
   .option('--ui-port <port>', 'Temporal UI port', '8233')
   .option('--metrics <host:port>', 'worker Prometheus endpoint', '127.0.0.1:9464')
   .option('--no-demo', 'do not start the demo environment')
-  .action(async (opts: { stateDir: string; port: string; uiPort: string; metrics: string; demo: boolean }) => {
+  .option('--codec-port <port>', 'payload codec server for the UI', '8234')
+  .action(async (opts: { stateDir: string; port: string; uiPort: string; metrics: string; demo: boolean; codecPort: string }) => {
     const { runDev } = await import('./dev.js');
-    await runDev({ stateDir: opts.stateDir, port: Number(opts.port), uiPort: Number(opts.uiPort), metricsBind: opts.metrics, demo: opts.demo });
+    await runDev({
+      stateDir: opts.stateDir,
+      port: Number(opts.port),
+      uiPort: Number(opts.uiPort),
+      metricsBind: opts.metrics,
+      demo: opts.demo,
+      codecPort: Number(opts.codecPort),
+    });
   });
 
 registerDatabaseCommands(program);
@@ -302,7 +310,7 @@ async function main(): Promise<void> {
       process.exitCode = err.exitCode;
       return;
     }
-    if (err instanceof ConfigError || err instanceof CodecKeyError) {
+    if (err instanceof ConfigError || err instanceof CodecKeyError || err instanceof PayloadDecryptionError) {
       console.error(`runbook: ${err.message}`);
       process.exitCode = 1;
       return;

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig, resolveConfigPath } from '../lib/config.js';
+import { CodecKeyError } from '../lib/codec/index.js';
 import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
 import { applySchedules, listSchedules } from './database-schedules.js';
 import { UserError } from './operations.js';
@@ -9,6 +10,7 @@ export function registerDatabaseCommands(program: Command): void {
   const connect = async () => {
     const settings = temporalSettingsFromEnv();
     const { client, connection } = await connectClient(settings).catch((err: Error) => {
+      if (err instanceof CodecKeyError) throw err;
       throw new UserError(`cannot reach Temporal at ${settings.address}: ${err.message} (start it with \`npm start\` or set TEMPORAL_ADDRESS)`);
     });
     return { client, connection, settings };

@@ -10,6 +10,7 @@ import {
   rollbackUpdate,
 } from '../common/families/delivery-messages.js';
 import type { CanaryStatus } from '../common/families/delivery-types.js';
+import { CodecKeyError } from '../lib/codec/index.js';
 import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
 import { defaultIdentity, UserError } from './operations.js';
 
@@ -39,6 +40,7 @@ export function registerDeliveryCommands(program: Command): void {
   const withClient = async <T>(workflowId: string, fn: (c: Awaited<ReturnType<typeof connectClient>>['client']) => Promise<T>): Promise<T> => {
     const settings = temporalSettingsFromEnv();
     const { client, connection } = await connectClient(settings).catch((err: Error) => {
+      if (err instanceof CodecKeyError) throw err;
       throw new UserError(`cannot reach Temporal at ${settings.address}: ${err.message} (start it with \`npm start\` or set TEMPORAL_ADDRESS)`);
     });
     try {

@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
+import { createKeyFile, DEV_KEY_FILE, payloadEncryptionFromEnv } from '../lib/codec/index.js';
+import { startCodecServer, type CodecServer } from '../lib/codec/server.js';
 import { EXAMPLE_CONFIG_FILE, loadConfig, resolveConfigPath } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { startDevServer } from '../lib/temporal-server.js';
@@ -16,6 +18,20 @@ export interface DevOptions {
   uiPort: number;
   metricsBind: string;
   demo: boolean;
+  /** The codec server the UI decodes payloads with; 0 = a free port. */
+  codecPort: number;
+}
+
+/**
+ * The configured key, else `<stateDir>/codec-keys.json`, generated (mode 0600) the first time.
+ * Set in process.env, so the worker, the demo run and every child process use the same key.
+ */
+async function ensureDevKey(stateDir: string): Promise<string | undefined> {
+  if (process.env.RUNBOOK_CODEC_KEY?.trim() || process.env.RUNBOOK_CODEC_KEY_FILE?.trim()) return undefined;
+  const file = path.join(stateDir, 'codec-keys.json');
+  if (await createKeyFile(file)) console.error(`generated a payload encryption key in ${file} (mode 0600): keep it, runs encrypted with it cannot be read without it`);
+  process.env.RUNBOOK_CODEC_KEY_FILE = file;
+  return file;
 }
 
 /**
@@ -30,10 +46,24 @@ export async function runDev(opts: DevOptions): Promise<void> {
   const loaded = await loadConfig(resolveConfigPath());
   const usesDemo = path.basename(loaded.path) === EXAMPLE_CONFIG_FILE;
 
+  const devKeyFile = await ensureDevKey(stateDir);
+  const encryption = payloadEncryptionFromEnv();
   // The runtime first: the server launcher's last-resort SDK download would otherwise create a default one.
   installRuntime({ logger, metricsBind: opts.metricsBind });
+  // The UI (in the browser) sends payloads here to be decoded; the server itself only ever sees ciphertext.
+  const codec: CodecServer = await startCodecServer({
+    codec: encryption.codec,
+    port: opts.codecPort,
+    corsOrigins: [`http://localhost:${opts.uiPort}`, `http://127.0.0.1:${opts.uiPort}`],
+    logger,
+  });
+  // The worker keeps the process alive; should start-up fail after this, the codec server must not.
+  codec.unref();
   console.error(`starting Temporal dev server (state in ${stateDir}) ...`);
-  const server = await startDevServer({ stateDir, port: opts.port, uiPort: opts.uiPort, ui: true, logger });
+  const server = await startDevServer({ stateDir, port: opts.port, uiPort: opts.uiPort, ui: true, logger, codecEndpoint: codec.url }).catch(async (err: unknown) => {
+    await codec.close();
+    throw err;
+  });
   const settings = { ...temporalSettingsFromEnv(), address: server.address, namespace: server.namespace };
 
   const nativeConnection = await NativeConnection.connect({ address: server.address });
@@ -55,6 +85,7 @@ export async function runDev(opts: DevOptions): Promise<void> {
     }
     await nativeConnection!.close();
     await server.stop();
+    await codec.close();
     console.error('stopped');
     process.exit(0);
   };
@@ -68,13 +99,16 @@ export async function runDev(opts: DevOptions): Promise<void> {
       `Temporal address: ${server.address} (namespace ${server.namespace}, task queue ${settings.taskQueue})`,
       `Worker metrics:   http://${opts.metricsBind}/metrics`,
       `Config:           ${loaded.path}`,
+      `Payload codec:    ${codec.url} (the UI's codec endpoint); ${encryption.description}`,
+      // The CLI finds ./.runbook/codec-keys.json by itself; a key under another state dir must be named.
+      ...(devKeyFile && devKeyFile !== path.resolve(DEV_KEY_FILE) ? [`                  in other terminals: export RUNBOOK_CODEC_KEY_FILE=${devKeyFile}`] : []),
       '',
     ].join('\n'),
   );
 
   if (opts.demo && usesDemo) {
     const connection = await Connection.connect({ address: server.address });
-    const client = new Client({ connection, namespace: server.namespace });
+    const client = new Client({ connection, namespace: server.namespace, dataConverter: encryption.dataConverter });
     const handle = await startRun({
       client,
       taskQueue: settings.taskQueue,

@@ -16,6 +16,7 @@ import { oncallAt } from '../common/families/incident-oncall.js';
 import type { IncidentState } from '../common/families/incident-types.js';
 import { configPathFromEnv, loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
+import { CodecKeyError } from '../lib/codec/index.js';
 import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
 import { defaultIdentity, UserError } from './operations.js';
 
@@ -133,6 +134,7 @@ function required(v: string | undefined, flag: string): string {
 async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
   const settings = temporalSettingsFromEnv();
   const { client, connection } = await connectClient(settings).catch((err: Error) => {
+    if (err instanceof CodecKeyError) throw err;
     throw new UserError(`cannot reach Temporal at ${settings.address}: ${err.message}`);
   });
   try {

@@ -12,6 +12,7 @@ import { approvalsQuery, approveUpdate, pendingApprovalQuery, progressQuery, rej
 import { type ProcedureId, isProcedureId, PROCEDURE_IDS, workflowIdFor } from '../common/procedures.js';
 import { RunbookProcedure } from '../common/search-attributes.js';
 import type { ApprovalAnswer, ApprovalInput, ApprovalRecord, CommonInput, PendingApproval, RunProgress } from '../common/types.js';
+import { PayloadDecryptionError } from '../lib/codec/index.js';
 
 /** An error the CLI prints as one line, without a stack trace. */
 export class UserError extends Error {
@@ -160,6 +161,8 @@ export async function runStatus(client: Client, workflowId: string): Promise<Run
       status.progress = result?.progress;
       status.currentStep = result?.progress?.currentStep;
     } catch (err) {
+      // A run this CLI cannot decrypt has not failed: say which key is missing instead.
+      if (err instanceof PayloadDecryptionError) throw err;
       status.failure = failureMessage(err);
     }
   }

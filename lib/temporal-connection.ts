@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { Client, Connection, type TLSConfig } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { NativeConnection } from '@temporalio/worker';
+import { payloadEncryptionFromEnv } from './codec/index.js';
 import { DEFAULT_TASK_QUEUE } from '../common/procedures.js';
 
 /**
@@ -117,13 +119,22 @@ async function tlsOption(settings: TemporalSettings): Promise<TLSConfig | boolea
   return Object.keys(config).length > 0 ? config : true;
 }
 
-export async function connectClient(settings: TemporalSettings): Promise<{ client: Client; connection: Connection }> {
+/**
+ * A client with the project's data converter: payload encryption from RUNBOOK_CODEC_KEY /
+ * RUNBOOK_CODEC_KEY_FILE unless `dataConverter` is given. A key problem throws CodecKeyError
+ * before any connection is made.
+ */
+export async function connectClient(
+  settings: TemporalSettings,
+  opts: { dataConverter?: DataConverter } = {},
+): Promise<{ client: Client; connection: Connection }> {
+  const dataConverter = opts.dataConverter ?? payloadEncryptionFromEnv().dataConverter;
   const connection = await Connection.connect({
     address: settings.address,
     tls: await tlsOption(settings),
     ...(settings.apiKey ? { apiKey: settings.apiKey } : {}),
   });
-  return { client: new Client({ connection, namespace: settings.namespace }), connection };
+  return { client: new Client({ connection, namespace: settings.namespace, dataConverter }), connection };
 }
 
 export async function connectWorker(settings: TemporalSettings): Promise<NativeConnection> {

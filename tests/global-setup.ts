@@ -1,14 +1,19 @@
 import path from 'node:path';
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
+import { payloadEncryptionFromEnv } from '../lib/codec/index.js';
+import { startCodecServer } from '../lib/codec/server.js';
 import { createLogger } from '../lib/logger.js';
 import { findTemporalCli, startDevServer } from '../lib/temporal-server.js';
+import { useTestCodecKeys } from './fixtures/test-codec.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     temporalAddress: string;
     temporalNamespace: string;
     temporalUiUrl: string;
+    /** The codec server the test UI uses (test key): it encodes what the UI sends, decodes what it shows. */
+    codecEndpoint: string;
   }
 }
 
@@ -20,7 +25,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const logger = createLogger({ component: 'test-temporal' }, process.env.TEST_LOG_LEVEL ?? 'warn');
   // Found or built up front so a first-time build shows its progress instead of a silent wait.
   await findTemporalCli({ install: true, logger, onProgress: (line) => process.stderr.write(`${line}\n`) });
+  useTestCodecKeys();
+  // Before the server: the UI is started with its address. The UI's origin is allowed once known.
+  const codec = await startCodecServer({ codec: payloadEncryptionFromEnv().codec, port: 0, corsOrigins: [], logger });
   const server = await startDevServer({
+    codecEndpoint: codec.url,
     port: 0,
     uiPort: 0,
     ui: true,
@@ -32,5 +41,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('temporalAddress', server.address);
   project.provide('temporalNamespace', server.namespace);
   project.provide('temporalUiUrl', server.uiUrl ?? '');
-  return () => server.stop();
+  if (server.uiUrl) {
+    const ui = new URL(server.uiUrl);
+    for (const host of ['127.0.0.1', 'localhost']) codec.allowOrigin(`${ui.protocol}//${host}:${ui.port}`);
+  }
+  project.provide('codecEndpoint', codec.url);
+  return async () => {
+    await server.stop();
+    await codec.close();
+  };
 }

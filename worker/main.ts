@@ -1,7 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import type { LogLevel, LogMetadata, Logger as SdkLogger } from '@temporalio/common';
-import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { bundleWorkflowCode, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
+import { payloadEncryptionFromEnv, type PayloadEncryption } from '../lib/codec/index.js';
 import { loadConfig, type LoadedConfig } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { connectWorker, temporalSettingsFromEnv, type TemporalSettings } from '../lib/temporal-connection.js';
@@ -45,6 +46,21 @@ export function installRuntime(opts: { logger: Logger; metricsBind?: string }): 
   });
 }
 
+/**
+ * The workflow bundle for workers given `workflowBundle` (tests, benchmarks): built with the
+ * failure converter of `encryption`, so failures raised in workflow code are encrypted too.
+ */
+export function bundleRunbookWorkflows(
+  opts: { encryption?: PayloadEncryption; logger?: SdkLogger } = {},
+): ReturnType<typeof bundleWorkflowCode> {
+  const encryption = opts.encryption ?? payloadEncryptionFromEnv();
+  return bundleWorkflowCode({
+    workflowsPath: WORKFLOWS_PATH,
+    ...(encryption.dataConverter.failureConverterPath ? { failureConverterPath: encryption.dataConverter.failureConverterPath } : {}),
+    ...(opts.logger ? { logger: opts.logger } : {}),
+  });
+}
+
 export interface RunbookWorkerOptions {
   loaded: LoadedConfig;
   settings: TemporalSettings;
@@ -54,9 +70,17 @@ export interface RunbookWorkerOptions {
   /** Tests pass a prebuilt bundle to skip re-bundling per worker. */
   workflowBundle?: WorkerOptions['workflowBundle'];
   identity?: string;
+  /** Default: from RUNBOOK_CODEC_KEY / RUNBOOK_CODEC_KEY_FILE in process.env (not `env`, which is the activities'). */
+  encryption?: PayloadEncryption;
 }
 
 export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<{ worker: Worker; connection: NativeConnection; ownsConnection: boolean }> {
+  const encryption = opts.encryption ?? payloadEncryptionFromEnv();
+  if (encryption.keyring) {
+    opts.logger.info({ keyId: encryption.keyring.currentId, keyIds: encryption.keyring.ids, keySource: encryption.keyring.source }, encryption.description);
+  } else {
+    opts.logger.warn(encryption.description);
+  }
   const connection = opts.connection ?? (await connectWorker(opts.settings));
   const activities = createActivities({
     config: opts.loaded.config,
@@ -69,6 +93,8 @@ export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<{
     namespace: opts.settings.namespace,
     taskQueue: opts.settings.taskQueue,
     activities,
+    // With a workflowsPath the bundler also takes the failure converter from here.
+    dataConverter: encryption.dataConverter,
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
     ...(opts.identity ? { identity: opts.identity } : {}),
     // Let a running activity finish its current command before the worker exits on SIGTERM.

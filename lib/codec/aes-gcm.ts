@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { Payload, PayloadCodec } from '@temporalio/common';
-import { temporal } from '@temporalio/proto';
+// CommonJS without named exports Node can detect: the default import is the module object.
+import proto from '@temporalio/proto';
 import type { Keyring } from './keys.js';
 
 export const ENCRYPTED_ENCODING = 'binary/encrypted';
@@ -10,7 +11,7 @@ export const CIPHER_METADATA = 'encryption-cipher';
 
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
-const ProtoPayload = temporal.api.common.v1.Payload;
+const ProtoPayload = proto.temporal.api.common.v1.Payload;
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
 
