@@ -29,7 +29,7 @@ const SECRET = `secret-${randomBytes(6).toString('hex')}`;
 const MISSING_VAR = `E2E_MISSING_${randomBytes(4).toString('hex').toUpperCase()}`;
 
 let probeTarget: http.Server;
-let tokensSeen: string[] = [];
+const tokensSeen: string[] = [];
 let loaded: LoadedConfig;
 let plainConnection: Connection;
 /** What someone with access to the Temporal server (or its database) sees: no codec. */
