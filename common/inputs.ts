@@ -56,6 +56,7 @@ const IMAGE = /^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/;
 const URL_PATTERN = /^https?:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?([/?#]\S*)?$/;
 const RELATIVE_PATH = /^[A-Za-z0-9._][A-Za-z0-9._@+=,/-]{0,199}$/;
 /** Control characters (tab, newline and carriage return aside) and the bidi overrides that make text display as something else. */
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
 const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
 /** PostgreSQL PIDs and other integers in lists must fit a 32-bit signed integer. */
 const MAX_INT32 = 2_147_483_647;
