@@ -146,6 +146,7 @@ export const driverSchema = z.discriminatedUnion('type', [
     status: argv.optional(),
     logs: argv.optional(),
     clean: argv.optional().describe('deletes the service data; runs only after an approved clean stop'),
+    rollback: argv.optional().describe('starts the service at its previous version (db-migration-rollback); without it the service is started as deployed'),
     cwd: z.string().optional(),
     env: z.record(z.string(), z.string()).default({}),
     timeoutSeconds: z.number().int().positive().default(120),

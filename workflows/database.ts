@@ -2,6 +2,7 @@ import { ApplicationFailure, CancellationScope, proxyActivities, workflowInfo } 
 import type { Activities } from '../activities/index.js';
 import { ErrorTypes } from '../common/errors.js';
 import type {
+  AppRestart,
   BackupManifest,
   DatabasePlan,
   DbBackupInput,
@@ -42,8 +43,12 @@ export {
 
 const { loadDatabasePlan, loadPlan, chooseBackup, applyRetention, bloatReport, triageReport, signalBackends, planRollback, serviceStatus } =
   proxyActivities<Activities>(quick);
-const { dumpDatabase, verifyBackup, restoreInto, verifyRestore, swapDatabases, vacuumTables, rollbackMigrations, serviceAction, waitHealthy } =
+const { dumpDatabase, verifyBackup, restoreInto, verifyRestore, swapDatabases, vacuumTables, rollbackMigrations, serviceAction, waitHealthy, startAtPreviousVersion } =
   proxyActivities<Activities>(longRunning);
+// One attempt: `rollout undo` run twice undoes the undo, so a failure goes to a human, never to a retry.
+const { rollbackAppRevision } = proxyActivities<Activities>({ ...longRunning, heartbeatTimeout: undefined, startToCloseTimeout: '30 minutes', retry: { maximumAttempts: 1 } });
+
+const IMAGE = /^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/;
 
 
 /** `20261123T093000Z`: sortable, and safe in folder and database names. */
@@ -229,6 +234,91 @@ async function startServices(services: readonly PlanService[], plan: RunbookPlan
   return started;
 }
 
+/**
+ * Fulcrum 8.2 step 5, "restart services with previous code version": kubernetes goes back one
+ * revision (`rollout undo`, then scaled up again), compose runs the image given in
+ * previousImages (pull + override file), a command driver runs its `rollback` command. Where
+ * none applies the service is started as deployed, and the result says so.
+ */
+async function restartAppsAtPreviousVersion(
+  apps: readonly PlanService[],
+  plan: RunbookPlan,
+  timeoutSeconds: number,
+  images: Record<string, string>,
+): Promise<{ started: ServiceActionResult[]; appRestarts: AppRestart[] }> {
+  const started: ServiceActionResult[] = [];
+  const appRestarts: AppRestart[] = [];
+  for (const s of apps) {
+    const t0 = Date.now();
+    if (s.driver === 'kubernetes') {
+      const undo = await rollbackAppRevision({ service: s.name });
+      const up = await serviceAction({ service: s.name, action: 'start' });
+      started.push(up);
+      appRestarts.push({ service: s.name, version: 'previous', how: 'rollout-undo', commands: [...undo.commands, up.command] });
+    } else if (s.driver === 'compose' && images[s.name]) {
+      const r = await rollbackAppRevision({ service: s.name, image: images[s.name] });
+      started.push({ service: s.name, action: 'start', command: r.commands.join(' && '), ok: true, output: r.output, durationMs: Date.now() - t0 });
+      appRestarts.push({ service: s.name, version: 'previous', how: 'previous-image', commands: r.commands });
+    } else if (s.driver === 'command') {
+      const r = await startAtPreviousVersion({ service: s.name });
+      if (r.result) started.push(r.result);
+      appRestarts.push(
+        r.how === 'rollback-command'
+          ? { service: s.name, version: 'previous', how: 'rollback-command', commands: [r.result!.command] }
+          : {
+              service: s.name,
+              version: 'deployed',
+              how: r.result ? 'start' : 'already-running',
+              commands: r.result ? [r.result.command] : [],
+              note: `services.${s.name}.driver.rollback is not set: started as deployed`,
+            },
+      );
+    } else {
+      const running = (await serviceStatus({ service: s.name })).running === true;
+      const up = running ? null : await serviceAction({ service: s.name, action: 'start' });
+      if (up) started.push(up);
+      appRestarts.push({
+        service: s.name,
+        version: 'deployed',
+        how: up ? 'start' : 'already-running',
+        commands: up ? [up.command] : [],
+        note: `no previousImages.${s.name} given: started the image the compose file names`,
+      });
+    }
+  }
+  const withProbes = apps.filter((s) => s.probes.length > 0).map((s) => s.name);
+  if (withProbes.length > 0) {
+    await waitHealthy({ services: withProbes, timeoutSeconds, deadline: Date.now() + timeoutSeconds * 1000, pollIntervalSeconds: plan.pollIntervalSeconds });
+  }
+  return { started, appRestarts };
+}
+
+/** Refuses previousImages that would be ignored or would not be an image, before anything is stopped. */
+function checkPreviousImages(input: DbMigrationRollbackInput, apps: readonly PlanService[]): Record<string, string> {
+  const images = input.previousImages ?? {};
+  const names = Object.keys(images);
+  if (names.length > 0 && input.appVersion === 'current') {
+    throw ApplicationFailure.nonRetryable('previousImages: not used with appVersion "current"; remove one of them', ErrorTypes.InvalidInput);
+  }
+  for (const name of names) {
+    const svc = apps.find((s) => s.name === name);
+    if (!svc) {
+      throw ApplicationFailure.nonRetryable(`previousImages.${name}: not an app service this rollback restarts (${apps.map((s) => s.name).join(', ') || 'none'})`, ErrorTypes.InvalidInput);
+    }
+    if (svc.driver !== 'compose') {
+      throw ApplicationFailure.nonRetryable(
+        `previousImages.${name}: ${name} uses the ${svc.driver} driver; only compose services take an image (kubernetes goes back with kubectl rollout undo, a command driver with its driver.rollback command)`,
+        ErrorTypes.InvalidInput,
+      );
+    }
+    const image = images[name];
+    if (typeof image !== 'string' || !IMAGE.test(image)) {
+      throw ApplicationFailure.nonRetryable(`previousImages.${name}: expected an image reference like ghcr.io/org/${name}:1.4.2`, ErrorTypes.InvalidInput);
+    }
+  }
+  return images;
+}
+
 /** `db-migration-rollback`: Fulcrum 8.2 — stop apps, backup, approval, down migrations, restart apps, verify. */
 async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise<DbMigrationRollbackResult> {
   const input = RunContext.input<DbMigrationRollbackInput>(PROCEDURES.dbMigrationRollback, rawInput);
@@ -256,6 +346,7 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
     }));
     requireBackups(db);
     const apps = selectServices(plan, input.services ?? db.appServices, 'services').filter((s) => s.actions.includes('stop'));
+    const images = checkPreviousImages(input, apps);
     // Fails on a missing down file before anything is stopped.
     const rb = await ctx.step(
       'identify',
@@ -301,7 +392,17 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
           (r) => `rolled back ${r.rolledBack.map((m) => m.version).join(', ') || '(already done)'}`,
         );
         rolledBack = true;
-        const started = await ctx.step('start-apps', () => startServices(apps, plan, timeout), (r) => `${r.length} started`);
+        const { started, appRestarts } = await ctx.step(
+          'start-apps',
+          async () =>
+            input.appVersion === 'current'
+              ? { started: await startServices(apps, plan, timeout), appRestarts: null }
+              : restartAppsAtPreviousVersion(apps, plan, timeout, images),
+          (r) =>
+            r.appRestarts
+              ? r.appRestarts.map((a) => `${a.service}: ${a.version === 'previous' ? `previous version (${a.how})` : `as deployed (${a.note ?? a.how})`}`).join('; ') || 'no app services'
+              : `${r.started.length} started as deployed`,
+        );
         const health = await ctx.step(
           'verify',
           async () => {
@@ -322,6 +423,12 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
           remaining: done.remaining,
           stopped,
           started,
+          appRestarts:
+            appRestarts ??
+            apps.map((s) => {
+              const r = started.find((x) => x.service === s.name);
+              return { service: s.name, version: 'deployed' as const, how: r ? ('start' as const) : ('already-running' as const), commands: r ? [r.command] : [] };
+            }),
           health,
           approvals: ctx.approvals,
           refusals: ctx.refusals,

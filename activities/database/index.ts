@@ -7,6 +7,7 @@ import type { DatabasePlan } from '../../common/families/database-types.js';
 import type { MigrationInfo } from '../../common/types.js';
 import type { ActivityDeps } from '../deps.js';
 import { createMigrator } from '../migrations.js';
+import { createAppVersionActivities } from './apps.js';
 import { createBackupActivities } from './backup.js';
 import { createMaintenanceActivities } from './maintenance.js';
 import { createPitrActivities } from './pitr.js';
@@ -31,6 +32,7 @@ export function createDatabaseActivities(deps: ActivityDeps) {
   };
 
   return {
+    ...createAppVersionActivities(deps),
     ...createBackupActivities(deps),
     ...createMaintenanceActivities(deps),
     ...createPitrActivities(deps),

@@ -8,7 +8,7 @@ import type { DriverContext, ServiceDriver, ServiceStatus } from './index.js';
 import { configFailure, invoke, invokeForAnswer, joinSteps, runSteps, unsupportedAction, type Invocation } from './support.js';
 
 type CommandConfig = Extract<DriverConfig, { type: 'command' }>;
-type CommandField = 'start' | 'stop' | 'restart' | 'rebuild' | 'forceRecreate' | 'clean' | 'status' | 'logs';
+type CommandField = 'start' | 'stop' | 'restart' | 'rebuild' | 'forceRecreate' | 'clean' | 'status' | 'logs' | 'rollback';
 
 const FIELD_OF: Record<ServiceAction, CommandField> = {
   start: 'start',
@@ -61,7 +61,7 @@ export class CommandDriver implements ServiceDriver {
    * for all its commands: a token handed to `start` may well show up in `logs`.
    */
   private secrets(): string[] {
-    const fields: CommandField[] = ['start', 'stop', 'restart', 'rebuild', 'forceRecreate', 'clean', 'status', 'logs'];
+    const fields: CommandField[] = ['start', 'stop', 'restart', 'rebuild', 'forceRecreate', 'clean', 'status', 'logs', 'rollback'];
     const values = [...fields.flatMap((f) => this.cfg[f] ?? []), ...Object.values(this.cfg.env), this.cfg.cwd ?? ''];
     return values.flatMap((v) => envRefs(v).flatMap((name) => this.ctx.env[name] ?? []));
   }
@@ -82,6 +82,15 @@ export class CommandDriver implements ServiceDriver {
   async run(action: ServiceAction): Promise<ServiceActionResult> {
     const steps = this.fieldsFor(action).map((f) => this.invocation(f));
     return runSteps(steps, this.ctx, { service: this.service, action });
+  }
+
+  /**
+   * Runs the configured `rollback` command, which starts the service at its previous version
+   * (reported as a start); null when none is configured.
+   */
+  async runRollback(): Promise<ServiceActionResult | null> {
+    if (!this.cfg.rollback) return null;
+    return runSteps([this.invocation('rollback')], this.ctx, { service: this.service, action: 'start' });
   }
 
   /** Exit 0 of the status command means running, any other exit code means not running. */

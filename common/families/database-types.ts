@@ -115,6 +115,25 @@ export interface DbMigrationRollbackInput extends CommonInput {
   /** App services to stop and restart; default every stoppable service of the `apps` group. */
   services?: string[];
   waitTimeoutSeconds?: number;
+  /**
+   * `previous` (default): restart the apps at their previous version where the driver can
+   * (kubectl rollout undo; compose with previousImages; a command driver's `rollback`);
+   * `current`: restart what is deployed.
+   */
+  appVersion?: 'previous' | 'current';
+  /** Compose services: the previous image to run, e.g. {"api": "ghcr.io/org/api:1.4.2"}. */
+  previousImages?: Record<string, string>;
+}
+
+/** How one app service came back after a migration rollback. */
+export interface AppRestart {
+  service: string;
+  /** `previous` when it runs its previous version now; `deployed` when it was (re)started as deployed. */
+  version: 'previous' | 'deployed';
+  how: 'rollout-undo' | 'previous-image' | 'rollback-command' | 'start' | 'already-running';
+  commands: string[];
+  /** Why a service that could not go back to its previous version was started as deployed. */
+  note?: string;
 }
 
 export interface DbMigrationRollbackResult {
@@ -126,6 +145,8 @@ export interface DbMigrationRollbackResult {
   remaining: string[];
   stopped: ServiceActionResult[];
   started: ServiceActionResult[];
+  /** Per app service: at which version it runs again and by which command. */
+  appRestarts: AppRestart[];
   health: HealthCheckResult | null;
   approvals: ApprovalRecord[];
   refusals: RefusedApproval[];

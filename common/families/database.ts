@@ -45,6 +45,12 @@ export const DATABASE_INPUTS: Record<DatabaseProcedureId, Record<string, FieldSp
     to: { kind: 'string', help: 'roll back every migration newer than this version ("0" = all)' },
     services: { kind: 'string-list', help: 'app services to stop and restart (default: the apps group)' },
     waitTimeoutSeconds: { kind: 'positive-integer', help: 'seconds to wait for the apps to be healthy again' },
+    appVersion: {
+      kind: 'enum',
+      values: ['previous', 'current'],
+      help: 'restart the apps at their previous version where the driver can (default: kubectl rollout undo, compose previousImages, command driver rollback), or as deployed',
+    },
+    previousImages: { kind: 'object', help: 'compose services: the previous image to run, e.g. {"api": "ghcr.io/org/api:1.4.2"}' },
   },
   'db-vacuum': {
     ...COMMON_FIELDS,

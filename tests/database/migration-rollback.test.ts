@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,7 @@ import { approveUpdate, progressQuery, rejectUpdate } from '../../common/message
 import { execa } from 'execa';
 import type { LoadedConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
+import { createRecordingCli, type RecordingCli } from '../fixtures/recording-cli.js';
 import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import { freePort, startPostgres, type PgServer } from '../fixtures/servers.js';
 import { failureText, pgConfigService, sql, waitForPending } from './helpers.js';
@@ -150,6 +151,10 @@ describe('db-migration-rollback (Fulcrum 8.2)', () => {
     expect(r.remaining).toEqual(['001']);
     expect(r.stopped.map((s) => s.service)).toEqual(['api']);
     expect(r.started.map((s) => s.service)).toEqual(['api']);
+    // A command driver without a rollback command restarts what is deployed, and says so.
+    expect(r.appRestarts).toEqual([
+      { service: 'api', version: 'deployed', how: 'start', commands: [r.started[0]!.command], note: 'services.api.driver.rollback is not set: started as deployed' },
+    ]);
     expect(r.health?.ok).toBe(true);
     expect(existsSync(path.join(tmp, 'backups', 'app', r.backupId, 'manifest.json'))).toBe(true);
     expect(await versions(appUrl)).toEqual(['001']);
@@ -157,5 +162,141 @@ describe('db-migration-rollback (Fulcrum 8.2)', () => {
     expect(cols.map((c) => c.column_name)).toEqual(['id', 'name']);
     expect(await sql(appUrl, `SELECT to_regclass('feature_flags') AS r`)).toEqual([{ r: null }]);
     expect(await apiRunning()).toBe(true);
+  });
+});
+
+describe('db-migration-rollback restarts the apps at their previous version (Fulcrum 8.2 step 5)', () => {
+  let kubectl: RecordingCli;
+  let docker: RecordingCli;
+  let env: NodeJS.ProcessEnv;
+  let prevUrl: string;
+  let workerPort: number;
+  let dir: string;
+  const marker = () => path.join(dir, 'worker-version');
+  const workerCmd = (action: string) => [process.execPath, FAKE_APP, action, dir, String(workerPort)];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'runbook-rollback-prev-'));
+    prevUrl = await pgs.createDatabase('prev');
+    await migrateUp(prevUrl, path.join(tmp, 'app'));
+    workerPort = await freePort();
+    kubectl = await createRecordingCli('kubectl');
+    docker = await createRecordingCli('docker');
+    // The compose service `dashboard` is running; `events` is not.
+    await docker.respond([{ when: ['ps', 'dashboard'], stdout: '{"Service":"dashboard","State":"running"}\n' }]);
+    env = { ...process.env, PATH: `${kubectl.dir}${path.delimiter}${docker.path}` };
+    await execa(process.execPath, workerCmd('start').slice(1));
+  });
+
+  afterAll(async () => {
+    await execa(process.execPath, workerCmd('stop').slice(1)).catch(() => undefined);
+    await kubectl?.remove();
+    await docker?.remove();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function config() {
+    // The worker's rollback command stands for "start the previous release": it records that it ran, then starts the app.
+    const rollback = [
+      process.execPath,
+      '-e',
+      `require('fs').writeFileSync(${JSON.stringify(marker())}, 'previous'); require('child_process').execFileSync(process.execPath, ${JSON.stringify(workerCmd('start').slice(1))})`,
+    ];
+    return writeConfig(
+      {
+        environment: 'rbprev',
+        services: [
+          pgConfigService(pgs.url),
+          { name: 'server', group: 'apps', driver: { type: 'kubernetes', namespace: 'fulcrum', replicas: 2, timeoutSeconds: 30 } },
+          { name: 'dashboard', group: 'apps', driver: { type: 'compose', file: 'docker-compose.unified.yml' } },
+          { name: 'events', group: 'apps', driver: { type: 'compose', file: 'docker-compose.unified.yml' } },
+          {
+            name: 'worker',
+            group: 'apps',
+            driver: { type: 'command', start: workerCmd('start'), stop: workerCmd('stop'), status: workerCmd('status'), rollback },
+            probes: [{ type: 'http', url: `http://127.0.0.1:${workerPort}/` }],
+          },
+        ],
+        stack: { groups: [{ name: 'infra', waitTimeoutSeconds: 30 }, { name: 'apps', waitTimeoutSeconds: 30 }], pollIntervalSeconds: 0.2 },
+        databases: [{ name: 'prev', url: prevUrl, service: 'postgres', migrationsDir: path.join(tmp, 'app') }],
+        approvals: { approvers: { default: ['alice', 'bob'] } },
+        databaseOps: { backups: { repository: path.join(dir, 'backups') } },
+      },
+      dir,
+    );
+  }
+
+  it('previousImages for a service that cannot take one is refused before anything stops', async () => {
+    await kubectl.clear();
+    await docker.clear();
+    const loadedPrev = await config();
+    const err = await withWorker(
+      loadedPrev,
+      ({ client, taskQueue }) =>
+        client.workflow
+          .execute('db-migration-rollback', { taskQueue, workflowId: `rb-prev-bad-${Date.now()}`, args: [{ database: 'prev', previousImages: { server: 'ghcr.io/org/server:1.0' }, requestedBy: 'alice' }] })
+          .catch((e: unknown) => e),
+      { env },
+    );
+    expect(failureText(err)).toMatch(/previousImages\.server: server uses the kubernetes driver; only compose services take an image/);
+    expect(await kubectl.calls()).toEqual([]);
+    expect(await docker.calls()).toEqual([]);
+  });
+
+  it('kubernetes: rollout undo then scale up; compose: the previous image; command: its rollback command; the result says which', async () => {
+    await kubectl.clear();
+    await docker.clear();
+    await rm(marker(), { force: true });
+    const loadedPrev = await config();
+    const r = await withWorker(
+      loadedPrev,
+      async ({ client, taskQueue }) => {
+        const handle = await client.workflow.start('db-migration-rollback', {
+          taskQueue,
+          workflowId: `rb-prev-${Date.now()}`,
+          args: [{ database: 'prev', steps: 1, previousImages: { dashboard: 'ghcr.io/org/dashboard:1.4.2' }, requestedBy: 'alice' }],
+        });
+        await waitForPending(handle);
+        await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'ROLLBACK', step: 'approve-rollback' }] });
+        const res = (await handle.result()) as DbMigrationRollbackResult;
+        await recordHistory(client, handle.workflowId, 'db-migration-rollback-previous-version');
+        return res;
+      },
+      { env },
+    );
+    expect(r.ok).toBe(true);
+    expect(r.remaining).toEqual(['001', '002']);
+    expect(await kubectl.calls()).toEqual([
+      ['-n', 'fulcrum', 'get', 'deployment/server', '-o', 'json'],
+      ['-n', 'fulcrum', 'scale', 'deployment/server', '--replicas=0'],
+      ['-n', 'fulcrum', 'rollout', 'undo', 'deployment/server'],
+      ['-n', 'fulcrum', 'rollout', 'status', 'deployment/server', '--timeout=30s'],
+      ['-n', 'fulcrum', 'scale', 'deployment/server', '--replicas=2'],
+    ]);
+    const composeFile = path.join(dir, 'docker-compose.unified.yml');
+    const override = path.join(dir, '.runbook', 'rollback', 'dashboard.compose.yml');
+    expect(await docker.calls()).toEqual([
+      ['compose', '-f', composeFile, 'ps', '--format', 'json', 'dashboard'],
+      ['compose', '-f', composeFile, 'stop', 'dashboard'],
+      ['compose', '-f', composeFile, 'ps', '--format', 'json', 'events'],
+      ['pull', 'ghcr.io/org/dashboard:1.4.2'],
+      ['compose', '-f', composeFile, '-f', override, 'up', '-d', 'dashboard'],
+      ['compose', '-f', composeFile, 'ps', '--format', 'json', 'events'],
+      ['compose', '-f', composeFile, 'up', '-d', 'events'],
+    ]);
+    expect(await readFile(override, 'utf8')).toMatch(/dashboard:\n\s+image: ghcr.io\/org\/dashboard:1.4.2/);
+    expect(await readFile(marker(), 'utf8')).toBe('previous');
+    expect(r.appRestarts.map(({ service, version, how, note }) => ({ service, version, how, ...(note ? { note } : {}) }))).toEqual([
+      { service: 'server', version: 'previous', how: 'rollout-undo' },
+      { service: 'dashboard', version: 'previous', how: 'previous-image' },
+      { service: 'events', version: 'deployed', how: 'start', note: 'no previousImages.events given: started the image the compose file names' },
+      { service: 'worker', version: 'previous', how: 'rollback-command' },
+    ]);
+    expect(r.appRestarts[0]!.commands).toEqual([
+      'kubectl -n fulcrum rollout undo deployment/server',
+      'kubectl -n fulcrum rollout status deployment/server --timeout=30s',
+      'kubectl -n fulcrum scale deployment/server --replicas=2',
+    ]);
+    expect((await execa(process.execPath, workerCmd('status').slice(1), { reject: false })).exitCode).toBe(0);
   });
 });
