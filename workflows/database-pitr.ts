@@ -130,7 +130,9 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
       throw ApplicationFailure.nonRetryable(`databases.${db.database}.service is not set: pitr-restore stops and starts the cluster through that service`, ErrorTypes.InvalidConfig);
     }
     const [dbService] = selectServices(plan, [db.service], 'databases.service');
-    const apps = selectServices(plan, input.services ?? db.appServices, 'services').filter((s) => s.actions.includes('stop'));
+    const appNames = input.services ?? db.appServices;
+    // selectServices reads "no names" as "every service"; here it means no app service to stop.
+    const apps = appNames.length ? selectServices(plan, appNames, 'services').filter((s) => s.actions.includes('stop')) : [];
     const window = await ctx.step('window', () => pitrWindow({ database: db.database }), (w) => `${w.backups.length} base backups, WAL archived until ${w.lastArchivedAt ?? '-'}`);
     const base = chooseBase(window, input.targetTime);
     const timeout = input.waitTimeoutSeconds ?? 180;

@@ -345,7 +345,9 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
       db: await loadDatabasePlan({ database: input.database, procedure: PROCEDURES.dbMigrationRollback }),
     }));
     requireBackups(db);
-    const apps = selectServices(plan, input.services ?? db.appServices, 'services').filter((s) => s.actions.includes('stop'));
+    const appNames = input.services ?? db.appServices;
+    // selectServices reads "no names" as "every service"; here it means no app service to stop.
+    const apps = appNames.length ? selectServices(plan, appNames, 'services').filter((s) => s.actions.includes('stop')) : [];
     const images = checkPreviousImages(input, apps);
     // Fails on a missing down file before anything is stopped.
     const rb = await ctx.step(

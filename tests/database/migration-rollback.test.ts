@@ -165,6 +165,39 @@ describe('db-migration-rollback (Fulcrum 8.2)', () => {
   });
 });
 
+describe('db-migration-rollback without app services', () => {
+  it('stops no other service (the database service is not an app)', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'runbook-rollback-noapps-'));
+    const url = await pgs.createDatabase('noapps');
+    await migrateUp(url, path.join(tmp, 'app'));
+    const log = path.join(dir, 'postgres-actions');
+    const record = (action: string) => [process.execPath, '-e', `require('fs').appendFileSync(${JSON.stringify(log)}, ${JSON.stringify(`${action}\n`)})`];
+    const cfg = await writeConfig(
+      {
+        environment: 'rbnoapps',
+        services: [{ name: 'postgres', group: 'infra', driver: { type: 'command', start: record('start'), stop: record('stop'), status: ['true'] } }],
+        stack: { groups: [{ name: 'infra', waitTimeoutSeconds: 30 }, { name: 'apps', waitTimeoutSeconds: 30 }] },
+        databases: [{ name: 'noapps', url, service: 'postgres', migrationsDir: path.join(tmp, 'app') }],
+        approvals: { approvers: { default: ['alice', 'bob'] } },
+        databaseOps: { backups: { repository: path.join(dir, 'backups') } },
+      },
+      dir,
+    );
+    const r = await withWorker(cfg, async ({ client, taskQueue }) => {
+      const handle = await client.workflow.start('db-migration-rollback', { taskQueue, workflowId: `rb-noapps-${Date.now()}`, args: [{ database: 'noapps', requestedBy: 'alice' }] });
+      await waitForPending(handle);
+      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'ROLLBACK', step: 'approve-rollback' }] });
+      return (await handle.result()) as DbMigrationRollbackResult;
+    });
+    expect(r.ok).toBe(true);
+    expect(r.remaining).toEqual(['001', '002']);
+    expect(r.stopped).toEqual([]);
+    expect(r.appRestarts).toEqual([]);
+    expect(existsSync(log)).toBe(false);
+    await rm(dir, { recursive: true, force: true });
+  });
+});
+
 describe('db-migration-rollback restarts the apps at their previous version (Fulcrum 8.2 step 5)', () => {
   let kubectl: RecordingCli;
   let docker: RecordingCli;
