@@ -60,3 +60,11 @@ export function approvalPolicyFor(cfg: ApprovalsConfig, procedure: string): Appr
 export function ruleForStep(policy: ApprovalPolicy, step: string): ApprovalRule {
   return policy.steps[step] ?? { approvers: policy.approvers, quorum: policy.quorum };
 }
+
+/**
+ * The plan's policy. Plans recorded before per-step approvals carried only `approvers`; a run
+ * started then and resumed by this code gets the same approvers with a quorum of one.
+ */
+export function policyOf(plan: { approvalPolicy?: ApprovalPolicy; approvers?: string[] }): ApprovalPolicy {
+  return plan.approvalPolicy ?? { approvers: [...(plan.approvers ?? [])], quorum: 1, steps: {} };
+}

@@ -1,3 +1,4 @@
+import { policyOf } from '../common/approvals.js';
 import { ApplicationFailure, CancellationScope, proxyActivities, upsertMemo, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { ErrorTypes } from '../common/errors.js';
@@ -145,7 +146,7 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
         summary: `Recover ${db.database} to ${input.targetTime} from base backup ${base.id} (consistent from ${base.endedAt}) and WAL archived until ${window.lastArchivedAt}. Stops ${[...apps.map((s) => s.name), dbService!.name].join(', ')}; every change after the target is left behind in the old data directory, which is kept until a final approval.`,
         destructive: true,
         confirmPhrase: 'RESTORE',
-        policy: db.approvalPolicy,
+        policy: policyOf(db),
         timeoutSeconds: input.approvalTimeoutSeconds ?? db.approvalTimeoutSeconds,
       });
       RunContext.failUnlessApproved(record, 'nothing was stopped or restored');
@@ -186,7 +187,7 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
           summary: `The recovered cluster is live and healthy. Remove the old data directory ${oldDataDir}? Rejecting keeps it.`,
           destructive: true,
           confirmPhrase: 'DELETE',
-          policy: db.approvalPolicy,
+          policy: policyOf(db),
           timeoutSeconds: input.approvalTimeoutSeconds ?? db.approvalTimeoutSeconds,
         });
         let removed = false;

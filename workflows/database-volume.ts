@@ -1,3 +1,4 @@
+import { policyOf } from '../common/approvals.js';
 import { ApplicationFailure, CancellationScope, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { ErrorTypes } from '../common/errors.js';
@@ -186,7 +187,7 @@ export async function dbVolumeRestore(input: DbRestoreInput & { services?: strin
         ].join(' '),
         destructive: true,
         confirmPhrase: 'REPLACE',
-        policy: db.approvalPolicy,
+        policy: policyOf(db),
         timeoutSeconds: input.approvalTimeoutSeconds ?? db.approvalTimeoutSeconds,
       });
       RunContext.failUnlessApproved(record, 'nothing was stopped or restored');

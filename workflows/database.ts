@@ -1,3 +1,4 @@
+import { policyOf } from '../common/approvals.js';
 import { ApplicationFailure, CancellationScope, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { ErrorTypes } from '../common/errors.js';
@@ -194,7 +195,7 @@ async function dbRestore(rawInput?: DbRestoreInput): Promise<DbRestoreResult | D
           summary: `Replace database ${input.database} with backup ${backup.id} (taken ${backup.startedAt}), restored and verified as ${target}. Connections to ${input.database} are terminated; the current database is ${input.dropReplaced ? 'DROPPED' : `kept as ${input.database}_replaced_${when.toLowerCase()}`}.`,
           destructive: true,
           confirmPhrase: 'REPLACE',
-          policy: plan.approvalPolicy,
+          policy: policyOf(plan),
           timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
         });
         RunContext.failUnlessApproved(record, `${input.database} was not replaced; the restored copy is ${target}`);
@@ -384,7 +385,7 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
           ].join('\n'),
           destructive: true,
           confirmPhrase: 'ROLLBACK',
-          policy: db.approvalPolicy,
+          policy: policyOf(db),
           timeoutSeconds: input.approvalTimeoutSeconds ?? db.approvalTimeoutSeconds,
         });
         RunContext.failUnlessApproved(record, `nothing was rolled back; the application services were restarted; backup ${backup.manifest.id} was kept`);
@@ -495,7 +496,7 @@ async function dbVacuum(rawInput?: DbVacuumInput): Promise<DbVacuumResult> {
             summary: `VACUUM FULL ${targets.join(', ')} in ${plan.database}: rewrites each table under an ACCESS EXCLUSIVE lock, blocking reads and writes until it finishes (${mb(before.filter((t) => targets.includes(t.table)).reduce((a, t) => a + t.sizeBytes, 0))} to rewrite).`,
             destructive: true,
             confirmPhrase: 'VACUUM FULL',
-            policy: plan.approvalPolicy,
+            policy: policyOf(plan),
             timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
           });
           RunContext.failUnlessApproved(record, 'no VACUUM FULL was run');
@@ -551,7 +552,7 @@ async function dbTriage(rawInput?: DbTriageInput): Promise<DbTriageResult> {
           step: 'approve-idle',
           summary: `Terminate ${idlePids.length} connection(s) to ${plan.database} idle over ${idle} min: ${report.idleOlderThan.map((c) => `${c.pid} (${c.user}, ${c.idleSeconds}s)`).join(', ')}. A connection that became active since is spared.`,
           destructive: true,
-          policy: plan.approvalPolicy,
+          policy: policyOf(plan),
           timeoutSeconds,
         });
         RunContext.failUnlessApproved(record, 'no connection was terminated');
@@ -570,7 +571,7 @@ async function dbTriage(rawInput?: DbTriageInput): Promise<DbTriageResult> {
           .filter(Boolean)
           .join('; '),
         destructive: true,
-        policy: plan.approvalPolicy,
+        policy: policyOf(plan),
         timeoutSeconds,
       });
       RunContext.failUnlessApproved(record, 'no backend was signalled');

@@ -1,3 +1,4 @@
+import { policyOf } from '../common/approvals.js';
 import {
   ActivityFailure,
   ApplicationFailure,
@@ -220,7 +221,7 @@ export async function runCanary(ctx: RunContext, plan: DeliveryPlan, opts: Canar
             step: `approve-${weight}`,
             summary: `The canary on router ${router} is at ${weight} %${last ? ` (last analysis: ${describeMeasurement(last)})` : ''}. Approve to go to ${next} %, reject to roll back to 0 %.`,
             destructive: false,
-            policy: plan.approvalPolicy,
+            policy: policyOf(plan),
             timeoutSeconds: opts.approvalTimeoutSeconds,
           }),
           condition(() => controls.aborted).then(() => undefined),

@@ -1,3 +1,4 @@
+import { policyOf } from '../common/approvals.js';
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { DeliveryErrors, type ReleaseInput, type ReleaseResult } from '../common/families/delivery-types.js';
@@ -44,7 +45,7 @@ export async function release(rawInput?: ReleaseInput): Promise<ReleaseResult> {
         summary: `The canary was rolled back (${canary.reason}); traffic is 100 % on stable. Roll back migrations ${versions.join(', ')} of database ${input.database} with their down SQL? Data written to what they created is lost.`,
         destructive: true,
         confirmPhrase: 'ROLLBACK',
-        policy: plan.approvalPolicy,
+        policy: policyOf(plan),
         timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
       });
       if (record.decision === 'approved') {

@@ -1,3 +1,4 @@
+import { policyOf } from '../common/approvals.js';
 import { ApplicationFailure, CancellationScope, condition, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { describeMeasurement, resolveQueries } from '../common/families/delivery-analysis.js';
@@ -94,7 +95,7 @@ export async function blueGreenSwitch(rawInput?: BlueGreenInput): Promise<BlueGr
       step: 'approve-switch',
       summary: `Switch router ${plan.router.name} (${plan.environment}) from ${from} to ${to}: ${commands.join('; ')}. ${oldColor} stays up for ${delay}s for an instant rollback.`,
       destructive: true,
-      policy: plan.approvalPolicy,
+      policy: policyOf(plan),
       timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
     });
     RunContext.failUnlessApproved(record, 'nothing was switched');

@@ -1,3 +1,4 @@
+import { policyOf } from '../common/approvals.js';
 import { ActivityFailure, ApplicationFailure, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { ErrorTypes } from '../common/errors.js';
@@ -111,7 +112,7 @@ export async function redisTriage(rawInput: RedisTriageInput): Promise<TriageRes
         summary: `FLUSHDB on ${input.service}: deletes all ${reading.keys} keys of the database; the services repopulate the cache.`,
         destructive: true,
         confirmPhrase: 'FLUSHDB',
-        policy: plan.approvalPolicy,
+        policy: policyOf(plan),
         timeoutSeconds: approvalTimeout(input, plan),
       });
       RunContext.failUnlessApproved(record, 'nothing was flushed');
@@ -123,7 +124,7 @@ export async function redisTriage(rawInput: RedisTriageInput): Promise<TriageRes
         step: 'approve-restart',
         summary: `Restart ${input.service}: clients disconnect briefly and must reconnect; verifies ${[input.service, ...(input.reconnectServices ?? [])].join(', ')} are healthy after.`,
         destructive: false,
-        policy: plan.approvalPolicy,
+        policy: policyOf(plan),
         timeoutSeconds: approvalTimeout(input, plan),
       });
       RunContext.failUnlessApproved(record, 'Redis was not restarted');
@@ -201,7 +202,7 @@ export async function natsLagTriage(rawInput: NatsLagTriageInput): Promise<Triag
         step: 'approve-restart',
         summary: `Restart ${svc}: in-flight messages are redelivered to the new process.`,
         destructive: false,
-        policy: plan.approvalPolicy,
+        policy: policyOf(plan),
         timeoutSeconds: approvalTimeout(input, plan),
       });
       RunContext.failUnlessApproved(record, `${svc} was not restarted`);
@@ -218,7 +219,7 @@ export async function natsLagTriage(rawInput: NatsLagTriageInput): Promise<Triag
           : `Purge stream ${stream} (${s?.messages ?? '?'} messages): LOSES ALL UNPROCESSED EVENTS in it. Confirm with the stream name.`,
         destructive: true,
         confirmPhrase: stream,
-        policy: plan.approvalPolicy,
+        policy: policyOf(plan),
         timeoutSeconds: approvalTimeout(input, plan),
       });
       RunContext.failUnlessApproved(record, 'nothing was purged');
@@ -328,7 +329,7 @@ export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Pro
         summary: `FLUSHDB on ${cacheService} (the service repopulates it) and restart ${input.service}.`,
         destructive: true,
         confirmPhrase: 'FLUSHDB',
-        policy: plan.approvalPolicy,
+        policy: policyOf(plan),
         timeoutSeconds: approvalTimeout(input, plan),
       });
       RunContext.failUnlessApproved(record, 'nothing was flushed or restarted');

@@ -3,6 +3,7 @@ import {
   condition,
   log,
   metricMeter,
+  patched,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
@@ -64,11 +65,18 @@ export class RunContext {
   /** Set once the pending step is settled: rejected by one approver, or approved by its quorum. */
   private answer: { decision: Decision; by: string; comment?: string; at: string } | null = null;
 
+  /**
+   * Runs started before answers had to name their step accepted answers without one; they
+   * keep doing so when replayed (or resumed) by this code, so their histories stay valid.
+   */
+  private readonly stepRequired: boolean;
+
   constructor(
     readonly procedure: ProcedureId,
     readonly requestedBy: string,
     steps: ReadonlyArray<readonly [id: string, title: string]>,
   ) {
+    this.stepRequired = patched('approvals-name-their-step');
     this.progress = { procedure, steps: steps.map(([id, title]) => ({ id, title, status: 'pending' })) };
     setHandler(progressQuery, () => this.progress);
     setHandler(pendingApprovalQuery, () => this.pendingView());
@@ -257,10 +265,10 @@ export class RunContext {
     if (!by) return '"by" is required: the name of the person answering';
     const p = this.pending;
     if (!p) return 'no approval is pending in this run';
-    if (typeof input.step !== 'string' || input.step === '') {
+    if ((typeof input.step !== 'string' || input.step === '') && this.stepRequired) {
       return `"step" is required: name the step you answer ("step": "${p.step}"), so an answer meant for another step or run does nothing`;
     }
-    if (input.step !== p.step) {
+    if (input.step !== undefined && input.step !== p.step) {
       return `this answer is for step "${input.step}" but the pending step is "${p.step}" (stale or misdirected)`;
     }
     if (p.approvers.length === 0) {

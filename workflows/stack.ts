@@ -1,3 +1,4 @@
+import { policyOf } from '../common/approvals.js';
 import { ApplicationFailure, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { ErrorTypes } from '../common/errors.js';
@@ -180,7 +181,7 @@ export async function stackStop(rawInput?: StackStopInput): Promise<StackStopRes
         summary: `Stop the ${plan.environment} stack and DELETE ALL DATA of ${plan.services.map((s) => s.name).join(', ')} (volumes, data directories). This cannot be undone.`,
         destructive: true,
         confirmPhrase: 'DELETE',
-        policy: plan.approvalPolicy,
+        policy: policyOf(plan),
         timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
       });
       RunContext.failUnlessApproved(record, 'nothing was stopped and no data was deleted');
