@@ -24,8 +24,10 @@ describe('replay of recorded histories', () => {
     expect([...types].sort()).toEqual(expect.arrayContaining([...PROCEDURE_IDS].sort()));
   });
 
-  it('replays every history against the current workflow code without non-determinism', async () => {
-    const files = (await readdir(dir)).filter((f) => f.endsWith('.json')).sort();
+  // Subfolders keep histories recorded by earlier workflow code (v1-before-quorum: approvals
+  // without quorum or named steps), proving runs in flight across an upgrade still replay.
+  it('replays every history, old and new, against the current workflow code without non-determinism', async () => {
+    const files = (await readdir(dir, { recursive: true })).filter((f) => f.endsWith('.json')).sort();
     const histories = await Promise.all(
       files.map(async (f) => ({ workflowId: f.replace(/\.json$/, ''), history: historyFromText(await readFile(path.join(dir, f), 'utf8')) })),
     );
