@@ -13,7 +13,6 @@ import { chmod, chown, mkdir, mkdtemp, rm, stat, writeFile, appendFile } from 'n
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import { execa } from 'execa';
 import pg from 'pg';
 import { stringify } from 'yaml';
@@ -22,7 +21,7 @@ import { approveUpdate, pendingApprovalQuery } from '../common/messages.js';
 import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { freePort, startPostgres } from '../tests/fixtures/servers.js';
-import { createRunbookWorker, installRuntime, WORKFLOWS_PATH } from '../worker/main.js';
+import { bundleRunbookWorkflows, createRunbookWorker, installRuntime } from '../worker/main.js';
 import { quietLogger as quiet, table } from './report.js';
 import { benchTemporal } from './temporal.js';
 
@@ -92,7 +91,7 @@ async function main(): Promise<void> {
     settings: { address, namespace, taskQueue },
     connection: native,
     logger,
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet }),
+    workflowBundle: await bundleRunbookWorkflows({ logger: quiet }),
   });
   const pgEnv = { PGHOST: '127.0.0.1', PGPORT: String(pgs.port), PGUSER: 'postgres', PGDATABASE: 'app' };
 

@@ -8,7 +8,6 @@
  */
 import { WorkflowFailedError } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import { stringify } from 'yaml';
 import { createRouter } from '../activities/delivery/routers/index.js';
 import { routerSchema } from '../common/families/delivery-config.js';
@@ -17,7 +16,7 @@ import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { measureSplit, startDeliveryBed, startLoad } from '../tests/fixtures/delivery-traffic.js';
 import { deliveryConfig, warmCanary } from '../tests/delivery/helpers.js';
-import { createRunbookWorker, installRuntime, WORKFLOWS_PATH } from '../worker/main.js';
+import { bundleRunbookWorkflows, createRunbookWorker, installRuntime } from '../worker/main.js';
 import { quietLogger as quiet, stats, table } from './report.js';
 import { benchTemporal, type BenchTemporal } from './temporal.js';
 
@@ -61,7 +60,7 @@ async function main(): Promise<void> {
       connection: native,
       logger,
       env: process.env,
-      workflowBundle: await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet }),
+      workflowBundle: await bundleRunbookWorkflows({ logger: quiet }),
     });
     const reaction: number[] = [];
     const stable: number[] = [];

@@ -5,7 +5,6 @@
  * real Alertmanager. Measures: Alertmanager webhook -> incident open -> first page, and
  * how late escalation timers fire.
  */
-import { bundleWorkflowCode } from '@temporalio/worker';
 import { stringify } from 'yaml';
 import { startIntake } from '../client/incident-intake.js';
 import { incidentQuery, resolvedUpdate } from '../common/families/incident-messages.js';
@@ -13,7 +12,7 @@ import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { startAlertmanager } from '../tests/fixtures/alertmanager.js';
 import { startWebhookReceiver } from '../tests/fixtures/webhook-receiver.js';
-import { createRunbookWorker, installRuntime, WORKFLOWS_PATH } from '../worker/main.js';
+import { bundleRunbookWorkflows, createRunbookWorker, installRuntime } from '../worker/main.js';
 import { quietLogger as quiet, stats, table } from './report.js';
 import { benchTemporal } from './temporal.js';
 
@@ -46,7 +45,7 @@ async function main(): Promise<void> {
     connection: native,
     logger,
     env: { ...process.env, BENCH_PAGER_URL: `${receiver.url}/pager` },
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet }),
+    workflowBundle: await bundleRunbookWorkflows({ logger: quiet }),
   });
   const secret = 'bench-secret';
   const intake = await startIntake({ client, taskQueue, config, secret, logger });

@@ -16,7 +16,8 @@ import { stringify } from 'yaml';
 import type { HealthCheckResult, StackStartResult } from '../common/types.js';
 import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
-import { createRunbookWorker, installRuntime, WORKFLOWS_PATH } from '../worker/main.js';
+import { payloadEncryptionFromEnv } from '../lib/codec/index.js';
+import { bundleRunbookWorkflows, createRunbookWorker, installRuntime } from '../worker/main.js';
 import { freePort } from '../tests/fixtures/servers.js';
 import { quantile, quietLogger as quiet, table } from './report.js';
 import { benchTemporal } from './temporal.js';
@@ -31,6 +32,8 @@ async function stepOverhead(client: Client, native: NativeConnection, namespace:
     connection: native,
     namespace,
     taskQueue,
+    // The client encrypts when a key is configured; this worker must decrypt alike.
+    dataConverter: { payloadCodecs: payloadEncryptionFromEnv().dataConverter.payloadCodecs },
     workflowBundle: await bundleWorkflowCode({ workflowsPath: fileURLToPath(new URL('./workflows.ts', import.meta.url)), logger: quiet }),
     activities: {
       async step(i: number) {
@@ -73,7 +76,7 @@ async function healthFanOut(client: Client, native: NativeConnection, namespace:
   const text = stringify({ services, stack: { groups: [{ name: 'apps', waitTimeoutSeconds: 60 }] } });
   const loaded = { config: parseConfig(text, 'bench'), path: 'bench.yaml', dir: process.cwd() };
   const taskQueue = `bench-health-${Date.now()}`;
-  const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet });
+  const bundle = await bundleRunbookWorkflows({ logger: quiet });
   const { worker } = await createRunbookWorker({ loaded, settings: { address, namespace, taskQueue }, connection: native, logger, workflowBundle: bundle });
   const walls: number[] = [];
   await worker.runUntil(async () => {
@@ -129,7 +132,7 @@ const c = spawn(process.execPath, process.argv.slice(2), { detached: true, stdio
   });
   const loaded = { config: parseConfig(text, 'bench'), path: 'bench.yaml', dir };
   const taskQueue = `bench-stack-${Date.now()}`;
-  const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet });
+  const bundle = await bundleRunbookWorkflows({ logger: quiet });
   const { worker } = await createRunbookWorker({ loaded, settings: { address, namespace, taskQueue }, connection: native, logger, workflowBundle: bundle });
   const stopAll = () => new Promise((resolve) => spawn('pkill', ['-f', script]).on('exit', resolve));
   const cfgServices = loaded.config.services;

@@ -1,5 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
+import { payloadEncryptionFromEnv } from '../lib/codec/index.js';
 import type { Logger } from '../lib/logger.js';
 import { startDevServer, type DevServer } from '../lib/temporal-server.js';
 
@@ -27,7 +28,8 @@ export async function benchTemporal(logger: Logger): Promise<BenchTemporal> {
   return {
     address,
     namespace,
-    client: new Client({ connection, namespace }),
+    // Encrypted like a real deployment when RUNBOOK_CODEC_KEY(_FILE) is set; workers get the same from createRunbookWorker.
+    client: new Client({ connection, namespace, dataConverter: payloadEncryptionFromEnv().dataConverter }),
     native,
     async close() {
       await native.close();
