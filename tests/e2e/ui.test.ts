@@ -9,6 +9,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Payload } from '@temporalio/common';
+import { temporal } from '@temporalio/proto';
 import { pendingApprovalQuery } from '../../common/messages.js';
 import type { HealthCheckResult, PendingApproval, StackStopResult } from '../../common/types.js';
 import { isEncrypted } from '../../lib/codec/index.js';
@@ -128,10 +129,29 @@ async function typeJson(page: Page, editor: Locator, value: unknown): Promise<vo
   await editor.blur();
 }
 
-async function editorText(scope: Page | Locator, heading: string): Promise<string> {
-  // The read-only Input / Result panels of the detail page: a heading followed by an editor.
-  const panel = scope.locator('div', { has: scope.getByRole('heading', { name: heading, exact: true }) }).last();
+/** The text of the detail page's read-only Input or Result panel (a heading followed by an editor). */
+async function panelText(page: Page, heading: 'Input' | 'Result'): Promise<string> {
+  const panel = page.locator('div', { has: page.getByRole('heading', { name: heading, exact: true }) }).last();
   return (await panel.getByRole('textbox').first().innerText()).replace(/\s+/g, ' ');
+}
+
+/** Payloads are shown once decoded (through the codec server when there is one): poll, do not read once. */
+async function expectPanel(page: Page, heading: 'Input' | 'Result', pattern: RegExp): Promise<void> {
+  await expect.poll(() => panelText(page, heading), { timeout: 10_000, interval: 200 }).toMatch(pattern);
+}
+
+/** The Start Workflow form reports the queue's pollers when its field is left: have ours polling by then. */
+async function waitForPoller(client: Client, taskQueue: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const { pollers } = await client.workflowService.describeTaskQueue({
+      namespace,
+      taskQueue: { name: taskQueue },
+      taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    });
+    if (pollers?.length) return;
+    await sleep(100);
+  }
+  throw new Error(`no worker polls ${taskQueue}`);
 }
 
 async function waitForPending(handle: WorkflowHandle): Promise<PendingApproval> {
@@ -158,6 +178,7 @@ describe('Temporal Web UI (headless Chromium)', () => {
   it('starts health-check from the Start Workflow form and shows it Completed', async () => {
     await withWorker(loaded, async ({ client, taskQueue }) => {
       const workflowId = `e2e-health-check-${Date.now()}`;
+      await waitForPoller(client, taskQueue);
       await withPage('health-check', async (page) => {
         await page.goto(`${nsUrl()}/workflows`);
         await page.getByRole('button', { name: 'Start Workflow' }).click();
@@ -178,8 +199,8 @@ describe('Temporal Web UI (headless Chromium)', () => {
         await page.getByRole('heading', { level: 1, name: workflowId }).waitFor();
         await waitForStatus(page, 'Completed');
         // Decoded for display through the codec server when payloads are encrypted.
-        expect(await editorText(page, 'Input')).toMatch(/"requestedBy": "alice"/);
-        expect(await editorText(page, 'Result')).toMatch(/"ok": true/);
+        await expectPanel(page, 'Input', /"requestedBy": "alice"/);
+        await expectPanel(page, 'Result', /"ok": true/);
         await screenshot(page, 'a2-health-check-completed');
       });
 
@@ -257,7 +278,7 @@ describe('Temporal Web UI (headless Chromium)', () => {
 
         await page.getByRole('tab', { name: /^History/ }).click();
         await waitForStatus(page, 'Completed');
-        expect(await editorText(page, 'Result')).toMatch(/"dataDeleted": true/);
+        await expectPanel(page, 'Result', /"dataDeleted": true/);
         await screenshot(page, 'b5-stack-stop-completed');
       });
 
