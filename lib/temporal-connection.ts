@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { hostname, userInfo } from 'node:os';
 import { Client, Connection, type TLSConfig } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { NativeConnection } from '@temporalio/worker';
@@ -126,7 +127,7 @@ async function tlsOption(settings: TemporalSettings): Promise<TLSConfig | boolea
  */
 export async function connectClient(
   settings: TemporalSettings,
-  opts: { dataConverter?: DataConverter } = {},
+  opts: { dataConverter?: DataConverter; identity?: string } = {},
 ): Promise<{ client: Client; connection: Connection }> {
   const dataConverter = opts.dataConverter ?? payloadEncryptionFromEnv().dataConverter;
   const connection = await Connection.connect({
@@ -134,7 +135,10 @@ export async function connectClient(
     tls: await tlsOption(settings),
     ...(settings.apiKey ? { apiKey: settings.apiKey } : {}),
   });
-  return { client: new Client({ connection, namespace: settings.namespace, dataConverter }), connection };
+  // Recorded by the server on every start, signal and update this client sends: the history's
+  // "identity", which an auditor can set beside an approval's self-declared `by`.
+  const identity = opts.identity ?? clientIdentity();
+  return { client: new Client({ connection, namespace: settings.namespace, dataConverter, identity }), connection };
 }
 
 export async function connectWorker(settings: TemporalSettings): Promise<NativeConnection> {
@@ -143,4 +147,15 @@ export async function connectWorker(settings: TemporalSettings): Promise<NativeC
     tls: await tlsOption(settings),
     ...(settings.apiKey ? { apiKey: settings.apiKey } : {}),
   });
+}
+
+/** `runbook <os user>@<host> pid <pid>`; the OS account, not $RUNBOOK_USER, which is only a claim. */
+export function clientIdentity(): string {
+  let user = process.env.USER ?? 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // no passwd entry (some containers): keep $USER
+  }
+  return `runbook ${user}@${hostname()} pid ${process.pid}`;
 }

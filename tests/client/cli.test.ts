@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROCEDURE_IDS } from '../../common/procedures.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { freePort, startRedis, type RedisServer } from '../fixtures/servers.js';
-import { temporalAddress, temporalNamespace, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { temporalAddress, temporalNamespace, testClient, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 
 let redis: RedisServer;
 let dir: string;
@@ -157,6 +157,14 @@ describe('runbook CLI', () => {
       }
       expect(status?.status).toBe('COMPLETED');
       expect(existsSync(dataDir)).toBe(false);
+      // The history says which OS account on which host sent each answer, beside the claimed --as.
+      const history = await (await testClient()).workflow.getHandle(workflowId).fetchHistory();
+      const answers = (history.events ?? []).flatMap((e) => {
+        const a = e.workflowExecutionUpdateAcceptedEventAttributes;
+        return a ? [a.acceptedRequest?.meta?.identity ?? ''] : [];
+      });
+      expect(answers).toHaveLength(3);
+      for (const identity of answers) expect(identity).toMatch(new RegExp(`^runbook ${userInfo().username}@${hostname()} pid \\d+$`));
       const web = await execa(process.execPath, [ctl, 'status', dir], { reject: false });
       expect(web.exitCode).not.toBe(0);
     });
