@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { HealthCheckResult } from '../../common/types.js';
 import { ENCRYPTED_ENCODING, payloadEncryptionFromEnv } from '../../lib/codec/index.js';
 import type { LoadedConfig } from '../../lib/config.js';
+import { findTemporalCli } from '../../lib/temporal-server.js';
+import { freePort } from '../fixtures/servers.js';
 import { historyToText } from '../fixtures/history.js';
 import { temporalAddress, temporalNamespace, uniqueQueue, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 
@@ -214,6 +216,51 @@ describe('payload encryption against the real Temporal server', () => {
     // Not reported as the run's failure: the run succeeded, this CLI lacks its key.
     expect(wrong.stdout).not.toMatch(/failure:/);
     expect(wrong.stderr).toMatch(/encrypted with key id "test-only-1", which is not among the configured keys \(other\) from RUNBOOK_CODEC_KEY_FILE=.*keys\.json: add that key/);
+
+    // `runbook codec-server` with a token serves the Temporal CLI (the codec protocol's other consumer).
+    const port = await freePort();
+    const server = spawn(process.execPath, [CLI, 'codec-server', '--port', String(port), '--token-env', 'E2E_CODEC_TOKEN'], {
+      env: { ...process.env, E2E_CODEC_TOKEN: 'e2e-token' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    try {
+      let banner = '';
+      server.stderr.on('data', (d: Buffer) => (banner += d.toString()));
+      for (let i = 0; i < 200 && !banner.includes('codec server on'); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(banner).toContain(`codec server on http://127.0.0.1:${port}`);
+      const temporalCli = (await findTemporalCli({ install: false }))!;
+      const show = (...extra: string[]) =>
+        execa(temporalCli, ['workflow', 'show', '-w', workflowId, '--address', temporalAddress(), '--namespace', temporalNamespace(), '-o', 'json', ...extra], { reject: false });
+      // Its JSON output keeps payloads in proto JSON form: the started event's input, base64-decoded.
+      const input = (out: string) => {
+        const started = (JSON.parse(out) as { events: Array<{ workflowExecutionStartedEventAttributes?: { input: { payloads: Array<{ data: string }> } } }> }).events[0]!;
+        return Buffer.from(started.workflowExecutionStartedEventAttributes!.input.payloads[0]!.data, 'base64').toString('latin1');
+      };
+      const decoded = await show('--codec-endpoint', `http://127.0.0.1:${port}`, '--codec-auth', 'Bearer e2e-token');
+      expect(decoded.exitCode, decoded.stderr).toBe(0);
+      expect(JSON.parse(input(decoded.stdout))).toEqual({ services: ['web'], requestedBy: MARKER });
+      const raw = await show();
+      expect(input(raw.stdout)).not.toContain(MARKER);
+      const unauthorized = await show('--codec-endpoint', `http://127.0.0.1:${port}`, '--codec-auth', 'Bearer wrong');
+      expect(unauthorized.exitCode).not.toBe(0);
+      expect(unauthorized.stdout + unauthorized.stderr).not.toContain(MARKER);
+    } finally {
+      server.kill('SIGTERM');
+    }
+  });
+
+  it('a memo set when starting a run is encrypted as well', async () => {
+    const client = new Client({ connection: plainConnection, namespace: temporalNamespace(), dataConverter: payloadEncryptionFromEnv().dataConverter });
+    const handle = await client.workflow.start('health-check', { taskQueue: uniqueQueue('no-worker'), workflowId: `codec-e2e-memo-${Date.now()}`, args: [{}], memo: { note: MARKER } });
+    try {
+      const history = await handle.fetchHistory();
+      const memo = history.events![0]!.workflowExecutionStartedEventAttributes!.memo!.fields!.note!;
+      expect(encoding(memo as Payload)).toBe(ENCRYPTED_ENCODING);
+      expectNoPlaintext(history, [MARKER]);
+      expect((await handle.describe()).memo).toEqual({ note: MARKER });
+    } finally {
+      await handle.terminate('test done');
+    }
   });
 });
 
