@@ -113,9 +113,9 @@ function expectNoPlaintext(history: History, needles: string[]): void {
 function expectPayloadsEncrypted(history: History): number {
   const payloads = payloadsIn(history);
   const plain = payloads.filter((p) => encoding(p.payload) !== ENCRYPTED_ENCODING);
-  // The SDK core writes a local activity's bookkeeping into its marker itself, past the codec
-  // (`data`: seq, attempt, activity type, times); the activity's own `result` is encrypted.
-  const unexpected = plain.filter((p) => !/markerRecordedEventAttributes\.details\.data\.payloads\[\d+\]$/.test(p.at));
+  // The SDK core writes markers' bookkeeping itself, past the codec: a local activity's `data` (seq,
+  // attempt, activity type, times; its own `result` is encrypted) and a patched() call's `patch-data` (the patch id).
+  const unexpected = plain.filter((p) => !/markerRecordedEventAttributes\.details\.(data|patch-data)\.payloads\[\d+\]$/.test(p.at));
   expect(unexpected.map((p) => `${p.at}: ${encoding(p.payload)}`)).toEqual([]);
   return payloads.length - plain.length;
 }
