@@ -4,7 +4,7 @@ import { ConfigError, configPathFromEnv, loadConfig, missingEnv, resolveConfigPa
 import { registerDatabaseCommands } from './database-commands.js';
 import { registerIncidentCommands } from './incident-commands.js';
 import { registerDeliveryCommands } from './delivery-commands.js';
-import { registerCodecServerCommand } from './codec-server.js';
+import { registerCodecKeysCommand, registerCodecServerCommand } from './codec-server.js';
 import { CodecKeyError, PayloadDecryptionError } from '../lib/codec/index.js';
 import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
 import { AwaitingApproval, RunbookProcedure } from '../common/search-attributes.js';
@@ -272,6 +272,7 @@ registerDatabaseCommands(program);
 registerIncidentCommands(program);
 registerDeliveryCommands(program);
 registerCodecServerCommand(program);
+registerCodecKeysCommand(program);
 
 const temporalCmd = program.command('temporal').description('the Temporal server');
 temporalCmd

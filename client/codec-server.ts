@@ -1,5 +1,5 @@
 import { type Command, Option } from 'commander';
-import { payloadEncryptionFromEnv } from '../lib/codec/index.js';
+import { CodecKeyError, createKeyFile, payloadEncryptionFromEnv, rotateKeyFile } from '../lib/codec/index.js';
 import { DEFAULT_CODEC_PORT, DEFAULT_CORS_ORIGINS, startCodecServer } from '../lib/codec/server.js';
 import { createLogger } from '../lib/logger.js';
 import { UserError } from './operations.js';
@@ -45,5 +45,33 @@ export function registerCodecServerCommand(program: Command): void {
         process.once('SIGTERM', resolve);
       });
       await server.close();
+    });
+}
+
+/** `runbook codec-keys new|rotate <file>`: make a key file, or add a new current key to one. */
+export function registerCodecKeysCommand(program: Command): void {
+  const keys = program.command('codec-keys').description('payload encryption key files (RUNBOOK_CODEC_KEY_FILE): create and rotate');
+  keys
+    .command('new')
+    .description('write a key file with one new random key (mode 0600); refuses to overwrite')
+    .argument('<file>')
+    .option('--id <keyId>', 'the key id (default dev-<date>)')
+    .action(async (file: string, opts: { id?: string }) => {
+      if (!(await createKeyFile(file, opts.id))) throw new UserError(`${file} already exists: use \`runbook codec-keys rotate ${file}\` to add a key`);
+      console.log(`wrote ${file}; set RUNBOOK_CODEC_KEY_FILE=${file} for the worker, the CLI and the codec server`);
+    });
+  keys
+    .command('rotate')
+    .description('add a new key and make it current; older keys stay so existing histories still decrypt')
+    .argument('<file>')
+    .option('--id <keyId>', 'the new key id (default k-<timestamp>)')
+    .action(async (file: string, opts: { id?: string }) => {
+      try {
+        const id = await rotateKeyFile(file, opts.id);
+        console.log(`${file}: current key is now ${id}; restart the workers, the codec server and long-lived clients to encrypt with it`);
+      } catch (err) {
+        if (err instanceof CodecKeyError) throw new UserError(err.message);
+        throw err;
+      }
     });
 }

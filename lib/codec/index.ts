@@ -4,7 +4,7 @@ import { AesGcmPayloadCodec } from './aes-gcm.js';
 import { keyringFromEnv, type Keyring } from './keys.js';
 
 export { AesGcmPayloadCodec, CIPHER, ENCRYPTED_ENCODING, isEncrypted, KEY_ID_METADATA, PayloadDecryptionError } from './aes-gcm.js';
-export { CodecKeyError, createKeyFile, DEV_KEY_FILE, Keyring, keyFingerprint, keyringFromEnv } from './keys.js';
+export { CodecKeyError, createKeyFile, DEV_KEY_FILE, Keyring, keyFingerprint, keyringFromEnv, rotateKeyFile } from './keys.js';
 
 /** DefaultFailureConverter with encodeCommonAttributes: failure messages and stacks become payloads. */
 export const FAILURE_CONVERTER_PATH = fileURLToPath(new URL('./failure-converter.cjs', import.meta.url));

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -179,4 +179,28 @@ export async function createKeyFile(file: string, keyId = `dev-${new Date().toIS
     await handle.close();
   }
   return true;
+}
+
+/**
+ * Rotation: adds a new key to an existing key file and makes it current, keeping every older
+ * key so histories encrypted with them still decrypt. Written to a temp file and renamed, mode
+ * 0600, so a reader never sees half a file. Returns the new key's id.
+ */
+export async function rotateKeyFile(file: string, keyId = `k-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`): Promise<string> {
+  const source = file;
+  const current = keyringFromFile(file, source); // validates the file as it stands
+  checkKeyId(keyId, 'new key id');
+  if (current.ids.includes(keyId)) throw new CodecKeyError(`${source}: key id "${keyId}" is already in the file: choose another id`);
+  const json = JSON.parse(readFileSync(file, 'utf8')) as { comment?: string; current: string; keys: Record<string, string> };
+  json.keys[keyId] = randomBytes(KEY_BYTES).toString('base64');
+  json.current = keyId;
+  const tmp = `${file}.${process.pid}.tmp`;
+  const handle = await open(tmp, 'wx', 0o600);
+  try {
+    await handle.writeFile(`${JSON.stringify(json, null, 2)}\n`);
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, file);
+  return keyId;
 }

@@ -31,9 +31,10 @@ interface Service {
   depends_on?: string[] | Record<string, { condition?: string }>;
   healthcheck?: Healthcheck;
   restart?: string;
+  secrets?: string[];
 }
 
-const compose = parse(raw) as { services: Record<string, Service>; volumes?: Record<string, unknown> };
+const compose = parse(raw) as { services: Record<string, Service>; volumes?: Record<string, unknown>; secrets?: Record<string, { file?: string }> };
 const services = compose.services;
 
 function service(name: string): Service {
@@ -70,10 +71,10 @@ function published(s: Service): Array<{ published: number; target: number }> {
   });
 }
 
-const SERVICES = ['postgresql', 'temporal-schema', 'temporal', 'temporal-setup', 'temporal-ui', 'runbook-worker'];
+const SERVICES = ['postgresql', 'temporal-schema', 'temporal', 'temporal-setup', 'temporal-ui', 'runbook-worker', 'codec-server'];
 
 describe('docker-compose.temporal.yml', () => {
-  it('has the stack: database, schema job, server, setup job, UI, worker', () => {
+  it('has the stack: database, schema job, server, setup job, UI, worker, codec server', () => {
     expect(Object.keys(services).sort()).toEqual([...SERVICES].sort());
   });
 
@@ -183,6 +184,19 @@ describe('docker-compose.temporal.yml', () => {
     expect(raw).toContain('${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}');
     expect(raw).not.toMatch(/(password|pwd)\s*[:=]\s*['"]?(?!\$\{)[A-Za-z0-9]/i);
     expect(raw).not.toMatch(/:\/\/[^/\s:@]+:[^@\s$]+@/);
+  });
+
+  it('encrypts payloads: worker and codec server require the key file secret, the UI decodes through the codec server', () => {
+    expect(compose.secrets?.codec_keys?.file).toMatch(/^\$\{RUNBOOK_CODEC_KEY_FILE:\?[^}]+\}$/);
+    for (const name of ['runbook-worker', 'codec-server']) {
+      const s = service(name);
+      expect(s.secrets, name).toContain('codec_keys');
+      expect(env(s), name).toMatchObject({ RUNBOOK_CODEC_KEY_FILE: '/run/secrets/codec_keys', RUNBOOK_CODEC_REQUIRED: 'true' });
+    }
+    const codec = service('codec-server');
+    expect(script(codec)).toMatch(/^codec-server --host 0\.0\.0\.0 --port 8234 --cors-origin http:\/\/localhost:8233/);
+    expect(published(codec)).toContainEqual({ published: 8234, target: 8234 });
+    expect(env(service('temporal-ui')).TEMPORAL_CODEC_ENDPOINT).toBe('http://localhost:8234');
   });
 
   it('escapes every shell $ so compose does not substitute host variables into scripts', () => {
