@@ -14,23 +14,15 @@ import type {
 } from '../common/families/database-types.js';
 import { PROCEDURES } from '../common/procedures.js';
 import { RestoreDrillRpoSeconds, RestoreDrillRtoSeconds } from '../common/search-attributes.js';
-import type { PlanService, RunbookPlan } from '../common/types.js';
 import { withDatabaseLock } from './database-lock.js';
+import { appServices, shortRun, stamp, startServices, stopServices } from './database-services.js';
 import { checkHealth, selectServices, summarizeHealth } from './health.js';
 import { longRunning, quick } from './profiles.js';
 import { RunContext } from './run-context.js';
 
-const { loadDatabasePlan, loadPlan, archiveStatus, pitrWindow, baseRetention, serviceStatus, countRecovered, removeOldDataDir, drillSources, chooseBackup, verifyRestore, dropRestored, notifyDr } =
+const { loadDatabasePlan, loadPlan, archiveStatus, pitrWindow, baseRetention, countRecovered, removeOldDataDir, drillSources, chooseBackup, verifyRestore, dropRestored, notifyDr } =
   proxyActivities<Activities>(quick);
-const { baseBackup, startRecovery, waitRecovered, stopRecovered, switchDataDir, serviceAction, waitHealthy, restoreInto, verifyBackup } = proxyActivities<Activities>(longRunning);
-
-function stamp(): string {
-  return new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-}
-
-function shortRun(): string {
-  return workflowInfo().runId.replace(/-/g, '').slice(0, 8);
-}
+const { baseBackup, startRecovery, waitRecovered, stopRecovered, switchDataDir, restoreInto, verifyBackup } = proxyActivities<Activities>(longRunning);
 
 /** `db-base-backup`: pg_basebackup of a WAL-archiving cluster, with the archiver's health. */
 export async function dbBaseBackup(rawInput?: DbBaseBackupInput): Promise<DbBaseBackupResult> {
@@ -87,22 +79,6 @@ function chooseBase(window: PitrWindow, targetTime: string): BaseBackupManifest 
   return usable[usable.length - 1]!;
 }
 
-async function startAndWait(services: readonly PlanService[], plan: RunbookPlan, timeoutSeconds: number): Promise<void> {
-  for (const s of services) {
-    const st = await serviceStatus({ service: s.name });
-    if (st.running !== true) await serviceAction({ service: s.name, action: 'start' });
-  }
-  const withProbes = services.filter((s) => s.probes.length > 0).map((s) => s.name);
-  if (withProbes.length) await waitHealthy({ services: withProbes, timeoutSeconds, deadline: Date.now() + timeoutSeconds * 1000, pollIntervalSeconds: plan.pollIntervalSeconds });
-}
-
-async function stopAll(services: readonly PlanService[]): Promise<void> {
-  for (const s of services) {
-    const st = await serviceStatus({ service: s.name });
-    if (st.running !== false) await serviceAction({ service: s.name, action: 'stop' });
-  }
-}
-
 /** `pitr-restore`: AlphaPulse 5.2 / Fulcrum 8.2 PITR — recover the cluster to a moment, switch to it, keep the old data until approved. */
 export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRestoreResult> {
   const input = RunContext.input<PitrRestoreInput>(PROCEDURES.pitrRestore, rawInput);
@@ -131,9 +107,7 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
       throw ApplicationFailure.nonRetryable(`databases.${db.database}.service is not set: pitr-restore stops and starts the cluster through that service`, ErrorTypes.InvalidConfig);
     }
     const [dbService] = selectServices(plan, [db.service], 'databases.service');
-    const appNames = input.services ?? db.appServices;
-    // selectServices reads "no names" as "every service"; here it means no app service to stop.
-    const apps = appNames.length ? selectServices(plan, appNames, 'services').filter((s) => s.actions.includes('stop')) : [];
+    const apps = appServices(plan, input.services, db.appServices);
     const window = await ctx.step('window', () => pitrWindow({ database: db.database }), (w) => `${w.backups.length} base backups, WAL archived until ${w.lastArchivedAt ?? '-'}`);
     const base = chooseBase(window, input.targetTime);
     const timeout = input.waitTimeoutSeconds ?? 180;
@@ -150,7 +124,7 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
         timeoutSeconds: input.approvalTimeoutSeconds ?? db.approvalTimeoutSeconds,
       });
       RunContext.failUnlessApproved(record, 'nothing was stopped or restored');
-      await ctx.step('stop-apps', () => stopAll(apps), () => apps.map((s) => s.name).join(', ') || 'no app services');
+      await ctx.step('stop-apps', () => stopServices(apps), () => apps.map((s) => s.name).join(', ') || 'no app services');
       let switched = false;
       try {
         const rec = await ctx.step('restore', () => startRecovery({ database: db.database, baseBackupId: base.id, restoreId, targetTime: input.targetTime }), (r) => `${r.dataDir}, recovering on port ${r.port}`);
@@ -172,15 +146,15 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
         const { oldDataDir } = await ctx.step(
           'switch',
           async () => {
-            await stopAll([dbService!]);
+            await stopServices([dbService!]);
             const r = await switchDataDir({ database: db.database, restoreId, stamp: when });
             switched = true;
-            await startAndWait([dbService!], plan, timeout);
+            await startServices([dbService!], plan, timeout);
             return r;
           },
           (r) => `old data kept in ${r.oldDataDir}`,
         );
-        await ctx.step('start-apps', () => startAndWait(apps, plan, timeout), () => apps.map((s) => s.name).join(', ') || 'no app services');
+        await ctx.step('start-apps', () => startServices(apps, plan, timeout), () => apps.map((s) => s.name).join(', ') || 'no app services');
         const health = await ctx.step('health', () => checkHealth(plan, [dbService!, ...apps]), summarizeHealth);
         const cleanup = await ctx.requestApproval({
           step: 'approve-cleanup',
@@ -215,7 +189,7 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
         if (!switched) {
           await CancellationScope.nonCancellable(async () => {
             await stopRecovered({ database: db.database, restoreId, remove: true }).catch(() => undefined);
-            await startAndWait(apps, plan, timeout).catch(() => undefined);
+            await startServices(apps, plan, timeout).catch(() => undefined);
           });
         }
         throw err;

@@ -4,8 +4,8 @@ import type { Activities } from '../activities/index.js';
 import { ErrorTypes } from '../common/errors.js';
 import type { DbBackupInput, DbRestoreInput, DbVolumeBackupResult, DbVolumeRestoreResult } from '../common/families/database-types.js';
 import { PROCEDURES } from '../common/procedures.js';
-import type { PlanService, RunbookPlan, ServiceActionResult } from '../common/types.js';
 import { withDatabaseLock } from './database-lock.js';
+import { appServices, mb, shortRun, stamp, startServices, stopServices } from './database-services.js';
 import { selectServices } from './health.js';
 import { longRunning, quick } from './profiles.js';
 import { RunContext } from './run-context.js';
@@ -16,56 +16,16 @@ import { RunContext } from './run-context.js';
  * restored by a throwaway container, and it is started again. Both hold the database's lock.
  */
 
-const { loadDatabasePlan, loadPlan, volumePlan, countDatabaseTables, volumeRetention, serviceStatus, verifyVolumeRestore } = proxyActivities<Activities>(quick);
-const { checkVolumeTarball, tarVolume, untarVolume, serviceAction, waitHealthy } = proxyActivities<Activities>(longRunning);
+const { loadDatabasePlan, loadPlan, volumePlan, countDatabaseTables, volumeRetention, verifyVolumeRestore } = proxyActivities<Activities>(quick);
+const { checkVolumeTarball, tarVolume, untarVolume, serviceAction } = proxyActivities<Activities>(longRunning);
 
 const DEFAULT_WAIT_SECONDS = 180;
-
-function stamp(): string {
-  return new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-}
-
-function shortRun(): string {
-  return workflowInfo().runId.replace(/-/g, '').slice(0, 8);
-}
-
-function mb(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-}
 
 function notWithVolume(input: object, fields: string[]): void {
   const given = fields.filter((f) => (input as Record<string, unknown>)[f] !== undefined);
   if (given.length > 0) {
     throw ApplicationFailure.nonRetryable(`${given.join(', ')}: not used with mode docker-volume (the whole volume is copied); remove ${given.length > 1 ? 'them' : 'it'}`, ErrorTypes.InvalidInput);
   }
-}
-
-/** The app services to stop around the copy: the given ones, else the apps group; never the database's own service. */
-function appServices(plan: RunbookPlan, names: string[] | undefined, fallback: string[], dbService: string): PlanService[] {
-  const wanted = names ?? fallback;
-  if (wanted.length === 0) return [];
-  return selectServices(plan, wanted, 'services').filter((s) => s.actions.includes('stop') && s.name !== dbService);
-}
-
-async function stopApps(apps: readonly PlanService[]): Promise<ServiceActionResult[]> {
-  const out: ServiceActionResult[] = [];
-  for (const s of apps) {
-    const st = await serviceStatus({ service: s.name });
-    if (st.running !== false) out.push(await serviceAction({ service: s.name, action: 'stop' }));
-  }
-  return out;
-}
-
-async function startAndWait(services: readonly PlanService[], plan: RunbookPlan, timeoutSeconds: number, opts: { always: boolean }): Promise<ServiceActionResult[]> {
-  const out: ServiceActionResult[] = [];
-  for (const s of services) {
-    // The database's compose service is started unconditionally (`up -d` of a running service changes nothing).
-    if (!opts.always && (await serviceStatus({ service: s.name })).running === true) continue;
-    out.push(await serviceAction({ service: s.name, action: 'start' }));
-  }
-  const withProbes = services.filter((s) => s.probes.length > 0).map((s) => s.name);
-  if (withProbes.length) await waitHealthy({ services: withProbes, timeoutSeconds, deadline: Date.now() + timeoutSeconds * 1000, pollIntervalSeconds: plan.pollIntervalSeconds });
-  return out;
 }
 
 /** `db-backup` with `mode: "docker-volume"`: a cold tarball of the volume (a file copy of a running PostgreSQL is not consistent). */
@@ -98,7 +58,7 @@ export async function dbVolumeBackup(input: DbBackupInput & { services?: string[
     const commands: string[] = [];
 
     return withDatabaseLock(db, { workflowId: workflowInfo().workflowId, procedure: PROCEDURES.dbBackup, requestedBy }, async () => {
-      const stopped = await ctx.step('stop-apps', () => stopApps(apps), (r) => `${r.length} stopped`);
+      const stopped = await ctx.step('stop-apps', () => stopServices(apps), (r) => `${r.length} stopped`);
       commands.push(...stopped.map((r) => r.command));
       let tarred = false;
       try {
@@ -115,7 +75,7 @@ export async function dbVolumeBackup(input: DbBackupInput & { services?: string[
         commands.push(...tar.commands);
         const started = await ctx.step(
           'start',
-          async () => [...(await startAndWait([dbService!], plan, timeout, { always: true })), ...(await startAndWait(apps, plan, timeout, { always: false }))],
+          async () => [...(await startServices([dbService!], plan, timeout, { always: true })), ...(await startServices(apps, plan, timeout, { always: false }))],
           (r) => `${r.length} started`,
         );
         commands.push(...started.map((r) => r.command));
@@ -125,8 +85,8 @@ export async function dbVolumeBackup(input: DbBackupInput & { services?: string[
         // The database and the apps come back whatever failed; the volume was only read.
         if (!tarred) {
           await CancellationScope.nonCancellable(async () => {
-            await startAndWait([dbService!], plan, timeout, { always: true }).catch(() => []);
-            await startAndWait(apps, plan, timeout, { always: false }).catch(() => []);
+            await startServices([dbService!], plan, timeout, { always: true }).catch(() => []);
+            await startServices(apps, plan, timeout, { always: false }).catch(() => []);
           });
         }
         throw err;
@@ -191,7 +151,7 @@ export async function dbVolumeRestore(input: DbRestoreInput & { services?: strin
         timeoutSeconds: input.approvalTimeoutSeconds ?? db.approvalTimeoutSeconds,
       });
       RunContext.failUnlessApproved(record, 'nothing was stopped or restored');
-      const stopped = await ctx.step('stop-apps', () => stopApps(apps), (r) => `${r.length} stopped`);
+      const stopped = await ctx.step('stop-apps', () => stopServices(apps), (r) => `${r.length} stopped`);
       commands.push(...stopped.map((r) => r.command));
       let touched = false;
       try {
@@ -206,7 +166,7 @@ export async function dbVolumeRestore(input: DbRestoreInput & { services?: strin
         touched = true;
         const restored = await ctx.step('restore-volume', () => untarVolume({ database: db.database, backupId: tarball.id }), () => `${vol.volume} now holds ${tarball.file}`);
         commands.push(...restored.commands);
-        const dbStart = await ctx.step('start-db', () => startAndWait([dbService!], plan, timeout, { always: true }), (r) => r.map((x) => x.command).join('; '));
+        const dbStart = await ctx.step('start-db', () => startServices([dbService!], plan, timeout, { always: true }), (r) => r.map((x) => x.command).join('; '));
         commands.push(...dbStart.map((r) => r.command));
         const counts = await ctx.step(
           'verify',
@@ -223,7 +183,7 @@ export async function dbVolumeRestore(input: DbRestoreInput & { services?: strin
           },
           (c) => c.map((x) => `${x.table}: ${x.actual}`).join(', ') || 'no verifyTables configured',
         );
-        const appStart = await ctx.step('start-apps', () => startAndWait(apps, plan, timeout, { always: false }), (r) => `${r.length} started`);
+        const appStart = await ctx.step('start-apps', () => startServices(apps, plan, timeout, { always: false }), (r) => `${r.length} started`);
         commands.push(...appStart.map((r) => r.command));
         return {
           ok: true,
@@ -243,8 +203,8 @@ export async function dbVolumeRestore(input: DbRestoreInput & { services?: strin
         // data directory must not be started: a human decides, with the pre-restore tarball at hand.
         if (!touched) {
           await CancellationScope.nonCancellable(async () => {
-            await startAndWait([dbService!], plan, timeout, { always: true }).catch(() => []);
-            await startAndWait(apps, plan, timeout, { always: false }).catch(() => []);
+            await startServices([dbService!], plan, timeout, { always: true }).catch(() => []);
+            await startServices(apps, plan, timeout, { always: false }).catch(() => []);
           });
         }
         throw err;

@@ -23,9 +23,10 @@ import type {
 import { PROCEDURES, type ProcedureId } from '../common/procedures.js';
 import type { HealthCheckResult, PlanService, RunbookPlan, ServiceActionResult } from '../common/types.js';
 import { dbLock, withDatabaseLock } from './database-lock.js';
+import { appServices, mb, shortRun, stamp, startServices, stopServices } from './database-services.js';
 import { dbBaseBackup, pitrRestore, restoreDrill } from './database-pitr.js';
 import { dbVolumeBackup, dbVolumeRestore } from './database-volume.js';
-import { checkHealth, selectServices, summarizeHealth } from './health.js';
+import { checkHealth, summarizeHealth } from './health.js';
 import { longRunning, quick } from './profiles.js';
 import { RunContext } from './run-context.js';
 
@@ -51,15 +52,6 @@ const { rollbackAppRevision } = proxyActivities<Activities>({ ...longRunning, he
 
 const IMAGE = /^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/;
 
-
-/** `20261123T093000Z`: sortable, and safe in folder and database names. */
-function stamp(): string {
-  return new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-}
-
-function shortRun(): string {
-  return workflowInfo().runId.replace(/-/g, '').slice(0, 8);
-}
 
 function requireBackups(plan: DatabasePlan): void {
   if (!plan.backupsConfigured) {
@@ -87,10 +79,6 @@ async function takeBackup(plan: DatabasePlan, opts: { format: 'custom' | 'direct
   const manifest = await dumpDatabase({ database: plan.database, id: `${stamp()}-${shortRun()}`, format: opts.format, jobs: opts.jobs, workflowId: workflowInfo().workflowId });
   const verified = await verifyBackup({ database: plan.database, id: manifest.id });
   return { manifest: { ...manifest, tocEntries: verified.tocEntries }, verified };
-}
-
-function mb(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
 
 /** `db-backup`: AlphaPulse 3.4 — pg_dump into the repository, manifest, verification, retention. */
@@ -222,19 +210,6 @@ async function dbRestore(rawInput?: DbRestoreInput): Promise<DbRestoreResult | D
   });
 }
 
-async function startServices(services: readonly PlanService[], plan: RunbookPlan, timeoutSeconds: number): Promise<ServiceActionResult[]> {
-  const started: ServiceActionResult[] = [];
-  for (const s of services) {
-    const status = await serviceStatus({ service: s.name });
-    if (status.running !== true) started.push(await serviceAction({ service: s.name, action: 'start' }));
-  }
-  const withProbes = services.filter((s) => s.probes.length > 0).map((s) => s.name);
-  if (withProbes.length > 0) {
-    await waitHealthy({ services: withProbes, timeoutSeconds, deadline: Date.now() + timeoutSeconds * 1000, pollIntervalSeconds: plan.pollIntervalSeconds });
-  }
-  return started;
-}
-
 /**
  * Fulcrum 8.2 step 5, "restart services with previous code version": kubernetes goes back one
  * revision (`rollout undo`, then scaled up again), compose runs the image given in
@@ -346,9 +321,7 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
       db: await loadDatabasePlan({ database: input.database, procedure: PROCEDURES.dbMigrationRollback }),
     }));
     requireBackups(db);
-    const appNames = input.services ?? db.appServices;
-    // selectServices reads "no names" as "every service"; here it means no app service to stop.
-    const apps = appNames.length ? selectServices(plan, appNames, 'services').filter((s) => s.actions.includes('stop')) : [];
+    const apps = appServices(plan, input.services, db.appServices);
     const images = checkPreviousImages(input, apps);
     // Fails on a missing down file before anything is stopped.
     const rb = await ctx.step(
@@ -364,14 +337,7 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
     return withDatabaseLock(db, holderOf(PROCEDURES.dbMigrationRollback, requestedBy), async () => {
       const stopped = await ctx.step(
         'stop-apps',
-        async () => {
-          const out: ServiceActionResult[] = [];
-          for (const s of apps) {
-            const st = await serviceStatus({ service: s.name });
-            if (st.running !== false) out.push(await serviceAction({ service: s.name, action: 'stop' }));
-          }
-          return out;
-        },
+        () => stopServices(apps),
         (r) => `${r.length} stopped${apps.length ? ` (${apps.map((s) => s.name).join(', ')})` : ''}`,
       );
       let rolledBack = false;

@@ -79,7 +79,7 @@ export class RunContext {
     this.stepRequired = patched('approvals-name-their-step');
     this.progress = { procedure, steps: steps.map(([id, title]) => ({ id, title, status: 'pending' })) };
     setHandler(progressQuery, () => this.progress);
-    setHandler(pendingApprovalQuery, () => this.pendingView());
+    setHandler(pendingApprovalQuery, () => this.pending);
     setHandler(approvalsQuery, () => ({ approvals: this.approvals, refusals: this.refusals }));
     setHandler(approveSignal, (input) => void this.answerOrRefuse('approved', input));
     setHandler(rejectSignal, (input) => void this.answerOrRefuse('rejected', input));
@@ -250,10 +250,6 @@ export class RunContext {
       message: `${describeRecord(record)}; ${consequence}`,
       details: [record],
     });
-  }
-
-  private pendingView(): PendingApproval | null {
-    return this.pending;
   }
 
   /** Why this answer is refused, or undefined when it is acceptable. */

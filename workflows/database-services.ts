@@ -1,0 +1,66 @@
+import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import type { PlanService, RunbookPlan, ServiceActionResult } from '../common/types.js';
+import { selectServices } from './health.js';
+import { longRunning, quick } from './profiles.js';
+
+/** What the database runbooks share: names for what they create, and stopping/starting the services around their work. */
+
+const { serviceStatus } = proxyActivities<Activities>(quick);
+const { serviceAction, waitHealthy } = proxyActivities<Activities>(longRunning);
+
+/** `20261123T093000Z`: sortable, and safe in folder and database names. */
+export function stamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+export function shortRun(): string {
+  return workflowInfo().runId.replace(/-/g, '').slice(0, 8);
+}
+
+export function mb(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/**
+ * The app services to stop around the work: the given names, else `fallback` (the apps group);
+ * only those a driver can stop, never `exclude` (the database's own service). No names means
+ * none (selectServices alone would read it as every service).
+ */
+export function appServices(plan: RunbookPlan, names: string[] | undefined, fallback: string[], exclude?: string): PlanService[] {
+  const wanted = names ?? fallback;
+  if (wanted.length === 0) return [];
+  return selectServices(plan, wanted, 'services').filter((s) => s.actions.includes('stop') && s.name !== exclude);
+}
+
+/** Stops each service that is not known to be stopped, in order. */
+export async function stopServices(services: readonly PlanService[]): Promise<ServiceActionResult[]> {
+  const out: ServiceActionResult[] = [];
+  for (const s of services) {
+    const st = await serviceStatus({ service: s.name });
+    if (st.running !== false) out.push(await serviceAction({ service: s.name, action: 'stop' }));
+  }
+  return out;
+}
+
+/**
+ * Starts each service that is not running (every one with `always`: `up -d` of a running
+ * compose service changes nothing), then waits for the probes of all of them.
+ */
+export async function startServices(
+  services: readonly PlanService[],
+  plan: RunbookPlan,
+  timeoutSeconds: number,
+  opts: { always?: boolean } = {},
+): Promise<ServiceActionResult[]> {
+  const out: ServiceActionResult[] = [];
+  for (const s of services) {
+    if (!opts.always && (await serviceStatus({ service: s.name })).running === true) continue;
+    out.push(await serviceAction({ service: s.name, action: 'start' }));
+  }
+  const withProbes = services.filter((s) => s.probes.length > 0).map((s) => s.name);
+  if (withProbes.length > 0) {
+    await waitHealthy({ services: withProbes, timeoutSeconds, deadline: Date.now() + timeoutSeconds * 1000, pollIntervalSeconds: plan.pollIntervalSeconds });
+  }
+  return out;
+}
