@@ -13,6 +13,8 @@ export const MAX_TEXT_CHARS = 2000;
 export const MAX_KEPT_REFUSALS = 20;
 /** A message's whole JSON payload; anything larger is refused before a field is read. */
 export const MAX_MESSAGE_CHARS = 16_384;
+/** Lists in a message (action items, what went well): at most this many entries. */
+export const MAX_LIST_ITEMS = 50;
 
 // eslint-disable-next-line no-control-regex -- finding control characters is the point
 const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
@@ -35,9 +37,9 @@ export function textProblem(field: string, value: unknown, opts: { max?: number;
 
 /**
  * Why a message payload is not acceptable before its fields are looked at: not one JSON
- * object, or larger than MAX_MESSAGE_CHARS in all. Undefined when it may be read.
+ * object, or larger than `max` (MAX_MESSAGE_CHARS) in all. Undefined when it may be read.
  */
-export function messageProblem(input: unknown, example: string): string | undefined {
+export function messageProblem(input: unknown, example: string, max = MAX_MESSAGE_CHARS): string | undefined {
   if (!input || typeof input !== 'object' || Array.isArray(input)) return `expected one JSON object like ${example}`;
   let size: number;
   try {
@@ -45,7 +47,22 @@ export function messageProblem(input: unknown, example: string): string | undefi
   } catch {
     return `expected one JSON object like ${example}`;
   }
-  if (size > MAX_MESSAGE_CHARS) return `message too large (${size} characters; at most ${MAX_MESSAGE_CHARS}): send only the fields asked for`;
+  if (size > max) return `message too large (${size} characters; at most ${max}): send only the fields asked for`;
+  return undefined;
+}
+
+/**
+ * Why `value` is not acceptable as the list `field`, or undefined: not an array, more than
+ * `max` entries, or the first entry `item` refuses (its problem names `field[i]`).
+ */
+export function listProblem(field: string, value: unknown, item: (entry: unknown, name: string) => string | undefined, max = MAX_LIST_ITEMS): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!Array.isArray(value)) return `"${field}" must be a list`;
+  if (value.length > max) return `"${field}" has too many entries (${value.length}; at most ${max})`;
+  for (let k = 0; k < value.length; k++) {
+    const problem = item(value[k], `${field}[${k}]`);
+    if (problem) return problem;
+  }
   return undefined;
 }
 
