@@ -13,6 +13,8 @@ export const MAX_TEXT_CHARS = 2000;
 export const MAX_KEPT_REFUSALS = 20;
 /** A message's whole JSON payload; anything larger is refused before a field is read. */
 export const MAX_MESSAGE_CHARS = 16_384;
+/** A run's whole input as the CLI reads it (`--input`, `@file`, stdin); kept in history, under Temporal's 2 MB payload limit. */
+export const MAX_RUN_INPUT_BYTES = 1024 * 1024;
 /** Lists in a message (action items, what went well): at most this many entries. */
 export const MAX_LIST_ITEMS = 50;
 

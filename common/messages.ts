@@ -14,4 +14,5 @@ export const rejectUpdate = defineUpdate<ApprovalAnswer, [ApprovalInput]>('rejec
 
 export const progressQuery = defineQuery<RunProgress>('progress');
 export const pendingApprovalQuery = defineQuery<PendingApproval | null>('pendingApproval');
-export const approvalsQuery = defineQuery<{ approvals: ApprovalRecord[]; refusals: RefusedApproval[] }>('approvals');
+/** Refused answers: the first few kept with their reasons, the rest counted in `refusalsDropped`. */
+export const approvalsQuery = defineQuery<{ approvals: ApprovalRecord[]; refusals: RefusedApproval[]; refusalsDropped: number }>('approvals');

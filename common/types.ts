@@ -86,7 +86,8 @@ export interface RunbookPlan {
   thresholds: { slowProbeMs: number; memoryWarnPercent: number; natsLagMessages: number };
 }
 
-export type StepStatus = 'pending' | 'running' | 'waiting-approval' | 'succeeded' | 'failed' | 'skipped';
+/** `interrupted`: the step was running (or waiting for an answer) when the run was cancelled or ended. */
+export type StepStatus = 'pending' | 'running' | 'waiting-approval' | 'succeeded' | 'failed' | 'skipped' | 'interrupted';
 
 export interface StepProgress {
   id: string;
@@ -221,6 +222,8 @@ export interface StackStopResult {
   cleaned: ServiceActionResult[];
   approvals: ApprovalRecord[];
   refusals: RefusedApproval[];
+  /** Refused answers beyond those kept in `refusals`. */
+  refusalsDropped?: number;
   progress: RunProgress;
 }
 

@@ -1,5 +1,5 @@
 import { policyOf } from '../common/approvals.js';
-import { ApplicationFailure, CancellationScope, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { ErrorTypes } from '../common/errors.js';
 import type {
@@ -90,6 +90,7 @@ async function dbBackup(rawInput?: DbBackupInput): Promise<DbBackupResult | DbVo
     ['plan', 'Load configuration'],
     ['dump', `pg_dump ${input.database}`],
     ['verify', 'Verify checksum and pg_restore --list'],
+    ...(input.retention !== undefined ? [['approve-retention', `Approve keeping only ${input.retention} backup(s)`] as const] : []),
     ['retention', 'Apply retention'],
   ]);
   return ctx.run(async () => {
@@ -102,10 +103,36 @@ async function dbBackup(rawInput?: DbBackupInput): Promise<DbBackupResult | DbVo
       (m) => `${m.id}: ${mb(m.sizeBytes)}, sha256 ${m.sha256.slice(0, 12)}…, WAL ${m.walLsn}`,
     );
     const verified = await ctx.step('verify', () => verifyBackup({ database: plan.database, id: manifest.id }), (v) => `checksum ok, ${v.tocEntries} TOC entries`);
+    const keep = input.retention ?? plan.retention;
+    let approved: string[] | undefined;
+    if (input.retention !== undefined) {
+      // The config's retention is the policy; a run's input that keeps fewer deletes backups the
+      // policy keeps, so that waits for an approval. Asked for here: runs in flight that have not
+      // reached retention yet take the gate; one that already deleted replays as recorded.
+      if (keep < plan.retention && patched('backup-retention-override-approval')) {
+        const doomed = await applyRetention({ database: plan.database, keep, protect: manifest.id, dryRun: true });
+        if (doomed.length > 0) {
+          const record = await ctx.requestApproval({
+            step: 'approve-retention',
+            summary: `Keep only ${keep} backup(s) of ${plan.database} instead of the configured ${plan.retention}: deletes ${doomed.length} backup(s) (${doomed.join(', ')}). The new backup ${manifest.id} is kept.`,
+            destructive: true,
+            confirmPhrase: 'DELETE',
+            policy: policyOf(plan),
+            timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
+          });
+          RunContext.failUnlessApproved(record, `backup ${manifest.id} was taken and verified; no backup was deleted`);
+          approved = doomed;
+        } else {
+          ctx.skip('approve-retention', `nothing over ${keep}`);
+        }
+      } else {
+        ctx.skip('approve-retention', keep >= plan.retention ? `keeps at least the configured ${plan.retention}` : 'run started before a lower retention needed an approval');
+      }
+    }
     const deleted = await ctx.step(
       'retention',
-      () => applyRetention({ database: plan.database, keep: input.retention ?? plan.retention, protect: manifest.id }),
-      (d) => (d.length ? `deleted ${d.join(', ')}` : `nothing over ${input.retention ?? plan.retention}`),
+      () => applyRetention({ database: plan.database, keep, protect: manifest.id, ...(approved ? { only: approved } : {}) }),
+      (d) => (d.length ? `deleted ${d.join(', ')}` : `nothing over ${keep}`),
     );
     const seconds = Math.max(0.001, (Date.parse(manifest.endedAt) - Date.parse(manifest.startedAt)) / 1000);
     return {
@@ -204,7 +231,7 @@ async function dbRestore(rawInput?: DbRestoreInput): Promise<DbRestoreResult | D
       counts,
       durationMs: Date.now() - started,
       approvals: ctx.approvals,
-      refusals: ctx.refusals,
+      refusals: ctx.refusals, refusalsDropped: ctx.refusalsDropped,
       progress: ctx.progress,
     };
   });
@@ -400,7 +427,7 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
             }),
           health,
           approvals: ctx.approvals,
-          refusals: ctx.refusals,
+          refusals: ctx.refusals, refusalsDropped: ctx.refusalsDropped,
           progress: ctx.progress,
         };
       } catch (err) {
@@ -471,7 +498,7 @@ async function dbVacuum(rawInput?: DbVacuumInput): Promise<DbVacuumResult> {
       }
     }
     const after = await ctx.step('report-after', () => bloatReport({ database: plan.database, tables: input.tables }), (r) => `${r.reduce((a, t) => a + t.deadTuples, 0)} dead tuples left`);
-    return { ok: true, before, vacuumed, reindexed, vacuumedFull, after, approvals: ctx.approvals, refusals: ctx.refusals, progress: ctx.progress };
+    return { ok: true, before, vacuumed, reindexed, vacuumedFull, after, approvals: ctx.approvals, refusals: ctx.refusals, refusalsDropped: ctx.refusalsDropped, progress: ctx.progress };
   });
 }
 
@@ -551,6 +578,6 @@ async function dbTriage(rawInput?: DbTriageInput): Promise<DbTriageResult> {
       );
       actions.push(...done);
     }
-    return { ok: !report.findings.some((f) => f.severity === 'P1'), report, actions, approvals: ctx.approvals, refusals: ctx.refusals, progress: ctx.progress };
+    return { ok: !report.findings.some((f) => f.severity === 'P1'), report, actions, approvals: ctx.approvals, refusals: ctx.refusals, refusalsDropped: ctx.refusalsDropped, progress: ctx.progress };
   });
 }

@@ -16,6 +16,7 @@ import {
   abortSignal,
   abortUpdate,
   canaryStatusQuery,
+  controlProblem,
   pauseSignal,
   pauseUpdate,
   promoteSignal,
@@ -54,9 +55,19 @@ export class CanaryControls {
     this.status = { router, phase: 'planning', weight: 0, steps, stepIndex: -1, paused: false };
     const who = (i?: DeliveryControlInput) => (typeof i?.by === 'string' && i.by.trim() ? i.by.trim() : 'unknown');
     const finished = () => this.status.phase === 'promoted' || this.status.phase === 'rolled-back' || this.status.phase === 'rolling-back';
-    const refuseWhenFinished = (_i?: DeliveryControlInput) => {
+    const refuseWhenFinished = (i?: DeliveryControlInput) => {
+      const problem = controlProblem(i);
+      if (problem) throw new Error(problem);
       if (finished()) throw new Error(`the canary is already ${this.status.phase}`);
     };
+    /** A signal that fails the checks an update's validator makes is dropped (and logged, bounded), never kept. */
+    const whenValid =
+      (apply: (i?: DeliveryControlInput) => CanaryStatus, name: string) =>
+      (i?: DeliveryControlInput): void => {
+        const problem = controlProblem(i);
+        if (problem) log.warn('canary control refused', { control: name, reason: problem });
+        else void apply(i);
+      };
     const promote = (i?: DeliveryControlInput) => {
       this.promoteRequested = true;
       log.info('canary promote requested', { by: who(i) });
@@ -80,15 +91,15 @@ export class CanaryControls {
       log.warn('canary abort requested', { ...this.abort });
       return this.snapshot();
     };
-    setHandler(promoteSignal, (i) => void promote(i));
-    setHandler(pauseSignal, (i) => void pause(i));
-    setHandler(resumeSignal, (i) => void resume(i));
-    setHandler(abortSignal, (i) => void abort(i));
+    setHandler(promoteSignal, whenValid(promote, 'promote'));
+    setHandler(pauseSignal, whenValid(pause, 'pause'));
+    setHandler(resumeSignal, whenValid(resume, 'resume'));
+    setHandler(abortSignal, whenValid(abort, 'abort'));
     setHandler(promoteUpdate, promote, { validator: refuseWhenFinished });
     setHandler(pauseUpdate, pause, { validator: refuseWhenFinished });
     setHandler(resumeUpdate, resume, {
-      validator: (_i?: DeliveryControlInput) => {
-        refuseWhenFinished();
+      validator: (i?: DeliveryControlInput) => {
+        refuseWhenFinished(i);
         if (!this.paused) throw new Error('the canary is not paused');
       },
     });

@@ -1,8 +1,8 @@
 import { policyOf } from '../common/approvals.js';
-import { ApplicationFailure, CancellationScope, condition, proxyActivities, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, condition, log, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { describeMeasurement, resolveQueries } from '../common/families/delivery-analysis.js';
-import { rollbackSignal, rollbackUpdate } from '../common/families/delivery-messages.js';
+import { controlProblem, rollbackSignal, rollbackUpdate } from '../common/families/delivery-messages.js';
 import { DeliveryErrors, type BlueGreenInput, type BlueGreenResult, type Color, type DeliveryControlInput, type Measurement } from '../common/families/delivery-types.js';
 import { PROCEDURES } from '../common/procedures.js';
 import type { ServiceActionResult } from '../common/types.js';
@@ -29,7 +29,9 @@ export async function blueGreenSwitch(rawInput?: BlueGreenInput): Promise<BlueGr
     rollback ??= { by: typeof i?.by === 'string' && i.by.trim() ? i.by.trim() : 'unknown', ...(i?.reason ? { reason: i.reason } : {}) };
   };
   setHandler(rollbackSignal, (i) => {
-    if (window === 'open') request(i);
+    const problem = controlProblem(i);
+    if (problem) log.warn('rollback refused', { reason: problem });
+    else if (window === 'open') request(i);
   });
   setHandler(
     rollbackUpdate,
@@ -38,7 +40,9 @@ export async function blueGreenSwitch(rawInput?: BlueGreenInput): Promise<BlueGr
       return { accepted: true, detail: `switching back from ${to} now` };
     },
     {
-      validator: (_i?: DeliveryControlInput) => {
+      validator: (i?: DeliveryControlInput) => {
+        const problem = controlProblem(i);
+        if (problem) throw new Error(problem);
         if (window === 'before') throw new Error('nothing has been switched yet: reject the approval instead');
         if (window === 'closed') throw new Error('the rollback window is over: the old color was scaled down; run blue-green-switch back instead');
       },

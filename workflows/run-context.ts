@@ -1,15 +1,21 @@
 import {
   ApplicationFailure,
+  CancellationScope,
   condition,
+  ContinueAsNew,
+  isCancellation,
   log,
   metricMeter,
   patched,
   setCurrentDetails,
   setHandler,
+  TemporalFailure,
+  upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import { ErrorTypes } from '../common/errors.js';
+import { clip, messageProblem, MAX_KEPT_REFUSALS, pushCapped, textProblem } from '../common/bounds.js';
 import { InputError, validateInput } from '../common/inputs.js';
 import {
   approvalsQuery,
@@ -23,6 +29,17 @@ import {
 import type { ProcedureId } from '../common/procedures.js';
 import { AwaitingApproval, RunbookProcedure } from '../common/search-attributes.js';
 import { ruleForStep, type ApprovalPolicy } from '../common/approvals.js';
+import {
+  accountText,
+  compactProgress,
+  hintFor,
+  PROGRESS_MEMO,
+  RUN_CANCELLED,
+  type CleanupReport,
+  type ProgressMemo,
+  type RunAccount,
+  type StepHint,
+} from '../common/run-account.js';
 import type {
   ApprovalAnswer,
   ApprovalInput,
@@ -60,7 +77,9 @@ const approvalsTotal = metricMeter.createCounter('runbook_approvals_total', 'ans
 export class RunContext {
   readonly progress: RunProgress;
   readonly approvals: ApprovalRecord[] = [];
+  /** The first MAX_KEPT_REFUSALS refused answers; the rest are only counted in `refusalsDropped`. */
   readonly refusals: RefusedApproval[] = [];
+  refusalsDropped = 0;
   private pending: PendingApproval | null = null;
   /** Set once the pending step is settled: rejected by one approver, or approved by its quorum. */
   private answer: { decision: Decision; by: string; comment?: string; at: string } | null = null;
@@ -71,16 +90,25 @@ export class RunContext {
    */
   private readonly stepRequired: boolean;
 
+  /**
+   * Runs started before runs gave an account of themselves (memo of their progress, cleanup
+   * and a RunCancelled failure on cancellation) keep ending as they did when replayed.
+   */
+  private readonly accounts: boolean;
+  private readonly hints = new Map<string, StepHint>();
+  private readonly cleanups: Array<() => Promise<CleanupReport | void>> = [];
+
   constructor(
     readonly procedure: ProcedureId,
     readonly requestedBy: string,
     steps: ReadonlyArray<readonly [id: string, title: string]>,
   ) {
     this.stepRequired = patched('approvals-name-their-step');
+    this.accounts = patched('runs-account-for-interruption');
     this.progress = { procedure, steps: steps.map(([id, title]) => ({ id, title, status: 'pending' })) };
     setHandler(progressQuery, () => this.progress);
     setHandler(pendingApprovalQuery, () => this.pending);
-    setHandler(approvalsQuery, () => ({ approvals: this.approvals, refusals: this.refusals }));
+    setHandler(approvalsQuery, () => ({ approvals: this.approvals, refusals: this.refusals, refusalsDropped: this.refusalsDropped }));
     setHandler(approveSignal, (input) => void this.answerOrRefuse('approved', input));
     setHandler(rejectSignal, (input) => void this.answerOrRefuse('rejected', input));
     // No validators: a refused update is recorded in the run (and its history) like a refused signal.
@@ -103,7 +131,12 @@ export class RunContext {
     }
   }
 
-  /** Runs the whole procedure, recording its outcome and duration as metrics. */
+  /**
+   * Runs the whole procedure, recording its outcome and duration as metrics. A cancelled run
+   * runs its cleanups (`onCancel`) in a non-cancellable scope, then fails with RunCancelled,
+   * its message the account of what it did and left; a failed run keeps its failure and adds
+   * the account to the failure's details.
+   */
   async run<T>(body: () => Promise<T>): Promise<T> {
     const started = Date.now();
     let outcome = 'failed';
@@ -111,6 +144,12 @@ export class RunContext {
       const result = await body();
       outcome = 'succeeded';
       return result;
+    } catch (err) {
+      // A plain Error fails the workflow task (a bug to fix and retry), and continue-as-new is no failure.
+      if (!this.accounts || err instanceof ContinueAsNew || !(err instanceof TemporalFailure)) throw err;
+      const cancelled = isCancellation(err) || CancellationScope.current().consideredCancelled;
+      if (cancelled) outcome = 'cancelled';
+      throw await this.account(err, cancelled);
     } finally {
       runsTotal.add(1, { procedure: this.procedure, outcome });
       runDuration.record(Date.now() - started, { procedure: this.procedure });
@@ -120,6 +159,87 @@ export class RunContext {
 
   addStep(id: string, title: string): void {
     this.progress.steps.push({ id, title, status: 'pending' });
+  }
+
+  /** What the system is in, and how to finish or undo, if the run stops during (or after) `step`. */
+  hint(step: string, hint: StepHint): void {
+    this.hints.set(step, hint);
+  }
+
+  /**
+   * Cleanup for a cancelled run, run in a non-cancellable scope after the interrupted step
+   * has ended, in the order registered; what it reports goes into the run's account.
+   */
+  onCancel(cleanup: () => Promise<CleanupReport | void>): void {
+    this.cleanups.push(cleanup);
+  }
+
+  /** Ends the run's account: steps still running are interrupted, cleanups run, and the failure to end with. */
+  private async account(err: TemporalFailure, cancelled: boolean): Promise<TemporalFailure> {
+    const now = new Date().toISOString();
+    const interrupted = this.progress.steps.find((s) => s.status === 'running' || s.status === 'waiting-approval' || s.status === 'interrupted');
+    for (const s of this.progress.steps) {
+      if (s.status !== 'running' && s.status !== 'waiting-approval') continue;
+      const waiting = s.status === 'waiting-approval';
+      s.status = cancelled ? 'interrupted' : 'failed';
+      s.endedAt = now;
+      s.detail = `${cancelled ? 'cancelled' : 'stopped'} ${waiting ? 'while waiting for an answer' : 'while running'}${s.detail ? `; last: ${s.detail}` : ''}`;
+    }
+    if (this.pending) {
+      this.pending = null;
+      this.answer = null;
+      upsertSearchAttributes([{ key: AwaitingApproval, value: false }]);
+    }
+    const hint = hintFor(this.progress.steps, this.hints);
+    let state = hint?.state;
+    let next = hint?.next;
+    const cleanup: string[] = [];
+    if (cancelled) {
+      this.publish();
+      await CancellationScope.nonCancellable(async () => {
+        for (const c of this.cleanups) {
+          try {
+            const r = await c();
+            if (r?.did) cleanup.push(r.did);
+            if (r?.state) state = r.state;
+            if (r?.next) next = r.next;
+          } catch (e) {
+            cleanup.push(`cleanup failed: ${e instanceof Error ? rootMessage(e) : String(e)}`);
+          }
+        }
+      });
+    }
+    const base = {
+      outcome: cancelled ? ('cancelled' as const) : ('failed' as const),
+      interrupted: interrupted?.title,
+      cleanup,
+      ...(state ? { state } : {}),
+      ...(next ? { next } : {}),
+      approvals: [...this.approvals],
+      progress: compactProgress(this.progress),
+    };
+    const account: RunAccount = { ...base, text: accountText({ ...base, ...(cancelled ? {} : { reason: rootMessage(err) }) }) };
+    this.progress.currentStep = undefined;
+    this.record();
+    log.warn(cancelled ? 'run cancelled' : 'run failed', { interrupted: account.interrupted, state, next });
+    if (cancelled) return ApplicationFailure.create({ type: RUN_CANCELLED, nonRetryable: true, message: account.text, details: [account] });
+    if (err instanceof ApplicationFailure) {
+      return ApplicationFailure.create({
+        type: err.type ?? undefined,
+        message: err.message,
+        nonRetryable: err.nonRetryable === true,
+        details: [...(err.details ?? []), account],
+        cause: err.cause,
+      });
+    }
+    return err;
+  }
+
+  /** The steps and approvals so far in the run's memo: all that can be read of a run that is terminated. */
+  private record(): void {
+    if (!this.accounts) return;
+    const memo: ProgressMemo = { progress: compactProgress(this.progress), approvals: this.approvals };
+    upsertMemo({ [PROGRESS_MEMO]: memo });
   }
 
   stepOf(id: string): StepProgress {
@@ -134,6 +254,7 @@ export class RunContext {
     s.startedAt = new Date().toISOString();
     s.detail = undefined;
     this.progress.currentStep = id;
+    this.record();
     this.publish();
     log.info('step started', { step: id });
     try {
@@ -142,6 +263,12 @@ export class RunContext {
       if (describe) s.detail = describe(result);
       return result;
     } catch (err) {
+      if (isCancellation(err)) {
+        s.status = 'interrupted';
+        s.detail = `cancelled while running${s.detail ? `; last: ${s.detail}` : ''}`;
+        log.warn('step interrupted', { step: id });
+        throw err;
+      }
       s.status = 'failed';
       s.detail = err instanceof Error ? rootMessage(err) : String(err);
       log.warn('step failed', { step: id, error: s.detail });
@@ -203,6 +330,7 @@ export class RunContext {
     }
     this.progress.currentStep = req.step;
     upsertSearchAttributes([{ key: AwaitingApproval, value: true }]);
+    this.record();
     this.publish();
     log.info('approval requested', { step: req.step, approvers: rule.approvers, quorum: rule.quorum });
 
@@ -254,9 +382,14 @@ export class RunContext {
 
   /** Why this answer is refused, or undefined when it is acceptable. */
   private refusal(decision: Decision, input: ApprovalInput): string | undefined {
-    if (!input || typeof input !== 'object' || Array.isArray(input)) {
-      return 'expected one JSON object like {"by": "alice", "step": "<pending step>", "comment": "..."}';
-    }
+    // Sizes and kinds first, so no reason below repeats more than a bounded name of what was sent.
+    const shape =
+      messageProblem(input, '{"by": "alice", "step": "<pending step>", "comment": "..."}') ??
+      textProblem('by', input.by, { name: true }) ??
+      textProblem('step', input.step, { name: true }) ??
+      textProblem('confirm', input.confirm, { name: true }) ??
+      textProblem('comment', input.comment);
+    if (shape) return shape;
     const by = typeof input.by === 'string' ? input.by.trim() : '';
     if (!by) return '"by" is required: the name of the person answering';
     const p = this.pending;
@@ -295,15 +428,16 @@ export class RunContext {
     const reason = this.refusal(decision, input);
     const at = new Date().toISOString();
     if (reason) {
+      const claimed = messageProblem(input, '{}') ? undefined : input;
       const refused: RefusedApproval = {
-        step: this.pending?.step ?? (typeof input?.step === 'string' ? input.step : ''),
-        by: typeof input?.by === 'string' ? input.by : '',
+        step: this.pending?.step ?? (typeof claimed?.step === 'string' ? clip(claimed.step) : ''),
+        by: typeof claimed?.by === 'string' ? clip(claimed.by) : '',
         answer: decision === 'approved' ? 'approve' : 'reject',
-        reason,
+        reason: clip(reason, 500),
         at,
       };
-      this.refusals.push(refused);
-      log.warn('approval refused', { ...refused });
+      if (!pushCapped(this.refusals, refused, MAX_KEPT_REFUSALS)) this.refusalsDropped += 1;
+      log.warn('approval refused', { ...refused, refusedSoFar: this.refusals.length + this.refusalsDropped });
       this.publish();
       return reason;
     }
@@ -340,6 +474,7 @@ export class RunContext {
       succeeded: '✅',
       failed: '❌',
       skipped: '⏭️',
+      interrupted: '⛔',
     };
     const lines = [`**${this.procedure}** in ${workflowInfo().workflowId}, requested by ${this.requestedBy}`, ''];
     const p = this.pending;
@@ -362,7 +497,10 @@ export class RunContext {
     lines.push('| step | status | detail |', '| --- | --- | --- |');
     for (const s of this.progress.steps) lines.push(`| ${s.title} | ${icon[s.status]} ${s.status} | ${(s.detail ?? '').replace(/\|/g, '/').replace(/\n/g, ' ')} |`);
     const last = this.refusals[this.refusals.length - 1];
-    if (last) lines.push('', `Last refused answer: ${last.by || '(anonymous)'} - ${last.reason}`);
+    if (last) {
+      const more = this.refusalsDropped > 0 ? ` (${this.refusals.length + this.refusalsDropped} refused in all; the first ${this.refusals.length} are kept)` : '';
+      lines.push('', `Last refused answer kept: ${last.by || '(anonymous)'} - ${last.reason}${more}`);
+    }
     setCurrentDetails(lines.join('\n'));
   }
 }

@@ -173,6 +173,7 @@ export async function stackStop(rawInput?: StackStopInput): Promise<StackStopRes
     if (clean) ctx.addStep('approve-delete', 'Approve deleting all data');
     for (const g of groups) ctx.addStep(`stop-${g.name}`, `Stop ${g.name}`);
     if (clean) ctx.addStep('delete-data', 'Delete data');
+    const stopping = stopCancellation(ctx, plan, clean);
 
     if (clean) {
       // Asked before anything stops, as the runbook's script does: a refusal leaves the stack as it was.
@@ -199,6 +200,7 @@ export async function stackStop(rawInput?: StackStopInput): Promise<StackStopRes
             notes.unmanaged.push(...layer.filter((s) => !s.actions.includes('stop')).map((s) => s.name));
             const statuses = await Promise.all(managed.map((s) => serviceStatus({ service: s.name })));
             const running = managed.filter((_, i) => statuses[i]!.running !== false);
+            stopping.push(...running);
             notes.already.push(...managed.filter((_, i) => statuses[i]!.running === false).map((s) => s.name));
             stopped.push(...(await Promise.all(running.map((s) => serviceAction({ service: s.name, action: 'stop' })))));
             notes.stopped += running.length;
@@ -231,10 +233,69 @@ export async function stackStop(rawInput?: StackStopInput): Promise<StackStopRes
       stopped,
       cleaned,
       approvals: ctx.approvals,
-      refusals: ctx.refusals,
+      refusals: ctx.refusals, refusalsDropped: ctx.refusalsDropped,
       progress: ctx.progress,
     };
   });
+}
+
+/**
+ * How a cancelled stack-stop ends. Before any data is touched the stop is undone: the services
+ * this run set out to stop are started again (infra first), so a stop cancelled by mistake
+ * leaves the stack as it was. Once deleting data has begun nothing is restarted on data that
+ * may be half deleted. Returns the list the stop steps fill with what they stop.
+ */
+function stopCancellation(ctx: RunContext, plan: RunbookPlan, clean: boolean): PlanService[] {
+  const stopping: PlanService[] = [];
+  const again = `run stack-stop${clean ? ' with {"clean": true}' : ''} again when it should stop`;
+  ctx.hint('plan', { state: 'nothing was stopped', next: again });
+  if (clean) ctx.hint('approve-delete', { state: 'nothing was stopped and no data was deleted', next: again });
+  for (const g of plan.groups) {
+    ctx.hint(`stop-${g.name}`, { state: `some services may be stopped`, next: `run stack-start to bring them back, or ${again}` });
+  }
+  if (clean) {
+    ctx.hint('delete-data', {
+      state: `every service is stopped and deleting their data was interrupted: part of the data of ${plan.services.map((s) => s.name).join(', ')} may be deleted`,
+      next: 'run stack-stop with {"clean": true} again to finish deleting, or restore the data from backups and run stack-start',
+    });
+  }
+  ctx.onCancel(async () => {
+    if (stopping.length === 0) return undefined;
+    if (clean && ctx.stepOf('delete-data').status !== 'pending') return undefined;
+    const names = stopping.map((s) => s.name);
+    ctx.addStep('undo-stop', 'Cleanup: start again what this run stopped');
+    try {
+      const started = await ctx.step(
+        'undo-stop',
+        async () => {
+          const out: string[] = [];
+          for (const g of plan.groups) {
+            for (const layer of dependencyLayers(groupServices(plan, g.name))) {
+              const mine = layer.filter((s) => names.includes(s.name) && s.actions.includes('start'));
+              const statuses = await Promise.all(mine.map((s) => serviceStatus({ service: s.name })));
+              const down = mine.filter((_, i) => statuses[i]!.running !== true);
+              await Promise.all(down.map((s) => serviceAction({ service: s.name, action: 'start' })));
+              out.push(...down.map((s) => s.name));
+            }
+          }
+          return out;
+        },
+        (out) => (out.length ? `started again: ${out.join(', ')}` : `nothing was left stopped (${names.join(', ')} running)`),
+      );
+      return {
+        did: started.length ? `started again ${started.join(', ')}, stopped by this run` : `${names.join(', ')} still running, nothing to start again`,
+        state: `the stack runs as before the run${clean ? '; no data was deleted' : ''}`,
+        next: again,
+      };
+    } catch (err) {
+      return {
+        did: `starting ${names.join(', ')} again failed: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`,
+        state: `stopped by this run: ${names.join(', ')}${clean ? '; no data was deleted' : ''}`,
+        next: 'run stack-start to bring them back',
+      };
+    }
+  });
+  return stopping;
 }
 
 /** `service-restart`: Fulcrum 1.3 — restart, rebuild or force-recreate one service, then wait for its health. */

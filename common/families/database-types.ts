@@ -104,6 +104,8 @@ export interface DbRestoreResult {
   durationMs: number;
   approvals: ApprovalRecord[];
   refusals: RefusedApproval[];
+  /** Refused answers beyond those kept in `refusals`. */
+  refusalsDropped?: number;
   progress: RunProgress;
 }
 
@@ -150,6 +152,8 @@ export interface DbMigrationRollbackResult {
   health: HealthCheckResult | null;
   approvals: ApprovalRecord[];
   refusals: RefusedApproval[];
+  /** Refused answers beyond those kept in `refusals`. */
+  refusalsDropped?: number;
   progress: RunProgress;
 }
 
@@ -183,6 +187,8 @@ export interface DbVacuumResult {
   after: TableBloat[];
   approvals: ApprovalRecord[];
   refusals: RefusedApproval[];
+  /** Refused answers beyond those kept in `refusals`. */
+  refusalsDropped?: number;
   progress: RunProgress;
 }
 
@@ -227,6 +233,8 @@ export interface DbTriageResult {
   actions: PidAction[];
   approvals: ApprovalRecord[];
   refusals: RefusedApproval[];
+  /** Refused answers beyond those kept in `refusals`. */
+  refusalsDropped?: number;
   progress: RunProgress;
 }
 
@@ -295,6 +303,8 @@ export interface PitrRestoreResult {
   durationMs: number;
   approvals: ApprovalRecord[];
   refusals: RefusedApproval[];
+  /** Refused answers beyond those kept in `refusals`. */
+  refusalsDropped?: number;
   progress: RunProgress;
 }
 
@@ -374,5 +384,7 @@ export interface DbVolumeRestoreResult {
   durationMs: number;
   approvals: ApprovalRecord[];
   refusals: RefusedApproval[];
+  /** Refused answers beyond those kept in `refusals`. */
+  refusalsDropped?: number;
   progress: RunProgress;
 }

@@ -1,4 +1,5 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { messageProblem, textProblem } from '../bounds.js';
 import type { CanaryStatus, DeliveryControlInput } from './delivery-types.js';
 
 /**
@@ -23,3 +24,13 @@ export const canaryStatusQuery = defineQuery<CanaryStatus>('canaryStatus');
 
 export const DELIVERY_CONTROLS = ['promote', 'pause', 'resume', 'abort', 'rollback'] as const;
 export type DeliveryControl = (typeof DELIVERY_CONTROLS)[number];
+
+/**
+ * Why a promote/pause/resume/abort/rollback message is refused before it is read, or undefined.
+ * Controls may come without a body (the UI's empty signal); a body is one small object with a
+ * bounded `by` and `reason`, so nothing a stranger sends grows the run's state or result.
+ */
+export function controlProblem(i: DeliveryControlInput | undefined): string | undefined {
+  if (i === undefined || i === null) return undefined;
+  return messageProblem(i, '{"by": "alice", "reason": "..."}') ?? textProblem('by', i.by, { name: true }) ?? textProblem('reason', i.reason);
+}
