@@ -16,6 +16,8 @@ export const ErrorTypes = {
   ApprovalRefused: 'ApprovalRefused',
   MigrationFailed: 'MigrationFailed',
   CommandFailed: 'CommandFailed',
+  /** A cancelled run: its cleanup ran, and its message is the account of what it did and left. */
+  RunCancelled: 'RunCancelled',
 } as const;
 
 export type ErrorType = (typeof ErrorTypes)[keyof typeof ErrorTypes];

@@ -81,6 +81,7 @@ export async function stackStart(rawInput?: StackStartInput): Promise<StackStart
       if (g.runMigrationsAfter) ctx.addStep('migrations', 'Run database migrations');
     }
     ctx.addStep('health', 'Final health report');
+    startHints(ctx, plan);
 
     let preflightResult: PreflightResult | undefined;
     if (input.skipPreflight) {
@@ -239,6 +240,19 @@ export async function stackStop(rawInput?: StackStopInput): Promise<StackStopRes
   });
 }
 
+/** What a stack-start that stops early leaves: starting is never undone by itself, running it again finishes it. */
+function startHints(ctx: RunContext, plan: RunbookPlan): void {
+  const again = 'run stack-start again to finish (it skips what is already healthy and migrations already applied), or stack-stop to stop what started';
+  ctx.hint('preflight', { state: 'nothing was started', next: 'run stack-start again' });
+  plan.groups.forEach((g, i) => {
+    const groups = plan.groups.slice(0, i + 1).map((x) => x.name).join(', ');
+    ctx.hint(`start-${g.name}`, { state: `part of the stack may be started (groups ${groups})`, next: again });
+    ctx.hint(`wait-${g.name}`, { state: `${groups} started, ${g.name} not yet seen healthy`, next: again });
+    if (g.runMigrationsAfter) ctx.hint('migrations', { state: `${groups} started; migrations may be partly applied (each in its own transaction)`, next: again });
+  });
+  ctx.hint('health', { state: 'the stack is started; the final health report was not taken', next: 'run health-check' });
+}
+
 /**
  * How a cancelled stack-stop ends. Before any data is touched the stop is undone: the services
  * this run set out to stop are started again (infra first), so a stop cancelled by mistake
@@ -307,6 +321,8 @@ export async function serviceRestart(rawInput?: ServiceRestartInput): Promise<Se
     ['action', `${mode} ${input.service}`],
     ['wait', `Wait for ${input.service} to be healthy`],
   ]);
+  ctx.hint('action', { state: `${input.service} may be stopped or half way through its ${mode}`, next: `run service-restart again, then health-check` });
+  ctx.hint('wait', { state: `${input.service} was restarted (${mode}) but not yet seen healthy`, next: 'run health-check' });
   return ctx.run(async () => {
     const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.serviceRestart }));
     const [svc] = selectServices(plan, [input.service], 'service');
