@@ -12,6 +12,7 @@ import { pendingApprovalQuery, progressQuery } from '../common/messages.js';
 import type { PendingApproval, StepProgress } from '../common/types.js';
 import {
   answerApproval,
+  closedRunReport,
   defaultIdentity,
   failureMessage,
   parseJsonInput,
@@ -50,6 +51,7 @@ const ICON: Record<StepProgress['status'], string> = {
   succeeded: '✓',
   failed: '✗',
   skipped: '-',
+  interrupted: '!',
 };
 
 function approvalHint(workflowId: string, p: PendingApproval): string {
@@ -186,7 +188,8 @@ program
       console.log(`${s.workflowId}  ${s.procedure}  ${s.status}  started ${s.startTime}${s.closeTime ? `  closed ${s.closeTime}` : ''}`);
       for (const step of s.progress?.steps ?? []) console.log(`  ${ICON[step.status]} ${step.title}${step.detail ? ` - ${step.detail}` : ''}`);
       if (s.pendingApproval) console.log(approvalHint(s.workflowId, s.pendingApproval));
-      if (s.failure) console.log(`failure: ${s.failure}`);
+      if (s.closed) for (const line of closedRunReport(s.closed)) console.log(line);
+      else if (s.failure) console.log(`failure: ${s.failure}`);
     } finally {
       await connection.close();
     }

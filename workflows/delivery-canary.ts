@@ -39,6 +39,7 @@ import {
 import { PROCEDURES } from '../common/procedures.js';
 import type { ServiceActionResult } from '../common/types.js';
 import { longRunning, quick } from './profiles.js';
+import type { CleanupReport } from '../common/run-account.js';
 import { RunContext } from './run-context.js';
 
 const { deliveryPlan, setTrafficWeight, measureAnalysis, deliveryNotify } = proxyActivities<Activities>(quick);
@@ -355,6 +356,21 @@ async function rollBack(
   });
 }
 
+/** Where a stopped canary left traffic, and what to do next. */
+export function canaryLeft(plan: DeliveryPlan, controls: CanaryControls): CleanupReport {
+  const router = plan.router.name;
+  if (controls.status.phase === 'rolled-back') {
+    return {
+      state: `all traffic on stable (0 % on the canary of router ${router})${plan.router.canaryService ? `, ${plan.router.canaryService} stopped` : ''}`,
+      next: 'start a new canary-deploy when the canary is ready',
+    };
+  }
+  return {
+    state: `${controls.status.weight} % of traffic may still be on the canary of router ${router}: the rollback did not finish`,
+    next: `set router ${router} to 0 % on the canary by hand, then stop the canary service`,
+  };
+}
+
 /** `canary-deploy`: AlphaPulse 3.1 — 5 → 25 → 50 → 100 % with a Prometheus gate at every step. */
 export async function canaryDeploy(rawInput?: CanaryDeployInput): Promise<CanaryDeployResult> {
   const input = RunContext.input<CanaryDeployInput>(PROCEDURES.canaryDeploy, rawInput);
@@ -367,6 +383,8 @@ export async function canaryDeploy(rawInput?: CanaryDeployInput): Promise<Canary
     const opts = canaryOptions(input, plan);
     controls.status.steps = opts.steps;
     addCanarySteps(ctx, opts);
+    // The rollback itself runs in runCanary (non-cancellable); a cancelled run's account says where traffic was left.
+    ctx.onCancel(async () => canaryLeft(plan, controls));
     const result = await runCanary(ctx, plan, opts, controls);
     if (!result.ok) {
       throw ApplicationFailure.create({
