@@ -1,5 +1,5 @@
 /**
- * Benchmarks for issue 2's speed targets, printed as tables. Not part of `npm test`.
+ * Benchmarks for the foundation's speed targets, printed as tables. Not part of `npm test`.
  *   npm run bench
  * Starts its own Temporal dev server (in memory) unless TEMPORAL_ADDRESS is set.
  */

@@ -1,6 +1,7 @@
 import { policyOf } from '../common/approvals.js';
-import { ActivityFailure, ApplicationFailure, proxyActivities, sleep } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, patched, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
+import { clip } from '../common/bounds.js';
 import { ErrorTypes } from '../common/errors.js';
 import type { TriageProcedureId } from '../common/families/incident.js';
 import type { TriageFinding, TriageResult } from '../common/families/incident-types.js';
@@ -10,7 +11,7 @@ import { checkHealth, selectServices } from './health.js';
 import { longRunning, quick } from './profiles.js';
 import { RunContext } from './run-context.js';
 
-const { loadPlan, redisClientCount, redisTriageRead, natsTriageRead, cacheCheck, databaseCheck, fetchMetrics, promQuery, slowQueries, redisFlush, serviceLogs } =
+const { loadPlan, redisClientCount, redisCountMatching, redisTriageRead, natsTriageRead, cacheCheck, databaseCheck, fetchMetrics, promQuery, slowQueries, redisFlush, serviceLogs } =
   proxyActivities<Activities>(quick);
 const { redisUnlink, natsPurge, serviceAction, waitHealthy } = proxyActivities<Activities>(longRunning);
 
@@ -78,7 +79,10 @@ export async function redisTriage(rawInput: RedisTriageInput): Promise<TriageRes
     ['plan', 'Load configuration'],
     ['inspect', 'PING, memory, policy, evictions, hit rate, slowlog, clients'],
   ]);
-  if (input.deletePattern) ctx.addStep('unlink', `Delete keys matching ${input.deletePattern} (SCAN + UNLINK)`);
+  if (input.deletePattern) {
+    ctx.addStep('approve-unlink', `Approval: delete keys matching ${input.deletePattern}`);
+    ctx.addStep('unlink', `Delete keys matching ${input.deletePattern} (SCAN + UNLINK)`);
+  }
   if (input.flush) {
     ctx.addStep('approve-flush', 'Approval: FLUSHDB');
     ctx.addStep('flush', 'FLUSHDB');
@@ -103,8 +107,33 @@ export async function redisTriage(rawInput: RedisTriageInput): Promise<TriageRes
 
     if (input.deletePattern) {
       const pattern = input.deletePattern;
+      // Deleting by pattern waits for an approval, like FLUSHDB: `"*"` deletes every key. The
+      // marker is asked for here, not at the start of the run, so a run in flight that has not
+      // reached this point takes the gate too. Only a run whose history already holds the
+      // unapproved UNLINK replays without it: those keys are gone, and refusing to replay would
+      // wedge the run on non-determinism without bringing one back.
+      let approvedBy: string | undefined;
+      if (patched('redis-unlink-approval')) {
+        const match = await redisCountMatching({ service: input.service, pattern });
+        const shown = JSON.stringify(clip(pattern, 200));
+        const record = await ctx.requestApproval({
+          step: 'approve-unlink',
+          summary:
+            `Delete every key matching ${shown} in ${input.service} (SCAN + UNLINK): ` +
+            `${match.complete ? `${match.matched}` : `at least ${match.matched} (the count stopped after a bounded SCAN)`} of its ${reading.keys} keys match` +
+            `${match.sample.length ? `, e.g. ${match.sample.map((k) => JSON.stringify(clip(k, 64))).join(', ')}` : ''}. Deleted keys cannot be brought back.`,
+          destructive: true,
+          confirmPhrase: 'DELETE',
+          policy: policyOf(plan),
+          timeoutSeconds: approvalTimeout(input, plan),
+        });
+        RunContext.failUnlessApproved(record, 'no key was deleted and nothing else was changed');
+        approvedBy = record.by;
+      } else {
+        ctx.skip('approve-unlink', 'run started before deleting keys by pattern needed an approval');
+      }
       const n = await ctx.step('unlink', () => redisUnlink({ service: input.service, pattern }), (d) => `${d} keys unlinked`);
-      remediations.push(`unlinked ${n} keys matching ${pattern}`);
+      remediations.push(`unlinked ${n} keys matching ${pattern}${approvedBy ? `, approved by ${approvedBy}` : ''}`);
     }
     if (input.flush) {
       const record = await ctx.requestApproval({

@@ -191,10 +191,14 @@ export function createBackupActivities(deps: ActivityDeps) {
       return { checksum: true, tocEntries: entries };
     },
 
-    /** Keeps the newest `keep` backups of a database; never deletes `protect`. */
-    async applyRetention(req: { database: string; keep: number; protect: string }): Promise<string[]> {
+    /**
+     * Keeps the newest `keep` backups of a database; never deletes `protect`, nor anything outside
+     * `only` when given (the list an approver saw). With `dryRun`, only says which would go.
+     */
+    async applyRetention(req: { database: string; keep: number; protect: string; dryRun?: boolean; only?: string[] }): Promise<string[]> {
       const all = await listBackups(deps, req.database);
-      const doomed = all.slice(req.keep).filter((m) => m.id !== req.protect);
+      const doomed = all.slice(req.keep).filter((m) => m.id !== req.protect && (!req.only || req.only.includes(m.id)));
+      if (req.dryRun) return doomed.map((m) => m.id);
       for (const m of doomed) await rm(path.join(repoDir(deps, req.database), m.id), { recursive: true, force: true });
       return doomed.map((m) => m.id);
     },

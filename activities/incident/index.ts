@@ -9,7 +9,7 @@ import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
 import { redactUrlsIn } from '../../lib/redact.js';
 import type { ActivityDeps } from '../deps.js';
 import { classifyStreams, connectNats, purgeOlderThan, readStreams, type StreamReading } from './nats.js';
-import { classifyRedis, connectRedis, parseInfo, readRedis, unlinkByPattern, type RedisReading } from './redis.js';
+import { classifyRedis, connectRedis, countByPattern, parseInfo, readRedis, unlinkByPattern, type RedisReading } from './redis.js';
 import { sendWebhook } from './webhooks.js';
 
 function configFailure(err: unknown): never {
@@ -149,6 +149,11 @@ export function createIncidentActivities(deps: ActivityDeps) {
         const warn = config.thresholds.memoryWarnPercent;
         return { reading, findings: classifyRedis(reading, { memoryWarnPercent: warn, memoryCriticalPercent: 90, hitRateMinPercent: 85, expectedPolicy: 'allkeys-lru' }) };
       });
+    },
+
+    /** How many keys a pattern matches (bounded SCAN), for the approval before they are deleted. */
+    async redisCountMatching(req: { service: string; pattern: string }): Promise<{ matched: number; complete: boolean; sample: string[] }> {
+      return withRedis(req.service, (redis) => countByPattern(redis, req.pattern));
     },
 
     /** SCAN + UNLINK by pattern, heartbeating per batch. */

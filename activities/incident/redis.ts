@@ -126,6 +126,29 @@ export async function unlinkByPattern(redis: Redis, pattern: string, progress: (
   return deleted;
 }
 
+/** How many keys SCAN may look at to count a pattern's matches for an approver: enough for a cache, bounded for a huge one. */
+export const MATCH_COUNT_BUDGET = 100_000;
+
+/**
+ * Keys matching `pattern`, counted with SCAN (never KEYS) until `budget` keys were looked at:
+ * exact when `complete` (SCAN may report a key twice while the table rehashes, so "about").
+ * Read-only: what the approver of a delete by pattern is shown.
+ */
+export async function countByPattern(redis: Redis, pattern: string, budget = MATCH_COUNT_BUDGET): Promise<{ matched: number; complete: boolean; sample: string[] }> {
+  let cursor = '0';
+  let matched = 0;
+  let looked = 0;
+  const sample: string[] = [];
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+    cursor = next;
+    matched += keys.length;
+    looked += 500;
+    for (const k of keys) if (sample.length < 3) sample.push(k);
+  } while (cursor !== '0' && looked < budget);
+  return { matched, complete: cursor === '0', sample };
+}
+
 function mb(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }

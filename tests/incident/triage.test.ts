@@ -76,6 +76,9 @@ describe('redis-triage', () => {
         workflowId,
         args: [{ service: 'redis', deletePattern: 'policy:stale:*', flush: true, requestedBy: 'alice' }],
       });
+      expect(await approve(handle, 'approve-unlink', 'alice', 'DELETE')).toMatch(/two-person rule/);
+      expect(await approve(handle, 'approve-unlink', 'bob', 'delete')).toMatch(/exactly "DELETE"/);
+      expect(await approve(handle, 'approve-unlink', 'bob', 'DELETE')).toBeUndefined();
       expect(await approve(handle, 'approve-flush', 'alice', 'FLUSHDB')).toMatch(/two-person rule/);
       expect(await approve(handle, 'approve-flush', 'bob', 'flushdb')).toMatch(/exactly "FLUSHDB"/);
       expect(await approve(handle, 'approve-flush', 'bob', 'FLUSHDB')).toBeUndefined();
@@ -89,10 +92,11 @@ describe('redis-triage', () => {
       expect(f.clients!.detail).toMatch(/connected/);
       expect(r.ok).toBe(false);
       expect(r.recommendations.join('\n')).toMatch(/CONFIG SET maxmemory-policy allkeys-lru/);
-      expect(r.remediations[0]).toMatch(/^unlinked \d{3,} keys matching policy:stale:\*$/);
+      expect(r.remediations[0]).toMatch(/^unlinked \d{3,} keys matching policy:stale:\*, approved by bob$/);
       // Only the pattern went in the UNLINK step; FLUSHDB then removed the rest.
       expect(r.remediations[1]).toBe('FLUSHDB (1 keys), approved by bob');
-      await recordHistory(temporal, workflowId, 'redis-triage');
+      // Its own name: tests/incident/intake.test.ts records the plain redis-triage child.
+      await recordHistory(temporal, workflowId, 'redis-triage-delete-approved');
     });
     const after = new Redis(redis.url);
     expect(await after.dbsize()).toBe(0);
