@@ -43,6 +43,8 @@ export function textProblem(field: string, value: unknown, opts: { max?: number;
  */
 export function messageProblem(input: unknown, example: string, max = MAX_MESSAGE_CHARS): string | undefined {
   if (!input || typeof input !== 'object' || Array.isArray(input)) return `expected one JSON object like ${example}`;
+  const undecodable = undecodableReason(input);
+  if (undecodable !== undefined) return `the message could not be decoded (${clip(undecodable, 200)}): send plain JSON, or encode it with the run's codec`;
   let size: number;
   try {
     size = JSON.stringify(input).length;
@@ -66,6 +68,19 @@ export function listProblem(field: string, value: unknown, item: (entry: unknown
     if (problem) return problem;
   }
   return undefined;
+}
+
+/**
+ * The key of the value the worker's codec and payload converter put where a payload could not
+ * be decoded (forged encryption metadata, an unknown encoding, malformed JSON, a missing key).
+ */
+export const UNDECODABLE = '__undecodable';
+
+/** The reason a value is a marker for an undecodable payload, or undefined. */
+export function undecodableReason(value: unknown): string | undefined {
+  if (!value || typeof value !== 'object' || !Object.hasOwn(value, UNDECODABLE)) return undefined;
+  const why = (value as Record<string, unknown>)[UNDECODABLE];
+  return typeof why === 'string' ? why : 'unknown reason';
 }
 
 /** `text` cut to `max` characters with an ellipsis: for echoing strings in details and logs. */

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import type { LogLevel, LogMetadata, Logger as SdkLogger } from '@temporalio/common';
 import { bundleWorkflowCode, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
-import { payloadEncryptionFromEnv, type PayloadEncryption } from '../lib/codec/index.js';
+import { payloadEncryptionFromEnv, WORKER_PAYLOAD_CONVERTER_PATH, workerDataConverter, type PayloadEncryption } from '../lib/codec/index.js';
 import { loadConfig, type LoadedConfig } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { connectWorker, temporalSettingsFromEnv, type TemporalSettings } from '../lib/temporal-connection.js';
@@ -57,6 +57,7 @@ export function bundleRunbookWorkflows(
   return bundleWorkflowCode({
     workflowsPath: WORKFLOWS_PATH,
     ...(encryption.dataConverter.failureConverterPath ? { failureConverterPath: encryption.dataConverter.failureConverterPath } : {}),
+    payloadConverterPath: WORKER_PAYLOAD_CONVERTER_PATH,
     ...(opts.logger ? { logger: opts.logger } : {}),
   });
 }
@@ -94,7 +95,7 @@ export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<{
     taskQueue: opts.settings.taskQueue,
     activities,
     // With a workflowsPath the bundler also takes the failure converter from here.
-    dataConverter: encryption.dataConverter,
+    dataConverter: workerDataConverter(encryption),
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
     ...(opts.identity ? { identity: opts.identity } : {}),
     // Let a running activity finish its current command before the worker exits on SIGTERM.

@@ -15,7 +15,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { ErrorTypes } from '../common/errors.js';
-import { clip, messageProblem, MAX_KEPT_REFUSALS, pushCapped, textProblem } from '../common/bounds.js';
+import { clip, messageProblem, MAX_KEPT_REFUSALS, pushCapped, textProblem, undecodableReason } from '../common/bounds.js';
 import { InputError, validateInput } from '../common/inputs.js';
 import {
   approvalsQuery,
@@ -53,6 +53,9 @@ import type {
 } from '../common/types.js';
 
 type Decision = 'approved' | 'rejected';
+
+/** How the worker's codec reports a payload encrypted with a key it does not hold (lib/codec/aes-gcm.ts). */
+const MISSING_KEY = /no key is configured here|not among the configured keys/;
 
 export interface ApprovalRequest {
   step: string;
@@ -123,6 +126,13 @@ export class RunContext {
 
   /** Validates a procedure's input inside the run: a bad input fails the run at once, never its workflow task. */
   static input<T extends CommonInput>(procedure: ProcedureId, raw: unknown): T {
+    const undecodable = undecodableReason(raw);
+    if (undecodable !== undefined) {
+      // A key this worker lacks is a deployment mistake: fail the workflow task (retried) so the
+      // run goes on once the worker has the key. Anything else (forged or malformed) never will.
+      if (MISSING_KEY.test(undecodable)) throw new Error(`the run's input cannot be decrypted by this worker: ${undecodable}`);
+      throw ApplicationFailure.nonRetryable(`invalid input for ${procedure}: the input could not be decoded (${clip(undecodable, 300)})`, ErrorTypes.InvalidInput);
+    }
     try {
       return validateInput<T>(procedure, raw);
     } catch (err) {

@@ -2,12 +2,28 @@ import { fileURLToPath } from 'node:url';
 import type { DataConverter } from '@temporalio/common';
 import { AesGcmPayloadCodec } from './aes-gcm.js';
 import { keyringFromEnv, type Keyring } from './keys.js';
+import { UndecodableTolerantCodec } from './undecodable.js';
 
 export { AesGcmPayloadCodec, CIPHER, ENCRYPTED_ENCODING, isEncrypted, KEY_ID_METADATA, PayloadDecryptionError } from './aes-gcm.js';
 export { CodecKeyError, createKeyFile, DEV_KEY_FILE, Keyring, keyFingerprint, keyringFromEnv, rotateKeyFile } from './keys.js';
 
 /** DefaultFailureConverter with encodeCommonAttributes: failure messages and stacks become payloads. */
 export const FAILURE_CONVERTER_PATH = fileURLToPath(new URL('./failure-converter.cjs', import.meta.url));
+
+/** The worker's payload converter: a payload it cannot convert becomes a marker value, never an error (payload-converter.cjs). */
+export const WORKER_PAYLOAD_CONVERTER_PATH = fileURLToPath(new URL('./payload-converter.cjs', import.meta.url));
+
+/**
+ * The data converter of workers (and of the workflow bundle and replay): `encryption`'s, with
+ * undecodable payloads turned into markers that message handlers refuse (see undecodable.ts).
+ */
+export function workerDataConverter(encryption: PayloadEncryption): DataConverter {
+  return {
+    ...encryption.dataConverter,
+    payloadCodecs: [new UndecodableTolerantCodec(encryption.codec)],
+    payloadConverterPath: WORKER_PAYLOAD_CONVERTER_PATH,
+  };
+}
 
 export interface PayloadEncryption {
   /** For Client, Worker and Worker.runReplayHistories. */

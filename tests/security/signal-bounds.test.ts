@@ -5,6 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { temporalNamespace } from '../fixtures/runbook-worker.js';
 import { MAX_KEPT_REFUSALS } from '../../common/bounds.js';
 import { approvalsQuery, approveSignal, approveUpdate, pendingApprovalQuery, rejectSignal } from '../../common/messages.js';
 import type { StackStopResult } from '../../common/types.js';
@@ -121,6 +122,44 @@ describe('signals and updates from strangers are bounded', () => {
       expect(refusals.map((r) => r.reason).join('\n')).not.toMatch(/nested|\u202e/);
       await handle.signal(approveSignal, { by: 'bob', step: 'approve-delete', confirm: 'DELETE' });
       await handle.result();
+    });
+  });
+
+  it('signals whose payload cannot be decoded (forged encryption, unknown encoding, bad JSON) are refused; the run is not wedged', async () => {
+    const { marker, loaded } = await cleanStack('forged');
+    await withWorker(loaded, async ({ client, taskQueue }) => {
+      const workflowId = `stack-stop-forged-${Date.now()}`;
+      const handle = await client.workflow.start('stack-stop', { taskQueue, workflowId, args: [{ clean: true, requestedBy: 'alice' }] });
+      await waitPending(handle);
+      const utf8 = (t: string) => new TextEncoder().encode(t);
+      const forged: Array<{ metadata: Record<string, Uint8Array>; data: Uint8Array }> = [
+        // Claims our encryption, with a key id the worker holds and bytes that are not ciphertext.
+        { metadata: { encoding: utf8('binary/encrypted'), 'encryption-cipher': utf8('AES-256-GCM'), 'encryption-key-id': utf8('test-only-1') }, data: utf8('x'.repeat(64)) },
+        // A key id nobody has.
+        { metadata: { encoding: utf8('binary/encrypted'), 'encryption-cipher': utf8('AES-256-GCM'), 'encryption-key-id': utf8('stolen') }, data: utf8('x'.repeat(64)) },
+        { metadata: { encoding: utf8('application/x-evil') }, data: utf8('{}') },
+        { metadata: { encoding: utf8('json/plain') }, data: utf8('{"by": "bob", ') },
+      ];
+      // Raw gRPC, as any client of the server can send it, bypassing this project's codec.
+      for (const payload of forged) {
+        await client.workflowService.signalWorkflowExecution({
+          namespace: temporalNamespace(),
+          workflowExecution: { workflowId },
+          signalName: 'approve',
+          input: { payloads: [payload] },
+          identity: 'stranger',
+        });
+      }
+      await refusedSoFar(handle, forged.length);
+      const { refusals } = await handle.query(approvalsQuery);
+      for (const r of refusals) expect(r.reason).toMatch(/could not be decoded/);
+      expect(existsSync(marker)).toBe(true);
+      await handle.signal(approveSignal, { by: 'bob', step: 'approve-delete', confirm: 'DELETE' });
+      await handle.result();
+      expect(existsSync(marker)).toBe(false);
+      // No workflow task ever failed on the forged payloads.
+      const history = await handle.fetchHistory();
+      expect(history.events?.filter((e) => e.workflowTaskFailedEventAttributes)).toEqual([]);
     });
   });
 });
