@@ -1,9 +1,13 @@
 import {
   ActivityFailure,
+  allHandlersFinished,
+  ApplicationFailure,
   ChildWorkflowFailure,
   condition,
+  continueAsNew,
   log,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   setHandler,
   startChild,
@@ -13,14 +17,16 @@ import {
 } from '@temporalio/workflow';
 import type { UpdateDefinition } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
-import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors.js';
-import { SEVERITIES, type NotificationKind } from '../common/families/incident-config.js';
+import { clip, listProblem, MAX_MESSAGE_CHARS, MAX_TEXT_CHARS, messageProblem, pushCapped, textProblem } from '../common/bounds.js';
+import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES } from '../common/errors.js';
+import { HISTORY_DEFAULTS, SEVERITIES, type NotificationKind } from '../common/families/incident-config.js';
 import {
   acknowledgeSignal,
   acknowledgeUpdate,
   alertSignal,
   escalateSignal,
   escalateUpdate,
+  INCIDENT_MESSAGE_REFUSED,
   incidentQuery,
   mitigatedSignal,
   mitigatedUpdate,
@@ -29,6 +35,7 @@ import {
   postmortemCompleteSignal,
   postmortemCompleteUpdate,
   postmortemQuery,
+  refusalsQuery,
   resolvedSignal,
   resolvedUpdate,
   setSeveritySignal,
@@ -36,13 +43,16 @@ import {
   timelineQuery,
 } from '../common/families/incident-messages.js';
 import { formatDuration, renderPostmortem } from '../common/families/incident-postmortem.js';
+import { appendEvent } from '../common/families/incident-timeline.js';
 import type {
   ActorInput,
   AlertInput,
   EscalateInput,
   EscalationLevel,
+  IncidentCarry,
   IncidentInput,
   IncidentPlan,
+  IncidentRefusals,
   IncidentResult,
   IncidentState,
   MitigatedInput,
@@ -89,27 +99,136 @@ function actor(input: ActorInput | undefined): string | undefined {
   return input && typeof input === 'object' && typeof input.by === 'string' && input.by.trim() ? input.by.trim() : undefined;
 }
 
+/** The input's strings and objects are bounded one by one (validateInput); this bounds them together. */
+const MAX_INPUT_CHARS = 4 * MAX_MESSAGE_CHARS;
+/** What a run hands to the next: its bounded timeline, draft and refusals, with room to spare. */
+const MAX_CARRY_CHARS = 1_000_000;
+/** An event's text: a person's text (MAX_TEXT_CHARS) with the run's own words around it. */
+const MAX_EVENT_CHARS = 2 * MAX_TEXT_CHARS;
+/** Triage recommendations kept in the timeline event of a finished triage. */
+const MAX_RECOMMENDATIONS = 20;
+
+type MessageName = 'acknowledge' | 'note' | 'set-severity' | 'mitigated' | 'resolved' | 'escalate' | 'postmortem-complete' | 'alert';
+type Shape = (input: never) => string | undefined;
+
+const EXAMPLES: Record<MessageName, string> = {
+  acknowledge: '{"by": "alice"}',
+  note: '{"by": "alice", "text": "rolled back api v2.3.1"}',
+  'set-severity': '{"by": "alice", "severity": "P1", "reason": "..."}',
+  mitigated: '{"by": "alice", "text": "..."}',
+  resolved: '{"by": "alice", "summary": "...", "rootCause": "...", "impact": "..."}',
+  escalate: '{"by": "alice", "level": "L3", "reason": "..."}',
+  'postmortem-complete': '{"by": "alice"}',
+  alert: '{"by": "alertmanager", "status": "firing", "alerts": 1, "summary": "..."}',
+};
+
+const byProblem = (i: { by?: unknown }) => textProblem('by', i.by, { name: true, required: true });
+const itemProblem = (v: unknown, name: string) => textProblem(name, v, { required: true });
+const actionItemProblem = (v: unknown, name: string): string | undefined => {
+  const shape = messageProblem(v, '{"item": "...", "owner": "...", "due": "..."}');
+  if (shape) return `"${name}": ${shape}`;
+  const a = v as { item?: unknown; owner?: unknown; due?: unknown };
+  return textProblem(`${name}.item`, a.item, { required: true }) ?? textProblem(`${name}.owner`, a.owner, { name: true }) ?? textProblem(`${name}.due`, a.due, { name: true });
+};
+
+/**
+ * What every message must look like before the run reads it: one JSON object of bounded
+ * size with bounded, plain-text fields. Oversized or malformed messages are refused with a
+ * reason that names the field and never repeats what was sent.
+ */
+const SHAPES = {
+  acknowledge: (i: ActorInput) => byProblem(i),
+  note: (i: NoteInput) => byProblem(i) ?? textProblem('text', i.text, { required: true }),
+  'set-severity': (i: SeverityInput) => byProblem(i) ?? textProblem('severity', i.severity, { name: true, required: true }) ?? textProblem('reason', i.reason),
+  mitigated: (i: MitigatedInput) => byProblem(i) ?? textProblem('text', i.text),
+  resolved: (i: ResolvedInput) =>
+    byProblem(i) ??
+    textProblem('summary', i.summary) ??
+    textProblem('rootCause', i.rootCause) ??
+    textProblem('impact', i.impact) ??
+    listProblem('wentWell', i.wentWell, itemProblem) ??
+    listProblem('wentWrong', i.wentWrong, itemProblem) ??
+    listProblem('actionItems', i.actionItems, actionItemProblem),
+  escalate: (i: EscalateInput) => byProblem(i) ?? textProblem('level', i.level, { name: true }) ?? textProblem('reason', i.reason),
+  'postmortem-complete': (i: ActorInput) => byProblem(i),
+  alert: (i: AlertInput) =>
+    textProblem('by', i.by, { name: true }) ??
+    (i.status !== 'firing' && i.status !== 'resolved' ? '"status" must be firing or resolved' : undefined) ??
+    (typeof i.alerts === 'number' && Number.isInteger(i.alerts) && i.alerts >= 0 && i.alerts <= 1_000_000 ? undefined : '"alerts" must be a whole number of alerts') ??
+    textProblem('summary', i.summary, { required: true }),
+} satisfies Record<MessageName, Shape>;
+
+function shapeProblem<T>(name: MessageName, input: T): string | undefined {
+  return messageProblem(input, EXAMPLES[name]) ?? (SHAPES[name] as (i: T) => string | undefined)(input);
+}
+
+/** Only the fields the postmortem reads, so nothing else a sender added is kept. */
+function resolutionOf(i: ResolvedInput): ResolvedInput {
+  const r: ResolvedInput = { by: i.by };
+  if (i.summary !== undefined) r.summary = i.summary;
+  if (i.rootCause !== undefined) r.rootCause = i.rootCause;
+  if (i.impact !== undefined) r.impact = i.impact;
+  if (i.wentWell !== undefined) r.wentWell = [...i.wentWell];
+  if (i.wentWrong !== undefined) r.wentWrong = [...i.wentWrong];
+  if (i.actionItems !== undefined) {
+    r.actionItems = i.actionItems.map((a) => ({ item: a.item, ...(a.owner !== undefined ? { owner: a.owner } : {}), ...(a.due !== undefined ? { due: a.due } : {}) }));
+  }
+  return r;
+}
+
+const CONTINUE = 'continue-as-new';
+
+/** The shape the run reads of a carried state; a stranger starting a run with anything else fails it at once. */
+function isCarry(c: IncidentCarry): boolean {
+  const isObject = (v: unknown) => !!v && typeof v === 'object' && !Array.isArray(v);
+  return (
+    isObject(c) &&
+    (c.phase === 'respond' || c.phase === 'postmortem-complete') &&
+    isObject(c.plan) &&
+    isObject(c.state) &&
+    typeof c.state.declaredAt === 'string' &&
+    Array.isArray(c.timeline) &&
+    isObject(c.refused) &&
+    Array.isArray(c.refused.refusals) &&
+    Array.isArray(c.steps) &&
+    typeof c.eventSeq === 'number' &&
+    typeof c.reminders === 'number'
+  );
+}
+
 /**
  * `incident`: one incident as one durable run (AlphaPulse 1, 6, 7, Appendix B).
  * It pages the primary on-call, pages the secondary when nobody acknowledges within
  * the ack timeout, escalates L2 -> L4 on timers, posts status, channel and stakeholder
  * updates through webhooks, keeps a timeline of every event, and after resolution
  * drafts the postmortem from that timeline and reminds until it is marked complete.
+ *
+ * A long incident continues as new (same workflow id, a new run) before its history
+ * grows large; `carried` is what the previous run hands over, never set by a caller.
  */
-export async function incident(rawInput: IncidentInput): Promise<IncidentResult> {
+export async function incident(rawInput: IncidentInput, carried?: IncidentCarry): Promise<IncidentResult> {
+  const inputTooLarge = rawInput && typeof rawInput === 'object' ? messageProblem(rawInput, '{"title": "API down", "severity": "P0"}', MAX_INPUT_CHARS) : undefined;
+  if (inputTooLarge) throw ApplicationFailure.nonRetryable(`invalid input for incident: ${inputTooLarge}`, ErrorTypes.InvalidInput);
   const input = RunContext.input<IncidentInput>(PROCEDURES.incident, rawInput);
+  if (carried !== undefined) {
+    const bad = messageProblem(carried, 'the state of the previous run', MAX_CARRY_CHARS) ?? (isCarry(carried) ? undefined : 'not the state of a previous incident run');
+    if (bad) throw ApplicationFailure.nonRetryable(`invalid carried state for incident: ${bad}`, ErrorTypes.InvalidInput);
+  }
   const requestedBy = input.requestedBy ?? 'unknown';
   const incidentId = workflowInfo().workflowId;
+  /** History already there when this run started (the carried state is in its first event). */
+  const startBytes = workflowInfo().historySize;
   const ctx = new RunContext(PROCEDURES.incident, requestedBy, [
     ['plan', 'Load configuration and on-call'],
     ['declare', 'Declare: page on-call, status page, channel'],
     ['respond', 'Respond until resolved (ack, escalation, updates)'],
     ['postmortem', 'Draft the postmortem'],
   ]);
-  if (input.triage) ctx.addStep('triage', `Triage: ${input.triage}`);
+  if (carried) ctx.progress.steps.splice(0, ctx.progress.steps.length, ...carried.steps);
+  else if (input.triage) ctx.addStep('triage', `Triage: ${input.triage}`);
 
-  const timeline: TimelineEvent[] = [];
-  const state: IncidentState = {
+  const timeline: TimelineEvent[] = carried?.timeline ?? [];
+  const state: IncidentState = carried?.state ?? {
     incidentId,
     title: input.title,
     severity: input.severity,
@@ -119,20 +238,26 @@ export async function incident(rawInput: IncidentInput): Promise<IncidentResult>
     triageRuns: [],
     postmortemComplete: false,
   };
-  let plan: IncidentPlan | undefined;
-  let resolution: ResolvedInput | undefined;
-  let postmortem: string | null = null;
+  let plan: IncidentPlan | undefined = carried?.plan;
+  let resolution: ResolvedInput | undefined = carried?.resolution;
+  let postmortem: string | null = carried?.postmortem ?? null;
   /** Bumped by every message, so the main loop re-plans its timers. */
   let version = 0;
-  let eventSeq = 0;
-  const inflight: Promise<void>[] = [];
+  let eventSeq = carried?.eventSeq ?? 0;
+  // Timers that already fired, and the next ones due, so a continued run neither repeats nor skips them.
+  let secondaryPaged = carried?.secondaryPaged ?? false;
+  let stakeholderAt = carried?.stakeholderAt;
+  let reminders = carried?.reminders ?? 0;
+  let reminderAt = carried?.reminderAt;
+  let triageRunning = false;
+  const inflight = new Set<Promise<void>>();
+  const refused: IncidentRefusals = carried?.refused ?? { refusals: [], refusalsDropped: 0 };
 
-  const record = (kind: TimelineKind, by: string, text: string, data?: Record<string, unknown>): TimelineEvent => {
-    const e: TimelineEvent = { at: new Date().toISOString(), kind, by, text, ...(data ? { data } : {}) };
-    timeline.push(e);
+  const record = (kind: TimelineKind, by: string, text: string, data?: Record<string, unknown>): void => {
+    const e: TimelineEvent = { at: new Date().toISOString(), kind, by, text: clip(text, MAX_EVENT_CHARS), ...(data ? { data } : {}) };
+    appendEvent(timeline, e);
     version += 1;
-    log.info('incident event', { kind, by, text });
-    return e;
+    log.info('incident event', { kind, by, text: e.text });
   };
 
   /** Sends to every webhook routed for `kind`, without blocking the caller; a failure after retries lands in the timeline. */
@@ -141,23 +266,48 @@ export async function incident(rawInput: IncidentInput): Promise<IncidentResult>
     eventSeq += 1;
     const eventId = `${incidentId}:${eventSeq}`;
     for (const webhook of routes) {
-      inflight.push(
-        notify({
-          webhook,
-          kind,
-          incidentId,
-          eventId,
-          text,
-          fields: { title: state.title, severity: state.severity, status: state.status, level: state.level, ...fields },
-        }).then(
+      const delivery: Promise<void> = notify({
+        webhook,
+        kind,
+        incidentId,
+        eventId,
+        text,
+        fields: { title: state.title, severity: state.severity, status: state.status, level: state.level, ...fields },
+      })
+        .then(
           () => undefined,
           (err: unknown) => {
             const cause = err instanceof ActivityFailure && err.cause ? err.cause.message : String(err);
             record('notification-failed', 'runbook', `${kind} notification to ${webhook} failed: ${cause}`, { webhook, kind });
           },
-        ),
-      );
+        )
+        .finally(() => inflight.delete(delivery));
+      inflight.add(delivery);
     }
+  };
+
+  /** Every notification settles (sent or recorded as failed) and every handler returns. */
+  const settle = async () => {
+    do {
+      await condition(allHandlersFinished);
+      while (inflight.size > 0) await Promise.all([...inflight]);
+    } while (inflight.size > 0 || !allHandlersFinished());
+  };
+
+  /**
+   * Whether to continue as new now: the server suggests it or the history passed the plan's
+   * limits. Not while a triage child runs: its parent close policy would cancel it. Runs
+   * started by older code continue as new only from where this code first decides to.
+   */
+  const historyFull = (): boolean => {
+    const info = workflowInfo();
+    const limits = plan?.history ?? HISTORY_DEFAULTS;
+    const full =
+      info.continueAsNewSuggested ||
+      info.historyLength >= limits.maxEvents ||
+      // Bytes this run added: a carried state near the limit must not continue as new at once, for ever.
+      (info.historySize >= limits.maxBytes && info.historySize - startBytes >= limits.maxBytes / 2);
+    return full && !triageRunning && patched('incident-continue-as-new');
   };
 
   const header = () => `[${state.severity}] ${state.title} (${incidentId})`;
@@ -176,9 +326,22 @@ export async function incident(rawInput: IncidentInput): Promise<IncidentResult>
   };
 
   // ---- messages: the same checks for a signal (refusal recorded) and an update (refusal thrown)
-  const refusals: Array<{ message: string; by: string; reason: string; at: string }> = [];
   type Check<T> = (input: T) => string | undefined;
   const open = () => state.status !== 'resolved';
+
+  const refuse = (message: MessageName, input: unknown, reason: string) => {
+    const sender = input && typeof input === 'object' ? (input as { by?: unknown }).by : undefined;
+    const by = typeof sender === 'string' && !textProblem('by', sender, { name: true, required: true }) ? sender.trim() : '';
+    // Logged as kept: a flood of refusals is counted, not written out one by one.
+    if (pushCapped(refused.refusals, { message, by, reason, at: new Date().toISOString() })) log.warn('incident message refused', { message, reason });
+    else refused.refusalsDropped += 1;
+  };
+  /**
+   * Messages refused for their size or shape. Runs started by older code accepted them; when
+   * such a run is replayed its history must replay as recorded, so the new refusals apply
+   * from the first message this code refuses live.
+   */
+  const bounded = () => patched('incident-bounded-messages');
 
   const checkActor: Check<ActorInput> = (i) => (actor(i) ? undefined : '"by" is required: who is doing this');
   const checks = {
@@ -228,7 +391,7 @@ export async function incident(rawInput: IncidentInput): Promise<IncidentResult>
       send('channel', `${header()}: mitigated by ${actor(i)}; monitoring before resolving`);
     },
     resolved: (i: ResolvedInput) => {
-      resolution = i;
+      resolution = resolutionOf(i);
       state.status = 'resolved';
       state.resolvedAt = new Date().toISOString();
       state.mitigatedAt ??= state.resolvedAt;
@@ -245,17 +408,17 @@ export async function incident(rawInput: IncidentInput): Promise<IncidentResult>
   };
 
   const wire = <T extends ActorInput>(
-    name: string,
+    name: Exclude<MessageName, 'alert'>,
     signal: SignalDefinition<[T]>,
     update: UpdateDefinition<IncidentState, [T]>,
     check: (i: T) => string | undefined,
     run: (i: T) => void,
   ) => {
     setHandler(signal, (i: T) => {
-      const reason = check(i);
+      const shape = shapeProblem(name, i);
+      const reason = shape !== undefined && bounded() ? shape : check(i);
       if (reason) {
-        refusals.push({ message: name, by: actor(i) ?? '', reason, at: new Date().toISOString() });
-        log.warn('incident message refused', { message: name, reason });
+        refuse(name, i, reason);
         return;
       }
       run(i);
@@ -267,9 +430,10 @@ export async function incident(rawInput: IncidentInput): Promise<IncidentResult>
         return { ...state };
       },
       {
+        // Validators run only live, never on replay: the bounds apply to every update at once.
         validator: (i: T) => {
-          const reason = check(i);
-          if (reason) throw new Error(reason);
+          const reason = shapeProblem(name, i) ?? check(i);
+          if (reason) throw ApplicationFailure.create({ type: INCIDENT_MESSAGE_REFUSED, message: reason, nonRetryable: true });
         },
       },
     );
@@ -282,6 +446,11 @@ export async function incident(rawInput: IncidentInput): Promise<IncidentResult>
   wire('escalate', escalateSignal, escalateUpdate, checks.escalate, apply.escalate);
   wire('postmortem-complete', postmortemCompleteSignal, postmortemCompleteUpdate, checks['postmortem-complete'], apply['postmortem-complete']);
   setHandler(alertSignal, (a: AlertInput) => {
+    const shape = shapeProblem('alert', a);
+    if (shape !== undefined && bounded()) {
+      refuse('alert', a, shape);
+      return;
+    }
     const by = actor(a) ?? 'alertmanager';
     if (a.status === 'resolved') {
       if (state.status === 'open' || state.status === 'acknowledged') apply.mitigated({ by, text: `alert resolved: ${a.summary}` });
@@ -293,34 +462,69 @@ export async function incident(rawInput: IncidentInput): Promise<IncidentResult>
   setHandler(timelineQuery, () => timeline);
   setHandler(incidentQuery, () => state);
   setHandler(postmortemQuery, () => postmortem);
+  setHandler(refusalsQuery, () => refused);
 
-  return ctx.run(async () => {
-    const p = await ctx.step('plan', () => incidentPlan(), (x) => (x.oncall ? `on call: ${x.oncall.primary}, secondary ${x.oncall.secondary}` : 'no on-call rotation configured'));
-    plan = p;
-    state.primary = p.oncall?.primary;
-    state.secondary = p.oncall?.secondary;
+  /** A step that returned CONTINUE goes on in the next run: it is still running there. */
+  const carryOn = async (phase: IncidentCarry['phase'], stepId: string): Promise<IncidentCarry> => {
+    await settle();
+    const step = ctx.stepOf(stepId);
+    step.status = 'running';
+    step.endedAt = undefined;
+    step.detail = `continued in a new run (history ${workflowInfo().historyLength} events)`;
+    state.continuedAsNew = (state.continuedAsNew ?? 0) + 1;
+    log.info('incident continues as new', { historyLength: workflowInfo().historyLength, historySize: workflowInfo().historySize, phase });
+    return {
+      phase,
+      plan: plan!,
+      state,
+      timeline,
+      refused,
+      ...(resolution ? { resolution } : {}),
+      postmortem,
+      eventSeq,
+      secondaryPaged,
+      ...(stakeholderAt !== undefined ? { stakeholderAt } : {}),
+      reminders,
+      ...(reminderAt !== undefined ? { reminderAt } : {}),
+      steps: ctx.progress.steps,
+    };
+  };
+  const startedAtOf = (id: string) => carried?.steps.find((s) => s.id === id)?.startedAt;
+
+  const outcome = await ctx.run(async (): Promise<IncidentResult | IncidentCarry> => {
+    let p: IncidentPlan;
+    if (carried) {
+      p = carried.plan;
+    } else {
+      p = await ctx.step('plan', () => incidentPlan(), (x) => (x.oncall ? `on call: ${x.oncall.primary}, secondary ${x.oncall.secondary}` : 'no on-call rotation configured'));
+      plan = p;
+      state.primary = p.oncall?.primary;
+      state.secondary = p.oncall?.secondary;
+    }
     const declaredMs = Date.parse(state.declaredAt);
 
-    await ctx.step(
-      'declare',
-      async () => {
-        // Declared first in the timeline even when a message arrived before the plan loaded.
-        timeline.unshift({
-          at: state.declaredAt,
-          kind: 'declared',
-          by: requestedBy,
-          text: `Incident declared: ${state.severity} ${state.title}${input.service ? ` (service ${input.service})` : ''}${input.source ? ` via ${input.source}` : ''}`,
-        });
-        if (state.severity === 'P0' || state.severity === 'P1') {
-          send('status', `Investigating: ${state.title}. We are investigating an issue and will post updates here.`, { statusPage: 'investigating', ...(p.statusPageUrl ? { url: p.statusPageUrl } : {}) });
-        }
-        send('channel', `${header()} declared by ${requestedBy}${input.summary ? `: ${input.summary}` : ''}. Response time ${formatDuration(p.responseSeconds[state.severity] * 1000)}.`);
-        page(p.oncall?.primary ?? 'on-call', 'primary', `new ${state.severity} incident`);
-      },
-      () => `paged ${p.oncall?.primary ?? 'on-call'}`,
-    );
+    if (!carried) {
+      await ctx.step(
+        'declare',
+        async () => {
+          // Declared first in the timeline even when a message arrived before the plan loaded.
+          timeline.unshift({
+            at: state.declaredAt,
+            kind: 'declared',
+            by: requestedBy,
+            text: `Incident declared: ${state.severity} ${state.title}${input.service ? ` (service ${input.service})` : ''}${input.source ? ` via ${input.source}` : ''}`,
+          });
+          if (state.severity === 'P0' || state.severity === 'P1') {
+            send('status', `Investigating: ${state.title}. We are investigating an issue and will post updates here.`, { statusPage: 'investigating', ...(p.statusPageUrl ? { url: p.statusPageUrl } : {}) });
+          }
+          send('channel', `${header()} declared by ${requestedBy}${input.summary ? `: ${input.summary}` : ''}. Response time ${formatDuration(p.responseSeconds[state.severity] * 1000)}.`);
+          page(p.oncall?.primary ?? 'on-call', 'primary', `new ${state.severity} incident`);
+        },
+        () => `paged ${p.oncall?.primary ?? 'on-call'}`,
+      );
+    }
 
-    if (input.triage) {
+    if (!carried && input.triage) {
       const triage = input.triage;
       ctx.stepOf('triage').status = 'running';
       const child = await startChild(triage, {
@@ -328,19 +532,23 @@ export async function incident(rawInput: IncidentInput): Promise<IncidentResult>
         args: [{ ...(input.triageInput ?? {}), requestedBy }],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
       });
+      triageRunning = true;
       state.triageRuns.push(child.workflowId);
       record('triage-started', 'runbook', `Triage started: ${triage} (${child.workflowId})`, { workflowId: child.workflowId });
       void (child.result() as Promise<TriageResult>).then(
           (r) => {
+            triageRunning = false;
             const bad = r.findings.filter((f) => f.severity === 'P0' || f.severity === 'P1' || f.severity === 'P2');
             const text = `Triage ${triage} finished: ${bad.length ? bad.map((f) => `${f.check}: ${f.detail}`).join('; ') : 'no problems found'}`;
-            record('triage-finished', 'runbook', text, { workflowId: child.workflowId, recommendations: r.recommendations });
+            const recommendations = r.recommendations.slice(0, MAX_RECOMMENDATIONS).map((x) => clip(x, MAX_TEXT_CHARS));
+            record('triage-finished', 'runbook', text, { workflowId: child.workflowId, recommendations });
             ctx.stepOf('triage').status = 'succeeded';
             ctx.stepOf('triage').detail = `${bad.length} findings`;
-            send('channel', `${header()}: ${text}`);
+            send('channel', `${header()}: ${clip(text, MAX_EVENT_CHARS)}`);
           },
           (err: unknown) => {
-            const msg = err instanceof ChildWorkflowFailure && err.cause ? err.cause.message : String(err);
+            triageRunning = false;
+            const msg = clip(err instanceof ChildWorkflowFailure && err.cause ? err.cause.message : String(err), MAX_TEXT_CHARS);
             record('triage-finished', 'runbook', `Triage ${triage} failed: ${msg}`, { workflowId: child.workflowId });
             ctx.stepOf('triage').status = 'failed';
             ctx.stepOf('triage').detail = msg;
@@ -348,89 +556,99 @@ export async function incident(rawInput: IncidentInput): Promise<IncidentResult>
         );
     }
 
-    await ctx.step(
-      'respond',
-      async () => {
-        let secondaryPaged = false;
-        let stakeholderAt: number | undefined;
-        while (state.status !== 'resolved') {
-          const now = Date.now();
-          const elapsed = now - declaredMs;
-          const active = state.status === 'open' || state.status === 'acknowledged';
-          const deadlines: number[] = [];
+    if (!carried || carried.phase === 'respond') {
+      const responded = await ctx.step(
+        'respond',
+        async () => {
+          const startedAt = startedAtOf('respond');
+          if (startedAt) ctx.stepOf('respond').startedAt = startedAt;
+          while (state.status !== 'resolved') {
+            const now = Date.now();
+            const elapsed = now - declaredMs;
+            const active = state.status === 'open' || state.status === 'acknowledged';
+            const deadlines: number[] = [];
 
-          if (!state.acknowledgedBy && !secondaryPaged) {
-            const at = declaredMs + p.ackTimeoutSeconds * 1000;
-            if (now >= at) {
-              secondaryPaged = true;
-              page(p.oncall?.secondary ?? 'secondary on-call', 'secondary', `no acknowledgement within ${formatDuration(p.ackTimeoutSeconds * 1000)}`);
-            } else deadlines.push(at);
-          }
-          if (active) {
-            const response = p.responseSeconds[state.severity] * 1000;
-            if (levelIndex(state.level) < 1) {
-              if (elapsed >= response) escalateTo('L2', 'runbook', `not resolved within the ${state.severity} response time (${formatDuration(response)})`);
-              else deadlines.push(declaredMs + response);
+            if (!state.acknowledgedBy && !secondaryPaged) {
+              const at = declaredMs + p.ackTimeoutSeconds * 1000;
+              if (now >= at) {
+                secondaryPaged = true;
+                page(p.oncall?.secondary ?? 'secondary on-call', 'secondary', `no acknowledgement within ${formatDuration(p.ackTimeoutSeconds * 1000)}`);
+              } else deadlines.push(at);
             }
-            if (state.severity === 'P0') {
-              for (const [level, after] of [['L3', p.l3AfterSeconds], ['L4', p.l4AfterSeconds]] as const) {
-                if (levelIndex(state.level) >= levelIndex(level)) continue;
-                if (elapsed >= after * 1000) escalateTo(level, 'runbook', `P0 open longer than ${formatDuration(after * 1000)}`);
-                else deadlines.push(declaredMs + after * 1000);
+            if (active) {
+              const response = p.responseSeconds[state.severity] * 1000;
+              if (levelIndex(state.level) < 1) {
+                if (elapsed >= response) escalateTo('L2', 'runbook', `not resolved within the ${state.severity} response time (${formatDuration(response)})`);
+                else deadlines.push(declaredMs + response);
+              }
+              if (state.severity === 'P0') {
+                for (const [level, after] of [['L3', p.l3AfterSeconds], ['L4', p.l4AfterSeconds]] as const) {
+                  if (levelIndex(state.level) >= levelIndex(level)) continue;
+                  if (elapsed >= after * 1000) escalateTo(level, 'runbook', `P0 open longer than ${formatDuration(after * 1000)}`);
+                  else deadlines.push(declaredMs + after * 1000);
+                }
               }
             }
-          }
-          const every = p.stakeholderUpdateSeconds[state.severity];
-          if (every) {
-            stakeholderAt ??= declaredMs + every * 1000;
-            if (now >= stakeholderAt) {
-              const text = `Update on ${header()}: status ${state.status}, open ${formatDuration(elapsed)}, level ${state.level}${state.acknowledgedBy ? `, led by ${state.acknowledgedBy}` : ''}. Latest: ${[...timeline].reverse().find((e) => e.kind === 'note')?.text ?? timeline[timeline.length - 1]?.text ?? '-'}`;
-              record('stakeholder-update', 'runbook', `Stakeholder update sent (status ${state.status})`);
-              send('stakeholder', text);
-              stakeholderAt = now + every * 1000;
+            const every = p.stakeholderUpdateSeconds[state.severity];
+            if (every) {
+              stakeholderAt ??= declaredMs + every * 1000;
+              if (now >= stakeholderAt) {
+                const text = `Update on ${header()}: status ${state.status}, open ${formatDuration(elapsed)}, level ${state.level}${state.acknowledgedBy ? `, led by ${state.acknowledgedBy}` : ''}. Latest: ${[...timeline].reverse().find((e) => e.kind === 'note')?.text ?? timeline[timeline.length - 1]?.text ?? '-'}`;
+                record('stakeholder-update', 'runbook', `Stakeholder update sent (status ${state.status})`);
+                send('stakeholder', text);
+                stakeholderAt = now + every * 1000;
+              }
+              deadlines.push(stakeholderAt);
+            } else {
+              stakeholderAt = undefined;
             }
-            deadlines.push(stakeholderAt);
-          } else {
-            stakeholderAt = undefined;
+            ctx.stepOf('respond').detail = `${state.status}, ${state.level}${state.acknowledgedBy ? `, acknowledged by ${state.acknowledgedBy}` : ', not acknowledged'}`;
+            if (historyFull()) return CONTINUE;
+            const next = deadlines.length > 0 ? Math.min(...deadlines) : undefined;
+            const target = version;
+            if (next === undefined) await condition(() => version !== target);
+            else await condition(() => version !== target, Math.max(1, next - Date.now()));
           }
-          ctx.stepOf('respond').detail = `${state.status}, ${state.level}${state.acknowledgedBy ? `, acknowledged by ${state.acknowledgedBy}` : ', not acknowledged'}`;
-          const next = deadlines.length > 0 ? Math.min(...deadlines) : undefined;
-          const target = version;
-          if (next === undefined) await condition(() => version !== target);
-          else await condition(() => version !== target, Math.max(1, next - Date.now()));
-        }
-        send('status', `Resolved: ${state.title}. The issue has been resolved; we are monitoring for stability.`, { statusPage: 'resolved' });
-        send('channel', `${header()}: incident resolved by ${timeline[timeline.length - 1]?.by ?? 'unknown'}, monitoring for stability. Open for ${formatDuration(Date.parse(state.resolvedAt!) - declaredMs)}.`);
-        return state;
-      },
-      (s) => `resolved at ${s.resolvedAt}, highest level ${s.level}`,
-    );
+          send('status', `Resolved: ${state.title}. The issue has been resolved; we are monitoring for stability.`, { statusPage: 'resolved' });
+          send('channel', `${header()}: incident resolved by ${timeline[timeline.length - 1]?.by ?? 'unknown'}, monitoring for stability. Open for ${formatDuration(Date.parse(state.resolvedAt!) - declaredMs)}.`);
+          return state;
+        },
+        (s) => (s === CONTINUE ? 'continued in a new run' : `resolved at ${s.resolvedAt}, highest level ${s.level}`),
+      );
+      if (responded === CONTINUE) return carryOn('respond', 'respond');
 
-    postmortem = await ctx.step(
-      'postmortem',
-      async () => {
-        const required = p.postmortem.requiredFor.includes(state.severity);
-        const due = new Date(Date.parse(state.resolvedAt!) + p.postmortem.dueSeconds * 1000).toISOString();
-        const meeting = new Date(Date.parse(state.resolvedAt!) + p.postmortem.meetingWithinSeconds * 1000).toISOString();
-        record('postmortem-drafted', 'runbook', `Postmortem drafted${required ? `; due ${due}, meeting by ${meeting}` : ' (optional for this severity)'}`);
-        const draft = renderPostmortem(state, timeline, resolution);
-        send('postmortem', `Postmortem draft for ${header()} is ready (query \`postmortem\`).${required ? ` Complete it by ${due}; schedule the blameless meeting by ${meeting}.` : ''}`, {
-          markdown: draft,
-          due: required ? due : '',
-        });
-        return draft;
-      },
-      () => 'drafted',
-    );
-
-    if (p.postmortem.requiredFor.includes(state.severity) && !state.postmortemComplete) {
-      ctx.addStep('postmortem-complete', 'Wait for the postmortem to be completed');
-      await ctx.step(
-        'postmortem-complete',
+      postmortem = await ctx.step(
+        'postmortem',
         async () => {
-          let reminders = 0;
+          const required = p.postmortem.requiredFor.includes(state.severity);
+          const due = new Date(Date.parse(state.resolvedAt!) + p.postmortem.dueSeconds * 1000).toISOString();
+          const meeting = new Date(Date.parse(state.resolvedAt!) + p.postmortem.meetingWithinSeconds * 1000).toISOString();
+          record('postmortem-drafted', 'runbook', `Postmortem drafted${required ? `; due ${due}, meeting by ${meeting}` : ' (optional for this severity)'}`);
+          const draft = renderPostmortem(state, timeline, resolution);
+          send('postmortem', `Postmortem draft for ${header()} is ready (query \`postmortem\`).${required ? ` Complete it by ${due}; schedule the blameless meeting by ${meeting}.` : ''}`, {
+            markdown: draft,
+            due: required ? due : '',
+          });
+          return draft;
+        },
+        () => 'drafted',
+      );
+    }
+
+    const reminding = carried?.phase === 'postmortem-complete';
+    if (reminding || (p.postmortem.requiredFor.includes(state.severity) && !state.postmortemComplete)) {
+      if (!reminding) ctx.addStep('postmortem-complete', 'Wait for the postmortem to be completed');
+      const completed = await ctx.step(
+        'postmortem-complete',
+        async (): Promise<boolean | typeof CONTINUE> => {
+          const startedAt = startedAtOf('postmortem-complete');
+          if (startedAt) ctx.stepOf('postmortem-complete').startedAt = startedAt;
           const target = () => state.postmortemComplete;
-          while (!(await condition(target, p.postmortem.reminderEverySeconds * 1000))) {
+          for (;;) {
+            if (!state.postmortemComplete && historyFull()) return CONTINUE;
+            reminderAt ??= Date.now() + p.postmortem.reminderEverySeconds * 1000;
+            if (await condition(target, Math.max(1, reminderAt - Date.now()))) return true;
+            reminderAt = undefined;
             if (reminders >= p.postmortem.maxReminders) {
               record('postmortem-reminder', 'runbook', `Postmortem still not complete after ${reminders} reminders; stopped reminding`);
               return false;
@@ -444,15 +662,18 @@ export async function incident(rawInput: IncidentInput): Promise<IncidentResult>
               overdue,
             });
           }
-          return true;
         },
-        (done) => (done ? `completed by ${[...timeline].reverse().find((e) => e.kind === 'postmortem-completed')?.by}` : 'not completed'),
+        (done) =>
+          done === CONTINUE ? 'continued in a new run' : done ? `completed by ${[...timeline].reverse().find((e) => e.kind === 'postmortem-completed')?.by}` : 'not completed',
       );
+      if (completed === CONTINUE) return carryOn('postmortem-complete', 'postmortem-complete');
     }
 
     // Every notification settles (sent or recorded as failed) before the run closes.
-    while (inflight.length > 0) await Promise.all(inflight.splice(0));
-    if (refusals.length > 0) log.info('refused incident messages', { count: refusals.length });
-    return { state: { ...state }, timeline, postmortem: postmortem ?? '', progress: ctx.progress };
+    while (inflight.size > 0) await Promise.all([...inflight]);
+    if (refused.refusals.length > 0) log.info('refused incident messages', { count: refused.refusals.length + refused.refusalsDropped });
+    return { state: { ...state }, timeline, postmortem: postmortem ?? '', progress: ctx.progress, ...refused };
   });
+  if ('phase' in outcome) return continueAsNew<typeof incident>(input, outcome);
+  return outcome;
 }

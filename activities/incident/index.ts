@@ -130,6 +130,7 @@ export function createIncidentActivities(deps: ActivityDeps) {
         routes,
         oncall: oncall ? { primary: oncall.now.primary, secondary: oncall.now.secondary, shiftEnds: oncall.now.end } : null,
         statusPageUrl: incident.statusPageUrl,
+        history: { ...incident.history },
       };
     },
 

@@ -33,6 +33,12 @@ export const SEVERITIES = ['P0', 'P1', 'P2', 'P3'] as const;
 export type IncidentSeverity = (typeof SEVERITIES)[number];
 
 export const NOTIFICATION_KINDS = ['page', 'status', 'channel', 'stakeholder', 'escalation', 'postmortem'] as const;
+
+/**
+ * An incident run continues as new (same workflow id, a new run carrying its state) past
+ * these, well under Temporal's history warnings (10K events / 10 MB) and limits (50K / 50 MB).
+ */
+export const HISTORY_DEFAULTS = { maxEvents: 5000, maxBytes: 5_000_000 } as const;
 export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
 
 const person = z.string().min(1);
@@ -118,6 +124,12 @@ export const incidentConfigSchema = z
         meetingWithin: duration.default(172_800),
         reminderEvery: duration.default(14_400),
         maxReminders: z.number().int().positive().default(42),
+      })
+      .prefault({}),
+    history: z
+      .strictObject({
+        maxEvents: z.number().int().min(100).default(HISTORY_DEFAULTS.maxEvents).describe('continue as new once a run has this many history events'),
+        maxBytes: z.number().int().min(100_000).default(HISTORY_DEFAULTS.maxBytes).describe('continue as new once a run has this many bytes of history'),
       })
       .prefault({}),
     oncall: oncallSchema.optional(),

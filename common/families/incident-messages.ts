@@ -3,6 +3,7 @@ import type {
   ActorInput,
   AlertInput,
   EscalateInput,
+  IncidentRefusals,
   IncidentState,
   MitigatedInput,
   NoteInput,
@@ -36,3 +37,8 @@ export const alertSignal = defineSignal<[AlertInput]>('alert');
 export const timelineQuery = defineQuery<TimelineEvent[]>('timeline');
 export const incidentQuery = defineQuery<IncidentState>('incident');
 export const postmortemQuery = defineQuery<string | null>('postmortem');
+/** Refused signals: the first few kept with their reasons (never their payloads), the rest counted. */
+export const refusalsQuery = defineQuery<IncidentRefusals>('refusals');
+
+/** The ApplicationFailure type of a refused incident update (its message says why). */
+export const INCIDENT_MESSAGE_REFUSED = 'IncidentMessageRefused';

@@ -1,4 +1,4 @@
-import type { CommonInput, RunProgress } from '../types.js';
+import type { CommonInput, RunProgress, StepProgress } from '../types.js';
 import type { IncidentSeverity, NotificationKind } from './incident-config.js';
 import type { TriageProcedureId } from './incident.js';
 
@@ -36,7 +36,9 @@ export type TimelineKind =
   | 'triage-finished'
   | 'postmortem-drafted'
   | 'postmortem-reminder'
-  | 'postmortem-completed';
+  | 'postmortem-completed'
+  /** Stands for events of one kind dropped from the middle of a long run (`data`: of, count, from, to). */
+  | 'omitted';
 
 export interface TimelineEvent {
   at: string;
@@ -61,6 +63,8 @@ export interface IncidentPlan {
   routes: Record<NotificationKind, string[]>;
   oncall: { primary: string; secondary: string; shiftEnds: string } | null;
   statusPageUrl?: string;
+  /** When a run continues as new; absent in plans recorded before it was configurable. */
+  history?: { maxEvents: number; maxBytes: number };
 }
 
 export interface Notification {
@@ -95,13 +99,54 @@ export interface IncidentState {
   commander?: string;
   triageRuns: string[];
   postmortemComplete: boolean;
+  /** How many times the incident continued as a new run (same workflow id) to keep each history small. */
+  continuedAsNew?: number;
 }
 
-export interface IncidentResult {
+/** A message the run refused, kept without the payload that was refused. */
+export interface IncidentRefusal {
+  message: string;
+  /** Who sent it, when that much was a valid name; '' otherwise. */
+  by: string;
+  reason: string;
+  at: string;
+}
+
+export interface IncidentRefusals {
+  refusals: IncidentRefusal[];
+  /** Refused messages beyond those kept in `refusals`. */
+  refusalsDropped: number;
+}
+
+export interface IncidentResult extends IncidentRefusals {
   state: IncidentState;
   timeline: TimelineEvent[];
   postmortem: string;
   progress: RunProgress;
+}
+
+/**
+ * What an incident run hands to the next when it continues as new: everything the
+ * timers, the messages and the postmortem depend on. Built by the run itself, bounded
+ * because the timeline and refusals it carries are.
+ */
+export interface IncidentCarry {
+  phase: 'respond' | 'postmortem-complete';
+  plan: IncidentPlan;
+  state: IncidentState;
+  timeline: TimelineEvent[];
+  refused: IncidentRefusals;
+  resolution?: ResolvedInput;
+  postmortem: string | null;
+  /** Notification event ids go on from here, so receivers never see one twice. */
+  eventSeq: number;
+  secondaryPaged: boolean;
+  /** Epoch ms of the next stakeholder update, when one is scheduled. */
+  stakeholderAt?: number;
+  reminders: number;
+  /** Epoch ms of the next postmortem reminder, when one is scheduled. */
+  reminderAt?: number;
+  steps: StepProgress[];
 }
 
 /** Every incident message carries one JSON object: the UI sends exactly one value. */
