@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DbBaseBackupResult, PitrRestoreResult, RestoreDrillResult } from '../../common/families/database-types.js';
-import { approveUpdate, pendingApprovalQuery } from '../../common/messages.js';
+import { approveUpdate, pendingApprovalQuery, rejectUpdate } from '../../common/messages.js';
 import { RestoreDrillRpoSeconds, RestoreDrillRtoSeconds } from '../../common/search-attributes.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
@@ -130,6 +130,22 @@ describe('point-in-time recovery on a WAL-archiving cluster', () => {
     });
     expect((await execa(process.execPath, appCmd('status').slice(1), { reject: false })).exitCode).toBe(0);
     expect(await count('t1')).toBe(200);
+  });
+
+  it('pitr-restore waits for approve-restore before stopping anything; a reject leaves the live cluster and the apps as they were', async () => {
+    const appUp = async () => (await execa(process.execPath, appCmd('status').slice(1), { reject: false })).exitCode === 0;
+    const pgStatus = asPostgres([path.join(pgs.binDir, 'pg_ctl'), '-D', pgs.dataDir, 'status']);
+    const pgUp = async () => (await execa(pgStatus[0]!, pgStatus.slice(1), { reject: false })).exitCode === 0;
+    await withWorker(loaded, async ({ client, taskQueue }) => {
+      const handle = await client.workflow.start('pitr-restore', { taskQueue, workflowId: `pitr-reject-${Date.now()}`, args: [{ database: 'app', targetTime: T, requestedBy: 'alice' }] });
+      expect(await waitForPending(handle)).toMatchObject({ step: 'approve-restore', confirmPhrase: 'RESTORE', destructive: true });
+      expect([await appUp(), await pgUp(), await count('t1')]).toEqual([true, true, 200]);
+      await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', step: 'approve-restore', comment: 'wrong target' }] });
+      expect(failureText(await handle.result().catch((e: unknown) => e))).toMatch(/rejected by bob: wrong target; nothing was stopped or restored/);
+    });
+    expect([await appUp(), await pgUp(), await count('t1')]).toEqual([true, true, 200]);
+    expect(existsSync(path.join(root, 'restore')) ? await readdir(path.join(root, 'restore')) : []).toEqual([]);
+    expect((await readdir(path.dirname(pgs.dataDir))).some((d) => d.startsWith('data.pre-pitr-'))).toBe(false);
   });
 
   it('pitr-restore to T: exactly the state at T, old data directory removed after the final approval', async () => {

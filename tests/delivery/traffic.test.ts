@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMigrator } from '../../activities/migrations.js';
 import { pauseUpdate, promoteUpdate, resumeUpdate, rollbackUpdate } from '../../common/families/delivery-messages.js';
 import type { BlueGreenResult, CanaryDeployResult, ReleaseResult } from '../../common/families/delivery-types.js';
-import { approveUpdate, progressQuery } from '../../common/messages.js';
+import { approveUpdate, progressQuery, rejectUpdate } from '../../common/messages.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { get, measureSplit, startDeliveryBed, startLoad, type DeliveryBed } from '../fixtures/delivery-traffic.js';
@@ -111,6 +111,27 @@ describe('blue-green-switch through real nginx (blue = 1.0.0, green = 2.0.0)', (
     expect(result).toMatchObject({ ok: true, dryRun: true, from: 'blue', to: 'green', switched: false });
     expect(result.plan.join('\n')).toMatch(/upstream api: 0 % .*, 100 % .*\n.*nginx -p .* -t -q\n.*nginx -p .* -s reload\nkeep blue for 2s/);
     expect((await measureSplit(bed.nginx.url, 400)).byVersion).toEqual({ '1.0.0': 400 });
+  });
+
+  it('the switch waits for approve-switch: blue serves everything meanwhile, and after a reject', async () => {
+    const greenPid = bed.canary.pid();
+    const err = await withWorker(loaded, async ({ client, taskQueue }) => {
+      const handle = await client.workflow.start('blue-green-switch', {
+        taskQueue,
+        workflowId: `bg-reject-${Date.now()}`,
+        args: [{ router: 'api', to: 'green', skipAnalysis: true, requestedBy: 'alice' }],
+      });
+      const pending = await waitForApproval(handle, 'approve-switch');
+      expect(pending).toMatchObject({ destructive: true });
+      expect((await measureSplit(bed.nginx.url, 400)).byVersion).toEqual({ '1.0.0': 400 });
+      await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', step: 'approve-switch', comment: 'not today' }] });
+      return handle.result().catch((e: unknown) => e);
+    });
+    expect((err as WorkflowFailedError).cause?.message).toMatch(/step approve-switch rejected by bob: not today; nothing was switched/);
+    expect((await measureSplit(bed.nginx.url, 400)).byVersion).toEqual({ '1.0.0': 400 });
+    // Green was not scaled down either: the same process still runs, ready for the next attempt.
+    expect(bed.canary.running()).toBe(true);
+    expect(bed.canary.pid()).toBe(greenPid);
   });
 
   it('switch to green after the preview check and an approval; rollback switches back at once', async () => {
