@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +13,7 @@ import {
 } from '../../common/families/incident-messages.js';
 import type { IncidentResult } from '../../common/families/incident-types.js';
 import type { LoadedConfig } from '../../lib/config.js';
+import { historyToText } from '../fixtures/history.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../fixtures/webhook-receiver.js';
 import { withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import { incidentTestConfig, webhookEnv } from './helpers.js';
@@ -167,6 +170,11 @@ describe('a week-long incident', () => {
         for (const r of runs) {
           expect(r.events).toBeLessThan(EVENT_BOUND);
           expect(r.bytes).toBeLessThan(BYTE_BOUND);
+        }
+        // The first run, which continues as new, replays with the rest (tests/replay).
+        if (process.env.RECORD_HISTORIES === '1') {
+          const first = await client.workflow.getHandle(workflowId, firstRunId).fetchHistory();
+          await writeFile(path.resolve('tests/replay/histories/incident-continued-as-new.json'), historyToText(first));
         }
       },
       { env: webhookEnv(receiver) },
