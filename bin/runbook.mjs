@@ -3,6 +3,13 @@
 import { register } from 'tsx/esm/api';
 
 register();
+// `runbook status ID | head -3`: a reader that stops reading is not an error; stop writing and exit.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(process.exitCode ?? 0);
+  });
+}
 if (process.argv[2] === 'demo') {
   // The demo environment's service commands are called many times per stack run: load only them.
   const { demoMain } = await import('../demo/cli.ts');

@@ -1,11 +1,11 @@
 import { Command, CommanderError, Option } from 'commander';
-import { WorkflowFailedError } from '@temporalio/client';
-import { ConfigError, configPathFromEnv, loadConfig, missingEnv, resolveConfigPath } from '../lib/config.js';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ConfigError, configPathFromEnv, loadConfig, missingEnv, resolveConfigPath, type LoadedConfig } from '../lib/config.js';
 import { registerDatabaseCommands } from './database-commands.js';
 import { registerIncidentCommands } from './incident-commands.js';
 import { registerDeliveryCommands } from './delivery-commands.js';
 import { registerCodecKeysCommand, registerCodecServerCommand } from './codec-server.js';
-import { CodecKeyError, PayloadDecryptionError } from '../lib/codec/index.js';
+import { CodecKeyError, PayloadDecryptionError, payloadEncryptionFromEnv } from '../lib/codec/index.js';
 import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
 import { AwaitingApproval, RunbookProcedure } from '../common/search-attributes.js';
 import { pendingApprovalQuery, progressQuery } from '../common/messages.js';
@@ -15,20 +15,25 @@ import {
   closedRunReport,
   defaultIdentity,
   failureMessage,
-  parseJsonInput,
   parseProcedure,
   runStatus,
   startRun,
   UserError,
 } from './operations.js';
+import { checkRunRequest, readRunInput } from './run-input.js';
+import { firstWorkflowTask, type FirstTask } from './run-check.js';
 
 const program = new Command('runbook')
   .description('Operations runbooks as durable Temporal workflows')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
+/** The server the last command talked to, for error messages that must say where. */
+let temporalAddress: string | undefined;
+
 async function client() {
   const settings = temporalSettingsFromEnv();
+  temporalAddress = settings.address;
   const { client, connection } = await connectClient(settings).catch((err: Error) => {
     if (err instanceof CodecKeyError) throw err;
     throw new UserError(`cannot reach Temporal at ${settings.address}: ${err.message} (start it with \`npm start\` or set TEMPORAL_ADDRESS)`);
@@ -36,11 +41,12 @@ async function client() {
   return { client, connection, settings };
 }
 
-async function environmentName(): Promise<string> {
+/** The config the CLI sees (resolved as `runbook dev` does), or undefined when there is none. */
+async function cliConfig(): Promise<LoadedConfig | undefined> {
   try {
-    return (await loadConfig(resolveConfigPath())).config.environment;
+    return await loadConfig(resolveConfigPath());
   } catch {
-    return 'default';
+    return undefined;
   }
 }
 
@@ -64,18 +70,54 @@ function approvalHint(workflowId: string, p: PendingApproval): string {
   ].join('\n');
 }
 
+/** The error for a run this CLI and its worker encrypt with different keys: which key to use instead. */
+function keyMismatch(what: string): UserError {
+  const keyring = payloadEncryptionFromEnv().keyring;
+  const mine = keyring ? `key id "${keyring.currentId}" from ${keyring.source}` : 'no key (payloads in plain text)';
+  return new UserError(
+    `${what}; this CLI encrypts with ${mine}. Use the worker's key: for \`runbook dev --state-dir DIR\` set RUNBOOK_STATE_DIR=DIR, otherwise RUNBOOK_CODEC_KEY_FILE`,
+  );
+}
+
+/**
+ * Says what the first workflow task of a run just started tells: a warning when no worker has
+ * taken it yet; exit 1 when it failed. A run the worker cannot decrypt (started with another
+ * payload key) is terminated, since no retry can succeed, and the message says which key to use.
+ */
+async function reportFirstTask(first: FirstTask, handle: WorkflowHandle, settings: { address: string; taskQueue: string }): Promise<void> {
+  const where = `task queue ${settings.taskQueue} at ${settings.address}`;
+  if (first.kind === 'no-worker') {
+    console.error(`warning: no worker polls ${where}: the run waits until one does (\`runbook worker\` or \`npm start\`)`);
+  } else if (first.kind === 'not-taken') {
+    console.error(`warning: no worker has run the first task of ${handle.workflowId} within ${first.seconds}s (${where}); see \`runbook status ${handle.workflowId}\``);
+  } else if (first.kind === 'failed' && first.undecryptable) {
+    await handle.terminate('the worker cannot decrypt the input: the run was started with another payload encryption key');
+    throw keyMismatch(`run ${handle.workflowId} was terminated: the worker on ${where} cannot decrypt it (${first.message})`);
+  } else if (first.kind === 'failed') {
+    throw new UserError(
+      `run ${handle.workflowId} started, but its first workflow task failed on the worker (${where}): ${first.message}; the worker retries it: see its log, or terminate the run`,
+    );
+  }
+}
+
 program
   .command('run')
   .description('start a runbook; with --wait follow its steps and exit 0 only if it succeeds')
   .argument('<procedure>', 'procedure id, e.g. health-check')
-  .option('--input <json>', 'the input as one JSON object', undefined)
+  .option('--input <json>', 'the input: one JSON object, @file.json to read it from a file, - to read it from stdin', undefined)
   .option('--wait', 'follow progress until the run ends')
   .option('--json', 'machine-readable output')
   .option('--as <name>', 'who is starting the run (default $RUNBOOK_USER or $USER)')
   .option('--id <workflowId>', 'workflow id to use (default: generated)')
   .action(async (name: string, opts: { input?: string; wait?: boolean; json?: boolean; as?: string; id?: string }) => {
     const procedure = parseProcedure(name);
-    const input = parseJsonInput(opts.input);
+    const loaded = await cliConfig();
+    const input = checkRunRequest(
+      procedure,
+      await readRunInput(opts.input),
+      { name: opts.as ?? defaultIdentity(), from: opts.as === undefined ? '--as (default $RUNBOOK_USER or $USER)' : '--as' },
+      loaded,
+    );
     const { client: c, connection, settings } = await client();
     try {
       const handle = await startRun({
@@ -83,10 +125,20 @@ program
         taskQueue: settings.taskQueue,
         procedure,
         input,
-        requestedBy: opts.as ?? defaultIdentity(),
-        environment: await environmentName(),
+        requestedBy: String(input.requestedBy),
+        environment: loaded?.config.environment ?? 'default',
         workflowId: opts.id,
       });
+      const first = await firstWorkflowTask(c, handle, settings.taskQueue);
+      await reportFirstTask(first, handle, settings);
+      if (!opts.wait && first.kind === 'closed') {
+        // Ended in its first task: a refused input fails this command, not the run only.
+        await handle.result().catch((err: unknown) => {
+          if (err instanceof WorkflowFailedError) throw new UserError(`${procedure} failed: ${failureMessage(err)} (run ${handle.workflowId})`);
+          if (err instanceof PayloadDecryptionError) throw keyMismatch(`run ${handle.workflowId} ended, but its outcome cannot be read here (${err.message})`);
+          throw err;
+        });
+      }
       if (!opts.wait) {
         console.log(opts.json ? JSON.stringify({ workflowId: handle.workflowId }) : handle.workflowId);
         return;
@@ -105,7 +157,7 @@ program
         }
       };
       let inFlight: Promise<unknown> = Promise.resolve();
-      const follow = setInterval(() => {
+      const poll = () => {
         inFlight = Promise.all([handle.query(progressQuery), handle.query(pendingApprovalQuery)])
           .then(([progress, pending]) => {
             if (opts.json) return;
@@ -116,7 +168,10 @@ program
             }
           })
           .catch(() => undefined);
-      }, 1000);
+      };
+      // At once, then every second: an approval with a short deadline is announced before it expires.
+      if (first.kind === 'completed') poll();
+      const follow = setInterval(poll, 1000);
       try {
         const result = await handle.result();
         clearInterval(follow);
@@ -131,6 +186,7 @@ program
         }
         if ((result as { ok?: boolean } | undefined)?.ok === false) process.exitCode = 1;
       } catch (err) {
+        if (err instanceof PayloadDecryptionError) throw keyMismatch(`run ${handle.workflowId} ended, but its outcome cannot be read here (${err.message})`);
         if (!(err instanceof WorkflowFailedError)) throw err;
         const message = failureMessage(err);
         if (opts.json) console.log(JSON.stringify({ workflowId: handle.workflowId, status: 'FAILED', error: message }, null, 2));
@@ -301,6 +357,28 @@ temporalCmd
     }
   });
 
+/** A gRPC status error (what the server, or whatever answers at the address, said), if `err` is or wraps one. */
+function grpcCause(err: unknown): (Error & { code: number; details?: string }) | undefined {
+  for (let e = err; e instanceof Error; e = e.cause) {
+    if (typeof (e as { code?: unknown }).code === 'number' && 'metadata' in e) return e as unknown as Error & { code: number; details?: string };
+  }
+  return undefined;
+}
+
+/** One line for a failed call to Temporal: what failed, at which address, and why. */
+function temporalErrorLine(err: Error, cause: Error & { code: number; details?: string }): string {
+  const address = temporalAddress ?? temporalSettingsFromEnv().address;
+  const what = err === cause ? 'a call to Temporal failed' : err.message;
+  // 12 UNIMPLEMENTED with an HTTP status: something answers there, but it is not a Temporal frontend.
+  const hint =
+    cause.code === 12 || /HTTP status code/.test(cause.details ?? '')
+      ? ': is TEMPORAL_ADDRESS the gRPC address of a Temporal frontend (default port 7233)?'
+      : cause.code === 14
+        ? ': is Temporal running there? (`npm start`, or set TEMPORAL_ADDRESS)'
+        : '';
+  return `${what}: Temporal at ${address} answered ${cause.message}${hint}`;
+}
+
 async function main(): Promise<void> {
   try {
     await program.parseAsync(process.argv);
@@ -319,7 +397,8 @@ async function main(): Promise<void> {
       process.exitCode = 1;
       return;
     }
-    console.error(`runbook: ${err instanceof Error ? err.message : String(err)}`);
+    const grpc = grpcCause(err);
+    console.error(`runbook: ${grpc ? temporalErrorLine(err as Error, grpc) : err instanceof Error ? err.message : String(err)}`);
     if (process.env.RUNBOOK_DEBUG) console.error(err);
     process.exitCode = 2;
   }

@@ -28,6 +28,8 @@ export interface FieldSpec {
   kind: FieldKind;
   required?: boolean;
   values?: readonly string[];
+  /** Names a service or database of the config: the CLI refuses an unknown one before starting a run. */
+  ref?: 'service' | 'database';
   help: string;
 }
 

@@ -19,7 +19,7 @@ export const INPUT_FIELDS: Record<ProcedureId, Record<string, FieldSpec>> = {
   ...INCIDENT_INPUTS,
   'health-check': {
     ...common,
-    services: { kind: 'string-list', help: 'service names to check (default: all)' },
+    services: { kind: 'string-list', ref: 'service', help: 'service names to check (default: all)' },
   },
   'stack-start': {
     ...common,
@@ -33,7 +33,7 @@ export const INPUT_FIELDS: Record<ProcedureId, Record<string, FieldSpec>> = {
   },
   'service-restart': {
     ...common,
-    service: { kind: 'name', required: true, help: 'the service to restart (services[].name)' },
+    service: { kind: 'name', required: true, ref: 'service', help: 'the service to restart (services[].name)' },
     mode: { kind: 'enum', values: ['restart', 'rebuild', 'force-recreate'], help: 'restart (default), rebuild or force-recreate' },
     waitTimeoutSeconds: { kind: 'positive-integer', help: 'seconds to wait for the service to be healthy again' },
   },

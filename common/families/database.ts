@@ -14,14 +14,14 @@ export const DATABASE_PROCEDURES = {
 
 export type DatabaseProcedureId = (typeof DATABASE_PROCEDURES)[keyof typeof DATABASE_PROCEDURES];
 
-const database: FieldSpec = { kind: 'name', required: true, help: 'a database name from the config (databases[].name)' };
+const database: FieldSpec = { kind: 'name', required: true, ref: 'database', help: 'a database name from the config (databases[].name)' };
 
 export const DATABASE_INPUTS: Record<DatabaseProcedureId, Record<string, FieldSpec>> = {
   'db-backup': {
     ...COMMON_FIELDS,
     database,
     mode: { kind: 'enum', values: ['logical', 'docker-volume'], help: 'logical (pg_dump, default) or docker-volume (stop, tar the volume, start; databaseOps.volumes)' },
-    services: { kind: 'string-list', help: 'docker-volume: app services stopped around the copy (default: the apps group)' },
+    services: { kind: 'string-list', ref: 'service', help: 'docker-volume: app services stopped around the copy (default: the apps group)' },
     waitTimeoutSeconds: { kind: 'positive-integer', help: 'docker-volume: seconds to wait for the services to be healthy again' },
     format: { kind: 'enum', values: ['custom', 'directory'], help: 'pg_dump format (default databaseOps.backups.format)' },
     jobs: { kind: 'positive-integer', help: 'parallel pg_dump jobs, directory format only' },
@@ -31,7 +31,7 @@ export const DATABASE_INPUTS: Record<DatabaseProcedureId, Record<string, FieldSp
     ...COMMON_FIELDS,
     database,
     mode: { kind: 'enum', values: ['logical', 'docker-volume'], help: 'logical (pg_restore, default) or docker-volume (approval, stop, restore the volume from a tarball, start)' },
-    services: { kind: 'string-list', help: 'docker-volume: app services stopped around the restore (default: the apps group)' },
+    services: { kind: 'string-list', ref: 'service', help: 'docker-volume: app services stopped around the restore (default: the apps group)' },
     waitTimeoutSeconds: { kind: 'positive-integer', help: 'docker-volume: seconds to wait for the services to be healthy again' },
     backupId: { kind: 'id', help: 'backup id as listed in the repository (default: the newest)' },
     target: { kind: 'name', help: 'new database to restore into (default <database>_restored_<time>)' },
@@ -43,7 +43,7 @@ export const DATABASE_INPUTS: Record<DatabaseProcedureId, Record<string, FieldSp
     database,
     steps: { kind: 'positive-integer', help: 'roll back the last N migrations (default 1)' },
     to: { kind: 'string', help: 'roll back every migration newer than this version ("0" = all)' },
-    services: { kind: 'string-list', help: 'app services to stop and restart (default: the apps group)' },
+    services: { kind: 'string-list', ref: 'service', help: 'app services to stop and restart (default: the apps group)' },
     waitTimeoutSeconds: { kind: 'positive-integer', help: 'seconds to wait for the apps to be healthy again' },
     appVersion: {
       kind: 'enum',
@@ -77,7 +77,7 @@ export const DATABASE_INPUTS: Record<DatabaseProcedureId, Record<string, FieldSp
     ...COMMON_FIELDS,
     database,
     targetTime: { kind: 'datetime', required: true, help: 'the moment to recover to' },
-    services: { kind: 'string-list', help: 'app services to stop during the switch (default: the apps group)' },
+    services: { kind: 'string-list', ref: 'service', help: 'app services to stop during the switch (default: the apps group)' },
     waitTimeoutSeconds: { kind: 'positive-integer', help: 'seconds to wait for the services to be healthy again' },
   },
   'restore-drill': {

@@ -36,7 +36,7 @@ export const DELIVERY_INPUTS: Record<DeliveryProcedureId, Record<string, FieldSp
   },
   'app-rollback': {
     ...COMMON_FIELDS,
-    service: { kind: 'name', required: true, help: 'the service to roll back (services[].name; kubernetes or compose driver)' },
+    service: { kind: 'name', required: true, ref: 'service', help: 'the service to roll back (services[].name; kubernetes or compose driver)' },
     revision: { kind: 'positive-integer', help: 'kubernetes: the rollout revision to go back to (default: the previous one)' },
     image: { kind: 'image', help: 'compose: the previous image, e.g. ghcr.io/org/api:v1.0.0 (required for compose)' },
     verifyUrl: { kind: 'url', help: 'HTTP endpoint answering JSON with "version", checked after the rollback' },
@@ -46,10 +46,10 @@ export const DELIVERY_INPUTS: Record<DeliveryProcedureId, Record<string, FieldSp
   'config-rollback': {
     ...COMMON_FIELDS,
     kind: { kind: 'enum', values: ['env-file', 'feature-flag', 'configmap'], required: true, help: 'what to roll back' },
-    service: { kind: 'name', help: 'env-file/configmap: the service to restart afterwards' },
+    service: { kind: 'name', ref: 'service', help: 'env-file/configmap: the service to restart afterwards' },
     envFile: { kind: 'relative-path', help: 'env-file: the env file to restore (relative to the config file)' },
     backupFile: { kind: 'relative-path', help: 'env-file: its backup (default <envFile>.backup)' },
-    database: { kind: 'name', help: 'feature-flag: the database (databases[].name) with the feature_flags table' },
+    database: { kind: 'name', ref: 'database', help: 'feature-flag: the database (databases[].name) with the feature_flags table' },
     flag: { kind: 'string', help: 'feature-flag: the flag to disable' },
     manifest: { kind: 'relative-path', help: 'configmap: the previous ConfigMap manifest to apply (relative to the config file)' },
     waitTimeoutSeconds: { kind: 'positive-integer', help: 'seconds to wait for the service to be healthy after the restart' },
@@ -57,6 +57,6 @@ export const DELIVERY_INPUTS: Record<DeliveryProcedureId, Record<string, FieldSp
   release: {
     ...COMMON_FIELDS,
     ...canaryFields,
-    database: { kind: 'name', required: true, help: 'the database (databases[].name) whose migrations ship with this release' },
+    database: { kind: 'name', required: true, ref: 'database', help: 'the database (databases[].name) whose migrations ship with this release' },
   },
 };
