@@ -332,16 +332,29 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
     throw ApplicationFailure.nonRetryable(`to: expected a migration version (digits), got "${input.to}"`, ErrorTypes.InvalidInput);
   }
   const requestedBy = input.requestedBy ?? 'unknown';
+  // Stopping the apps is destructive too: the approval comes before it (runs started earlier
+  // stopped them first and asked while they were down; they keep that order when replayed).
+  const approveFirst = patched('migration-rollback-approve-before-stop');
+  const gate: Array<[string, string]> = [['approve-rollback', 'Approve the rollback']];
   const ctx = new RunContext(PROCEDURES.dbMigrationRollback, requestedBy, [
     ['plan', 'Load configuration'],
     ['identify', 'Identify migrations and their down SQL'],
+    ...(approveFirst ? gate : []),
     ['stop-apps', 'Stop application services'],
     ['backup', 'Pre-rollback backup'],
-    ['approve-rollback', 'Approve the rollback'],
+    ...(approveFirst ? [] : gate),
     ['rollback', 'Apply down migrations'],
     ['start-apps', 'Restart application services'],
     ['verify', 'Verify schema_migrations and health'],
   ]);
+  // The compensation below (apps started again, non-cancellable) also runs when the run is cancelled.
+  const untouched = { state: 'nothing was rolled back; the application services were started again', next: 'run db-migration-rollback again' };
+  for (const step of ['stop-apps', 'backup', 'approve-rollback']) ctx.hint(step, untouched);
+  ctx.hint('rollback', {
+    state: `the down migrations were interrupted (each runs in its own transaction, so ${input.database} is at one of the versions in between); the application services were started again as deployed`,
+    next: 'run db-migration-rollback again (it rolls back only what is left), or restore the pre-rollback backup with db-restore',
+  });
+  ctx.hint('start-apps', { state: 'the migrations are rolled back; the application services may not all be running', next: 'run stack-start to bring the apps up' });
   return ctx.run(async () => {
     const { plan, db } = await ctx.step('plan', async () => ({
       plan: await loadPlan({ procedure: PROCEDURES.dbMigrationRollback }),
@@ -361,7 +374,24 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
     }
     const timeout = input.waitTimeoutSeconds ?? plan.groups.find((g) => g.name === 'apps')?.waitTimeoutSeconds ?? 180;
 
+    const approve = (backupId: string | undefined) =>
+      ctx.requestApproval({
+        step: 'approve-rollback',
+        summary: [
+          `Roll back ${rb.selected.length} migration(s) of ${db.database}, leaving it at version ${rb.to}. ` +
+            (backupId
+              ? `Backup ${backupId} was taken.`
+              : `On approval: stop ${apps.map((a) => a.name).join(', ') || 'no app services'}, take and verify a backup, then apply the down SQL below; a failed backup stops the rollback and restarts the apps.`),
+          ...rb.selected.map((m) => `-- ${m.version}_${m.description}.down.sql\n${rb.downSql[m.version] ?? ''}`),
+        ].join('\n'),
+        destructive: true,
+        confirmPhrase: 'ROLLBACK',
+        policy: policyOf(db),
+        timeoutSeconds: input.approvalTimeoutSeconds ?? db.approvalTimeoutSeconds,
+      });
+
     return withDatabaseLock(db, holderOf(PROCEDURES.dbMigrationRollback, requestedBy), async () => {
+      if (approveFirst) RunContext.failUnlessApproved(await approve(undefined), 'nothing was stopped, backed up or rolled back');
       const stopped = await ctx.step(
         'stop-apps',
         () => stopServices(apps),
@@ -370,18 +400,9 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
       let rolledBack = false;
       try {
         const backup = await ctx.step('backup', () => takeBackup(db, { format: db.format, jobs: db.jobs }), (b) => `${b.manifest.id} (${mb(b.manifest.sizeBytes)}), verified`);
-        const record = await ctx.requestApproval({
-          step: 'approve-rollback',
-          summary: [
-            `Roll back ${rb.selected.length} migration(s) of ${db.database}, leaving it at version ${rb.to}. Backup ${backup.manifest.id} was taken.`,
-            ...rb.selected.map((m) => `-- ${m.version}_${m.description}.down.sql\n${rb.downSql[m.version] ?? ''}`),
-          ].join('\n'),
-          destructive: true,
-          confirmPhrase: 'ROLLBACK',
-          policy: policyOf(db),
-          timeoutSeconds: input.approvalTimeoutSeconds ?? db.approvalTimeoutSeconds,
-        });
-        RunContext.failUnlessApproved(record, `nothing was rolled back; the application services were restarted; backup ${backup.manifest.id} was kept`);
+        if (!approveFirst) {
+          RunContext.failUnlessApproved(await approve(backup.manifest.id), `nothing was rolled back; the application services were restarted; backup ${backup.manifest.id} was kept`);
+        }
         const done = await ctx.step(
           'rollback',
           () => rollbackMigrations({ database: db.database, to: rb.to, expect: rb.selected.map((m) => m.version) }),

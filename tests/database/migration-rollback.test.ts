@@ -104,7 +104,7 @@ describe('db-migration-rollback (Fulcrum 8.2)', () => {
     expect(await versions(brokenUrl)).toEqual(['001', '002', '003']);
   });
 
-  it('rejected: apps are stopped while waiting, then restarted; nothing rolled back; the backup is kept', async () => {
+  it('rejected: nothing is stopped, backed up or rolled back while it waits or after', async () => {
     await withWorker(loaded, async ({ client, taskQueue }) => {
       const handle = await client.workflow.start('db-migration-rollback', {
         taskQueue,
@@ -114,16 +114,19 @@ describe('db-migration-rollback (Fulcrum 8.2)', () => {
       const pending = await waitForPending(handle);
       expect(pending).toMatchObject({ step: 'approve-rollback', confirmPhrase: 'ROLLBACK' });
       expect(pending.summary).toContain('DROP TABLE feature_flags;');
-      expect(await apiRunning()).toBe(false);
+      expect(pending.summary).toMatch(/On approval: stop api, take and verify a backup/);
+      // The apps keep serving while the humans decide.
+      expect(await apiRunning()).toBe(true);
       await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', comment: 'not now', step: 'approve-rollback' }] });
       const err = await handle.result().catch((e: unknown) => e);
-      expect(failureText(err)).toMatch(/rejected by bob: not now; nothing was rolled back; the application services were restarted/);
+      expect(failureText(err)).toMatch(/rejected by bob: not now; nothing was stopped, backed up or rolled back/);
       const steps = (await handle.query(progressQuery)).steps;
-      expect(steps.find((s) => s.id === 'rollback')?.status).toBe('pending');
+      expect(steps.map((s) => s.id).slice(0, 4)).toEqual(['plan', 'identify', 'approve-rollback', 'stop-apps']);
+      for (const id of ['stop-apps', 'backup', 'rollback']) expect(steps.find((s) => s.id === id)?.status).toBe('pending');
     });
     expect(await apiRunning()).toBe(true);
     expect(await versions(appUrl)).toEqual(['001', '002', '003']);
-    expect((await readdir(path.join(tmp, 'backups', 'app'))).length).toBe(1);
+    expect(existsSync(path.join(tmp, 'backups', 'app')) ? await readdir(path.join(tmp, 'backups', 'app')) : []).toEqual([]);
   });
 
   it('approved: backup, down migrations applied, schema_migrations verified, apps healthy; a concurrent destructive run is refused', async () => {
