@@ -348,7 +348,7 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
     ['verify', 'Verify schema_migrations and health'],
   ]);
   // The compensation below (apps started again, non-cancellable) also runs when the run is cancelled.
-  const untouched = { state: 'nothing was rolled back; the application services were started again', next: 'run db-migration-rollback again' };
+  const untouched = { state: 'nothing was rolled back; the application services run (started again if this run had stopped them)', next: 'run db-migration-rollback again' };
   for (const step of ['stop-apps', 'backup', 'approve-rollback']) ctx.hint(step, untouched);
   ctx.hint('rollback', {
     state: `the down migrations were interrupted (each runs in its own transaction, so ${input.database} is at one of the versions in between); the application services were started again as deployed`,

@@ -359,6 +359,7 @@ async function rollBack(
 /** Where a stopped canary left traffic, and what to do next. */
 export function canaryLeft(plan: DeliveryPlan, controls: CanaryControls): CleanupReport {
   const router = plan.router.name;
+  if (controls.status.phase === 'planning') return {};
   if (controls.status.phase === 'rolled-back') {
     return {
       state: `all traffic on stable (0 % on the canary of router ${router})${plan.router.canaryService ? `, ${plan.router.canaryService} stopped` : ''}`,

@@ -4,7 +4,7 @@ import type { Activities } from '../activities/index.js';
 import { DeliveryErrors, type ReleaseInput, type ReleaseResult } from '../common/families/delivery-types.js';
 import { PROCEDURES } from '../common/procedures.js';
 import type { MigrationRunResult } from '../common/types.js';
-import { addCanarySteps, CanaryControls, canaryOptions, runCanary } from './delivery-canary.js';
+import { addCanarySteps, CanaryControls, canaryLeft, canaryOptions, runCanary } from './delivery-canary.js';
 import { longRunning, quick } from './profiles.js';
 import { RunContext } from './run-context.js';
 
@@ -28,6 +28,15 @@ export async function release(rawInput?: ReleaseInput): Promise<ReleaseResult> {
     const opts = canaryOptions(input, plan, PROCEDURES.release);
     controls.status.steps = opts.steps;
     addCanarySteps(ctx, opts);
+    ctx.hint('migrate', {
+      state: `no traffic was moved; migrations of ${input.database} may be applied (each in its own transaction)`,
+      next: `run release again (applied migrations are skipped), or db-migration-rollback of ${input.database} to undo them`,
+    });
+    // runCanary rolls the canary back (non-cancellable) before the cancellation reaches here.
+    ctx.onCancel(async () => {
+      const left = canaryLeft(plan, controls);
+      return left.state ? { state: `${left.state}; the migrations this release applied stay applied`, next: `${left.next}; db-migration-rollback of ${input.database} undoes the migrations` } : {};
+    });
     const migration = await ctx.step('migrate', () => migrate({ database: input.database, dryRun: false }), (m) =>
       m.applied.length ? `applied ${m.applied.map((x) => x.version).join(', ')}` : 'nothing to apply',
     );
