@@ -75,7 +75,7 @@ function keyMismatch(what: string): UserError {
   const keyring = payloadEncryptionFromEnv().keyring;
   const mine = keyring ? `key id "${keyring.currentId}" from ${keyring.source}` : 'no key (payloads in plain text)';
   return new UserError(
-    `${what}; this CLI encrypts with ${mine}. Use the worker's key: for \`runbook dev --state-dir DIR\` set RUNBOOK_STATE_DIR=DIR, otherwise RUNBOOK_CODEC_KEY_FILE`,
+    `${what}: the worker and this CLI do not share a payload key; this CLI encrypts with ${mine}. Use the worker's key: for \`runbook dev --state-dir DIR\` set RUNBOOK_STATE_DIR=DIR, otherwise RUNBOOK_CODEC_KEY_FILE`,
   );
 }
 

@@ -1,12 +1,12 @@
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { createKeyFile, DEV_KEY_FILE, payloadEncryptionFromEnv } from '../lib/codec/index.js';
+import { createKeyFile, payloadEncryptionFromEnv } from '../lib/codec/index.js';
 import { startCodecServer, type CodecServer } from '../lib/codec/server.js';
 import { EXAMPLE_CONFIG_FILE, loadConfig, resolveConfigPath } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { startDevServer } from '../lib/temporal-server.js';
-import { temporalSettingsFromEnv } from '../lib/temporal-connection.js';
+import { DEFAULT_TEMPORAL_ADDRESS, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
 import { PROCEDURES } from '../common/procedures.js';
 import { demoServiceAction, DEMO_SERVICES } from '../demo/env.js';
 import { createRunbookWorker, installRuntime } from '../worker/main.js';
@@ -43,6 +43,9 @@ async function ensureDevKey(stateDir: string): Promise<string | undefined> {
 export async function runDev(opts: DevOptions): Promise<void> {
   const logger = createLogger({ component: 'dev' });
   const stateDir = path.resolve(opts.stateDir);
+  // One state dir for everything this starts: the demo's service commands (runbooks.example.yaml
+  // passes no --state-dir) and the key file read their directory from here.
+  process.env.RUNBOOK_STATE_DIR = stateDir;
   const loaded = await loadConfig(resolveConfigPath());
   const usesDemo = path.basename(loaded.path) === EXAMPLE_CONFIG_FILE;
 
@@ -72,10 +75,18 @@ export async function runDev(opts: DevOptions): Promise<void> {
 
   let shuttingDown = false;
   const shutdown = async (signal: string) => {
-    if (shuttingDown) return;
+    if (shuttingDown) {
+      // A second Ctrl-C must not leave the demo services running: stopping them is under way.
+      console.error(`${signal}: still stopping the demo services and Temporal ...`);
+      return;
+    }
     shuttingDown = true;
     console.error(`\n${signal}: stopping worker, demo services and Temporal ...`);
-    worker.shutdown();
+    try {
+      worker.shutdown();
+    } catch {
+      // Not running any more (it failed): the services below must be stopped all the same.
+    }
     await running.catch(() => undefined);
     if (usesDemo) {
       for (const svc of [...DEMO_SERVICES].reverse()) {
@@ -89,8 +100,8 @@ export async function runDev(opts: DevOptions): Promise<void> {
     console.error('stopped');
     process.exit(0);
   };
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
 
   console.error(
     [
@@ -100,8 +111,9 @@ export async function runDev(opts: DevOptions): Promise<void> {
       `Worker metrics:   http://${opts.metricsBind}/metrics`,
       `Config:           ${loaded.path}`,
       `Payload codec:    ${codec.url} (the UI's codec endpoint); ${encryption.description}`,
-      // The CLI finds ./.runbook/codec-keys.json by itself; a key under another state dir must be named.
-      ...(devKeyFile && devKeyFile !== path.resolve(DEV_KEY_FILE) ? [`                  in other terminals: export RUNBOOK_CODEC_KEY_FILE=${devKeyFile}`] : []),
+      // The CLI finds ./.runbook and 127.0.0.1:7233 by itself; another state dir or port must be named.
+      ...(devKeyFile && stateDir !== path.resolve('.runbook') ? [`In other terminals: export RUNBOOK_STATE_DIR=${stateDir}   (the CLI then uses this key)`] : []),
+      ...(server.address !== DEFAULT_TEMPORAL_ADDRESS ? [`In other terminals: export TEMPORAL_ADDRESS=${server.address}`] : []),
       '',
     ].join('\n'),
   );

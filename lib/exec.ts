@@ -49,6 +49,8 @@ export const ENV_ALLOW_LIST: readonly string[] = [
   'DOCKER_HOST',
   'DOCKER_CONFIG',
   'DOCKER_CONTEXT',
+  // Not a secret: where `runbook dev` keeps the demo environment, for the demo's service commands.
+  'RUNBOOK_STATE_DIR',
 ];
 
 const DEFAULT_MAX_BUFFER = 10 * 1024 * 1024;

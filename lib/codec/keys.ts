@@ -13,6 +13,12 @@ export const KEY_BYTES = 32;
 /** What `runbook dev` generates and, without RUNBOOK_CODEC_KEY(_FILE), the CLI and worker pick up. */
 export const DEV_KEY_FILE = path.join('.runbook', 'codec-keys.json');
 
+/** The key file of `runbook dev --state-dir $RUNBOOK_STATE_DIR` (default .runbook), under `cwd`. */
+export function devKeyFile(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): string {
+  const stateDir = env.RUNBOOK_STATE_DIR?.trim();
+  return stateDir ? path.resolve(cwd, stateDir, 'codec-keys.json') : path.resolve(cwd, DEV_KEY_FILE);
+}
+
 const KEY_HINT = `a key is base64 of ${KEY_BYTES} random bytes, e.g. \`openssl rand -base64 32\``;
 const KEY_ID = /^[A-Za-z0-9._-]{1,64}$/;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
@@ -128,7 +134,7 @@ export function codecRequired(env: NodeJS.ProcessEnv): boolean {
 
 /**
  * The keys from RUNBOOK_CODEC_KEY (+ RUNBOOK_CODEC_KEY_ID) or RUNBOOK_CODEC_KEY_FILE; without
- * either, `.runbook/codec-keys.json` under `cwd` when `runbook dev` made one. Undefined = no
+ * either, `$RUNBOOK_STATE_DIR/codec-keys.json` (default `.runbook/`) under `cwd` when `runbook dev` made one. Undefined = no
  * encryption, an error when RUNBOOK_CODEC_REQUIRED=true.
  */
 export function keyringFromEnv(env: NodeJS.ProcessEnv = process.env, opts: { cwd?: string } = {}): Keyring | undefined {
@@ -150,7 +156,7 @@ export function keyringFromEnv(env: NodeJS.ProcessEnv = process.env, opts: { cwd
     return new Keyring(keyId, new Map([[keyId, material]]), 'RUNBOOK_CODEC_KEY');
   }
   if (id) throw new CodecKeyError('RUNBOOK_CODEC_KEY_ID is set but RUNBOOK_CODEC_KEY is not: set the key too, or unset the id');
-  const devFile = path.resolve(opts.cwd ?? process.cwd(), DEV_KEY_FILE);
+  const devFile = devKeyFile(env, opts.cwd);
   if (existsSync(devFile)) return keyringFromFile(devFile, `${devFile} (made by runbook dev; RUNBOOK_CODEC_KEY_FILE is not set)`);
   if (required) {
     throw new CodecKeyError(
