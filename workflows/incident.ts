@@ -17,7 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { UpdateDefinition } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
-import { clip, listProblem, MAX_MESSAGE_CHARS, MAX_TEXT_CHARS, messageProblem, pushCapped, textProblem } from '../common/bounds.js';
+import { clip, listProblem, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, MAX_TEXT_CHARS, messageProblem, pushCapped, textProblem } from '../common/bounds.js';
 import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES } from '../common/errors.js';
 import { HISTORY_DEFAULTS, SEVERITIES, type NotificationKind } from '../common/families/incident-config.js';
 import {
@@ -43,7 +43,7 @@ import {
   timelineQuery,
 } from '../common/families/incident-messages.js';
 import { formatDuration, renderPostmortem } from '../common/families/incident-postmortem.js';
-import { appendEvent } from '../common/families/incident-timeline.js';
+import { appendEvent, MAX_TIMELINE_EVENTS } from '../common/families/incident-timeline.js';
 import type {
   ActorInput,
   AlertInput,
@@ -101,12 +101,16 @@ function actor(input: ActorInput | undefined): string | undefined {
 
 /** The input's strings and objects are bounded one by one (validateInput); this bounds them together. */
 const MAX_INPUT_CHARS = 4 * MAX_MESSAGE_CHARS;
-/** What a run hands to the next: its bounded timeline, draft and refusals, with room to spare. */
-const MAX_CARRY_CHARS = 1_000_000;
+/**
+ * What a run hands to the next: its timeline (MAX_TIMELINE_EVENTS of at most MAX_EVENT_CHARS,
+ * JSON escaping can double that) and the draft made of the same texts, with room to spare.
+ */
+const MAX_CARRY_CHARS = 1_500_000;
 /** An event's text: a person's text (MAX_TEXT_CHARS) with the run's own words around it. */
-const MAX_EVENT_CHARS = 2 * MAX_TEXT_CHARS;
-/** Triage recommendations kept in the timeline event of a finished triage. */
-const MAX_RECOMMENDATIONS = 20;
+const MAX_EVENT_CHARS = MAX_TEXT_CHARS + 500;
+/** Triage recommendations kept in the timeline event of a finished triage, each clipped to MAX_RECOMMENDATION_CHARS. */
+const MAX_RECOMMENDATIONS = 10;
+const MAX_RECOMMENDATION_CHARS = 500;
 
 type MessageName = 'acknowledge' | 'note' | 'set-severity' | 'mitigated' | 'resolved' | 'escalate' | 'postmortem-complete' | 'alert';
 type Shape = (input: never) => string | undefined;
@@ -188,6 +192,9 @@ function isCarry(c: IncidentCarry): boolean {
     isObject(c.state) &&
     typeof c.state.declaredAt === 'string' &&
     Array.isArray(c.timeline) &&
+    c.timeline.length <= MAX_TIMELINE_EVENTS &&
+    c.timeline.every((e) => isObject(e) && typeof e.text === 'string' && e.text.length <= MAX_EVENT_CHARS && typeof e.by === 'string' && e.by.length <= MAX_NAME_CHARS) &&
+    (c.postmortem === null || typeof c.postmortem === 'string') &&
     isObject(c.refused) &&
     Array.isArray(c.refused.refusals) &&
     Array.isArray(c.steps) &&
@@ -540,7 +547,7 @@ export async function incident(rawInput: IncidentInput, carried?: IncidentCarry)
             triageRunning = false;
             const bad = r.findings.filter((f) => f.severity === 'P0' || f.severity === 'P1' || f.severity === 'P2');
             const text = `Triage ${triage} finished: ${bad.length ? bad.map((f) => `${f.check}: ${f.detail}`).join('; ') : 'no problems found'}`;
-            const recommendations = r.recommendations.slice(0, MAX_RECOMMENDATIONS).map((x) => clip(x, MAX_TEXT_CHARS));
+            const recommendations = r.recommendations.slice(0, MAX_RECOMMENDATIONS).map((x) => clip(x, MAX_RECOMMENDATION_CHARS));
             record('triage-finished', 'runbook', text, { workflowId: child.workflowId, recommendations });
             ctx.stepOf('triage').status = 'succeeded';
             ctx.stepOf('triage').detail = `${bad.length} findings`;

@@ -18,6 +18,12 @@ export const TIMELINE_KEPT: Partial<Record<TimelineKind, { first: number; last: 
   'postmortem-reminder': { first: 3, last: 5 },
 };
 
+/**
+ * The most events a timeline holds: the milestones (at most a few each) and, per bounded
+ * kind, its first and last events and one `omitted` event.
+ */
+export const MAX_TIMELINE_EVENTS = 20 + Object.values(TIMELINE_KEPT).reduce((n, k) => n + k.first + k.last + 1, 0);
+
 const PLURAL: Partial<Record<TimelineKind, string>> = {
   note: 'notes',
   alert: 'alert notifications',
