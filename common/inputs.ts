@@ -63,6 +63,8 @@ const MAX_INT32 = 2_147_483_647;
 const MAX_LIST = 1000;
 const MAX_NUMBER = 31_536_000;
 const MAX_UNKNOWN_SHOWN = 5;
+/** Nested objects (a triage child's input, analysis overrides) are copied into results and child runs. */
+const MAX_OBJECT_CHARS = 16_384;
 
 function listProblem(field: string, value: unknown[]): string | undefined {
   return value.length > MAX_LIST ? `${field}: at most ${MAX_LIST} entries` : undefined;
@@ -87,7 +89,8 @@ function checkField(field: string, spec: FieldSpec, value: unknown): string | un
         ? undefined
         : `${field}: ${want}, ISO 8601 with a time zone, e.g. 2026-11-23T03:00:00Z`;
     case 'object':
-      return value !== null && typeof value === 'object' && !Array.isArray(value) ? undefined : `${field}: ${want}`;
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) return `${field}: ${want}`;
+      return JSON.stringify(value).length > MAX_OBJECT_CHARS ? `${field}: at most ${MAX_OBJECT_CHARS} characters of JSON; pass only the fields it needs` : undefined;
     case 'string':
       if (typeof value !== 'string' || value.trim() === '') return `${field}: ${want}`;
       if (value.length > 200) return `${field}: at most 200 characters`;

@@ -10,6 +10,12 @@ describe('procedure inputs', () => {
     expect(validateInput('service-restart', { service: 'api', mode: 'force-recreate' })).toEqual({ service: 'api', mode: 'force-recreate' });
   });
 
+  it('refuses a nested object input over 16 KB of JSON, naming the field', () => {
+    const huge = { service: 'redis', note: 'x'.repeat(20_000) };
+    expect(() => validateInput('incident', { title: 'db down', severity: 'P1', triage: 'redis-triage', triageInput: huge })).toThrow(/triageInput: at most 16384 characters of JSON/);
+    expect(validateInput('incident', { title: 'db down', severity: 'P1', triage: 'redis-triage', triageInput: { service: 'redis' } })).toMatchObject({ title: 'db down' });
+  });
+
   it('names the field and the fix for every mistake at once', () => {
     try {
       validateInput('stack-stop', { clean: 'yes', clen: true });
