@@ -54,8 +54,11 @@ import type {
 
 type Decision = 'approved' | 'rejected';
 
-/** How the worker's codec reports a payload encrypted with a key it does not hold (lib/codec/aes-gcm.ts). */
-const MISSING_KEY = /no key is configured here|not among the configured keys/;
+/**
+ * How the worker's codec reports a payload encrypted with a key it does not hold, or with
+ * another key under the same id (lib/codec/aes-gcm.ts): fixable by giving the worker the key.
+ */
+const MISSING_KEY = /no key is configured here|not among the configured keys|failed authentication/;
 
 export interface ApprovalRequest {
   step: string;
