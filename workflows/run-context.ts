@@ -158,6 +158,7 @@ export class RunContext {
       outcome = 'succeeded';
       return result;
     } catch (err) {
+      if (err instanceof ContinueAsNew) outcome = 'continued-as-new';
       // A plain Error fails the workflow task (a bug to fix and retry), and continue-as-new is no failure.
       if (!this.accounts || err instanceof ContinueAsNew || !(err instanceof TemporalFailure)) throw err;
       const cancelled = isCancellation(err) || CancellationScope.current().consideredCancelled;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROCEDURE_IDS } from '../../common/procedures.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { freePort, startRedis, type RedisServer } from '../fixtures/servers.js';
-import { temporalAddress, temporalNamespace, testClient, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { runbookCli, testClient, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 
 let redis: RedisServer;
 let dir: string;
@@ -57,18 +57,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** The real `runbook` command, as a user types it. */
 function runbook(taskQueue: string, ...args: string[]) {
-  return execa(process.execPath, ['bin/runbook.mjs', ...args], {
-    reject: false,
-    env: {
-      TEMPORAL_ADDRESS: temporalAddress(),
-      TEMPORAL_NAMESPACE: temporalNamespace(),
-      RUNBOOK_TASK_QUEUE: taskQueue,
-      RUNBOOK_CONFIG: loaded.path,
-      RUNBOOK_USER: 'alice',
-    },
-  });
+  return runbookCli({ RUNBOOK_TASK_QUEUE: taskQueue, RUNBOOK_CONFIG: loaded.path, RUNBOOK_USER: 'alice' })(...args);
 }
 
 describe('runbook CLI', () => {

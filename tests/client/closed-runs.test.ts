@@ -12,7 +12,7 @@ import type { RunAccount } from '../../common/run-account.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { freePort, startRedis, type RedisServer } from '../fixtures/servers.js';
 import { historyFromText } from '../fixtures/history.js';
-import { temporalAddress, temporalNamespace, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { runbookCli, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 
 let redis: RedisServer;
 let dir: string;
@@ -74,18 +74,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** The real `runbook` command, as a user types it. */
 function runbook(taskQueue: string, ...args: string[]) {
-  return execa(process.execPath, ['bin/runbook.mjs', ...args], {
-    reject: false,
-    env: {
-      TEMPORAL_ADDRESS: temporalAddress(),
-      TEMPORAL_NAMESPACE: temporalNamespace(),
-      RUNBOOK_TASK_QUEUE: taskQueue,
-      RUNBOOK_CONFIG: loaded.path,
-      RUNBOOK_USER: 'alice',
-    },
-  });
+  return runbookCli({ RUNBOOK_TASK_QUEUE: taskQueue, RUNBOOK_CONFIG: loaded.path, RUNBOOK_USER: 'alice' })(...args);
 }
 
 async function startStop(taskQueue: string, input: Record<string, unknown>): Promise<string> {

@@ -4,7 +4,6 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { execa } from 'execa';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMigrator } from '../../activities/migrations.js';
@@ -14,7 +13,7 @@ import { approveUpdate, progressQuery, rejectUpdate } from '../../common/message
 import type { LoadedConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { get, measureSplit, startDeliveryBed, startLoad, type DeliveryBed } from '../fixtures/delivery-traffic.js';
-import { recordHistory, temporalAddress, temporalNamespace, testClient, uniqueQueue, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { recordHistory, runbookCli, testClient, uniqueQueue, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import { killWorkers, spawnWorker } from '../fixtures/worker-process.js';
 import { startPostgres, type PgServer } from '../fixtures/servers.js';
 import { deliveryConfig, startWebhook, waitForApproval, waitForStatus, warmCanary } from './helpers.js';
@@ -52,13 +51,7 @@ beforeAll(async () => {
 }, 120_000);
 
 
-/** The real `runbook` command, as a user types it. */
-function runbook(...args: string[]) {
-  return execa(process.execPath, ['bin/runbook.mjs', ...args], {
-    reject: false,
-    env: { PATH: process.env.PATH, TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: temporalNamespace(), RUNBOOK_USER: 'alice' },
-  });
-}
+const runbook = runbookCli({ PATH: process.env.PATH, RUNBOOK_USER: 'alice' });
 
 
 afterAll(async () => {
