@@ -1,12 +1,12 @@
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import { ErrorTypes } from '../common/errors.js';
-import type { AppRollbackInput, AppRollbackResult, ConfigRollbackInput, ConfigRollbackResult } from '../common/families/delivery-types.js';
-import { PROCEDURES } from '../common/procedures.js';
-import type { PlanService, RunbookPlan, ServiceActionResult } from '../common/types.js';
-import { selectServices } from './health.js';
-import { longRunning, quick } from './profiles.js';
-import { RunContext } from './run-context.js';
+import type { Activities } from '../../activities/index.js';
+import { ErrorTypes } from '../../common/errors.js';
+import type { AppRollbackInput, AppRollbackResult, ConfigRollbackInput, ConfigRollbackResult } from '../../common/families/delivery-types.js';
+import { PROCEDURES } from '../../common/procedures.js';
+import type { PlanService, RunbookPlan, ServiceActionResult } from '../../common/types.js';
+import { selectServices } from '../shared/health.js';
+import { longRunning, quick } from '../shared/profiles.js';
+import { RunContext } from '../shared/run-context.js';
 
 const { loadPlan, disableFeatureFlag, restoreEnvFile } = proxyActivities<Activities>(quick);
 const { verifyServingVersion, waitHealthy, serviceAction, applyConfigManifest } = proxyActivities<Activities>(longRunning);

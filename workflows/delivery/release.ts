@@ -1,12 +1,12 @@
-import { policyOf } from '../common/approvals.js';
+import { policyOf } from '../../common/approvals.js';
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import { DeliveryErrors, type ReleaseInput, type ReleaseResult } from '../common/families/delivery-types.js';
-import { PROCEDURES } from '../common/procedures.js';
-import type { MigrationRunResult } from '../common/types.js';
-import { addCanarySteps, CanaryControls, canaryLeft, canaryOptions, runCanary } from './delivery-canary.js';
-import { longRunning, quick } from './profiles.js';
-import { RunContext } from './run-context.js';
+import type { Activities } from '../../activities/index.js';
+import { DeliveryErrors, type ReleaseInput, type ReleaseResult } from '../../common/families/delivery-types.js';
+import { PROCEDURES } from '../../common/procedures.js';
+import type { MigrationRunResult } from '../../common/types.js';
+import { addCanarySteps, CanaryControls, canaryLeft, canaryOptions, runCanary } from './canary.js';
+import { longRunning, quick } from '../shared/profiles.js';
+import { RunContext } from '../shared/run-context.js';
 
 const { deliveryPlan } = proxyActivities<Activities>(quick);
 const { migrate, rollbackReleaseMigrations } = proxyActivities<Activities>(longRunning);

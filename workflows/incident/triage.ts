@@ -1,15 +1,15 @@
-import { policyOf } from '../common/approvals.js';
+import { policyOf } from '../../common/approvals.js';
 import { ActivityFailure, ApplicationFailure, patched, proxyActivities, sleep } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import { clip } from '../common/bounds.js';
-import { ErrorTypes } from '../common/errors.js';
-import type { TriageProcedureId } from '../common/families/incident.js';
-import type { TriageFinding, TriageResult } from '../common/families/incident-types.js';
-import { PROCEDURES } from '../common/procedures.js';
-import type { CommonInput, RunbookPlan } from '../common/types.js';
-import { checkHealth, selectServices } from './health.js';
-import { longRunning, quick } from './profiles.js';
-import { RunContext } from './run-context.js';
+import type { Activities } from '../../activities/index.js';
+import { clip } from '../../common/bounds.js';
+import { ErrorTypes } from '../../common/errors.js';
+import type { TriageProcedureId } from '../../common/families/incident.js';
+import type { TriageFinding, TriageResult } from '../../common/families/incident-types.js';
+import { PROCEDURES } from '../../common/procedures.js';
+import type { CommonInput, RunbookPlan } from '../../common/types.js';
+import { checkHealth, selectServices } from '../shared/health.js';
+import { longRunning, quick } from '../shared/profiles.js';
+import { RunContext } from '../shared/run-context.js';
 
 const { loadPlan, redisClientCount, redisCountMatching, redisTriageRead, natsTriageRead, cacheCheck, databaseCheck, fetchMetrics, promQuery, slowQueries, redisFlush, serviceLogs } =
   proxyActivities<Activities>(quick);

@@ -1,14 +1,14 @@
-import { policyOf } from '../common/approvals.js';
+import { policyOf } from '../../common/approvals.js';
 import { ApplicationFailure, CancellationScope, proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import { ErrorTypes } from '../common/errors.js';
-import type { DbBackupInput, DbRestoreInput, DbVolumeBackupResult, DbVolumeRestoreResult } from '../common/families/database-types.js';
-import { PROCEDURES } from '../common/procedures.js';
-import { withDatabaseLock } from './database-lock.js';
-import { appServices, mb, shortRun, stamp, startServices, stopServices } from './database-services.js';
-import { selectServices } from './health.js';
-import { longRunning, quick } from './profiles.js';
-import { RunContext } from './run-context.js';
+import type { Activities } from '../../activities/index.js';
+import { ErrorTypes } from '../../common/errors.js';
+import type { DbBackupInput, DbRestoreInput, DbVolumeBackupResult, DbVolumeRestoreResult } from '../../common/families/database-types.js';
+import { PROCEDURES } from '../../common/procedures.js';
+import { withDatabaseLock } from './lock.js';
+import { appServices, mb, shortRun, stamp, startServices, stopServices } from './services.js';
+import { selectServices } from '../shared/health.js';
+import { longRunning, quick } from '../shared/profiles.js';
+import { RunContext } from '../shared/run-context.js';
 
 /**
  * The Fulcrum runbook's Docker-volume variant of db-backup and db-restore (`mode:

@@ -1,8 +1,8 @@
-import { policyOf } from '../common/approvals.js';
+import { policyOf } from '../../common/approvals.js';
 import { ApplicationFailure, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import { ErrorTypes } from '../common/errors.js';
-import { PROCEDURES } from '../common/procedures.js';
+import type { Activities } from '../../activities/index.js';
+import { ErrorTypes } from '../../common/errors.js';
+import { PROCEDURES } from '../../common/procedures.js';
 import type {
   MigrationRunResult,
   PlanService,
@@ -16,10 +16,10 @@ import type {
   StackStartResult,
   StackStopInput,
   StackStopResult,
-} from '../common/types.js';
-import { checkHealth, selectServices, summarizeHealth } from './health.js';
-import { localProbe, localQuick, longRunning, quick } from './profiles.js';
-import { RunContext } from './run-context.js';
+} from '../../common/types.js';
+import { checkHealth, selectServices, summarizeHealth } from '../shared/health.js';
+import { localProbe, localQuick, longRunning, quick } from '../shared/profiles.js';
+import { RunContext } from '../shared/run-context.js';
 
 const { preflight, serviceStatus } = proxyActivities<Activities>(quick);
 const { loadPlan } = proxyLocalActivities<Activities>(localQuick);

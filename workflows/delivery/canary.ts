@@ -1,4 +1,4 @@
-import { policyOf } from '../common/approvals.js';
+import { policyOf } from '../../common/approvals.js';
 import {
   ActivityFailure,
   ApplicationFailure,
@@ -9,9 +9,9 @@ import {
   proxyActivities,
   setHandler,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import { ErrorTypes } from '../common/errors.js';
-import { analysisOverrideProblems, describeMeasurement, mergeAnalysis, resolveQueries } from '../common/families/delivery-analysis.js';
+import type { Activities } from '../../activities/index.js';
+import { ErrorTypes } from '../../common/errors.js';
+import { analysisOverrideProblems, describeMeasurement, mergeAnalysis, resolveQueries } from '../../common/families/delivery-analysis.js';
 import {
   abortSignal,
   abortUpdate,
@@ -23,7 +23,7 @@ import {
   promoteUpdate,
   resumeSignal,
   resumeUpdate,
-} from '../common/families/delivery-messages.js';
+} from '../../common/families/delivery-messages.js';
 import {
   DeliveryErrors,
   type AnalysisSettings,
@@ -35,12 +35,12 @@ import {
   type Measurement,
   type QueryResult,
   type StepAnalysis,
-} from '../common/families/delivery-types.js';
-import { PROCEDURES } from '../common/procedures.js';
-import type { ServiceActionResult } from '../common/types.js';
-import { longRunning, quick } from './profiles.js';
-import type { CleanupReport } from '../common/run-account.js';
-import { RunContext } from './run-context.js';
+} from '../../common/families/delivery-types.js';
+import { PROCEDURES } from '../../common/procedures.js';
+import type { ServiceActionResult } from '../../common/types.js';
+import { longRunning, quick } from '../shared/profiles.js';
+import type { CleanupReport } from '../../common/run-account.js';
+import { RunContext } from '../shared/run-context.js';
 
 const { deliveryPlan, setTrafficWeight, measureAnalysis, deliveryNotify } = proxyActivities<Activities>(quick);
 const { serviceAction } = proxyActivities<Activities>(longRunning);

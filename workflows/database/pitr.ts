@@ -1,7 +1,7 @@
-import { policyOf } from '../common/approvals.js';
+import { policyOf } from '../../common/approvals.js';
 import { ApplicationFailure, CancellationScope, proxyActivities, upsertMemo, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import { ErrorTypes } from '../common/errors.js';
+import type { Activities } from '../../activities/index.js';
+import { ErrorTypes } from '../../common/errors.js';
 import type {
   BaseBackupManifest,
   DbBaseBackupInput,
@@ -11,14 +11,14 @@ import type {
   PitrWindow,
   RestoreDrillInput,
   RestoreDrillResult,
-} from '../common/families/database-types.js';
-import { PROCEDURES } from '../common/procedures.js';
-import { RestoreDrillRpoSeconds, RestoreDrillRtoSeconds } from '../common/search-attributes.js';
-import { withDatabaseLock } from './database-lock.js';
-import { appServices, shortRun, stamp, startServices, stopServices } from './database-services.js';
-import { checkHealth, selectServices, summarizeHealth } from './health.js';
-import { longRunning, quick } from './profiles.js';
-import { RunContext } from './run-context.js';
+} from '../../common/families/database-types.js';
+import { PROCEDURES } from '../../common/procedures.js';
+import { RestoreDrillRpoSeconds, RestoreDrillRtoSeconds } from '../../common/search-attributes.js';
+import { withDatabaseLock } from './lock.js';
+import { appServices, shortRun, stamp, startServices, stopServices } from './services.js';
+import { checkHealth, selectServices, summarizeHealth } from '../shared/health.js';
+import { longRunning, quick } from '../shared/profiles.js';
+import { RunContext } from '../shared/run-context.js';
 
 const { loadDatabasePlan, loadPlan, archiveStatus, pitrWindow, baseRetention, countRecovered, removeOldDataDir, drillSources, chooseBackup, verifyRestore, dropRestored, notifyDr } =
   proxyActivities<Activities>(quick);

@@ -1,8 +1,8 @@
 import { proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import type { PlanService, RunbookPlan, ServiceActionResult } from '../common/types.js';
-import { selectServices } from './health.js';
-import { longRunning, quick } from './profiles.js';
+import type { Activities } from '../../activities/index.js';
+import type { PlanService, RunbookPlan, ServiceActionResult } from '../../common/types.js';
+import { selectServices } from '../shared/health.js';
+import { longRunning, quick } from '../shared/profiles.js';
 
 /** What the database runbooks share: names for what they create, and stopping/starting the services around their work. */
 

@@ -14,9 +14,9 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import { ErrorTypes } from '../common/errors.js';
-import { clip, messageProblem, MAX_KEPT_REFUSALS, pushCapped, textProblem, undecodableReason } from '../common/bounds.js';
-import { InputError, validateInput } from '../common/inputs.js';
+import { ErrorTypes } from '../../common/errors.js';
+import { clip, messageProblem, MAX_KEPT_REFUSALS, pushCapped, textProblem, undecodableReason } from '../../common/bounds.js';
+import { InputError, validateInput } from '../../common/inputs.js';
 import {
   approvalsQuery,
   approveSignal,
@@ -25,10 +25,10 @@ import {
   progressQuery,
   rejectSignal,
   rejectUpdate,
-} from '../common/messages.js';
-import type { ProcedureId } from '../common/procedures.js';
-import { AwaitingApproval, RunbookProcedure } from '../common/search-attributes.js';
-import { ruleForStep, type ApprovalPolicy } from '../common/approvals.js';
+} from '../../common/messages.js';
+import type { ProcedureId } from '../../common/procedures.js';
+import { AwaitingApproval, RunbookProcedure } from '../../common/search-attributes.js';
+import { ruleForStep, type ApprovalPolicy } from '../../common/approvals.js';
 import {
   accountText,
   compactProgress,
@@ -39,7 +39,7 @@ import {
   type ProgressMemo,
   type RunAccount,
   type StepHint,
-} from '../common/run-account.js';
+} from '../../common/run-account.js';
 import type {
   ApprovalAnswer,
   ApprovalInput,
@@ -50,7 +50,7 @@ import type {
   RefusedApproval,
   RunProgress,
   StepProgress,
-} from '../common/types.js';
+} from '../../common/types.js';
 
 type Decision = 'approved' | 'rejected';
 

@@ -1,5 +1,5 @@
 import type { ActivityOptions, LocalActivityOptions } from '@temporalio/workflow';
-import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors.js';
+import { NON_RETRYABLE_ERROR_TYPES } from '../../common/errors.js';
 
 /** Named activity profiles: every activity call picks one, so timeouts and retries are decided in one place. */
 export const quick: ActivityOptions = {

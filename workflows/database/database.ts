@@ -1,7 +1,7 @@
-import { policyOf } from '../common/approvals.js';
+import { policyOf } from '../../common/approvals.js';
 import { ApplicationFailure, CancellationScope, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import { ErrorTypes } from '../common/errors.js';
+import type { Activities } from '../../activities/index.js';
+import { ErrorTypes } from '../../common/errors.js';
 import type {
   AppRestart,
   BackupManifest,
@@ -19,29 +19,17 @@ import type {
   DbVolumeRestoreResult,
   DbVacuumResult,
   PidAction,
-} from '../common/families/database-types.js';
-import { PROCEDURES, type ProcedureId } from '../common/procedures.js';
-import type { HealthCheckResult, PlanService, RunbookPlan, ServiceActionResult } from '../common/types.js';
-import { dbLock, withDatabaseLock } from './database-lock.js';
-import { appServices, mb, shortRun, stamp, startServices, stopServices } from './database-services.js';
-import { dbBaseBackup, pitrRestore, restoreDrill } from './database-pitr.js';
-import { dbVolumeBackup, dbVolumeRestore } from './database-volume.js';
-import { checkHealth, summarizeHealth } from './health.js';
-import { longRunning, quick } from './profiles.js';
-import { RunContext } from './run-context.js';
+} from '../../common/families/database-types.js';
+import { PROCEDURES, type ProcedureId } from '../../common/procedures.js';
+import type { HealthCheckResult, PlanService, RunbookPlan, ServiceActionResult } from '../../common/types.js';
+import { withDatabaseLock } from './lock.js';
+import { appServices, mb, shortRun, stamp, startServices, stopServices } from './services.js';
+import { dbVolumeBackup, dbVolumeRestore } from './volume.js';
+import { checkHealth, summarizeHealth } from '../shared/health.js';
+import { longRunning, quick } from '../shared/profiles.js';
+import { RunContext } from '../shared/run-context.js';
 
-/** The database runbook family; each workflow is exported under its kebab-case procedure id (workflows/index.ts re-exports them). */
-export {
-  dbBackup as 'db-backup',
-  dbRestore as 'db-restore',
-  dbMigrationRollback as 'db-migration-rollback',
-  dbVacuum as 'db-vacuum',
-  dbTriage as 'db-triage',
-  dbLock as 'db-lock',
-  dbBaseBackup as 'db-base-backup',
-  pitrRestore as 'pitr-restore',
-  restoreDrill as 'restore-drill',
-};
+export { dbBackup, dbRestore, dbMigrationRollback, dbVacuum, dbTriage };
 
 const { loadDatabasePlan, loadPlan, chooseBackup, applyRetention, bloatReport, triageReport, signalBackends, planRollback, serviceStatus } =
   proxyActivities<Activities>(quick);

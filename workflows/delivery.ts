@@ -1,5 +1,0 @@
-/** The delivery runbook family. Workflows are exported under their kebab-case procedure ids (workflows/index.ts re-exports them). */
-export { canaryDeploy as 'canary-deploy' } from './delivery-canary.js';
-export { blueGreenSwitch as 'blue-green-switch' } from './delivery-switch.js';
-export { appRollback as 'app-rollback', configRollback as 'config-rollback' } from './delivery-rollback.js';
-export { release } from './delivery-release.js';
