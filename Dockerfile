@@ -1,9 +1,31 @@
 # syntax=docker/dockerfile:1
-# The runbook worker (and CLI). TypeScript runs through tsx, a runtime dependency: no build step.
+# The runbook worker (and CLI), compiled: a build stage with the dev dependencies runs
+# `npm run build`; the image holds dist/, bin/ and the production dependencies only.
 #   docker build -t durable-runbooks .
 #   docker run --rm -e TEMPORAL_ADDRESS=... -e RUNBOOK_CONFIG=/etc/runbook/runbooks.yaml \
 #     -v "$PWD:/etc/runbook:ro" durable-runbooks            # worker (default)
 #   docker run --rm durable-runbooks check --help            # any other `runbook` command
+FROM node:20.19.4-bookworm-slim AS build
+
+ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
+  NPM_CONFIG_FUND=false
+
+WORKDIR /app
+
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit
+
+COPY tsconfig.json tsconfig.build.json ./
+COPY bin ./bin
+COPY common ./common
+COPY lib ./lib
+COPY activities ./activities
+COPY workflows ./workflows
+COPY worker ./worker
+COPY client ./client
+COPY demo ./demo
+RUN npm run build
+
 FROM node:20.19.4-bookworm-slim
 
 # postgresql-client for pg_dump/psql in the database runbooks. Debian bookworm ships client 15;
@@ -23,16 +45,10 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit && npm cache clean --force
 
-# Sources stay owned by root: the worker can read them, not change them.
-COPY tsconfig.json runbooks.example.yaml ./
+# Files stay owned by root: the worker can read them, not change them.
+COPY runbooks.example.yaml ./
 COPY bin ./bin
-COPY common ./common
-COPY lib ./lib
-COPY activities ./activities
-COPY workflows ./workflows
-COPY worker ./worker
-COPY client ./client
-COPY demo ./demo
+COPY --from=build /app/dist ./dist
 
 USER node
 

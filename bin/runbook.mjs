@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// The `runbook` CLI. TypeScript sources run through tsx's loader, so there is no build step to forget.
-import { register } from 'tsx/esm/api';
+// The `runbook` CLI: runs the compiled JavaScript in dist/ (`npm run build`), so a call does not
+// pay for a TypeScript loader. Without a build it says so in one line instead of a stack trace.
+import { distState } from './dist-state.mjs';
 
-register();
 // `runbook status ID | head -3`: a reader that stops reading is not an error; stop writing and exit.
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (err) => {
@@ -10,10 +10,16 @@ for (const stream of [process.stdout, process.stderr]) {
     process.exit(process.exitCode ?? 0);
   });
 }
+const state = distState();
+if (state === 'missing') {
+  console.error('runbook: no build in dist/: run `npm run build` first');
+  process.exit(1);
+}
+if (state === 'stale') console.error('runbook: warning: dist/ is older than the sources: run `npm run build`');
 if (process.argv[2] === 'demo') {
   // The demo environment's service commands are called many times per stack run: load only them.
-  const { demoMain } = await import('../demo/cli.ts');
+  const { demoMain } = await import('../dist/demo/cli.js');
   process.exitCode = await demoMain(process.argv.slice(3));
 } else {
-  await import('../client/cli.ts');
+  await import('../dist/client/cli.js');
 }

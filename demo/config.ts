@@ -4,7 +4,10 @@ import { DEMO_PORTS } from './ports.js';
 
 export type DemoPorts = { [K in keyof typeof DEMO_PORTS]: number };
 
-const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+// Compiled, this module runs from dist/demo/ (its migrations copied beside it); the `runbook`
+// entry stays in bin/ at the package root either way.
+const RUNBOOK_BIN = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../bin/runbook.mjs' : '../../bin/runbook.mjs', import.meta.url));
+const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations', import.meta.url));
 
 /**
  * The demo environment's configuration: the same shape as runbooks.example.yaml,
@@ -14,7 +17,7 @@ export function demoConfig(opts: { stateDir: string; ports?: Partial<DemoPorts>;
   const p: DemoPorts = { ...DEMO_PORTS, ...opts.ports };
   const cmd = (action: string, service: string, port: number, port2?: number) => [
     process.execPath,
-    `${PROJECT_ROOT}bin/runbook.mjs`,
+    RUNBOOK_BIN,
     'demo', 'service', action, service,
     '--state-dir', opts.stateDir,
     '--port', String(port),
@@ -61,7 +64,7 @@ export function demoConfig(opts: { stateDir: string; ports?: Partial<DemoPorts>;
       pollIntervalSeconds: 0.5,
     },
     preflight: { ports: Object.values(p), minDiskGb: 1, minMemoryGb: 1 },
-    databases: [{ name: 'main', url: pgUrl, service: 'postgres', migrationsDir: `${PROJECT_ROOT}demo/migrations` }],
+    databases: [{ name: 'main', url: pgUrl, service: 'postgres', migrationsDir: MIGRATIONS_DIR }],
     approvals: { timeoutSeconds: 3600, approvers: { default: opts.approvers ?? ['alice', 'bob'] } },
   };
 }

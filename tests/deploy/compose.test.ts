@@ -233,6 +233,9 @@ describe('docker-compose.temporal.yml', () => {
     it('builds a lean, non-root image from a pinned Node 20 base', () => {
       expect(dockerfile).toMatch(/^FROM node:20\.\d+\.\d+-bookworm-slim\s*$/m);
       expect(dockerfile).toMatch(/npm ci --omit=dev/);
+      // Compiled in a build stage that has the dev dependencies; the image takes only dist/ from it.
+      expect(dockerfile).toMatch(/^RUN npm run build\s*$/m);
+      expect(dockerfile).toMatch(/^COPY --from=\S+ \/app\/dist \.\/dist\s*$/m);
       expect(dockerfile).toMatch(/apt-get install[^\n]*postgresql-client/);
       const user = dockerfile.match(/^USER\s+(\S+)/gm)?.at(-1)?.split(/\s+/)[1];
       expect(user, 'the image must switch to a non-root USER').toBeDefined();
@@ -246,7 +249,8 @@ describe('docker-compose.temporal.yml', () => {
         .filter((l) => l && !l.startsWith('#') && !l.startsWith('!'));
       const sources = dockerfile
         .split('\n')
-        .filter((l) => /^COPY\s/.test(l))
+        // COPY --from takes files from the build stage, not from the build context.
+        .filter((l) => /^COPY\s/.test(l) && !/--from=/.test(l))
         .flatMap((l) => l.replace(/^COPY\s+/, '').split(/\s+/).filter((w) => !w.startsWith('--')).slice(0, -1));
       expect(sources).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'bin', 'workflows', 'activities']));
       for (const src of sources) {

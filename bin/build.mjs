@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// `npm run build`: compile the runtime folders (tsconfig.build.json) to dist/, then copy the files
+// they read at run time relative to themselves (codec converters, .proto, demo migrations: every
+// file that is not TypeScript) to the same relative paths. `--if-stale` does nothing when dist/
+// is newer than every source (`npm start`, `npm run worker`).
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { BUILD_TSCONFIG, DIST, ROOT, STAMP, distState, sourceDirs } from './dist-state.mjs';
+
+if (process.argv.includes('--if-stale') && distState() === 'fresh') process.exit(0);
+
+const started = Date.now();
+// From scratch: a source moved or deleted must not leave its old output behind.
+rmSync(DIST, { recursive: true, force: true });
+const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+const compiled = spawnSync(process.execPath, [tsc, '-p', BUILD_TSCONFIG], { cwd: ROOT, stdio: 'inherit' });
+if (compiled.status !== 0) {
+  console.error('build failed: tsc reported the errors above; dist/ is incomplete');
+  process.exit(compiled.status ?? 1);
+}
+
+let copied = 0;
+for (const dir of sourceDirs()) {
+  for (const rel of readdirSync(dir, { recursive: true })) {
+    const from = path.join(dir, rel);
+    if (rel.endsWith('.ts') || !statSync(from).isFile()) continue;
+    const to = path.join(DIST, path.relative(ROOT, from));
+    mkdirSync(path.dirname(to), { recursive: true });
+    cpSync(from, to);
+    copied++;
+  }
+}
+writeFileSync(STAMP, `${new Date().toISOString()}\n`);
+console.error(`built dist/ in ${((Date.now() - started) / 1000).toFixed(1)} s (${copied} non-TypeScript files copied)`);
