@@ -20,6 +20,7 @@ import type { DbBackupResult, PitrRestoreResult, RestoreDrillResult } from '../c
 import { approveUpdate, pendingApprovalQuery } from '../common/messages.js';
 import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
+import { asPostgres, pgCtl } from '../lib/local/index.js';
 import { freePort, startPostgres } from '../tests/fixtures/servers.js';
 import { bundleRunbookWorkflows, createRunbookWorker, installRuntime } from '../worker/main.js';
 import { quietLogger as quiet, table } from './report.js';
@@ -28,7 +29,6 @@ import { benchTemporal } from './temporal.js';
 const logger = createLogger({ component: 'bench' }, 'warn');
 const ROWS = Number(process.env.BENCH_DB_ROWS ?? 1_500_000);
 const isRoot = process.getuid?.() === 0;
-const asPostgres = (argv: string[]) => (isRoot ? ['runuser', '-u', 'postgres', '--', ...argv] : argv);
 
 async function q(url: string, text: string): Promise<pg.QueryResultRow[]> {
   const c = new pg.Client({ connectionString: url });
@@ -64,7 +64,7 @@ async function main(): Promise<void> {
   }
   const size = Number((await q(appUrl, `SELECT pg_database_size('app') AS s`))[0]!.s);
 
-  const ctl = (...args: string[]) => asPostgres([path.join(pgs.binDir, 'pg_ctl'), '-D', pgs.dataDir, ...args]);
+  const ctl = (...args: string[]) => pgCtl(pgs, ...args);
   const config = parseConfig(
     stringify({
       environment: 'bench',

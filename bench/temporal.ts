@@ -2,7 +2,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { payloadEncryptionFromEnv } from '../lib/codec/index.js';
 import type { Logger } from '../lib/logger.js';
-import { startDevServer, type DevServer } from '../lib/temporal-server.js';
+import { startDevServer, type DevServer } from '../lib/temporal/dev-server.js';
 
 export interface BenchTemporal {
   address: string;

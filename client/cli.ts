@@ -6,7 +6,7 @@ import { registerIncidentCommands } from './incident-commands.js';
 import { registerDeliveryCommands } from './delivery-commands.js';
 import { registerCodecKeysCommand, registerCodecServerCommand } from './codec-server.js';
 import { CodecKeyError, PayloadDecryptionError, payloadEncryptionFromEnv } from '../lib/codec/index.js';
-import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
+import { connectClient, temporalSettingsFromEnv } from '../lib/temporal/connection.js';
 import { AwaitingApproval, RunbookProcedure } from '../common/search-attributes.js';
 import { pendingApprovalQuery, progressQuery } from '../common/messages.js';
 import type { PendingApproval, StepProgress } from '../common/types.js';
@@ -336,18 +336,30 @@ registerCodecKeysCommand(program);
 const temporalCmd = program.command('temporal').description('the Temporal server');
 temporalCmd
   .command('install')
-  .description(`find or build the Temporal CLI (dev server)`)
+  .description('find or build the Temporal CLI (dev server); its path is the only line on stdout, progress goes to stderr')
   .action(async () => {
-    const { findTemporalCli } = await import('../lib/temporal-server.js');
-    const path = await findTemporalCli({ install: true, onProgress: (line: string) => console.error(line) });
-    if (!path) throw new UserError('no Temporal CLI found and none could be built: install Go 1.25+ or set TEMPORAL_CLI_PATH');
-    console.log(path);
+    const { findTemporalCli, temporalCliCacheDir, TEMPORAL_CLI_FIXES, TEMPORAL_CLI_VERSION } = await import('../lib/temporal/install.js');
+    const started = Date.now();
+    console.error(`looking for the Temporal CLI (TEMPORAL_CLI_PATH, PATH, ${temporalCliCacheDir()}) ...`);
+    const cli = await findTemporalCli({ install: true, onProgress: (line: string) => console.error(line) });
+    if (!cli) {
+      throw new UserError(
+        [`no Temporal CLI found and Go is not installed to build ${TEMPORAL_CLI_VERSION}; either`, ...TEMPORAL_CLI_FIXES.map((fix) => `  ${fix}`)].join('\n'),
+      );
+    }
+    const { runCommand } = await import('../lib/exec.js');
+    const version = await runCommand([cli, '--version'], { timeoutMs: 10_000 }).then(
+      (r) => r.stdout.trim(),
+      (err: Error) => `(--version failed: ${err.message})`,
+    );
+    console.error(`using ${cli}: ${version} [${((Date.now() - started) / 1000).toFixed(1)} s]`);
+    console.log(cli);
   });
 temporalCmd
   .command('setup')
   .description('register the search attributes on the cluster in TEMPORAL_ADDRESS (idempotent)')
   .action(async () => {
-    const { ensureSearchAttributes } = await import('../lib/temporal-server.js');
+    const { ensureSearchAttributes } = await import('../lib/temporal/search-attributes.js');
     const { connection, settings } = await client();
     try {
       await ensureSearchAttributes(connection, settings.namespace);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig, resolveConfigPath } from '../lib/config.js';
 import { CodecKeyError } from '../lib/codec/index.js';
-import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
+import { connectClient, temporalSettingsFromEnv } from '../lib/temporal/connection.js';
 import { applySchedules, listSchedules } from './database-schedules.js';
 import { UserError } from './operations.js';
 

@@ -11,7 +11,7 @@ import {
 } from '../common/families/delivery-messages.js';
 import type { CanaryStatus } from '../common/families/delivery-types.js';
 import { CodecKeyError } from '../lib/codec/index.js';
-import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
+import { connectClient, temporalSettingsFromEnv } from '../lib/temporal/connection.js';
 import { defaultIdentity, UserError } from './operations.js';
 
 const CONTROLS = {

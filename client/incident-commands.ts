@@ -17,7 +17,7 @@ import type { IncidentState } from '../common/families/incident-types.js';
 import { configPathFromEnv, loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { CodecKeyError } from '../lib/codec/index.js';
-import { connectClient, temporalSettingsFromEnv } from '../lib/temporal-connection.js';
+import { connectClient, temporalSettingsFromEnv } from '../lib/temporal/connection.js';
 import { defaultIdentity, UserError } from './operations.js';
 
 /** `runbook oncall`, `runbook intake` and `runbook incident <action>`: the incident family's CLI. */

@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
-import { existsSync, openSync, readdirSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { openSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { runCommand, CommandError } from '../lib/exec.js';
+import { initPostgres, pidAlive, postgresOwnedDir, postgresRunning, postgresServerBinDir, startPostgresServer, stopPostgresServer } from '../lib/local/index.js';
 import { DEMO_PORTS } from './ports.js';
 
 /**
@@ -29,46 +30,6 @@ export interface DemoOptions {
 export interface DemoActionResult {
   exitCode: number;
   output: string;
-}
-
-export function postgresBinDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.PG_BIN_DIR) return env.PG_BIN_DIR;
-  const base = '/usr/lib/postgresql';
-  const versions = existsSync(base)
-    ? readdirSync(base)
-        .filter((v) => existsSync(path.join(base, v, 'bin', 'postgres')))
-        .sort((a, b) => Number(b) - Number(a))
-    : [];
-  if (versions.length === 0) throw new Error('PostgreSQL server binaries not found: install the postgresql package or set PG_BIN_DIR');
-  return path.join(base, versions[0]!, 'bin');
-}
-
-/** PostgreSQL refuses to run as root: run its tools as the postgres user then. */
-function asPostgres(argv: string[]): string[] {
-  return process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--', ...argv] : argv;
-}
-
-/** The data dir belongs to the postgres user, and every directory above it up to the state dir must let it through. */
-async function postgresOwnedDir(dir: string, stateDir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  if (process.getuid?.() === 0) {
-    for (let d = path.dirname(dir); d.startsWith(stateDir) && d !== path.dirname(d); d = path.dirname(d)) {
-      const mode = (await stat(d)).mode & 0o777;
-      if ((mode & 0o001) === 0) await chmod(d, mode | 0o001);
-    }
-    const { stdout } = await runCommand(['id', '-u', 'postgres']);
-    const { stdout: gid } = await runCommand(['id', '-g', 'postgres']);
-    await chown(dir, Number(stdout.trim()), Number(gid.trim()));
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function readPid(file: string): Promise<number | undefined> {
@@ -111,32 +72,22 @@ async function spawnDetached(argv: string[], opts: { pidFile: string; logFile: s
 }
 
 async function postgres(action: string, dir: string, port: number, stateDir: string): Promise<DemoActionResult> {
-  const bin = postgresBinDir();
-  const data = path.join(dir, 'data');
+  const pg = { binDir: postgresServerBinDir(), dataDir: path.join(dir, 'data') };
   const logFile = path.join(dir, 'postgres.log');
-  const ctl = (...args: string[]) => asPostgres([path.join(bin, 'pg_ctl'), '-D', data, ...args]);
-  // Run from a directory the postgres user may enter (runuser keeps the caller's cwd).
-  const pgOpts = { cwd: '/', timeoutMs: 90_000 };
-  const running = async () => existsSync(data) && (await runCommand(ctl('status'), pgOpts).then(() => true, () => false));
   switch (action) {
     case 'start': {
-      if (await running()) return { exitCode: 0, output: 'postgres is already running' };
+      if (await postgresRunning(pg)) return { exitCode: 0, output: 'postgres is already running' };
       await postgresOwnedDir(dir, stateDir);
-      if (!existsSync(path.join(data, 'PG_VERSION'))) {
-        await runCommand(asPostgres([path.join(bin, 'initdb'), '-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8']), { ...pgOpts, timeoutMs: 120_000 });
-      }
-      await runCommand(
-        ctl('-l', logFile, '-w', '-t', '60', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`, 'start'),
-        pgOpts,
-      );
+      await initPostgres(pg);
+      await startPostgresServer({ ...pg, logFile, options: `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1` });
       return { exitCode: 0, output: `postgres started on 127.0.0.1:${port}` };
     }
     case 'stop':
-      if (!(await running())) return { exitCode: 0, output: 'postgres is not running' };
-      await runCommand(ctl('-m', 'fast', '-w', 'stop'), pgOpts);
+      if (!(await postgresRunning(pg))) return { exitCode: 0, output: 'postgres is not running' };
+      await stopPostgresServer(pg);
       return { exitCode: 0, output: 'postgres stopped' };
     case 'status':
-      return (await running()) ? { exitCode: 0, output: 'postgres is running' } : { exitCode: 3, output: 'postgres is not running' };
+      return (await postgresRunning(pg)) ? { exitCode: 0, output: 'postgres is running' } : { exitCode: 3, output: 'postgres is not running' };
     case 'logs':
       return { exitCode: 0, output: await tail(logFile) };
     default:

@@ -4,7 +4,8 @@ import type { TestProject } from 'vitest/node';
 import { payloadEncryptionFromEnv } from '../lib/codec/index.js';
 import { startCodecServer } from '../lib/codec/server.js';
 import { createLogger } from '../lib/logger.js';
-import { findTemporalCli, startDevServer } from '../lib/temporal-server.js';
+import { startDevServer } from '../lib/temporal/dev-server.js';
+import { findTemporalCli } from '../lib/temporal/install.js';
 import { useTestCodecKeys } from './fixtures/test-codec.js';
 
 declare module 'vitest' {

@@ -5,7 +5,7 @@ import { createActivities } from '../activities/index.js';
 import { payloadEncryptionFromEnv, WORKER_PAYLOAD_CONVERTER_PATH, workerDataConverter, type PayloadEncryption } from '../lib/codec/index.js';
 import { loadConfig, type LoadedConfig } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
-import { connectWorker, temporalSettingsFromEnv, type TemporalSettings } from '../lib/temporal-connection.js';
+import { connectWorker, temporalSettingsFromEnv, type TemporalSettings } from '../lib/temporal/connection.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 

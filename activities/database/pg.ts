@@ -1,4 +1,3 @@
-import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -7,6 +6,7 @@ import type { DatabaseConfig } from '../../common/config-schema.js';
 import { ErrorTypes } from '../../common/errors.js';
 import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
 import { CommandError } from '../../lib/exec.js';
+import { newestPostgresBinDir } from '../../lib/local/index.js';
 import { redactSecrets } from '../../lib/redact.js';
 import type { ActivityDeps } from '../deps.js';
 
@@ -144,13 +144,7 @@ export function quoteTable(client: pg.Client, table: string): string {
 
 /** Directory of pg_dump & co: the configured one, else the newest server install, else PATH. */
 export function pgBinDir(configured: string | undefined, configDir: string): string | undefined {
-  if (configured) return path.resolve(configDir, configured);
-  const base = '/usr/lib/postgresql';
-  if (!existsSync(base)) return undefined;
-  const versions = readdirSync(base)
-    .filter((v) => existsSync(path.join(base, v, 'bin', 'pg_dump')))
-    .sort((a, b) => Number(b) - Number(a));
-  return versions[0] ? path.join(base, versions[0], 'bin') : undefined;
+  return configured ? path.resolve(configDir, configured) : newestPostgresBinDir('pg_dump');
 }
 
 export function tool(binDir: string | undefined, name: string): string {

@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import { appendFile, chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
@@ -9,6 +8,7 @@ import { ErrorTypes } from '../../common/errors.js';
 import type { PitrConfig } from '../../common/families/database-config.js';
 import type { ArchiveStatus, BaseBackupManifest, PitrWindow } from '../../common/families/database-types.js';
 import { runCommand } from '../../lib/exec.js';
+import { freePort } from '../../lib/local/index.js';
 import type { ActivityDeps } from '../deps.js';
 import { backupsConfig } from './backup.js';
 import { commandFailure, databaseOfUrl, heartbeating, libpqEnv, pgBinDir, quoteTable, resolveDb, tool, withClient } from './pg.js';
@@ -336,17 +336,5 @@ function urlOnPort(url: string, port: number): string {
   u.port = String(port);
   u.pathname = `/${encodeURIComponent(databaseOfUrl(url))}`;
   return u.toString();
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }
 

@@ -8,6 +8,7 @@ import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_PORTS } from '../../demo/ports.js';
 import { createKeyFile, keyringFromEnv } from '../../lib/codec/index.js';
+import { pidAlive } from '../../lib/local/index.js';
 import { freeDemoPorts, freePort } from '../fixtures/servers.js';
 
 /**
@@ -28,15 +29,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The shipped example config with free ports and absolute paths: still "runbooks.example.yaml", so dev runs the demo. */
 async function exampleOnFreePorts(dir: string): Promise<void> {
@@ -100,7 +92,7 @@ describe('runbook dev --state-dir', () => {
       expect(existsSync(path.join(dir, '.runbook'))).toBe(false);
       for (const file of ['redis/redis.pid', 'nats/nats.pid', 'api/api.pid']) pids.push(Number((await readFile(path.join(stateDir, 'demo', file), 'utf8')).trim()));
       pids.push(Number((await readFile(path.join(stateDir, 'demo', 'postgres', 'data', 'postmaster.pid'), 'utf8')).split('\n')[0]));
-      expect(pids.every(alive)).toBe(true);
+      expect(pids.every(pidAlive)).toBe(true);
 
       // The CLI with RUNBOOK_STATE_DIR: dev's key, so the worker reads the run.
       const cli = (cwd: string, extra: Record<string, string>, ...args: string[]) =>
@@ -136,6 +128,6 @@ describe('runbook dev --state-dir', () => {
     }
     expect(stderr).toMatch(/SIGINT: stopping worker, demo services and Temporal/);
     expect(stderr).toMatch(/stopped\n/);
-    expect(pids.filter(alive)).toEqual([]);
+    expect(pids.filter(pidAlive)).toEqual([]);
   }, 600_000);
 });

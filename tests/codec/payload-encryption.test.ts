@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { HealthCheckResult } from '../../common/types.js';
 import { ENCRYPTED_ENCODING, payloadEncryptionFromEnv } from '../../lib/codec/index.js';
 import type { LoadedConfig } from '../../lib/config.js';
-import { findTemporalCli } from '../../lib/temporal-server.js';
+import { findTemporalCli } from '../../lib/temporal/install.js';
 import { freePort } from '../fixtures/servers.js';
 import { historyToText } from '../fixtures/history.js';
 import { temporalAddress, temporalNamespace, uniqueQueue, withWorker, writeConfig } from '../fixtures/runbook-worker.js';

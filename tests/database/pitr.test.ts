@@ -12,6 +12,7 @@ import type { DbBaseBackupResult, PitrRestoreResult, RestoreDrillResult } from '
 import { approveUpdate, pendingApprovalQuery, rejectUpdate } from '../../common/messages.js';
 import { RestoreDrillRpoSeconds, RestoreDrillRtoSeconds } from '../../common/search-attributes.js';
 import type { LoadedConfig } from '../../lib/config.js';
+import { pgCtl } from '../../lib/local/index.js';
 import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import { freePort, startPostgres, type PgServer } from '../fixtures/servers.js';
 import { failureText, sql, waitForPending } from './helpers.js';
@@ -27,7 +28,6 @@ let loaded: LoadedConfig;
 let hook: http.Server;
 const hookBodies: unknown[] = [];
 
-const asPostgres = (argv: string[]) => (isRoot ? ['runuser', '-u', 'postgres', '--', ...argv] : argv);
 const appCmd = (action: string) => [process.execPath, FAKE_APP, action, root, String(appPort)];
 const count = async (table: string) => Number((await sql<{ n: string }>(appUrl, `SELECT count(*) AS n FROM ${table}`))[0]!.n);
 
@@ -52,7 +52,7 @@ beforeAll(async () => {
     });
   });
   await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
-  const ctl = (...args: string[]) => asPostgres([path.join(pgs.binDir, 'pg_ctl'), '-D', pgs.dataDir, ...args]);
+  const ctl = (...args: string[]) => pgCtl(pgs, ...args);
   loaded = await writeConfig({
     environment: 'pitrtest',
     services: [
@@ -134,7 +134,7 @@ describe('point-in-time recovery on a WAL-archiving cluster', () => {
 
   it('pitr-restore waits for approve-restore before stopping anything; a reject leaves the live cluster and the apps as they were', async () => {
     const appUp = async () => (await execa(process.execPath, appCmd('status').slice(1), { reject: false })).exitCode === 0;
-    const pgStatus = asPostgres([path.join(pgs.binDir, 'pg_ctl'), '-D', pgs.dataDir, 'status']);
+    const pgStatus = pgCtl(pgs, 'status');
     const pgUp = async () => (await execa(pgStatus[0]!, pgStatus.slice(1), { reject: false })).exitCode === 0;
     await withWorker(loaded, async ({ client, taskQueue }) => {
       const handle = await client.workflow.start('pitr-restore', { taskQueue, workflowId: `pitr-reject-${Date.now()}`, args: [{ database: 'app', targetTime: T, requestedBy: 'alice' }] });

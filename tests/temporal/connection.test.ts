@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_TASK_QUEUE } from '../../common/procedures.js';
-import { connectClient, connectWorker, describeSettings, temporalSettingsFromEnv } from '../../lib/temporal-connection.js';
+import { connectClient, connectWorker, describeSettings, temporalSettingsFromEnv } from '../../lib/temporal/connection.js';
 import { testTemporal } from '../fixtures/temporal.js';
 
 let scratch: string;

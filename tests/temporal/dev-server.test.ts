@@ -7,21 +7,15 @@ import { Client, Connection } from '@temporalio/client';
 import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js';
 import { msToTs } from '@temporalio/common/lib/time.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ensureSearchAttributes, findTemporalCli, startDevServer, TEMPORAL_CLI_VERSION } from '../../lib/temporal-server.js';
+import { startDevServer } from '../../lib/temporal/dev-server.js';
+import { findTemporalCli, TEMPORAL_CLI_VERSION } from '../../lib/temporal/install.js';
+import { ensureSearchAttributes } from '../../lib/temporal/search-attributes.js';
+import { pidAlive } from '../../lib/local/index.js';
 import { closeTestClient, getTestClient, testTemporal, uniqueTaskQueue } from '../fixtures/temporal.js';
 
 const KEYWORD = encodeSearchAttributeIndexedValueType('KEYWORD');
 const BOOL = encodeSearchAttributeIndexedValueType('BOOL');
 const DOUBLE = encodeSearchAttributeIndexedValueType('DOUBLE');
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 let scratch: string;
 beforeAll(async () => {
@@ -84,7 +78,7 @@ describe('startDevServer', () => {
       await connection.close();
     }
     await first.stop();
-    expect(isAlive(first.pid!)).toBe(false);
+    expect(pidAlive(first.pid!)).toBe(false);
 
     const second = await startDevServer({ stateDir, port: 0, ui: false, namespace: 'runbooks-persist' });
     try {

@@ -3,8 +3,8 @@ import { hostname, userInfo } from 'node:os';
 import { Client, Connection, type TLSConfig } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { NativeConnection } from '@temporalio/worker';
-import { payloadEncryptionFromEnv } from './codec/index.js';
-import { DEFAULT_TASK_QUEUE } from '../common/procedures.js';
+import { payloadEncryptionFromEnv } from '../codec/index.js';
+import { DEFAULT_TASK_QUEUE } from '../../common/procedures.js';
 
 /**
  * How the CLI and the worker reach Temporal. Both read the same variables (the
