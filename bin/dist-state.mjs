@@ -25,7 +25,7 @@ export function distState() {
   } catch {
     return 'missing';
   }
-  const sources = [BUILD_TSCONFIG, ...sourceDirs()];
+  const sources = [BUILD_TSCONFIG, path.join(ROOT, 'tsconfig.json'), ...sourceDirs()];
   for (const dir of sources) {
     if (!existsSync(dir)) continue;
     if (statSync(dir).mtimeMs > built) return 'stale';

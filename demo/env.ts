@@ -20,6 +20,10 @@ export type DemoService = (typeof DEMO_SERVICES)[number];
 
 
 const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+// The demo API runs from the same tree as this module: compiled (dist/demo/service.js) with plain
+// node, or from the sources through tsx (tests, which run the sources).
+const SELF = fileURLToPath(import.meta.url);
+const API_SERVICE = [...(SELF.endsWith('.ts') ? ['--import', 'tsx'] : []), path.join(path.dirname(SELF), `service${path.extname(SELF)}`)];
 
 export interface DemoOptions {
   stateDir: string;
@@ -150,7 +154,7 @@ async function api(action: string, dir: string, httpPort: number, grpcPort: numb
       if (await readPid(pidFile)) return { exitCode: 0, output: 'api is already running' };
       await mkdir(dir, { recursive: true });
       await spawnDetached(
-        [process.execPath, '--import', 'tsx', path.join(PROJECT_ROOT, 'demo', 'service.ts'), '--http-port', String(httpPort), '--grpc-port', String(grpcPort)],
+        [process.execPath, ...API_SERVICE, '--http-port', String(httpPort), '--grpc-port', String(grpcPort)],
         { pidFile, logFile, cwd: PROJECT_ROOT },
       );
       return { exitCode: 0, output: `api started: http 127.0.0.1:${httpPort}, grpc 127.0.0.1:${grpcPort}` };

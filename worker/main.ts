@@ -7,7 +7,8 @@ import { loadConfig, type LoadedConfig } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { connectWorker, temporalSettingsFromEnv, type TemporalSettings } from '../lib/temporal/connection.js';
 
-export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+// Next to this module: dist/workflows/index.js when compiled, the TypeScript sources under vitest.
+export const WORKFLOWS_PATH = fileURLToPath(new URL(`../workflows/index${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url));
 
 /** Forwards the SDK's logs (workflow `log`, activity context logs, worker internals) to pino as JSON. */
 export class PinoSdkLogger implements SdkLogger {
