@@ -4,7 +4,7 @@ import type { ServiceAction, ServiceActionResult } from '../../common/types.js';
 import { envRefs, resolveEnvRefs } from '../../lib/env.js';
 import { tailLines } from '../../lib/exec.js';
 import { redactSecrets } from '../../lib/redact.js';
-import type { DriverContext, ServiceDriver, ServiceStatus } from './index.js';
+import type { DriverContext, ServiceDriver, ServiceStatus } from './driver.js';
 import { configFailure, invoke, invokeForAnswer, joinSteps, runSteps, unsupportedAction, type Invocation } from './support.js';
 
 type CommandConfig = Extract<DriverConfig, { type: 'command' }>;

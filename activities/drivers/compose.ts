@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { DriverConfig } from '../../common/config-schema.js';
 import type { ServiceAction, ServiceActionResult } from '../../common/types.js';
 import { tailLines } from '../../lib/exec.js';
-import type { DriverContext, ServiceDriver, ServiceStatus } from './index.js';
+import type { DriverContext, ServiceDriver, ServiceStatus } from './driver.js';
 import { invoke, runSteps } from './support.js';
 
 type ComposeConfig = Extract<DriverConfig, { type: 'compose' }>;

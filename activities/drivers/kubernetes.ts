@@ -1,7 +1,7 @@
 import type { DriverConfig } from '../../common/config-schema.js';
 import type { ServiceAction, ServiceActionResult } from '../../common/types.js';
 import { tailLines } from '../../lib/exec.js';
-import type { DriverContext, ServiceDriver, ServiceStatus } from './index.js';
+import type { DriverContext, ServiceDriver, ServiceStatus } from './driver.js';
 import { invokeForAnswer, invoke, joinSteps, runSteps, unsupportedAction, type Invocation } from './support.js';
 
 type KubernetesConfig = Extract<DriverConfig, { type: 'kubernetes' }>;

@@ -4,7 +4,7 @@ import type { ServiceAction, ServiceActionResult } from '../../common/types.js';
 import { CommandError, runCommand, tailLines, type ExecResult } from '../../lib/exec.js';
 import { MissingEnvError } from '../../lib/env.js';
 import { redactSecrets } from '../../lib/redact.js';
-import type { DriverContext } from './index.js';
+import type { DriverContext } from './driver.js';
 
 /** What one step of an action runs. */
 export interface Invocation {

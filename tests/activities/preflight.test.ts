@@ -3,7 +3,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runPreflight } from '../../activities/preflight.js';
+import { runPreflight } from '../../activities/stack/preflight.js';
 import type { PreflightResult } from '../../common/types.js';
 import { freePort } from '../fixtures/servers.js';
 import { createRecordingCli, type RecordingCli } from '../fixtures/recording-cli.js';

@@ -3,7 +3,7 @@ import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ProbeConfigError, runProbe } from '../../activities/probes.js';
+import { ProbeConfigError, runProbe } from '../../activities/probes/index.js';
 import { probeSchema } from '../../common/config-schema.js';
 import { startGrpcHealthServer, type GrpcHealthServer } from '../../demo/grpc-health.js';
 import { startDemoService, type DemoService } from '../../demo/service.js';

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runProbe } from '../../activities/probes.js';
+import { runProbe } from '../../activities/probes/index.js';
 import { startDemoService, type DemoService } from '../../demo/service.js';
 import { freePort } from '../fixtures/servers.js';
 

@@ -3,9 +3,9 @@ import type { RouterConfig } from '../../../common/families/delivery-config.js';
 import type { WeightChange } from '../../../common/families/delivery-types.js';
 import { formatCommand } from '../../../lib/exec.js';
 import { resolveEnvRefs } from '../../../lib/env.js';
-import type { DriverContext } from '../../drivers/index.js';
+import type { DriverContext } from '../../drivers/driver.js';
 import { configFailure, invoke } from '../../drivers/support.js';
-import { checkWeight, type TrafficRouter } from './index.js';
+import { checkWeight, type TrafficRouter } from './router.js';
 
 type CommandConfig = Extract<RouterConfig, { type: 'command' }>;
 

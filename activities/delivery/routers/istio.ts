@@ -2,9 +2,9 @@ import { performance } from 'node:perf_hooks';
 import type { RouterConfig } from '../../../common/families/delivery-config.js';
 import type { WeightChange } from '../../../common/families/delivery-types.js';
 import { formatCommand } from '../../../lib/exec.js';
-import type { DriverContext } from '../../drivers/index.js';
+import type { DriverContext } from '../../drivers/driver.js';
 import { invoke } from '../../drivers/support.js';
-import { checkWeight, type TrafficRouter } from './index.js';
+import { checkWeight, type TrafficRouter } from './router.js';
 
 type IstioConfig = Extract<RouterConfig, { type: 'istio' }>;
 

@@ -7,9 +7,9 @@ import { ErrorTypes } from '../../../common/errors.js';
 import type { RouterConfig } from '../../../common/families/delivery-config.js';
 import type { WeightChange } from '../../../common/families/delivery-types.js';
 import { formatCommand } from '../../../lib/exec.js';
-import type { DriverContext } from '../../drivers/index.js';
+import type { DriverContext } from '../../drivers/driver.js';
 import { invoke } from '../../drivers/support.js';
-import { checkWeight, type TrafficRouter } from './index.js';
+import { checkWeight, type TrafficRouter } from './router.js';
 
 type NginxConfig = Extract<RouterConfig, { type: 'nginx' }>;
 

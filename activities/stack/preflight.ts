@@ -2,9 +2,9 @@ import { readFile, stat, statfs } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { RunbookConfig } from '../common/config-schema.js';
-import type { PreflightCheck, PreflightResult } from '../common/types.js';
-import { CommandError, runCommand } from '../lib/exec.js';
+import type { RunbookConfig } from '../../common/config-schema.js';
+import type { PreflightCheck, PreflightResult } from '../../common/types.js';
+import { CommandError, runCommand } from '../../lib/exec.js';
 
 /** The Fulcrum preflight script, as checks: ports free, disk, memory, config files, Docker and Compose. */
 

@@ -1,0 +1,1 @@
+export { createStackActivities, type WaitHealthyRequest } from './stack.js';
