@@ -21,6 +21,7 @@ import { bundleRunbookWorkflows, createRunbookWorker, installRuntime } from '../
 import { freePort } from '../tests/fixtures/servers.js';
 import { quantile, quietLogger as quiet, table } from './report.js';
 import { benchTemporal } from './temporal.js';
+import { cliStartup } from './cli.js';
 
 const logger = createLogger({ component: 'bench' }, 'warn');
 
@@ -195,6 +196,7 @@ async function main(): Promise<void> {
     await stepOverhead(client, native, namespace);
     await healthFanOut(client, native, namespace, address);
     await stackStartOverhead(client, native, namespace, address);
+    await cliStartup(temporal, logger);
   } finally {
     await temporal.close();
   }
