@@ -13,3 +13,6 @@ export function createLogger(bindings: Record<string, unknown> = {}, level = pro
     destination(2),
   );
 }
+
+/** For callers that pass no logger: logs nothing. */
+export const silentLogger: Logger = pino({ enabled: false });

@@ -2,8 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Payload, PayloadCodec } from '@temporalio/common';
-import { pino } from 'pino';
-import type { Logger } from '../logger.js';
+import { silentLogger, type Logger } from '../logger.js';
 
 /**
  * A remote codec for the Temporal Web UI and CLI: POST .../encode and .../decode take and
@@ -98,7 +97,7 @@ async function readBody(req: http.IncomingMessage, limit: number): Promise<strin
 }
 
 export async function startCodecServer(opts: CodecServerOptions): Promise<CodecServer> {
-  const logger = opts.logger ?? pino({ enabled: false });
+  const logger = opts.logger ?? silentLogger;
   const origins = new Set(opts.corsOrigins ?? DEFAULT_CORS_ORIGINS);
   const tokenDigest = opts.token ? digest(opts.token) : undefined;
   const limit = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;

@@ -4,13 +4,10 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { execa } from 'execa';
-import { pino } from 'pino';
 import { assertPortFree, freePort } from '../local/ports.js';
-import type { Logger } from '../logger.js';
+import { silentLogger, type Logger } from '../logger.js';
 import { findTemporalCli, TEMPORAL_CLI_FIXES, temporalCliCacheDir, TemporalCliBuildError } from './install.js';
 import { searchAttributeArgs, searchAttributeKeys } from './search-attributes.js';
-
-const silent: Logger = pino({ enabled: false });
 
 export interface DevServerOptions {
   /** The SQLite file goes to `<stateDir>/temporal.db`; undefined = in memory, gone on stop. */
@@ -100,7 +97,7 @@ interface Resolved {
  * SDK's TestWorkflowEnvironment.createLocal, which downloads the CLI where internet allows.
  */
 export async function startDevServer(opts: DevServerOptions = {}): Promise<DevServer> {
-  const logger = opts.logger ?? silent;
+  const logger = opts.logger ?? silentLogger;
   const ip = opts.ip ?? '127.0.0.1';
   const ui = opts.ui ?? true;
   const stateDir = opts.stateDir ? path.resolve(opts.stateDir) : undefined;

@@ -4,9 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { pino } from 'pino';
 import { pidAlive } from '../local/processes.js';
-import type { Logger } from '../logger.js';
+import { silentLogger, type Logger } from '../logger.js';
 
 /** The Temporal CLI whose `server start-dev` we run (Temporal Server 1.29.1, UI 2.42.1). */
 export const TEMPORAL_CLI_VERSION = 'v1.5.1';
@@ -19,8 +18,6 @@ export const TEMPORAL_CLI_FIXES = [
   `install Go ${MIN_GO}+ (https://go.dev/dl/) and run \`runbook temporal install\` (builds ${TEMPORAL_CLI_VERSION} into the cache)`,
   'download the Temporal CLI (https://github.com/temporalio/cli/releases) and set TEMPORAL_CLI_PATH=/path/to/temporal',
 ] as const;
-
-const silent: Logger = pino({ enabled: false });
 
 export interface FindCliOptions {
   /** Build it with `go install` when it is nowhere to be found (minutes the first time). */
@@ -91,7 +88,7 @@ function formatDuration(ms: number): string {
  */
 export async function findTemporalCli(opts: FindCliOptions = {}): Promise<string | undefined> {
   const env = opts.env ?? process.env;
-  const logger = opts.logger ?? silent;
+  const logger = opts.logger ?? silentLogger;
   const explicit = env.TEMPORAL_CLI_PATH;
   if (explicit) {
     const resolved = path.resolve(explicit);
