@@ -1,6 +1,6 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Command } from 'commander';
-import { formatValue } from '../common/families/delivery-analysis.js';
+import { formatValue } from '../common/delivery/analysis.js';
 import {
   abortUpdate,
   canaryStatusQuery,
@@ -8,8 +8,8 @@ import {
   promoteUpdate,
   resumeUpdate,
   rollbackUpdate,
-} from '../common/families/delivery-messages.js';
-import type { CanaryStatus } from '../common/families/delivery-types.js';
+} from '../common/delivery/messages.js';
+import type { CanaryStatus } from '../common/delivery/types.js';
 import { CodecKeyError } from '../lib/codec/index.js';
 import { connectClient, temporalSettingsFromEnv } from '../lib/temporal/connection.js';
 import { defaultIdentity, UserError } from './operations.js';

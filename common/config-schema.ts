@@ -3,7 +3,7 @@ import { APPROVAL_STEPS, approvalPolicyFor, isApprovalStep } from './approvals.j
 import { isProcedureId, PROCEDURE_IDS, type ProcedureId } from './procedures.js';
 import { databaseOpsSchema } from './families/database-config.js';
 import { incidentConfigSchema } from './families/incident-config.js';
-import { deliverySchema } from './families/delivery-config.js';
+import { deliverySchema } from './delivery/config.js';
 
 /**
  * The one configuration file (runbooks.yaml). Values may reference the environment

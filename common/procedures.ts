@@ -1,5 +1,5 @@
 import { DATABASE_PROCEDURES } from './families/database.js';
-import { DELIVERY_PROCEDURES } from './families/delivery.js';
+import { DELIVERY_PROCEDURES } from './delivery/procedures.js';
 import { INCIDENT_PROCEDURES } from './families/incident.js';
 
 /** Procedure ids are the workflow type names: what the UI's Start Workflow form and the CLI take. */

@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
-import { judge } from '../../common/families/delivery-analysis.js';
-import type { Measurement, ResolvedQuery } from '../../common/families/delivery-types.js';
+import { judge } from '../../common/delivery/analysis.js';
+import type { Measurement, ResolvedQuery } from '../../common/delivery/types.js';
 
 /** One instant query against Prometheus' HTTP API; null when the answer has no usable number. */
 export async function queryPrometheus(baseUrl: string, query: string, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<number | null> {

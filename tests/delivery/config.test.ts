@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { analysisOverrideProblems, judge, mergeAnalysis, resolveQueries } from '../../common/families/delivery-analysis.js';
-import { deliverySchema, DEFAULT_ANALYSIS_QUERIES } from '../../common/families/delivery-config.js';
+import { analysisOverrideProblems, judge, mergeAnalysis, resolveQueries } from '../../common/delivery/analysis.js';
+import { deliverySchema, DEFAULT_ANALYSIS_QUERIES } from '../../common/delivery/config.js';
 import { InputError, validateInput } from '../../common/inputs.js';
 import { ConfigError, parseConfig } from '../../lib/config.js';
 import { stringify } from 'yaml';

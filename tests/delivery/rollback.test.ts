@@ -6,7 +6,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMigrator } from '../../activities/migrations.js';
-import type { AppRollbackResult, ConfigRollbackResult } from '../../common/families/delivery-types.js';
+import type { AppRollbackResult, ConfigRollbackResult } from '../../common/delivery/types.js';
 import { startDemoService, type DemoService } from '../../demo/service.js';
 import { createLogger } from '../../lib/logger.js';
 import { createRecordingCli, type RecordingCli } from '../fixtures/recording-cli.js';

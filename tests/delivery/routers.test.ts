@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRouter } from '../../activities/delivery/routers/index.js';
 import { renderUpstream } from '../../activities/delivery/routers/nginx.js';
-import { routerSchema } from '../../common/families/delivery-config.js';
+import { routerSchema } from '../../common/delivery/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { startDeliveryBed, measureSplit, type DeliveryBed } from '../fixtures/delivery-traffic.js';
 import { createRecordingCli, type RecordingCli } from '../fixtures/recording-cli.js';

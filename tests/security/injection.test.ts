@@ -11,7 +11,7 @@ import { splitTableName } from '../../activities/database/pg.js';
 import { createActivities } from '../../activities/index.js';
 import { connectRedis, unlinkByPattern } from '../../activities/incident/redis.js';
 import type { DbVacuumResult } from '../../common/families/database-types.js';
-import type { ConfigRollbackResult } from '../../common/families/delivery-types.js';
+import type { ConfigRollbackResult } from '../../common/delivery/types.js';
 import { INPUT_FIELDS, InputError, validateInput } from '../../common/inputs.js';
 import { PROCEDURE_IDS, type ProcedureId } from '../../common/procedures.js';
 import type { ServiceRestartResult } from '../../common/types.js';

@@ -11,7 +11,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities/index.js';
 import { ErrorTypes } from '../../common/errors.js';
-import { analysisOverrideProblems, describeMeasurement, mergeAnalysis, resolveQueries } from '../../common/families/delivery-analysis.js';
+import { analysisOverrideProblems, describeMeasurement, mergeAnalysis, resolveQueries } from '../../common/delivery/analysis.js';
 import {
   abortSignal,
   abortUpdate,
@@ -23,7 +23,7 @@ import {
   promoteUpdate,
   resumeSignal,
   resumeUpdate,
-} from '../../common/families/delivery-messages.js';
+} from '../../common/delivery/messages.js';
 import {
   DeliveryErrors,
   type AnalysisSettings,
@@ -35,7 +35,7 @@ import {
   type Measurement,
   type QueryResult,
   type StepAnalysis,
-} from '../../common/families/delivery-types.js';
+} from '../../common/delivery/types.js';
 import { PROCEDURES } from '../../common/procedures.js';
 import type { ServiceActionResult } from '../../common/types.js';
 import { longRunning, quick } from '../shared/profiles.js';

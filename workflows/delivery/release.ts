@@ -1,7 +1,7 @@
 import { policyOf } from '../../common/approvals.js';
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities/index.js';
-import { DeliveryErrors, type ReleaseInput, type ReleaseResult } from '../../common/families/delivery-types.js';
+import { DeliveryErrors, type ReleaseInput, type ReleaseResult } from '../../common/delivery/types.js';
 import { PROCEDURES } from '../../common/procedures.js';
 import type { MigrationRunResult } from '../../common/types.js';
 import { addCanarySteps, CanaryControls, canaryLeft, canaryOptions, runCanary } from './canary.js';

@@ -1,7 +1,7 @@
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities/index.js';
 import { ErrorTypes } from '../../common/errors.js';
-import type { AppRollbackInput, AppRollbackResult, ConfigRollbackInput, ConfigRollbackResult } from '../../common/families/delivery-types.js';
+import type { AppRollbackInput, AppRollbackResult, ConfigRollbackInput, ConfigRollbackResult } from '../../common/delivery/types.js';
 import { PROCEDURES } from '../../common/procedures.js';
 import type { PlanService, RunbookPlan, ServiceActionResult } from '../../common/types.js';
 import { selectServices } from '../shared/health.js';

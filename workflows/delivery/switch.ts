@@ -1,9 +1,9 @@
 import { policyOf } from '../../common/approvals.js';
 import { ApplicationFailure, CancellationScope, condition, log, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../../activities/index.js';
-import { describeMeasurement, resolveQueries } from '../../common/families/delivery-analysis.js';
-import { controlProblem, rollbackSignal, rollbackUpdate } from '../../common/families/delivery-messages.js';
-import { DeliveryErrors, type BlueGreenInput, type BlueGreenResult, type Color, type DeliveryControlInput, type Measurement } from '../../common/families/delivery-types.js';
+import { describeMeasurement, resolveQueries } from '../../common/delivery/analysis.js';
+import { controlProblem, rollbackSignal, rollbackUpdate } from '../../common/delivery/messages.js';
+import { DeliveryErrors, type BlueGreenInput, type BlueGreenResult, type Color, type DeliveryControlInput, type Measurement } from '../../common/delivery/types.js';
 import { PROCEDURES } from '../../common/procedures.js';
 import type { ServiceActionResult } from '../../common/types.js';
 import { longRunning, quick } from '../shared/profiles.js';

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import type { RouterConfig } from '../../../common/families/delivery-config.js';
-import type { WeightChange } from '../../../common/families/delivery-types.js';
+import type { RouterConfig } from '../../../common/delivery/config.js';
+import type { WeightChange } from '../../../common/delivery/types.js';
 import { formatCommand } from '../../../lib/exec.js';
 import { resolveEnvRefs } from '../../../lib/env.js';
 import type { DriverContext } from '../../drivers/driver.js';

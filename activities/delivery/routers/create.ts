@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { RouterConfig } from '../../../common/families/delivery-config.js';
+import type { RouterConfig } from '../../../common/delivery/config.js';
 import type { DriverContext } from '../../drivers/driver.js';
 import { CommandRouter } from './command.js';
 import { IstioRouter } from './istio.js';

@@ -1,4 +1,4 @@
-import type { RouterType, WeightChange } from '../../../common/families/delivery-types.js';
+import type { RouterType, WeightChange } from '../../../common/delivery/types.js';
 
 /**
  * Moves a percentage of traffic between a stable and a canary backend. Blue/green

@@ -1,6 +1,6 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { messageProblem, textProblem } from '../bounds.js';
-import type { CanaryStatus, DeliveryControlInput } from './delivery-types.js';
+import type { CanaryStatus, DeliveryControlInput } from './types.js';
 
 /**
  * Controls of a running canary or blue/green switch. Each is both a signal (the UI's

@@ -1,4 +1,4 @@
-import type { AnalysisSettings, Measurement, QueryResult, ResolvedQuery } from './delivery-types.js';
+import type { AnalysisSettings, Measurement, QueryResult, ResolvedQuery } from './types.js';
 
 /**
  * Pure analysis helpers shared by the workflow (sandbox-safe: no imports with side
