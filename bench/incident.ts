@@ -7,7 +7,7 @@
  */
 import { stringify } from 'yaml';
 import { startIntake } from '../client/incident-intake.js';
-import { incidentQuery, resolvedUpdate } from '../common/families/incident-messages.js';
+import { incidentQuery, resolvedUpdate } from '../common/incident/messages.js';
 import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { startAlertmanager } from '../tests/fixtures/alertmanager.js';

@@ -1,6 +1,6 @@
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import type { Command } from 'commander';
-import { defaultIncidentConfig, SEVERITIES, type IncidentSeverity } from '../common/families/incident-config.js';
+import { defaultIncidentConfig, SEVERITIES, type IncidentSeverity } from '../common/incident/config.js';
 import {
   acknowledgeUpdate,
   escalateUpdate,
@@ -11,9 +11,9 @@ import {
   resolvedUpdate,
   setSeverityUpdate,
   timelineQuery,
-} from '../common/families/incident-messages.js';
-import { oncallAt } from '../common/families/incident-oncall.js';
-import type { IncidentState } from '../common/families/incident-types.js';
+} from '../common/incident/messages.js';
+import { oncallAt } from '../common/incident/oncall.js';
+import type { IncidentState } from '../common/incident/types.js';
 import { configPathFromEnv, loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { CodecKeyError } from '../lib/codec/index.js';

@@ -3,8 +3,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { RunbookConfig } from '../common/config-schema.js';
-import { defaultIncidentConfig } from '../common/families/incident-config.js';
-import type { AlertInput, IncidentInput } from '../common/families/incident-types.js';
+import { defaultIncidentConfig } from '../common/incident/config.js';
+import type { AlertInput, IncidentInput } from '../common/incident/types.js';
 import type { Logger } from '../lib/logger.js';
 
 /**

@@ -1,6 +1,6 @@
 import { DATABASE_INPUTS } from './families/database.js';
 import { DELIVERY_INPUTS } from './delivery/procedures.js';
-import { INCIDENT_INPUTS } from './families/incident.js';
+import { INCIDENT_INPUTS } from './incident/procedures.js';
 import type { ProcedureId } from './procedures.js';
 import { COMMON_FIELDS, type FieldSpec } from './field-spec.js';
 

@@ -1,6 +1,6 @@
 import { DATABASE_PROCEDURES } from './families/database.js';
 import { DELIVERY_PROCEDURES } from './delivery/procedures.js';
-import { INCIDENT_PROCEDURES } from './families/incident.js';
+import { INCIDENT_PROCEDURES } from './incident/procedures.js';
 
 /** Procedure ids are the workflow type names: what the UI's Start Workflow form and the CLI take. */
 export const PROCEDURES = {

@@ -1,6 +1,6 @@
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import type { TriageFinding } from '../../common/families/incident-types.js';
+import type { TriageFinding } from '../../common/incident/types.js';
 
 /**
  * JetStream readings and remediations for nats-lag-triage (Fulcrum 3.3): stream and

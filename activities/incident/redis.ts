@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import type { TriageFinding } from '../../common/families/incident-types.js';
+import type { TriageFinding } from '../../common/incident/types.js';
 
 /**
  * Redis readings and remediations for redis-triage (Fulcrum 3.4, AlphaPulse 2.2

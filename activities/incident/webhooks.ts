@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
-import type { WebhookConfig } from '../../common/families/incident-config.js';
-import type { Notification, NotificationResult } from '../../common/families/incident-types.js';
+import type { WebhookConfig } from '../../common/incident/config.js';
+import type { Notification, NotificationResult } from '../../common/incident/types.js';
 import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
 
 /**

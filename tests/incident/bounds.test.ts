@@ -14,9 +14,9 @@ import {
   resolvedUpdate,
   setSeveritySignal,
   timelineQuery,
-} from '../../common/families/incident-messages.js';
-import { TIMELINE_KEPT } from '../../common/families/incident-timeline.js';
-import type { IncidentRefusals, IncidentResult } from '../../common/families/incident-types.js';
+} from '../../common/incident/messages.js';
+import { TIMELINE_KEPT } from '../../common/incident/timeline.js';
+import type { IncidentRefusals, IncidentResult } from '../../common/incident/types.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../fixtures/webhook-receiver.js';
 import { withWorker, writeConfig } from '../fixtures/runbook-worker.js';

@@ -1,6 +1,6 @@
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { IncidentResult } from '../../common/families/incident-types.js';
+import type { IncidentResult } from '../../common/incident/types.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../fixtures/webhook-receiver.js';
 import { temporalAddress, temporalNamespace, withWorker, writeConfig } from '../fixtures/runbook-worker.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defaultIncidentConfig, incidentConfigSchema, parseDuration } from '../../common/families/incident-config.js';
+import { defaultIncidentConfig, incidentConfigSchema, parseDuration } from '../../common/incident/config.js';
 import { parseConfig } from '../../lib/config.js';
 
 describe('incident config', () => {

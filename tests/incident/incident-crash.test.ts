@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { incidentQuery, resolvedUpdate } from '../../common/families/incident-messages.js';
-import type { IncidentResult } from '../../common/families/incident-types.js';
+import { incidentQuery, resolvedUpdate } from '../../common/incident/messages.js';
+import type { IncidentResult } from '../../common/incident/types.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../fixtures/webhook-receiver.js';
 import { testClient, uniqueQueue, writeConfig } from '../fixtures/runbook-worker.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { oncallAt } from '../../common/families/incident-oncall.js';
-import { POSTMORTEM_SECTIONS } from '../../common/families/incident-postmortem.js';
+import { oncallAt } from '../../common/incident/oncall.js';
+import { POSTMORTEM_SECTIONS } from '../../common/incident/postmortem.js';
 import {
   acknowledgeUpdate,
   incidentQuery,
@@ -9,9 +9,9 @@ import {
   resolvedUpdate,
   setSeverityUpdate,
   timelineQuery,
-} from '../../common/families/incident-messages.js';
-import type { IncidentResult, TimelineEvent } from '../../common/families/incident-types.js';
-import type { OncallConfig } from '../../common/families/incident-config.js';
+} from '../../common/incident/messages.js';
+import type { IncidentResult, TimelineEvent } from '../../common/incident/types.js';
+import type { OncallConfig } from '../../common/incident/config.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../fixtures/webhook-receiver.js';
 import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';

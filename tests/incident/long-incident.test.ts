@@ -10,8 +10,8 @@ import {
   postmortemCompleteUpdate,
   resolvedUpdate,
   timelineQuery,
-} from '../../common/families/incident-messages.js';
-import type { IncidentResult } from '../../common/families/incident-types.js';
+} from '../../common/incident/messages.js';
+import type { IncidentResult } from '../../common/incident/types.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { historyToText } from '../fixtures/history.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../fixtures/webhook-receiver.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { oncallSchema, type OncallConfig } from '../../common/families/incident-config.js';
-import { oncallAt } from '../../common/families/incident-oncall.js';
+import { oncallSchema, type OncallConfig } from '../../common/incident/config.js';
+import { oncallAt } from '../../common/incident/oncall.js';
 
 const berlin: OncallConfig = oncallSchema.parse({ timezone: 'Europe/Berlin', handoff: 'Monday 09:00', startDate: '2026-03-02', people: ['alice', 'bob', 'carol'] });
 

@@ -6,7 +6,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TriageResult } from '../../common/families/incident-types.js';
+import type { TriageResult } from '../../common/incident/types.js';
 import { approveUpdate, pendingApprovalQuery } from '../../common/messages.js';
 import { startDemoService, type DemoService } from '../../demo/service.js';
 import type { LoadedConfig } from '../../lib/config.js';

@@ -7,7 +7,7 @@ import { connect } from '@nats-io/transport-node';
 import type { WorkflowHandle } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TriageResult } from '../../common/families/incident-types.js';
+import type { TriageResult } from '../../common/incident/types.js';
 import { approveUpdate, pendingApprovalQuery } from '../../common/messages.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { demoServiceAction } from '../../demo/env.js';

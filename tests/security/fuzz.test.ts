@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorTypes } from '../../common/errors.js';
 import { INPUT_FIELDS, InputError, validateInput } from '../../common/inputs.js';
-import { incidentQuery, timelineQuery } from '../../common/families/incident-messages.js';
+import { incidentQuery, timelineQuery } from '../../common/incident/messages.js';
 import { pendingApprovalQuery } from '../../common/messages.js';
 import { PROCEDURE_IDS, type ProcedureId } from '../../common/procedures.js';
 import { withWorker, writeConfig } from '../fixtures/runbook-worker.js';

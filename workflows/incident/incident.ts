@@ -19,7 +19,7 @@ import type { UpdateDefinition } from '@temporalio/common';
 import type { Activities } from '../../activities/index.js';
 import { clip, listProblem, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, MAX_TEXT_CHARS, messageProblem, pushCapped, textProblem } from '../../common/bounds.js';
 import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES } from '../../common/errors.js';
-import { HISTORY_DEFAULTS, SEVERITIES, type NotificationKind } from '../../common/families/incident-config.js';
+import { HISTORY_DEFAULTS, SEVERITIES, type NotificationKind } from '../../common/incident/config.js';
 import {
   acknowledgeSignal,
   acknowledgeUpdate,
@@ -41,9 +41,9 @@ import {
   setSeveritySignal,
   setSeverityUpdate,
   timelineQuery,
-} from '../../common/families/incident-messages.js';
-import { formatDuration, renderPostmortem } from '../../common/families/incident-postmortem.js';
-import { appendEvent, MAX_TIMELINE_EVENTS } from '../../common/families/incident-timeline.js';
+} from '../../common/incident/messages.js';
+import { formatDuration, renderPostmortem } from '../../common/incident/postmortem.js';
+import { appendEvent, MAX_TIMELINE_EVENTS } from '../../common/incident/timeline.js';
 import type {
   ActorInput,
   AlertInput,
@@ -62,7 +62,7 @@ import type {
   TimelineEvent,
   TimelineKind,
   TriageResult,
-} from '../../common/families/incident-types.js';
+} from '../../common/incident/types.js';
 import { PROCEDURES } from '../../common/procedures.js';
 import { quick } from '../shared/profiles.js';
 import { RunContext } from '../shared/run-context.js';

@@ -3,8 +3,8 @@ import { ActivityFailure, ApplicationFailure, patched, proxyActivities, sleep } 
 import type { Activities } from '../../activities/index.js';
 import { clip } from '../../common/bounds.js';
 import { ErrorTypes } from '../../common/errors.js';
-import type { TriageProcedureId } from '../../common/families/incident.js';
-import type { TriageFinding, TriageResult } from '../../common/families/incident-types.js';
+import type { TriageProcedureId } from '../../common/incident/procedures.js';
+import type { TriageFinding, TriageResult } from '../../common/incident/types.js';
 import { PROCEDURES } from '../../common/procedures.js';
 import type { CommonInput, RunbookPlan } from '../../common/types.js';
 import { checkHealth, selectServices } from '../shared/health.js';

@@ -1,4 +1,4 @@
-import type { TimelineEvent, TimelineKind } from './incident-types.js';
+import type { TimelineEvent, TimelineKind } from './types.js';
 
 /**
  * What an incident's timeline keeps. Events the run makes at most a few times (declared,

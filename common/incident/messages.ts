@@ -10,7 +10,7 @@ import type {
   ResolvedInput,
   SeverityInput,
   TimelineEvent,
-} from './incident-types.js';
+} from './types.js';
 
 /**
  * The incident run's messages. Each is both a signal (the UI, alert intake) and an

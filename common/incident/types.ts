@@ -1,6 +1,6 @@
 import type { CommonInput, RunProgress, StepProgress } from '../types.js';
-import type { IncidentSeverity, NotificationKind } from './incident-config.js';
-import type { TriageProcedureId } from './incident.js';
+import type { IncidentSeverity, NotificationKind } from './config.js';
+import type { TriageProcedureId } from './procedures.js';
 
 /** Workflow-safe shapes of the incident family. Plain JSON only. */
 

@@ -1,4 +1,4 @@
-import type { OncallConfig } from './incident-config.js';
+import type { OncallConfig } from './config.js';
 
 /**
  * The on-call rotation (AlphaPulse 7.1): one-week shifts handed off at a local

@@ -1,4 +1,4 @@
-import type { IncidentState, ResolvedInput, TimelineEvent } from './incident-types.js';
+import type { IncidentState, ResolvedInput, TimelineEvent } from './types.js';
 
 /** Sections of AlphaPulse Appendix B, in order; tests check the draft has every one. */
 export const POSTMORTEM_SECTIONS = [
