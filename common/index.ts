@@ -4,4 +4,5 @@ export * from './types.js';
 export * from './messages.js';
 export * from './search-attributes.js';
 export * from './inputs.js';
-export * from './classify.js';
+export * from './stack/types.js';
+export * from './stack/classify.js';

@@ -2,7 +2,8 @@ import { DATABASE_INPUTS } from './families/database.js';
 import { DELIVERY_INPUTS } from './delivery/procedures.js';
 import { INCIDENT_INPUTS } from './incident/procedures.js';
 import type { ProcedureId } from './procedures.js';
-import { COMMON_FIELDS, type FieldSpec } from './field-spec.js';
+import { STACK_INPUTS } from './stack/procedures.js';
+import type { FieldSpec } from './field-spec.js';
 
 /**
  * Input validation for every procedure, without dependencies so it runs both in
@@ -11,32 +12,12 @@ import { COMMON_FIELDS, type FieldSpec } from './field-spec.js';
  */
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-const common = COMMON_FIELDS;
 
 export const INPUT_FIELDS: Record<ProcedureId, Record<string, FieldSpec>> = {
   ...DATABASE_INPUTS,
   ...DELIVERY_INPUTS,
   ...INCIDENT_INPUTS,
-  'health-check': {
-    ...common,
-    services: { kind: 'string-list', ref: 'service', help: 'service names to check (default: all)' },
-  },
-  'stack-start': {
-    ...common,
-    skipPreflight: { kind: 'boolean', help: 'skip the preflight checks' },
-    skipMigrations: { kind: 'boolean', help: 'skip database migrations' },
-    waitTimeoutSeconds: { kind: 'positive-integer', help: "override every group's health wait timeout" },
-  },
-  'stack-stop': {
-    ...common,
-    clean: { kind: 'boolean', help: 'also delete all data, after an approval confirmed with DELETE' },
-  },
-  'service-restart': {
-    ...common,
-    service: { kind: 'name', required: true, ref: 'service', help: 'the service to restart (services[].name)' },
-    mode: { kind: 'enum', values: ['restart', 'rebuild', 'force-recreate'], help: 'restart (default), rebuild or force-recreate' },
-    waitTimeoutSeconds: { kind: 'positive-integer', help: 'seconds to wait for the service to be healthy again' },
-  },
+  ...STACK_INPUTS,
 };
 
 export class InputError extends Error {

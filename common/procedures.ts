@@ -1,13 +1,11 @@
 import { DATABASE_PROCEDURES } from './families/database.js';
 import { DELIVERY_PROCEDURES } from './delivery/procedures.js';
 import { INCIDENT_PROCEDURES } from './incident/procedures.js';
+import { STACK_PROCEDURES } from './stack/procedures.js';
 
 /** Procedure ids are the workflow type names: what the UI's Start Workflow form and the CLI take. */
 export const PROCEDURES = {
-  healthCheck: 'health-check',
-  stackStart: 'stack-start',
-  stackStop: 'stack-stop',
-  serviceRestart: 'service-restart',
+  ...STACK_PROCEDURES,
   ...DATABASE_PROCEDURES,
   ...DELIVERY_PROCEDURES,
   ...INCIDENT_PROCEDURES,

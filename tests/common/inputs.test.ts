@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InputError, validateInput } from '../../common/inputs.js';
-import { classifyProbe, renderHealthTable } from '../../common/classify.js';
+import { classifyProbe, renderHealthTable } from '../../common/stack/classify.js';
 import type { ProbeResult } from '../../common/types.js';
 
 describe('procedure inputs', () => {

@@ -14,7 +14,7 @@ import type { DbVacuumResult } from '../../common/families/database-types.js';
 import type { ConfigRollbackResult } from '../../common/delivery/types.js';
 import { INPUT_FIELDS, InputError, validateInput } from '../../common/inputs.js';
 import { PROCEDURE_IDS, type ProcedureId } from '../../common/procedures.js';
-import type { ServiceRestartResult } from '../../common/types.js';
+import type { ServiceRestartResult } from '../../common/stack/types.js';
 import { parseConfig } from '../../lib/config.js';
 import { runCommand } from '../../lib/exec.js';
 import { createLogger } from '../../lib/logger.js';

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { temporalNamespace } from '../fixtures/runbook-worker.js';
 import { MAX_KEPT_REFUSALS } from '../../common/bounds.js';
 import { approvalsQuery, approveSignal, approveUpdate, pendingApprovalQuery, rejectSignal } from '../../common/messages.js';
-import type { StackStopResult } from '../../common/types.js';
+import type { StackStopResult } from '../../common/stack/types.js';
 import { withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 
 /**

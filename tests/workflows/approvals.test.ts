@@ -7,7 +7,8 @@ import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } f
 import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { approvalsQuery, approveSignal, approveUpdate, pendingApprovalQuery, rejectSignal } from '../../common/messages.js';
-import type { PendingApproval, StackStopResult } from '../../common/types.js';
+import type { PendingApproval } from '../../common/types.js';
+import type { StackStopResult } from '../../common/stack/types.js';
 import { ConfigError, parseConfig } from '../../lib/config.js';
 import { withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 

@@ -7,7 +7,8 @@ import { WorkflowFailedError, WorkflowUpdateFailedError, type Client, type Workf
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { approvalsQuery, approveSignal, approveUpdate, pendingApprovalQuery, rejectUpdate } from '../../common/messages.js';
-import type { PendingApproval, ServiceRestartResult, StackStartResult, StackStopResult } from '../../common/types.js';
+import type { PendingApproval } from '../../common/types.js';
+import type { ServiceRestartResult, StackStartResult, StackStopResult } from '../../common/stack/types.js';
 import { demoConfig, type DemoPorts } from '../../demo/config.js';
 import { demoServiceAction, DEMO_SERVICES } from '../../demo/env.js';
 import type { LoadedConfig } from '../../lib/config.js';

@@ -1,9 +1,10 @@
 import { ApplicationFailure, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities/index.js';
-import { classifyProbe, renderHealthTable, SEVERITY_ORDER, worstSeverity } from '../../common/classify.js';
+import { classifyProbe, renderHealthTable, SEVERITY_ORDER, worstSeverity } from '../../common/stack/classify.js';
 import { ErrorTypes } from '../../common/errors.js';
 import { PROCEDURES } from '../../common/procedures.js';
-import type { HealthCheckInput, HealthCheckResult, PlanService, RunbookPlan } from '../../common/types.js';
+import type { HealthCheckResult, PlanService, RunbookPlan } from '../../common/types.js';
+import type { HealthCheckInput } from '../../common/stack/types.js';
 import { localProbe, localQuick } from './profiles.js';
 import { RunContext } from './run-context.js';
 

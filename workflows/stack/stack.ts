@@ -3,20 +3,8 @@ import { ApplicationFailure, proxyActivities, proxyLocalActivities } from '@temp
 import type { Activities } from '../../activities/index.js';
 import { ErrorTypes } from '../../common/errors.js';
 import { PROCEDURES } from '../../common/procedures.js';
-import type {
-  MigrationRunResult,
-  PlanService,
-  PreflightResult,
-  ProbeResult,
-  RunbookPlan,
-  ServiceActionResult,
-  ServiceRestartInput,
-  ServiceRestartResult,
-  StackStartInput,
-  StackStartResult,
-  StackStopInput,
-  StackStopResult,
-} from '../../common/types.js';
+import type { MigrationRunResult, PlanService, PreflightResult, ProbeResult, RunbookPlan, ServiceActionResult } from '../../common/types.js';
+import type { ServiceRestartInput, ServiceRestartResult, StackStartInput, StackStartResult, StackStopInput, StackStopResult } from '../../common/stack/types.js';
 import { checkHealth, selectServices, summarizeHealth } from '../shared/health.js';
 import { localProbe, localQuick, longRunning, quick } from '../shared/profiles.js';
 import { RunContext } from '../shared/run-context.js';

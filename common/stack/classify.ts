@@ -1,4 +1,4 @@
-import type { ClassifiedProbe, ProbeResult, RunbookPlan, Severity } from './types.js';
+import type { ClassifiedProbe, ProbeResult, RunbookPlan, Severity } from '../types.js';
 
 export const SEVERITY_ORDER: readonly Severity[] = ['P0', 'P1', 'P2', 'OK'];
 
