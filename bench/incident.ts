@@ -6,7 +6,7 @@
  * how late escalation timers fire.
  */
 import { stringify } from 'yaml';
-import { startIntake } from '../client/incident-intake.js';
+import { startIntake } from '../client/incident/intake.js';
 import { incidentQuery, resolvedUpdate } from '../common/incident/messages.js';
 import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { incidentQuery, timelineQuery } from '../../common/incident/messages.js';
 import type { IncidentResult } from '../../common/incident/types.js';
-import { incidentFromAlert, incidentWorkflowId, startIntake, type IntakeServer } from '../../client/incident-intake.js';
+import { incidentFromAlert, incidentWorkflowId, startIntake, type IntakeServer } from '../../client/incident/intake.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { startAlertmanager, type AlertmanagerServer } from '../fixtures/alertmanager.js';

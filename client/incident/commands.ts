@@ -1,6 +1,6 @@
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import type { Command } from 'commander';
-import { defaultIncidentConfig, SEVERITIES, type IncidentSeverity } from '../common/incident/config.js';
+import { defaultIncidentConfig, SEVERITIES, type IncidentSeverity } from '../../common/incident/config.js';
 import {
   acknowledgeUpdate,
   escalateUpdate,
@@ -11,14 +11,14 @@ import {
   resolvedUpdate,
   setSeverityUpdate,
   timelineQuery,
-} from '../common/incident/messages.js';
-import { oncallAt } from '../common/incident/oncall.js';
-import type { IncidentState } from '../common/incident/types.js';
-import { configPathFromEnv, loadConfig } from '../lib/config.js';
-import { createLogger } from '../lib/logger.js';
-import { CodecKeyError } from '../lib/codec/index.js';
-import { connectClient, temporalSettingsFromEnv } from '../lib/temporal/connection.js';
-import { defaultIdentity, UserError } from './operations.js';
+} from '../../common/incident/messages.js';
+import { oncallAt } from '../../common/incident/oncall.js';
+import type { IncidentState } from '../../common/incident/types.js';
+import { configPathFromEnv, loadConfig } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
+import { CodecKeyError } from '../../lib/codec/index.js';
+import { connectClient, temporalSettingsFromEnv } from '../../lib/temporal/connection.js';
+import { defaultIdentity, UserError } from '../operations.js';
 
 /** `runbook oncall`, `runbook intake` and `runbook incident <action>`: the incident family's CLI. */
 export function registerIncidentCommands(program: Command): void {
@@ -58,7 +58,7 @@ export function registerIncidentCommands(program: Command): void {
       if (!secret) throw new UserError(`set ${secretEnv}: the shared secret Alertmanager sends as Authorization: Bearer`);
       const settings = temporalSettingsFromEnv();
       const { client, connection } = await connectClient(settings);
-      const { startIntake } = await import('./incident-intake.js');
+      const { startIntake } = await import('./intake.js');
       const server = await startIntake({ client, taskQueue: settings.taskQueue, config, secret, logger: createLogger({ component: 'intake' }), host: opts.host, port: Number(opts.port) });
       console.error(`intake listening on ${server.url}/alertmanager`);
       await new Promise<void>((resolve) => {

@@ -1,6 +1,6 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Command } from 'commander';
-import { formatValue } from '../common/delivery/analysis.js';
+import { formatValue } from '../../common/delivery/analysis.js';
 import {
   abortUpdate,
   canaryStatusQuery,
@@ -8,11 +8,11 @@ import {
   promoteUpdate,
   resumeUpdate,
   rollbackUpdate,
-} from '../common/delivery/messages.js';
-import type { CanaryStatus } from '../common/delivery/types.js';
-import { CodecKeyError } from '../lib/codec/index.js';
-import { connectClient, temporalSettingsFromEnv } from '../lib/temporal/connection.js';
-import { defaultIdentity, UserError } from './operations.js';
+} from '../../common/delivery/messages.js';
+import type { CanaryStatus } from '../../common/delivery/types.js';
+import { CodecKeyError } from '../../lib/codec/index.js';
+import { connectClient, temporalSettingsFromEnv } from '../../lib/temporal/connection.js';
+import { defaultIdentity, UserError } from '../operations.js';
 
 const CONTROLS = {
   promote: { update: promoteUpdate, help: 'end the current bake now and go to the next step' },

@@ -2,10 +2,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { RunbookConfig } from '../common/config-schema.js';
-import { defaultIncidentConfig } from '../common/incident/config.js';
-import type { AlertInput, IncidentInput } from '../common/incident/types.js';
-import type { Logger } from '../lib/logger.js';
+import type { RunbookConfig } from '../../common/config-schema.js';
+import { defaultIncidentConfig } from '../../common/incident/config.js';
+import type { AlertInput, IncidentInput } from '../../common/incident/types.js';
+import type { Logger } from '../../lib/logger.js';
 
 /**
  * Alert intake: Prometheus Alertmanager webhooks (payload version 4) in, one incident
