@@ -9,7 +9,7 @@ const nodeBuiltins = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', '.runbook/**', 'tests/artifacts/**'] },
+  { ignores: ['node_modules/**', 'dist/**', 'dist.*/**', '.runbook/**', 'tests/artifacts/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -2,9 +2,9 @@
 // `npm run build`: compile the runtime folders (tsconfig.build.json) to dist/, then copy the files
 // they read at run time relative to themselves (codec converters, .proto, demo migrations: every
 // file that is not TypeScript) to the same relative paths. `--if-stale` does nothing when dist/
-// is newer than every source (`npm start`, `npm run worker`).
+// is newer than every source (`npm start`, `npm run worker`, `npm test`).
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { BUILD_TSCONFIG, DIST, ROOT, STAMP, distState, sourceDirs } from './dist-state.mjs';
@@ -12,12 +12,15 @@ import { BUILD_TSCONFIG, DIST, ROOT, STAMP, distState, sourceDirs } from './dist
 if (process.argv.includes('--if-stale') && distState() === 'fresh') process.exit(0);
 
 const started = Date.now();
-// From scratch: a source moved or deleted must not leave its old output behind.
-rmSync(DIST, { recursive: true, force: true });
+// Built beside dist/ and swapped in when complete: a CLI or worker started meanwhile still finds
+// the previous build, and a source moved or deleted leaves no old output behind.
+const next = `${DIST}.next-${process.pid}`;
+rmSync(next, { recursive: true, force: true });
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-const compiled = spawnSync(process.execPath, [tsc, '-p', BUILD_TSCONFIG], { cwd: ROOT, stdio: 'inherit' });
+const compiled = spawnSync(process.execPath, [tsc, '-p', BUILD_TSCONFIG, '--outDir', next], { cwd: ROOT, stdio: 'inherit' });
 if (compiled.status !== 0) {
-  console.error('build failed: tsc reported the errors above; dist/ is incomplete');
+  rmSync(next, { recursive: true, force: true });
+  console.error('build failed: tsc reported the errors above; dist/ is unchanged');
   process.exit(compiled.status ?? 1);
 }
 
@@ -26,11 +29,15 @@ for (const dir of sourceDirs()) {
   for (const rel of readdirSync(dir, { recursive: true })) {
     const from = path.join(dir, rel);
     if (rel.endsWith('.ts') || !statSync(from).isFile()) continue;
-    const to = path.join(DIST, path.relative(ROOT, from));
+    const to = path.join(next, path.relative(ROOT, from));
     mkdirSync(path.dirname(to), { recursive: true });
     cpSync(from, to);
     copied++;
   }
 }
-writeFileSync(STAMP, `${new Date().toISOString()}\n`);
+writeFileSync(path.join(next, path.basename(STAMP)), `${new Date().toISOString()}\n`);
+const old = `${DIST}.old-${process.pid}`;
+if (existsSync(DIST)) renameSync(DIST, old);
+renameSync(next, DIST);
+rmSync(old, { recursive: true, force: true });
 console.error(`built dist/ in ${((Date.now() - started) / 1000).toFixed(1)} s (${copied} non-TypeScript files copied)`);
