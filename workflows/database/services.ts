@@ -1,4 +1,4 @@
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../../activities/index.js';
 import type { PlanService, RunbookPlan, ServiceActionResult } from '../../common/types.js';
 import { selectServices } from '../shared/health.js';
@@ -14,8 +14,15 @@ export function stamp(): string {
   return new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
+/**
+ * Eight hex digits of the run id that tell runs apart. Run ids are UUIDv7: their first digits
+ * are a timestamp, shared by every run started within about a minute, so two backups started in
+ * the same second got the same id and the second overwrote the first. Runs started before the
+ * fix keep their first-digit names (a patch marker) so what they created keeps its name.
+ */
 export function shortRun(): string {
-  return workflowInfo().runId.replace(/-/g, '').slice(0, 8);
+  const hex = workflowInfo().runId.replace(/-/g, '');
+  return patched('run-names-use-random-digits') ? hex.slice(-8) : hex.slice(0, 8);
 }
 
 export function mb(bytes: number): string {
