@@ -2,10 +2,10 @@ import type { Command } from 'commander';
 import { loadConfig, resolveConfigPath } from '../lib/config.js';
 import { CodecKeyError } from '../lib/codec/index.js';
 import { connectClient, temporalSettingsFromEnv } from '../lib/temporal/connection.js';
-import { applySchedules, listSchedules } from './database-schedules.js';
-import { UserError } from './operations.js';
+import { applySchedules, listSchedules, setSchedulePaused, triggerSchedule, type ScheduleChange } from './database-schedules.js';
+import { defaultIdentity, UserError } from './operations.js';
 
-/** The database family's CLI: `runbook schedules apply|list`. */
+/** The database family's CLI: `runbook schedules apply|list|trigger|pause|unpause`. */
 export function registerDatabaseCommands(program: Command): void {
   const connect = async () => {
     const settings = temporalSettingsFromEnv();
@@ -28,10 +28,12 @@ export function registerDatabaseCommands(program: Command): void {
       const { config } = await loadConfig(opts.config ?? resolveConfigPath());
       const { client, connection, settings } = await connect();
       try {
-        const changes = await applySchedules(client, config, settings.taskQueue, { dryRun: opts.dryRun });
+        const changes = await applySchedules(client, config, settings.taskQueue, {
+          dryRun: opts.dryRun,
+          onChange: opts.json ? undefined : (c) => console.log(`${opts.dryRun ? '(dry run) ' : ''}${describeChange(c)}`),
+        });
         if (opts.json) console.log(JSON.stringify(changes, null, 2));
         else if (changes.length === 0) console.log('no schedules declared and none to delete');
-        else for (const c of changes) console.log(`${opts.dryRun ? '(dry run) ' : ''}${c.change.padEnd(9)} ${c.scheduleId}`);
       } finally {
         await connection.close();
       }
@@ -56,10 +58,55 @@ export function registerDatabaseCommands(program: Command): void {
           return;
         }
         for (const r of rows) {
-          console.log(`${r.scheduleId}  ${r.procedure}  ${r.spec}${r.paused ? '  (paused)' : ''}  next: ${r.nextRuns.join(', ') || '-'}`);
+          const state = r.paused ? `  PAUSED (${r.note || 'no reason given'})` : '';
+          console.log(`${r.scheduleId}  ${r.procedure}  ${r.spec}${state}  next: ${r.nextRuns.join(', ') || '-'}`);
         }
       } finally {
         await connection.close();
       }
     });
+
+  schedules
+    .command('trigger')
+    .description("run a schedule's runbook now (skipped while a run it started is still going)")
+    .argument('<id>', 'the schedule id from databaseOps.schedules (e.g. daily-backup) or its full id')
+    .option('--config <file>', 'config file (default $RUNBOOK_CONFIG, runbooks.yaml, else runbooks.example.yaml)')
+    .option('--json', 'machine-readable output')
+    .action(async (id: string, opts: { config?: string; json?: boolean }) => {
+      const { config } = await loadConfig(opts.config ?? resolveConfigPath());
+      const { client, connection } = await connect();
+      try {
+        const run = await triggerSchedule(client, config, id);
+        if (opts.json) console.log(JSON.stringify(run));
+        else if (run.started) console.log(`triggered ${run.scheduleId}: ${run.workflowId}   (follow it: runbook status ${run.workflowId})`);
+        else console.log(`not started: ${run.scheduleId} is still running ${run.workflowId} (overlap policy skip); see runbook status ${run.workflowId}`);
+      } finally {
+        await connection.close();
+      }
+    });
+
+  for (const paused of [true, false]) {
+    const cmd = schedules
+      .command(paused ? 'pause' : 'unpause')
+      .description(paused ? 'stop a schedule from starting runs until unpaused (apply leaves the pause in place)' : 'let a paused schedule start runs again')
+      .argument('<id>', 'the schedule id from databaseOps.schedules (e.g. daily-backup) or its full id')
+      .option('--config <file>', 'config file (default $RUNBOOK_CONFIG, runbooks.yaml, else runbooks.example.yaml)');
+    if (paused) cmd.option('--reason <text>', 'why; shown by `runbook schedules list` and in the UI');
+    cmd.action(async (id: string, opts: { config?: string; reason?: string }) => {
+      const { config } = await loadConfig(opts.config ?? resolveConfigPath());
+      const { client, connection } = await connect();
+      try {
+        const r = await setSchedulePaused(client, config, id, paused, { reason: opts.reason, by: defaultIdentity() });
+        const verb = paused ? 'paused' : 'unpaused';
+        console.log(r.changed ? `${verb} ${r.scheduleId}` : `${r.scheduleId} was already ${verb}: nothing changed`);
+      } finally {
+        await connection.close();
+      }
+    });
+  }
+}
+
+function describeChange(c: ScheduleChange): string {
+  const why = c.change === 'deleted' ? ' (no longer declared in databaseOps.schedules)' : c.change === 'updated' ? ' (its declaration changed: recreated)' : '';
+  return `${c.change.padEnd(9)} ${c.scheduleId}${why}`;
 }

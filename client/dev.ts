@@ -10,6 +10,7 @@ import { DEFAULT_TEMPORAL_ADDRESS, temporalSettingsFromEnv } from '../lib/tempor
 import { PROCEDURES } from '../common/procedures.js';
 import { demoServiceAction, DEMO_SERVICES } from '../demo/env.js';
 import { createRunbookWorker, installRuntime } from '../worker/main.js';
+import { applySchedules, schedulesUiUrl } from './database-schedules.js';
 import { defaultIdentity, startRun } from './operations.js';
 
 export interface DevOptions {
@@ -37,7 +38,8 @@ async function ensureDevKey(stateDir: string): Promise<string | undefined> {
 /**
  * `runbook dev` / `npm start`: a real Temporal dev server (SQLite under the state dir,
  * UI on 8233), a worker in this process, and a `stack-start` run that brings up the
- * demo environment so the first thing a user sees in the UI is a runbook at work.
+ * demo environment so the first thing a user sees in the UI is a runbook at work; the
+ * demo's schedules (backup, vacuum, restore drill) are applied beside it.
  * Ctrl-C stops the worker, the demo services and the server.
  */
 export async function runDev(opts: DevOptions): Promise<void> {
@@ -131,6 +133,17 @@ export async function runDev(opts: DevOptions): Promise<void> {
     });
     console.error(`bringing up the demo environment: ${PROCEDURES.stackStart} ${handle.workflowId}`);
     console.error(`  watch it:  ${server.uiUrl}/namespaces/${server.namespace}/workflows/${handle.workflowId}`);
+    // As `runbook schedules apply` does: a second start with the same state dir changes nothing.
+    try {
+      const changes = await applySchedules(client, loaded.config, settings.taskQueue);
+      if (changes.length > 0) {
+        const ids = loaded.config.databaseOps?.schedules.map((s) => s.id).join(', ');
+        console.error(`demo schedules (databaseOps.schedules: ${ids}): ${changes.map((c) => `${c.change} ${c.scheduleId}`).join(', ')}`);
+        console.error(`  see them:  ${schedulesUiUrl(server.uiUrl ?? `http://localhost:${opts.uiPort}`, server.namespace)}   (or: npx runbook schedules list; run one now: npx runbook schedules trigger <id>)`);
+      }
+    } catch (err) {
+      console.error(`applying the demo schedules failed: ${(err as Error).message} (try: npx runbook schedules apply)`);
+    }
     handle
       .result()
       .then(() => {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type RunbookConfig } from '../common/config-schema.js';
-import { envRefs } from './env.js';
+import { requiredEnvRefs } from './env.js';
 
 export interface ConfigIssue {
   path: string;
@@ -99,12 +99,12 @@ export async function loadConfig(file: string = configPathFromEnv()): Promise<Lo
   return { config: parseConfig(text, abs), path: abs, dir: path.dirname(abs) };
 }
 
-/** Every `${NAME}` the config references, with the first field that uses it. */
+/** Every `${NAME}` the config needs (references without a `:-fallback`), with the first field that uses it. */
 export function referencedEnv(config: RunbookConfig): Map<string, string> {
   const refs = new Map<string, string>();
   const walk = (value: unknown, at: string): void => {
     if (typeof value === 'string') {
-      for (const name of envRefs(value)) if (!refs.has(name)) refs.set(name, at);
+      for (const name of requiredEnvRefs(value)) if (!refs.has(name)) refs.set(name, at);
     } else if (Array.isArray(value)) {
       value.forEach((v, i) => walk(v, `${at}[${i}]`));
     } else if (value && typeof value === 'object') {

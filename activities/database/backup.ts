@@ -8,6 +8,7 @@ import type pg from 'pg';
 import type { BackupsConfig } from '../../common/families/database-config.js';
 import type { BackupManifest, TableCount } from '../../common/families/database-types.js';
 import { ErrorTypes } from '../../common/errors.js';
+import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
 import { runCommand } from '../../lib/exec.js';
 import type { ActivityDeps } from '../deps.js';
 import { commandFailure, heartbeating, libpqEnv, pgBinDir, quoteTable, resolveDb, tool, urlWithDatabase, withClient } from './pg.js';
@@ -35,7 +36,15 @@ export function backupsConfig(deps: ActivityDeps): BackupsConfig {
 }
 
 function repoDir(deps: ActivityDeps, database: string): string {
-  return path.join(path.resolve(deps.configDir, backupsConfig(deps).repository), database);
+  // `${RUNBOOK_STATE_DIR:-.runbook}/...` keeps the demo's backups in the state dir of `runbook dev`.
+  let repository: string;
+  try {
+    repository = resolveEnvRefs(backupsConfig(deps).repository, deps.env, 'databaseOps.backups.repository');
+  } catch (err) {
+    if (err instanceof MissingEnvError) throw ApplicationFailure.nonRetryable(`${err.message}; set it in the worker's environment`, ErrorTypes.InvalidConfig);
+    throw err;
+  }
+  return path.join(path.resolve(deps.configDir, repository), database);
 }
 
 async function sizeOf(p: string): Promise<number> {

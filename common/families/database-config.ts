@@ -16,7 +16,10 @@ const tableName = z
   .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'expected a table name like "policies" or "public.policies"');
 
 export const backupsSchema = z.strictObject({
-  repository: z.string().min(1).describe('directory holding one folder per backup; relative to the config file'),
+  repository: z
+    .string()
+    .min(1)
+    .describe('directory holding one folder per backup; relative to the config file; may use ${NAME} or ${NAME:-fallback} from the worker environment'),
   retention: z.number().int().min(1).default(7).describe('backups kept per database; older ones are deleted after a verified backup'),
   format: z.enum(['custom', 'directory']).default('custom'),
   jobs: z.number().int().min(1).max(64).default(1).describe('pg_dump/pg_restore --jobs (directory format only for pg_dump)'),
@@ -28,7 +31,7 @@ export const backupsSchema = z.strictObject({
 export const scheduleSchema = z.strictObject({
   id: name,
   procedure: z.string().min(1).describe('the runbook to start, e.g. db-backup'),
-  cron: z.array(z.string().min(1)).min(1).optional().describe('cron expressions, e.g. ["0 2 * * *"] (UTC)'),
+  cron: z.array(z.string().min(1)).min(1).optional().describe('cron expressions, e.g. ["0 2 * * *"], in databaseOps.timezone'),
   everySeconds: z.number().int().min(1).optional().describe('an interval instead of cron'),
   input: z.record(z.string(), z.unknown()).default({}),
   paused: z.boolean().default(false),
@@ -74,8 +77,22 @@ export const volumeSchema = z.strictObject({
   timeoutSeconds: z.number().int().positive().default(3600),
 });
 
+/** An IANA time zone name, as Temporal Schedules take it. */
+const timeZone = z
+  .string()
+  .min(1)
+  .refine((tz) => {
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: tz });
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'unknown IANA time zone: expected e.g. Europe/Berlin or UTC');
+
 export const databaseOpsSchema = z
   .strictObject({
+    timezone: timeZone.default('UTC').describe('time zone of the schedules\' cron expressions (daylight saving time included)'),
     backups: backupsSchema.optional(),
     lock: z
       .strictObject({

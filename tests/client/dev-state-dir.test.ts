@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { execa, type ResultPromise } from 'execa';
@@ -101,6 +102,17 @@ describe('runbook dev --state-dir', () => {
       expect(ok.stderr).toMatch(/health-check succeeded/);
       expect(ok.exitCode).toBe(0);
 
+      // The demo's schedules were applied, and dev said where to see them.
+      expect(stderr).toMatch(/demo schedules \(databaseOps\.schedules: daily-backup, monthly-vacuum, weekly-restore-drill\): created runbook--demo--daily-backup, /);
+      expect(stderr).toMatch(/see them: {2}http:\/\/\S+\/namespaces\/default\/schedules /);
+      const schedules = await cli(dir, { RUNBOOK_STATE_DIR: stateDir }, 'schedules', 'list');
+      expect(schedules.exitCode).toBe(0);
+      expect(schedules.stdout.split('\n').map((l) => /^(\S+) {2}(\S+) {2}cron .* \(UTC\) {2}next: \d{4}-/.exec(l)?.slice(1, 3))).toEqual([
+        ['runbook--demo--daily-backup', 'db-backup'],
+        ['runbook--demo--monthly-vacuum', 'db-vacuum'],
+        ['runbook--demo--weekly-restore-drill', 'restore-drill'],
+      ]);
+
       // From a project folder with a key of its own (same id, another key, as two dev keys made on one day are):
       // refused with the key to use, and no run left behind that looks started.
       const project = path.join(dir, 'project');
@@ -128,6 +140,8 @@ describe('runbook dev --state-dir', () => {
     }
     expect(stderr).toMatch(/SIGINT: stopping worker, demo services and Temporal/);
     expect(stderr).toMatch(/stopped\n/);
+    // dev has stopped them before it exits; on a loaded machine the kernel may take a moment to reap.
+    for (let i = 0; i < 50 && pids.some(pidAlive); i++) await sleep(100);
     expect(pids.filter(pidAlive)).toEqual([]);
   }, 600_000);
 });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, missingEnv, parseConfig } from '../../lib/config.js';
+import { resolveEnvRefs } from '../../lib/env.js';
 import { demoConfigYaml } from '../../demo/config.js';
 
 const minimal = `
@@ -70,6 +71,25 @@ services:
     const ok = parseConfig(minimal + `    probes: [{ type: postgres, url: "\${DATABASE_URL}" }]\n`, 't');
     expect(missingEnv(ok, {})).toEqual([{ path: 'services[0].probes[0].url', message: 'environment variable DATABASE_URL is not set' }]);
     expect(missingEnv(ok, { DATABASE_URL: 'postgres://x' })).toEqual([]);
+  });
+
+  it('takes ${NAME:-fallback} when NAME is unset or empty, and a fallback cannot carry a password', () => {
+    expect(resolveEnvRefs('${STATE:-.runbook}/demo/backups', {}, 'f')).toBe('.runbook/demo/backups');
+    expect(resolveEnvRefs('${STATE:-.runbook}/demo/backups', { STATE: '' }, 'f')).toBe('.runbook/demo/backups');
+    expect(resolveEnvRefs('${STATE:-.runbook}/demo/backups', { STATE: '/srv/state' }, 'f')).toBe('/srv/state/demo/backups');
+    expect(() => resolveEnvRefs('${STATE}/x', {}, 'databaseOps.backups.repository')).toThrow(/databaseOps\.backups\.repository: environment variable STATE is not set/);
+    const withFallback = parseConfig(minimal + `databaseOps: { backups: { repository: "\${STATE:-.runbook}/b" } }\n`, 't');
+    expect(missingEnv(withFallback, {})).toEqual([]);
+    const bad = issuesOf(minimal + `    probes: [{ type: postgres, url: "postgres://app:\${PW:-hunter2}@db:5432/app" }]\n`);
+    expect(bad[0]!.path).toBe('services[0].probes[0].url');
+  });
+
+  it('reads schedule cron expressions in databaseOps.timezone: UTC by default, an IANA name, anything else refused', () => {
+    expect(parseConfig(minimal + `databaseOps: {}\n`, 't').databaseOps?.timezone).toBe('UTC');
+    expect(parseConfig(minimal + `databaseOps: { timezone: Europe/Berlin }\n`, 't').databaseOps?.timezone).toBe('Europe/Berlin');
+    expect(issuesOf(minimal + `databaseOps: { timezone: Mars/Olympus }\n`)).toEqual([
+      { path: 'databaseOps.timezone', message: 'unknown IANA time zone: expected e.g. Europe/Berlin or UTC' },
+    ]);
   });
 
   it('detects dependency cycles and duplicate names', () => {
