@@ -45,4 +45,21 @@ describe('replay of recorded histories', () => {
     expect(failures).toEqual([]);
     expect(histories.length).toBeGreaterThanOrEqual(PROCEDURE_IDS.length);
   });
+
+  // Without this, a replay test that silently passed everything (no histories read, the wrong
+  // bundle, errors swallowed) would look the same as one that proves determinism.
+  it('fails, naming the non-determinism, when the workflow code changed its commands', async () => {
+    const file = 'health-check.json';
+    const history = historyFromText(await readFile(path.join(dir, file), 'utf8'));
+    const { payloadCodecs } = payloadEncryptionFromEnv().dataConverter;
+    const changed = path.resolve('tests/replay/changed/workflows.ts');
+    const err = await Worker.runReplayHistory(
+      { workflowBundle: await bundleWorkflowCode({ workflowsPath: changed, logger: quietBundlerLogger }), dataConverter: { payloadCodecs } },
+      history,
+      'health-check',
+    ).catch((e: unknown) => e);
+    expect((err as Error).name).toBe('DeterminismViolationError');
+    expect(String((err as Error).message)).toMatch(/Nondeterminism|TMPRL1100/i);
+  });
 });
+
