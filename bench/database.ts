@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import pg from 'pg';
 import { stringify } from 'yaml';
-import type { DbBackupResult, PitrRestoreResult, RestoreDrillResult } from '../common/families/database-types.js';
+import type { DbBackupResult, PitrRestoreResult, RestoreDrillResult } from '../common/database/types.js';
 import { approveUpdate, pendingApprovalQuery } from '../common/messages.js';
 import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';

@@ -1,4 +1,4 @@
-import { DATABASE_INPUTS } from './families/database.js';
+import { DATABASE_INPUTS } from './database/procedures.js';
 import { DELIVERY_INPUTS } from './delivery/procedures.js';
 import { INCIDENT_INPUTS } from './incident/procedures.js';
 import type { ProcedureId } from './procedures.js';

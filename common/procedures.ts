@@ -1,4 +1,4 @@
-import { DATABASE_PROCEDURES } from './families/database.js';
+import { DATABASE_PROCEDURES } from './database/procedures.js';
 import { DELIVERY_PROCEDURES } from './delivery/procedures.js';
 import { INCIDENT_PROCEDURES } from './incident/procedures.js';
 import { STACK_PROCEDURES } from './stack/procedures.js';

@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import type { BackupsConfig } from '../../common/families/database-config.js';
-import type { BackupManifest, TableCount } from '../../common/families/database-types.js';
+import type { BackupManifest, TableCount } from '../../common/database/types.js';
 import { ErrorTypes } from '../../common/errors.js';
 import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
 import { runCommand } from '../../lib/exec.js';

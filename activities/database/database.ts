@@ -3,7 +3,7 @@ import { approvalPolicyFor } from '../../common/approvals.js';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
-import type { DatabasePlan } from '../../common/families/database-types.js';
+import type { DatabasePlan } from '../../common/database/types.js';
 import type { MigrationInfo } from '../../common/types.js';
 import type { ActivityDeps } from '../deps.js';
 import { createMigrator } from '../migrations.js';

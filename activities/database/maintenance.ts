@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import { ErrorTypes } from '../../common/errors.js';
-import type { PidAction, TableBloat, TriageFinding, TriageReport } from '../../common/families/database-types.js';
+import type { PidAction, TableBloat, TriageFinding, TriageReport } from '../../common/database/types.js';
 import type { ActivityDeps } from '../deps.js';
 import { heartbeating, quoteTable, resolveDb, tableName, withClient } from './pg.js';
 

@@ -6,7 +6,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
 import type { PitrConfig } from '../../common/families/database-config.js';
-import type { ArchiveStatus, BaseBackupManifest, PitrWindow } from '../../common/families/database-types.js';
+import type { ArchiveStatus, BaseBackupManifest, PitrWindow } from '../../common/database/types.js';
 import { runCommand } from '../../lib/exec.js';
 import { freePort } from '../../lib/local/index.js';
 import type { ActivityDeps } from '../deps.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
 import type { VolumeConfig } from '../../common/families/database-config.js';
-import type { TableCount, VolumeBackupManifest, VolumePlan, VolumeTarball } from '../../common/families/database-types.js';
+import type { TableCount, VolumeBackupManifest, VolumePlan, VolumeTarball } from '../../common/database/types.js';
 import type { ActivityDeps } from '../deps.js';
 import { invoke } from '../drivers/support.js';
 import { checksum } from './backup.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BackupManifest, DbBackupResult, DbRestoreResult } from '../../common/families/database-types.js';
+import type { BackupManifest, DbBackupResult, DbRestoreResult } from '../../common/database/types.js';
 import { approveUpdate } from '../../common/messages.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DbTriageResult, DbVacuumResult } from '../../common/families/database-types.js';
+import type { DbTriageResult, DbVacuumResult } from '../../common/database/types.js';
 import { approveUpdate, pendingApprovalQuery, rejectUpdate } from '../../common/messages.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';

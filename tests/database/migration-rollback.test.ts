@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMigrator } from '../../activities/migrations.js';
-import type { DbMigrationRollbackResult } from '../../common/families/database-types.js';
+import type { DbMigrationRollbackResult } from '../../common/database/types.js';
 import { approveUpdate, progressQuery, rejectUpdate } from '../../common/messages.js';
 import { execa } from 'execa';
 import type { LoadedConfig } from '../../lib/config.js';

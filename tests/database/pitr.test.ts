@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DbBaseBackupResult, PitrRestoreResult, RestoreDrillResult } from '../../common/families/database-types.js';
+import type { DbBaseBackupResult, PitrRestoreResult, RestoreDrillResult } from '../../common/database/types.js';
 import { approveUpdate, pendingApprovalQuery, rejectUpdate } from '../../common/messages.js';
 import { RestoreDrillRpoSeconds, RestoreDrillRtoSeconds } from '../../common/search-attributes.js';
 import type { LoadedConfig } from '../../lib/config.js';

@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { applySchedules, listSchedules, scheduleId } from '../../client/database-schedules.js';
-import type { BackupManifest, DbBackupResult, RestoreDrillResult } from '../../common/families/database-types.js';
+import type { BackupManifest, DbBackupResult, RestoreDrillResult } from '../../common/database/types.js';
 import { RestoreDrillRpoSeconds, RestoreDrillRtoSeconds } from '../../common/search-attributes.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { runbookCli, temporalAddress, temporalNamespace, testClient, uniqueQueue, withWorker, writeConfig } from '../fixtures/runbook-worker.js';

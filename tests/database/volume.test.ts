@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DbVolumeBackupResult, DbVolumeRestoreResult, VolumeBackupManifest } from '../../common/families/database-types.js';
+import type { DbVolumeBackupResult, DbVolumeRestoreResult, VolumeBackupManifest } from '../../common/database/types.js';
 import { approveUpdate, pendingApprovalQuery, rejectUpdate } from '../../common/messages.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { createRecordingCli, type RecordingCli } from '../fixtures/recording-cli.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DbRestoreResult } from '../../common/families/database-types.js';
+import type { DbRestoreResult } from '../../common/database/types.js';
 import { approveUpdate, progressQuery } from '../../common/messages.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { testClient, uniqueQueue, withWorker, writeConfig } from '../fixtures/runbook-worker.js';

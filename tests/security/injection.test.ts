@@ -10,7 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { splitTableName } from '../../activities/database/pg.js';
 import { createActivities } from '../../activities/index.js';
 import { connectRedis, unlinkByPattern } from '../../activities/incident/redis.js';
-import type { DbVacuumResult } from '../../common/families/database-types.js';
+import type { DbVacuumResult } from '../../common/database/types.js';
 import type { ConfigRollbackResult } from '../../common/delivery/types.js';
 import { INPUT_FIELDS, InputError, validateInput } from '../../common/inputs.js';
 import { PROCEDURE_IDS, type ProcedureId } from '../../common/procedures.js';

@@ -19,7 +19,7 @@ import type {
   DbVolumeRestoreResult,
   DbVacuumResult,
   PidAction,
-} from '../../common/families/database-types.js';
+} from '../../common/database/types.js';
 import { PROCEDURES, type ProcedureId } from '../../common/procedures.js';
 import type { HealthCheckResult, PlanService, RunbookPlan, ServiceActionResult } from '../../common/types.js';
 import { withDatabaseLock } from './lock.js';

@@ -11,7 +11,7 @@ import {
   type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import type { DatabasePlan, DbLockInput } from '../../common/families/database-types.js';
+import type { DatabasePlan, DbLockInput } from '../../common/database/types.js';
 
 /**
  * One destructive runbook per database at a time. The lock is a child workflow with a

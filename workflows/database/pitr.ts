@@ -11,7 +11,7 @@ import type {
   PitrWindow,
   RestoreDrillInput,
   RestoreDrillResult,
-} from '../../common/families/database-types.js';
+} from '../../common/database/types.js';
 import { PROCEDURES } from '../../common/procedures.js';
 import { RestoreDrillRpoSeconds, RestoreDrillRtoSeconds } from '../../common/search-attributes.js';
 import { withDatabaseLock } from './lock.js';

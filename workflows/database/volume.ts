@@ -2,7 +2,7 @@ import { policyOf } from '../../common/approvals.js';
 import { ApplicationFailure, CancellationScope, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../../activities/index.js';
 import { ErrorTypes } from '../../common/errors.js';
-import type { DbBackupInput, DbRestoreInput, DbVolumeBackupResult, DbVolumeRestoreResult } from '../../common/families/database-types.js';
+import type { DbBackupInput, DbRestoreInput, DbVolumeBackupResult, DbVolumeRestoreResult } from '../../common/database/types.js';
 import { PROCEDURES } from '../../common/procedures.js';
 import { withDatabaseLock } from './lock.js';
 import { appServices, mb, shortRun, stamp, startServices, stopServices } from './services.js';
