@@ -15,7 +15,8 @@ if (state === 'missing') {
   console.error('runbook: no build in dist/: run `npm run build` first');
   process.exit(1);
 }
-if (state === 'stale') console.error('runbook: warning: dist/ is older than the sources: run `npm run build`');
+// Said to a person at a terminal; scripts and tests that read stderr get only the command's own output.
+if (state === 'stale' && process.stderr.isTTY) console.error('runbook: warning: dist/ is older than the sources: run `npm run build`');
 if (process.argv[2] === 'demo') {
   // The demo environment's service commands are called many times per stack run: load only them.
   const { demoMain } = await import('../dist/demo/cli.js');
