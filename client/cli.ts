@@ -1,7 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ConfigError, configPathFromEnv, loadConfig, missingEnv, resolveConfigPath, type LoadedConfig } from '../lib/config.js';
-import { registerDatabaseCommands } from './database-commands.js';
+import { registerDatabaseCommands } from './database/commands.js';
 import { registerIncidentCommands } from './incident/commands.js';
 import { registerDeliveryCommands } from './delivery/commands.js';
 import { registerCodecKeysCommand, registerCodecServerCommand } from './codec-server.js';

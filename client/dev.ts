@@ -10,7 +10,7 @@ import { DEFAULT_TEMPORAL_ADDRESS, temporalSettingsFromEnv } from '../lib/tempor
 import { PROCEDURES } from '../common/procedures.js';
 import { demoServiceAction, DEMO_SERVICES } from '../demo/env.js';
 import { createRunbookWorker, installRuntime } from '../worker/main.js';
-import { applySchedules, schedulesUiUrl } from './database-schedules.js';
+import { applySchedules, schedulesUiUrl } from './database/schedules.js';
 import { defaultIdentity, startRun } from './operations.js';
 
 export interface DevOptions {

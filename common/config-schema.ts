@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { APPROVAL_STEPS, approvalPolicyFor, isApprovalStep } from './approvals.js';
 import { isProcedureId, PROCEDURE_IDS, type ProcedureId } from './procedures.js';
-import { databaseOpsSchema } from './families/database-config.js';
+import { databaseOpsSchema } from './database/config.js';
 import { incidentConfigSchema } from './incident/config.js';
 import { deliverySchema } from './delivery/config.js';
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
-import type { BackupsConfig } from '../../common/families/database-config.js';
+import type { BackupsConfig } from '../../common/database/config.js';
 import type { BackupManifest, TableCount } from '../../common/database/types.js';
 import { ErrorTypes } from '../../common/errors.js';
 import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
-import type { PitrConfig } from '../../common/families/database-config.js';
+import type { PitrConfig } from '../../common/database/config.js';
 import type { ArchiveStatus, BaseBackupManifest, PitrWindow } from '../../common/database/types.js';
 import { runCommand } from '../../lib/exec.js';
 import { freePort } from '../../lib/local/index.js';

@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/p
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
-import type { VolumeConfig } from '../../common/families/database-config.js';
+import type { VolumeConfig } from '../../common/database/config.js';
 import type { TableCount, VolumeBackupManifest, VolumePlan, VolumeTarball } from '../../common/database/types.js';
 import type { ActivityDeps } from '../deps.js';
 import { invoke } from '../drivers/support.js';

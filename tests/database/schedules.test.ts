@@ -7,7 +7,7 @@ import { ScheduleOverlapPolicy, type Client } from '@temporalio/client';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { applySchedules, listSchedules, scheduleId } from '../../client/database-schedules.js';
+import { applySchedules, listSchedules, scheduleId } from '../../client/database/schedules.js';
 import type { BackupManifest, DbBackupResult, RestoreDrillResult } from '../../common/database/types.js';
 import { RestoreDrillRpoSeconds, RestoreDrillRtoSeconds } from '../../common/search-attributes.js';
 import type { LoadedConfig } from '../../lib/config.js';

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleDescription, type ScheduleOptions } from '@temporalio/client';
-import type { RunbookConfig } from '../common/config-schema.js';
-import type { ScheduleConfig } from '../common/families/database-config.js';
-import { InputError, validateInput } from '../common/inputs.js';
-import { isProcedureId, workflowIdFor, type ProcedureId } from '../common/procedures.js';
-import { RunbookProcedure } from '../common/search-attributes.js';
-import { UserError } from './operations.js';
+import type { RunbookConfig } from '../../common/config-schema.js';
+import type { ScheduleConfig } from '../../common/database/config.js';
+import { InputError, validateInput } from '../../common/inputs.js';
+import { isProcedureId, workflowIdFor, type ProcedureId } from '../../common/procedures.js';
+import { RunbookProcedure } from '../../common/search-attributes.js';
+import { UserError } from '../operations.js';
 
 /**
  * `runbook schedules apply|list|trigger|pause|unpause`: the Temporal Schedules declared in databaseOps.schedules

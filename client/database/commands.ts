@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { loadConfig, resolveConfigPath } from '../lib/config.js';
-import { CodecKeyError } from '../lib/codec/index.js';
-import { connectClient, temporalSettingsFromEnv } from '../lib/temporal/connection.js';
-import { applySchedules, listSchedules, setSchedulePaused, triggerSchedule, type ScheduleChange } from './database-schedules.js';
-import { defaultIdentity, UserError } from './operations.js';
+import { loadConfig, resolveConfigPath } from '../../lib/config.js';
+import { CodecKeyError } from '../../lib/codec/index.js';
+import { connectClient, temporalSettingsFromEnv } from '../../lib/temporal/connection.js';
+import { applySchedules, listSchedules, setSchedulePaused, triggerSchedule, type ScheduleChange } from './schedules.js';
+import { defaultIdentity, UserError } from '../operations.js';
 
 /** The database family's CLI: `runbook schedules apply|list|trigger|pause|unpause`. */
 export function registerDatabaseCommands(program: Command): void {
