@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import type { WorkflowHandle } from '@temporalio/client';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DbBaseBackupResult, PitrRestoreResult, RestoreDrillResult } from '../../common/database/types.js';
@@ -15,7 +16,7 @@ import type { LoadedConfig } from '../../lib/config.js';
 import { pgCtl } from '../../lib/local/index.js';
 import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import { freePort, startPostgres, type PgServer } from '../fixtures/servers.js';
-import { failureText, sql, waitForPending } from './helpers.js';
+import { failureText, sql, tableDigest, waitForPending } from './helpers.js';
 
 const FAKE_APP = fileURLToPath(new URL('./fake-app.mjs', import.meta.url));
 const isRoot = process.getuid?.() === 0;
@@ -30,6 +31,13 @@ const hookBodies: unknown[] = [];
 
 const appCmd = (action: string) => [process.execPath, FAKE_APP, action, root, String(appPort)];
 const count = async (table: string) => Number((await sql<{ n: string }>(appUrl, `SELECT count(*) AS n FROM ${table}`))[0]!.n);
+const appUp = async () => (await execa(process.execPath, appCmd('status').slice(1), { reject: false })).exitCode === 0;
+const pgUp = async () => {
+  const status = pgCtl(pgs, 'status');
+  return (await execa(status[0]!, status.slice(1), { reject: false })).exitCode === 0;
+};
+/** The copies of the live data directory a PITR switch kept beside it. */
+const preCopies = async () => (await readdir(path.dirname(pgs.dataDir))).filter((d) => d.startsWith('data.pre-pitr-')).sort();
 
 beforeAll(async () => {
   root = await mkdtemp(path.join(tmpdir(), 'runbook-pitr-'));
@@ -90,6 +98,15 @@ async function archiveNow(): Promise<void> {
   expect(existsSync(path.join(root, 'wal', f))).toBe(true);
 }
 
+/** Approves approve-restore and waits until the recovered cluster is live and approve-cleanup is pending. */
+async function untilCleanupGate(handle: WorkflowHandle) {
+  expect(await waitForPending(handle)).toMatchObject({ step: 'approve-restore', confirmPhrase: 'RESTORE' });
+  await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'RESTORE', step: 'approve-restore' }] });
+  const pending = await waitForPending(handle, 120_000);
+  expect(pending).toMatchObject({ step: 'approve-cleanup', confirmPhrase: 'DELETE', destructive: true });
+  return pending;
+}
+
 describe('point-in-time recovery on a WAL-archiving cluster', () => {
   let T: string;
 
@@ -133,9 +150,6 @@ describe('point-in-time recovery on a WAL-archiving cluster', () => {
   });
 
   it('pitr-restore waits for approve-restore before stopping anything; a reject leaves the live cluster and the apps as they were', async () => {
-    const appUp = async () => (await execa(process.execPath, appCmd('status').slice(1), { reject: false })).exitCode === 0;
-    const pgStatus = pgCtl(pgs, 'status');
-    const pgUp = async () => (await execa(pgStatus[0]!, pgStatus.slice(1), { reject: false })).exitCode === 0;
     await withWorker(loaded, async ({ client, taskQueue }) => {
       const handle = await client.workflow.start('pitr-restore', { taskQueue, workflowId: `pitr-reject-${Date.now()}`, args: [{ database: 'app', targetTime: T, requestedBy: 'alice' }] });
       expect(await waitForPending(handle)).toMatchObject({ step: 'approve-restore', confirmPhrase: 'RESTORE', destructive: true });
@@ -151,11 +165,7 @@ describe('point-in-time recovery on a WAL-archiving cluster', () => {
   it('pitr-restore to T: exactly the state at T, old data directory removed after the final approval', async () => {
     const r = await withWorker(loaded, async ({ client, taskQueue }) => {
       const handle = await client.workflow.start('pitr-restore', { taskQueue, workflowId: `pitr-restore-${Date.now()}`, args: [{ database: 'app', targetTime: T, requestedBy: 'alice' }] });
-      const first = await waitForPending(handle);
-      expect(first).toMatchObject({ step: 'approve-restore', confirmPhrase: 'RESTORE' });
-      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'RESTORE', step: 'approve-restore' }] });
-      const second = await waitForPending(handle, 120_000);
-      expect(second.step).toBe('approve-cleanup');
+      await untilCleanupGate(handle);
       // Before the final approval the old data directory is still there.
       expect((await readdir(path.dirname(pgs.dataDir))).some((d) => d.startsWith('data.pre-pitr-'))).toBe(true);
       await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'DELETE', step: 'approve-cleanup' }] });
@@ -172,6 +182,45 @@ describe('point-in-time recovery on a WAL-archiving cluster', () => {
     expect(await count('t2')).toBe(10);
     expect((await readdir(path.dirname(pgs.dataDir))).some((d) => d.startsWith('data.pre-pitr-'))).toBe(false);
     expect((await execa(process.execPath, appCmd('status').slice(1), { reject: false })).exitCode).toBe(0);
+  }, 180_000);
+
+  it('pitr-restore: a reject of approve-cleanup keeps the old data directory on disk and the recovered cluster running', async () => {
+    await withWorker(loaded, ({ client, taskQueue }) =>
+      client.workflow.execute('db-base-backup', { taskQueue, workflowId: `pitr-keep-base-${Date.now()}`, args: [{ database: 'app', requestedBy: 'alice' }] }),
+    );
+    await sleep(1100);
+    const atTarget = { t1: await count('t1'), t2: await count('t2'), digest: await tableDigest(appUrl, 't1') };
+    const target = (await sql<{ t: Date }>(appUrl, 'SELECT clock_timestamp() AS t'))[0]!.t.toISOString();
+    await sleep(1100);
+    // Rows after the target: the recovered cluster leaves them behind, only the kept old data directory has them.
+    await sql(appUrl, 'INSERT INTO t1 SELECT generate_series(1001, 1020)');
+    await archiveNow();
+    const copiesBefore = await preCopies();
+    let kept: string[] = [];
+    const r = await withWorker(loaded, async ({ client, taskQueue }) => {
+      const handle = await client.workflow.start('pitr-restore', { taskQueue, workflowId: `pitr-keep-${Date.now()}`, args: [{ database: 'app', targetTime: target, requestedBy: 'alice' }] });
+      const pending = await untilCleanupGate(handle);
+      // While it waits: the recovered cluster serves the rows of the target, the apps run, the old data directory is on disk.
+      kept = (await preCopies()).filter((d) => !copiesBefore.includes(d));
+      expect(kept).toHaveLength(1);
+      expect(pending.summary).toContain(path.join(path.dirname(pgs.dataDir), kept[0]!));
+      expect([await appUp(), await pgUp(), await count('t1'), await count('t2')]).toEqual([true, true, atTarget.t1, atTarget.t2]);
+      await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', step: 'approve-cleanup', comment: 'keep it for the audit' }] });
+      return (await handle.result()) as PitrRestoreResult;
+    });
+    expect(r).toMatchObject({ ok: true, oldDataDirRemoved: false, counts: { t1: atTarget.t1, t2: atTarget.t2 } });
+    expect(r.approvals.map((a) => [a.step, a.decision, a.by])).toEqual([
+      ['approve-restore', 'approved', 'bob'],
+      ['approve-cleanup', 'rejected', 'bob'],
+    ]);
+    expect(r.progress.steps.find((s) => s.id === 'cleanup')).toMatchObject({ status: 'skipped', detail: expect.stringMatching(/^kept .*data\.pre-pitr-.* \(rejected\)$/) });
+    // After the reject: the old data directory is still a whole cluster on disk...
+    expect(r.oldDataDir).toBe(path.join(path.dirname(pgs.dataDir), kept[0]!));
+    expect(await preCopies()).toEqual([...copiesBefore, ...kept].sort());
+    for (const f of ['PG_VERSION', 'global/pg_control', 'base']) expect(existsSync(path.join(r.oldDataDir!, f)), f).toBe(true);
+    // ...and the recovered cluster stays the live one, with exactly the rows of the target.
+    expect([await appUp(), await pgUp(), await count('t1'), await count('t2')]).toEqual([true, true, atTarget.t1, atTarget.t2]);
+    expect(await tableDigest(appUrl, 't1')).toBe(atTarget.digest);
   }, 180_000);
 
   it('restore-drill restores both kinds into scratch, measures RTO/RPO, notifies when over the objectives, cleans up', async () => {
