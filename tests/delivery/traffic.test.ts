@@ -71,25 +71,23 @@ async function failureOf(p: Promise<unknown>): Promise<{ message: string; result
   return { message: cause!.message, result: (cause as ApplicationFailure).details![0] as CanaryDeployResult };
 }
 
-async function appliedVersions(): Promise<string[]> {
+async function withDb<T>(fn: (db: pg.Client) => Promise<T>): Promise<T> {
   const db = new pg.Client({ connectionString: dbUrl });
   await db.connect();
   try {
-    return (await db.query<{ version: string }>('SELECT version FROM schema_migrations ORDER BY version')).rows.map((r) => r.version);
+    return await fn(db);
   } finally {
     await db.end();
   }
 }
 
+async function appliedVersions(): Promise<string[]> {
+  return (await withDb((db) => db.query<{ version: string }>('SELECT version FROM schema_migrations ORDER BY version'))).rows.map((r) => r.version);
+}
+
 async function columnExists(): Promise<boolean> {
-  const db = new pg.Client({ connectionString: dbUrl });
-  await db.connect();
-  try {
-    const r = await db.query("SELECT 1 FROM information_schema.columns WHERE table_name = 'policies' AND column_name = 'rollout_group'");
-    return r.rowCount === 1;
-  } finally {
-    await db.end();
-  }
+  const r = await withDb((db) => db.query("SELECT 1 FROM information_schema.columns WHERE table_name = 'policies' AND column_name = 'rollout_group'"));
+  return r.rowCount === 1;
 }
 
 describe('blue-green-switch through real nginx (blue = 1.0.0, green = 2.0.0)', () => {
@@ -329,6 +327,59 @@ describe('canary-deploy through real nginx, gated by real Prometheus', () => {
     expect(progress).toMatchObject({ 'set-5': 'succeeded', 'analysis-5': 'failed', 'set-25': 'pending', 'rollback-traffic': 'succeeded', 'stop-canary': 'succeeded', notify: 'succeeded' });
   }, 90_000);
 
+  it('approveEachStep: nothing moves while approve-<weight> waits; a reject keeps the next weight from ever being set and rolls back to 0 %, canary stopped', async () => {
+    await bed.startCanary();
+    await warmCanary(bed);
+    expect((await measureSplit(bed.nginx.url, 400)).byVersion).toEqual({ '1.0.0': 400 });
+    webhook.messages.length = 0;
+    const expectCanaryShare = async (weight: number) => {
+      const measured = (await measureSplit(bed.nginx.url, 400)).percent('2.0.0');
+      expect(Math.abs(measured - weight), `measured ${measured} % while waiting at ${weight} %`).toBeLessThanOrEqual(5);
+    };
+    const load = startLoad(bed.nginx.url, 60);
+    let failure: Awaited<ReturnType<typeof failureOf>>;
+    try {
+      failure = await withWorker(loaded, async ({ client, taskQueue }) => {
+        const handle = await client.workflow.start('canary-deploy', {
+          taskQueue,
+          workflowId: `canary-reject-${Date.now()}`,
+          args: [{ router: 'api', requestedBy: 'alice', steps: [10, 30, 60], approveEachStep: true, bakeSeconds: 1 }],
+        });
+        await waitForApproval(handle, 'approve-10');
+        await expectCanaryShare(10);
+        await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', step: 'approve-10' }] });
+        const pending = await waitForApproval(handle, 'approve-30');
+        expect(pending.summary).toMatch(/is at 30 % .*Approve to go to 60 %, reject to roll back to 0 %/);
+        // Waiting longer than a bake and an analysis take: the weight stays at 30 %, 60 % is never set.
+        await expectCanaryShare(30);
+        await sleep(3000);
+        await expectCanaryShare(30);
+        expect(await waitForStatus(handle, (s) => s.phase === 'awaiting-approval')).toMatchObject({ weight: 30 });
+        expect((await handle.query(progressQuery)).steps.find((st) => st.id === 'set-60')).toMatchObject({ status: 'pending' });
+        await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', step: 'approve-30', comment: 'latency looks off' }] });
+        return failureOf(handle.result());
+      }, { env });
+    } finally {
+      await load.stop();
+    }
+    const { message, result } = failure;
+    expect(message).toMatch(/going to 60 % rejected by bob: latency looks off/);
+    expect(result).toMatchObject({ outcome: 'rolled-back', finalWeight: 0, canaryStopped: { ok: true } });
+    expect(result.steps.map((s) => s.weight)).toEqual([10, 30]);
+    expect(result.approvals.map((a) => [a.step, a.decision, a.by])).toEqual([
+      ['approve-10', 'approved', 'bob'],
+      ['approve-30', 'rejected', 'bob'],
+    ]);
+    const steps = Object.fromEntries(result.progress.steps.map((s) => [s.id, s]));
+    expect(steps['set-60']!.status).toBe('pending');
+    expect(steps['rollback-traffic']!).toMatchObject({ status: 'succeeded', detail: expect.stringMatching(/^0 % on canary \(was 30 %\)/) });
+    expect(steps['stop-canary']!.status).toBe('succeeded');
+    // As documented: all traffic back on stable, the canary stopped, people told.
+    expect((await measureSplit(bed.nginx.url, 400)).byVersion).toEqual({ '1.0.0': 400 });
+    await expect(get(`${bed.canary.httpUrl}/healthz`, 1000)).rejects.toThrow();
+    expect(webhook.messages).toEqual([expect.objectContaining({ event: 'canary-rolled-back', router: 'api' })]);
+  }, 120_000);
+
   it('a worker killed with SIGKILL during a bake: a new worker resumes the run and finishes it', async () => {
     await bed.startCanary();
     await warmCanary(bed);
@@ -403,5 +454,49 @@ describe('release: migration forward + canary in one run', () => {
     expect(order.indexOf('rollback-traffic')).toBeLessThan(order.indexOf('approve-migration-rollback'));
     expect(await appliedVersions()).toEqual(['001', '002']);
     expect(await columnExists()).toBe(false);
+  }, 90_000);
+
+  it('a reject of approve-migration-rollback leaves the migrations applied, the table they created with its rows, and traffic 100 % on stable', async () => {
+    // This release also creates a table: a reject must keep it and what was written to it.
+    await writeFile(path.join(migrationsDir, '004_create_rollout_audit.up.sql'), 'CREATE TABLE rollout_audit (id serial PRIMARY KEY, note text NOT NULL);\n');
+    await writeFile(path.join(migrationsDir, '004_create_rollout_audit.down.sql'), 'DROP TABLE rollout_audit;\n');
+    await bed.startCanary();
+    await bed.setCanary({ errorRate: 0.5 });
+    await warmCanary(bed);
+    const auditRows = async () => (await withDb((db) => db.query<{ note: string }>('SELECT note FROM rollout_audit ORDER BY id'))).rows.map((r) => r.note);
+    const schema = async () => ({ versions: await appliedVersions(), column: await columnExists(), audit: await auditRows() });
+    const load = startLoad(bed.nginx.url, 60);
+    let err: unknown;
+    try {
+      err = await withWorker(loaded, async ({ client, taskQueue }) => {
+        const handle = await client.workflow.start('release', {
+          taskQueue,
+          workflowId: `release-keep-${Date.now()}`,
+          args: [{ router: 'api', database: 'fulcrum', steps: [5, 50, 100], requestedBy: 'alice' }],
+        });
+        const pending = await waitForApproval(handle, 'approve-migration-rollback');
+        expect(pending.summary).toMatch(/Roll back migrations 003, 004 of database fulcrum/);
+        // The new version wrote to the new table before the canary was rolled back.
+        await withDb((db) => db.query("INSERT INTO rollout_audit (note) VALUES ('written by 2.0.0')"));
+        expect((await measureSplit(bed.nginx.url, 400)).byVersion).toEqual({ '1.0.0': 400 });
+        expect(await schema()).toEqual({ versions: ['001', '002', '003', '004'], column: true, audit: ['written by 2.0.0'] });
+        await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', step: 'approve-migration-rollback', comment: 'keep the data, fix forward' }] });
+        return handle.result().catch((x: unknown) => x);
+      }, { env });
+    } finally {
+      await load.stop();
+    }
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const cause = (err as WorkflowFailedError).cause as ApplicationFailure;
+    expect(cause.type).toBe('ReleaseRolledBack');
+    expect(cause.message).toMatch(/traffic 100 % stable .*error-rate.*; migrations 003, 004 left applied \(rejected\)$/);
+    const result = cause.details![0] as ReleaseResult;
+    expect(result.migration.applied.map((m) => m.version)).toEqual(['003', '004']);
+    expect(result.migrationRolledBack).toBeUndefined();
+    expect(result.progress.steps.find((s) => s.id === 'migration-rollback')).toMatchObject({ status: 'skipped', detail: expect.stringMatching(/^not approved \(rejected by bob\): migrations 003, 004 stay applied/) });
+    // After the reject: no down SQL ran, users stay on stable, the canary is stopped.
+    expect(await schema()).toEqual({ versions: ['001', '002', '003', '004'], column: true, audit: ['written by 2.0.0'] });
+    expect((await measureSplit(bed.nginx.url, 400)).byVersion).toEqual({ '1.0.0': 400 });
+    await expect(get(`${bed.canary.httpUrl}/healthz`, 1000)).rejects.toThrow();
   }, 90_000);
 });
