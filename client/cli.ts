@@ -1,27 +1,22 @@
 import { Command, CommanderError, Option } from 'commander';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { ConfigError, configPathFromEnv, loadConfig, missingEnv, resolveConfigPath, type LoadedConfig } from '../lib/config.js';
+import type { WorkflowHandle } from '@temporalio/client';
+import type { LoadedConfig } from '../lib/config.js';
 import { registerDatabaseCommands } from './database/commands.js';
 import { registerIncidentCommands } from './incident/commands.js';
 import { registerDeliveryCommands } from './delivery/commands.js';
 import { registerCodecKeysCommand, registerCodecServerCommand } from './codec-server.js';
-import { CodecKeyError, PayloadDecryptionError, payloadEncryptionFromEnv } from '../lib/codec/index.js';
-import { connectClient, temporalSettingsFromEnv } from '../lib/temporal/connection.js';
-import { AwaitingApproval, RunbookProcedure } from '../common/search-attributes.js';
-import { pendingApprovalQuery, progressQuery } from '../common/messages.js';
 import type { PendingApproval, StepProgress } from '../common/types.js';
-import {
-  answerApproval,
-  closedRunReport,
-  defaultIdentity,
-  failureMessage,
-  parseProcedure,
-  runStatus,
-  startRun,
-  UserError,
-} from './operations.js';
-import { checkRunRequest, readRunInput } from './run-input.js';
-import { firstWorkflowTask, type FirstTask } from './run-check.js';
+import { connectCli } from './connect.js';
+import type { FirstTask } from './run-check.js';
+import { defaultIdentity, UserError } from './user-error.js';
+
+// What the actions use loads when one runs: `runbook --help` loads commander and the command
+// definitions, not the Temporal SDK, its protobuf definitions, the codec or the config parser.
+const sdk = () => import('@temporalio/client');
+const codec = () => import('../lib/codec/index.js');
+const configModule = () => import('../lib/config.js');
+const operations = () => import('./operations.js');
+const connectionSettings = async () => (await import('../lib/temporal/connection.js')).temporalSettingsFromEnv();
 
 const program = new Command('runbook')
   .description('Operations runbooks as durable Temporal workflows')
@@ -32,18 +27,14 @@ const program = new Command('runbook')
 let temporalAddress: string | undefined;
 
 async function client() {
-  const settings = temporalSettingsFromEnv();
-  temporalAddress = settings.address;
-  const { client, connection } = await connectClient(settings).catch((err: Error) => {
-    if (err instanceof CodecKeyError) throw err;
-    throw new UserError(`cannot reach Temporal at ${settings.address}: ${err.message} (start it with \`npm start\` or set TEMPORAL_ADDRESS)`);
-  });
-  return { client, connection, settings };
+  temporalAddress = (await connectionSettings()).address;
+  return connectCli();
 }
 
 /** The config the CLI sees (resolved as `runbook dev` does), or undefined when there is none. */
 async function cliConfig(): Promise<LoadedConfig | undefined> {
   try {
+    const { loadConfig, resolveConfigPath } = await configModule();
     return await loadConfig(resolveConfigPath());
   } catch {
     return undefined;
@@ -71,8 +62,8 @@ function approvalHint(workflowId: string, p: PendingApproval): string {
 }
 
 /** The error for a run this CLI and its worker encrypt with different keys: which key to use instead. */
-function keyMismatch(what: string): UserError {
-  const keyring = payloadEncryptionFromEnv().keyring;
+async function keyMismatch(what: string): Promise<UserError> {
+  const keyring = (await codec()).payloadEncryptionFromEnv().keyring;
   const mine = keyring ? `key id "${keyring.currentId}" from ${keyring.source}` : 'no key (payloads in plain text)';
   return new UserError(
     `${what}: the worker and this CLI do not share a payload key; this CLI encrypts with ${mine}. Use the worker's key: for \`runbook dev --state-dir DIR\` set RUNBOOK_STATE_DIR=DIR, otherwise RUNBOOK_CODEC_KEY_FILE`,
@@ -92,7 +83,7 @@ async function reportFirstTask(first: FirstTask, handle: WorkflowHandle, setting
     console.error(`warning: no worker has run the first task of ${handle.workflowId} within ${first.seconds}s (${where}); see \`runbook status ${handle.workflowId}\``);
   } else if (first.kind === 'failed' && first.undecryptable) {
     await handle.terminate('the worker cannot decrypt the input: the run was started with another payload encryption key');
-    throw keyMismatch(`run ${handle.workflowId} was terminated: the worker on ${where} cannot decrypt it (${first.message})`);
+    throw await keyMismatch(`run ${handle.workflowId} was terminated: the worker on ${where} cannot decrypt it (${first.message})`);
   } else if (first.kind === 'failed') {
     throw new UserError(
       `run ${handle.workflowId} started, but its first workflow task failed on the worker (${where}): ${first.message}; the worker retries it: see its log, or terminate the run`,
@@ -110,6 +101,14 @@ program
   .option('--as <name>', 'who is starting the run (default $RUNBOOK_USER or $USER)')
   .option('--id <workflowId>', 'workflow id to use (default: generated)')
   .action(async (name: string, opts: { input?: string; wait?: boolean; json?: boolean; as?: string; id?: string }) => {
+    const [
+      { failureMessage, parseProcedure, startRun },
+      { checkRunRequest, readRunInput },
+      { firstWorkflowTask },
+      { WorkflowFailedError },
+      { PayloadDecryptionError },
+      { pendingApprovalQuery, progressQuery },
+    ] = await Promise.all([operations(), import('./run-input.js'), import('./run-check.js'), sdk(), codec(), import('../common/messages.js')]);
     const procedure = parseProcedure(name);
     const loaded = await cliConfig();
     const input = checkRunRequest(
@@ -133,9 +132,9 @@ program
       await reportFirstTask(first, handle, settings);
       if (!opts.wait && first.kind === 'closed') {
         // Ended in its first task: a refused input fails this command, not the run only.
-        await handle.result().catch((err: unknown) => {
+        await handle.result().catch(async (err: unknown) => {
           if (err instanceof WorkflowFailedError) throw new UserError(`${procedure} failed: ${failureMessage(err)} (run ${handle.workflowId})`);
-          if (err instanceof PayloadDecryptionError) throw keyMismatch(`run ${handle.workflowId} ended, but its outcome cannot be read here (${err.message})`);
+          if (err instanceof PayloadDecryptionError) throw await keyMismatch(`run ${handle.workflowId} ended, but its outcome cannot be read here (${err.message})`);
           throw err;
         });
       }
@@ -186,7 +185,7 @@ program
         }
         if ((result as { ok?: boolean } | undefined)?.ok === false) process.exitCode = 1;
       } catch (err) {
-        if (err instanceof PayloadDecryptionError) throw keyMismatch(`run ${handle.workflowId} ended, but its outcome cannot be read here (${err.message})`);
+        if (err instanceof PayloadDecryptionError) throw await keyMismatch(`run ${handle.workflowId} ended, but its outcome cannot be read here (${err.message})`);
         if (!(err instanceof WorkflowFailedError)) throw err;
         const message = failureMessage(err);
         if (opts.json) console.log(JSON.stringify({ workflowId: handle.workflowId, status: 'FAILED', error: message }, null, 2));
@@ -212,6 +211,7 @@ for (const decision of ['approve', 'reject'] as const) {
     .option('--confirm <phrase>', 'the confirmation phrase the step asks for, e.g. DELETE')
     .option('--step <step>', 'the step you are answering (default: the one pending now; refused if it is not the pending one)')
     .action(async (workflowId: string, opts: { as: string; comment?: string; confirm?: string; step?: string }) => {
+      const { answerApproval } = await operations();
       const { client: c, connection } = await client();
       try {
         const record = await answerApproval(c, workflowId, decision, {
@@ -234,6 +234,7 @@ program
   .argument('<workflowId>')
   .option('--json', 'machine-readable output')
   .action(async (workflowId: string, opts: { json?: boolean }) => {
+    const { closedRunReport, runStatus } = await operations();
     const { client: c, connection } = await client();
     try {
       const s = await runStatus(c, workflowId);
@@ -259,6 +260,7 @@ program
   .option('--limit <n>', 'at most this many', '20')
   .option('--json', 'machine-readable output')
   .action(async (opts: { awaitingApproval?: boolean; procedure?: string; limit: string; json?: boolean }) => {
+    const [{ parseProcedure }, { AwaitingApproval, RunbookProcedure }] = await Promise.all([operations(), import('../common/search-attributes.js')]);
     const clauses = [`${RunbookProcedure.name} IS NOT NULL`];
     if (opts.procedure) clauses.push(`${RunbookProcedure.name} = '${parseProcedure(opts.procedure)}'`);
     if (opts.awaitingApproval) clauses.push(`${AwaitingApproval.name} = true`, `ExecutionStatus = 'Running'`);
@@ -285,6 +287,7 @@ configCmd
   .description('validate the configuration file (RUNBOOK_CONFIG, default runbooks.yaml)')
   .option('--config <file>', 'file to check')
   .action(async (opts: { config?: string }) => {
+    const { configPathFromEnv, loadConfig, missingEnv } = await configModule();
     const loaded = await loadConfig(opts.config ?? configPathFromEnv());
     const missing = missingEnv(loaded.config);
     const c = loaded.config;
@@ -378,8 +381,7 @@ function grpcCause(err: unknown): (Error & { code: number; details?: string }) |
 }
 
 /** One line for a failed call to Temporal: what failed, at which address, and why. */
-function temporalErrorLine(err: Error, cause: Error & { code: number; details?: string }): string {
-  const address = temporalAddress ?? temporalSettingsFromEnv().address;
+function temporalErrorLine(err: Error, cause: Error & { code: number; details?: string }, address: string): string {
   const what = err === cause ? 'a call to Temporal failed' : err.message;
   // 12 UNIMPLEMENTED with an HTTP status: something answers there, but it is not a Temporal frontend.
   const hint =
@@ -404,13 +406,15 @@ async function main(): Promise<void> {
       process.exitCode = err.exitCode;
       return;
     }
+    const [{ ConfigError }, { CodecKeyError, PayloadDecryptionError }] = await Promise.all([configModule(), codec()]);
     if (err instanceof ConfigError || err instanceof CodecKeyError || err instanceof PayloadDecryptionError) {
       console.error(`runbook: ${err.message}`);
       process.exitCode = 1;
       return;
     }
     const grpc = grpcCause(err);
-    console.error(`runbook: ${grpc ? temporalErrorLine(err as Error, grpc) : err instanceof Error ? err.message : String(err)}`);
+    const line = grpc ? temporalErrorLine(err as Error, grpc, temporalAddress ?? (await connectionSettings()).address) : err instanceof Error ? err.message : String(err);
+    console.error(`runbook: ${line}`);
     if (process.env.RUNBOOK_DEBUG) console.error(err);
     process.exitCode = 2;
   }

@@ -1,8 +1,10 @@
 import { type Command, Option } from 'commander';
-import { CodecKeyError, createKeyFile, payloadEncryptionFromEnv, rotateKeyFile } from '../lib/codec/index.js';
 import { DEFAULT_CODEC_PORT, DEFAULT_CORS_ORIGINS, startCodecServer } from '../lib/codec/server.js';
 import { createLogger } from '../lib/logger.js';
-import { UserError } from './operations.js';
+import { UserError } from './user-error.js';
+
+// The codec (and the SDK's protobuf definitions under it) loads in the actions, not for `--help`.
+const codec = () => import('../lib/codec/index.js');
 
 export const DEFAULT_TOKEN_ENV = 'RUNBOOK_CODEC_SERVER_TOKEN';
 
@@ -31,7 +33,7 @@ export function registerCodecServerCommand(program: Command): void {
       for (const origin of opts.corsOrigin) {
         if (!/^https?:\/\/[^/]+$/.test(origin)) throw new UserError(`--cors-origin ${origin}: expected scheme://host[:port] without a path, e.g. http://localhost:8233`);
       }
-      const encryption = payloadEncryptionFromEnv();
+      const encryption = (await codec()).payloadEncryptionFromEnv();
       if (!encryption.keyring) {
         throw new UserError('no payload encryption key: set RUNBOOK_CODEC_KEY_FILE (or RUNBOOK_CODEC_KEY) to the keys the worker uses');
       }
@@ -57,7 +59,7 @@ export function registerCodecKeysCommand(program: Command): void {
     .argument('<file>')
     .option('--id <keyId>', 'the key id (default dev-<date>)')
     .action(async (file: string, opts: { id?: string }) => {
-      if (!(await createKeyFile(file, opts.id))) throw new UserError(`${file} already exists: use \`runbook codec-keys rotate ${file}\` to add a key`);
+      if (!(await (await codec()).createKeyFile(file, opts.id))) throw new UserError(`${file} already exists: use \`runbook codec-keys rotate ${file}\` to add a key`);
       console.log(`wrote ${file}; set RUNBOOK_CODEC_KEY_FILE=${file} for the worker, the CLI and the codec server`);
     });
   keys
@@ -66,6 +68,7 @@ export function registerCodecKeysCommand(program: Command): void {
     .argument('<file>')
     .option('--id <keyId>', 'the new key id (default k-<timestamp>)')
     .action(async (file: string, opts: { id?: string }) => {
+      const { CodecKeyError, rotateKeyFile } = await codec();
       try {
         const id = await rotateKeyFile(file, opts.id);
         console.log(`${file}: current key is now ${id}; restart the workers, the codec server and long-lived clients to encrypt with it`);

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { userInfo } from 'node:os';
 import {
   ApplicationFailure,
   type Client,
@@ -19,21 +18,10 @@ import { type ProcedureId, isProcedureId, PROCEDURE_IDS, workflowIdFor } from '.
 import { RunbookProcedure } from '../common/search-attributes.js';
 import type { ApprovalAnswer, ApprovalInput, ApprovalRecord, CommonInput, PendingApproval, RunProgress, StepProgress } from '../common/types.js';
 import { PayloadDecryptionError } from '../lib/codec/index.js';
+import { UserError } from './user-error.js';
 
-/** An error the CLI prints as one line, without a stack trace. */
-export class UserError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-    this.name = 'UserError';
-  }
-}
-
-export function defaultIdentity(env: NodeJS.ProcessEnv = process.env): string {
-  return env.RUNBOOK_USER ?? env.USER ?? userInfo().username;
-}
+// Light, so that commands can be defined without loading the SDK; re-exported for callers of this module.
+export { defaultIdentity, UserError } from './user-error.js';
 
 export function parseProcedure(name: string): ProcedureId {
   if (!isProcedureId(name)) throw new UserError(`unknown procedure "${name}": expected one of ${PROCEDURE_IDS.join(', ')}`);

@@ -4,7 +4,7 @@ import { MAX_RUN_INPUT_BYTES } from '../common/bounds.js';
 import { INPUT_FIELDS, InputError, validateInput } from '../common/inputs.js';
 import type { ProcedureId } from '../common/procedures.js';
 import type { LoadedConfig } from '../lib/config.js';
-import { UserError } from './operations.js';
+import { UserError } from './user-error.js';
 
 const EXAMPLE = `--input '{"clean": true}', --input @input.json or --input - (stdin)`;
 

@@ -1,20 +1,18 @@
 import type { Command } from 'commander';
-import { loadConfig, resolveConfigPath } from '../../lib/config.js';
-import { CodecKeyError } from '../../lib/codec/index.js';
-import { connectClient, temporalSettingsFromEnv } from '../../lib/temporal/connection.js';
-import { applySchedules, listSchedules, setSchedulePaused, triggerSchedule, type ScheduleChange } from './schedules.js';
-import { defaultIdentity, UserError } from '../operations.js';
+import type { ScheduleChange } from './schedules.js';
+import { connectCli } from '../connect.js';
+import { defaultIdentity } from '../user-error.js';
+
+// Loaded by the actions: defining the commands (and `--help`) needs neither the config parser nor the SDK.
+const loadConfig = async (file?: string) => {
+  const config = await import('../../lib/config.js');
+  return config.loadConfig(file ?? config.resolveConfigPath());
+};
+const schedulesModule = () => import('./schedules.js');
 
 /** The database family's CLI: `runbook schedules apply|list|trigger|pause|unpause`. */
 export function registerDatabaseCommands(program: Command): void {
-  const connect = async () => {
-    const settings = temporalSettingsFromEnv();
-    const { client, connection } = await connectClient(settings).catch((err: Error) => {
-      if (err instanceof CodecKeyError) throw err;
-      throw new UserError(`cannot reach Temporal at ${settings.address}: ${err.message} (start it with \`npm start\` or set TEMPORAL_ADDRESS)`);
-    });
-    return { client, connection, settings };
-  };
+  const connect = () => connectCli();
 
   const schedules = program.command('schedules').description('Temporal Schedules declared in databaseOps.schedules');
 
@@ -25,10 +23,10 @@ export function registerDatabaseCommands(program: Command): void {
     .option('--dry-run', 'show what would change, change nothing')
     .option('--json', 'machine-readable output')
     .action(async (opts: { config?: string; dryRun?: boolean; json?: boolean }) => {
-      const { config } = await loadConfig(opts.config ?? resolveConfigPath());
+      const { config } = await loadConfig(opts.config);
       const { client, connection, settings } = await connect();
       try {
-        const changes = await applySchedules(client, config, settings.taskQueue, {
+        const changes = await (await schedulesModule()).applySchedules(client, config, settings.taskQueue, {
           dryRun: opts.dryRun,
           onChange: opts.json ? undefined : (c) => console.log(`${opts.dryRun ? '(dry run) ' : ''}${describeChange(c)}`),
         });
@@ -45,10 +43,10 @@ export function registerDatabaseCommands(program: Command): void {
     .option('--config <file>', 'config file (default $RUNBOOK_CONFIG, runbooks.yaml, else runbooks.example.yaml)')
     .option('--json', 'machine-readable output')
     .action(async (opts: { config?: string; json?: boolean }) => {
-      const { config } = await loadConfig(opts.config ?? resolveConfigPath());
+      const { config } = await loadConfig(opts.config);
       const { client, connection } = await connect();
       try {
-        const rows = await listSchedules(client, config.environment);
+        const rows = await (await schedulesModule()).listSchedules(client, config.environment);
         if (opts.json) {
           console.log(JSON.stringify(rows, null, 2));
           return;
@@ -73,10 +71,10 @@ export function registerDatabaseCommands(program: Command): void {
     .option('--config <file>', 'config file (default $RUNBOOK_CONFIG, runbooks.yaml, else runbooks.example.yaml)')
     .option('--json', 'machine-readable output')
     .action(async (id: string, opts: { config?: string; json?: boolean }) => {
-      const { config } = await loadConfig(opts.config ?? resolveConfigPath());
+      const { config } = await loadConfig(opts.config);
       const { client, connection } = await connect();
       try {
-        const run = await triggerSchedule(client, config, id);
+        const run = await (await schedulesModule()).triggerSchedule(client, config, id);
         if (opts.json) console.log(JSON.stringify(run));
         else if (run.started) console.log(`triggered ${run.scheduleId}: ${run.workflowId}   (follow it: runbook status ${run.workflowId})`);
         else console.log(`not started: ${run.scheduleId} is still running ${run.workflowId} (overlap policy skip); see runbook status ${run.workflowId}`);
@@ -93,10 +91,10 @@ export function registerDatabaseCommands(program: Command): void {
       .option('--config <file>', 'config file (default $RUNBOOK_CONFIG, runbooks.yaml, else runbooks.example.yaml)');
     if (paused) cmd.option('--reason <text>', 'why; shown by `runbook schedules list` and in the UI');
     cmd.action(async (id: string, opts: { config?: string; reason?: string }) => {
-      const { config } = await loadConfig(opts.config ?? resolveConfigPath());
+      const { config } = await loadConfig(opts.config);
       const { client, connection } = await connect();
       try {
-        const r = await setSchedulePaused(client, config, id, paused, { reason: opts.reason, by: defaultIdentity() });
+        const r = await (await schedulesModule()).setSchedulePaused(client, config, id, paused, { reason: opts.reason, by: defaultIdentity() });
         const verb = paused ? 'paused' : 'unpaused';
         console.log(r.changed ? `${verb} ${r.scheduleId}` : `${r.scheduleId} was already ${verb}: nothing changed`);
       } finally {

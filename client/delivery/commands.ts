@@ -1,24 +1,17 @@
-import { WorkflowUpdateFailedError } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
 import { formatValue } from '../../common/delivery/analysis.js';
-import {
-  abortUpdate,
-  canaryStatusQuery,
-  pauseUpdate,
-  promoteUpdate,
-  resumeUpdate,
-  rollbackUpdate,
-} from '../../common/delivery/messages.js';
+// The update and query definitions load with the SDK's workflow package: in the actions, not for `--help`.
+const messages = () => import('../../common/delivery/messages.js');
 import type { CanaryStatus } from '../../common/delivery/types.js';
-import { CodecKeyError } from '../../lib/codec/index.js';
-import { connectClient, temporalSettingsFromEnv } from '../../lib/temporal/connection.js';
-import { defaultIdentity, UserError } from '../operations.js';
+import { connectCli } from '../connect.js';
+import { defaultIdentity, UserError } from '../user-error.js';
 
 const CONTROLS = {
-  promote: { update: promoteUpdate, help: 'end the current bake now and go to the next step' },
-  pause: { update: pauseUpdate, help: 'hold at the current weight after this step (analysis still runs)' },
-  resume: { update: resumeUpdate, help: 'continue a paused canary' },
-  abort: { update: abortUpdate, help: 'roll the canary back: traffic to 0 %, canary stopped' },
+  promote: { update: 'promoteUpdate', help: 'end the current bake now and go to the next step' },
+  pause: { update: 'pauseUpdate', help: 'hold at the current weight after this step (analysis still runs)' },
+  resume: { update: 'resumeUpdate', help: 'continue a paused canary' },
+  abort: { update: 'abortUpdate', help: 'roll the canary back: traffic to 0 %, canary stopped' },
 } as const;
 
 export function formatCanaryStatus(s: CanaryStatus): string {
@@ -37,15 +30,12 @@ export function formatCanaryStatus(s: CanaryStatus): string {
 export function registerDeliveryCommands(program: Command): void {
   const delivery = program.command('delivery').description('watch and steer canary-deploy, release and blue-green-switch runs (updates: a refusal comes back at once)');
 
-  const withClient = async <T>(workflowId: string, fn: (c: Awaited<ReturnType<typeof connectClient>>['client']) => Promise<T>): Promise<T> => {
-    const settings = temporalSettingsFromEnv();
-    const { client, connection } = await connectClient(settings).catch((err: Error) => {
-      if (err instanceof CodecKeyError) throw err;
-      throw new UserError(`cannot reach Temporal at ${settings.address}: ${err.message} (start it with \`npm start\` or set TEMPORAL_ADDRESS)`);
-    });
+  const withClient = async <T>(workflowId: string, fn: (c: Client) => Promise<T>): Promise<T> => {
+    const { client, connection } = await connectCli();
     try {
       return await fn(client);
     } catch (err) {
+      const { WorkflowUpdateFailedError } = await import('@temporalio/client');
       if (err instanceof WorkflowUpdateFailedError) throw new UserError(`refused: ${err.cause?.message ?? err.message}`);
       if ((err as Error).name === 'WorkflowNotFoundError') throw new UserError(`no running run with id ${workflowId}: it has finished or never existed (see runbook status ${workflowId})`);
       throw err;
@@ -60,11 +50,12 @@ export function registerDeliveryCommands(program: Command): void {
     .argument('<workflowId>')
     .option('--json', 'machine-readable output')
     .action(async (workflowId: string, opts: { json?: boolean }) => {
+      const { canaryStatusQuery } = await messages();
       const s = await withClient(workflowId, (c) => c.workflow.getHandle(workflowId).query(canaryStatusQuery));
       console.log(opts.json ? JSON.stringify(s, null, 2) : formatCanaryStatus(s));
     });
 
-  for (const [name, { update, help }] of Object.entries(CONTROLS)) {
+  for (const [name, { update: updateName, help }] of Object.entries(CONTROLS)) {
     delivery
       .command(name)
       .description(help)
@@ -72,6 +63,7 @@ export function registerDeliveryCommands(program: Command): void {
       .option('--as <name>', 'who you are (default $RUNBOOK_USER or $USER)')
       .option('--reason <text>', 'why (recorded in the run)')
       .action(async (workflowId: string, opts: { as?: string; reason?: string }) => {
+        const update = (await messages())[updateName];
         const s = await withClient(workflowId, (c) =>
           c.workflow.getHandle(workflowId).executeUpdate(update, { args: [{ by: opts.as ?? defaultIdentity(), ...(opts.reason ? { reason: opts.reason } : {}) }] }),
         );
@@ -86,6 +78,7 @@ export function registerDeliveryCommands(program: Command): void {
     .option('--as <name>', 'who you are (default $RUNBOOK_USER or $USER)')
     .option('--reason <text>', 'why (recorded in the run)')
     .action(async (workflowId: string, opts: { as?: string; reason?: string }) => {
+      const { rollbackUpdate } = await messages();
       const r = await withClient(workflowId, (c) =>
         c.workflow.getHandle(workflowId).executeUpdate(rollbackUpdate, { args: [{ by: opts.as ?? defaultIdentity(), ...(opts.reason ? { reason: opts.reason } : {}) }] }),
       );

@@ -1,24 +1,18 @@
-import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
-import { defaultIncidentConfig, SEVERITIES, type IncidentSeverity } from '../../common/incident/config.js';
-import {
-  acknowledgeUpdate,
-  escalateUpdate,
-  mitigatedUpdate,
-  noteUpdate,
-  postmortemCompleteUpdate,
-  postmortemQuery,
-  resolvedUpdate,
-  setSeverityUpdate,
-  timelineQuery,
-} from '../../common/incident/messages.js';
-import { oncallAt } from '../../common/incident/oncall.js';
+import type { IncidentSeverity } from '../../common/incident/config.js';
 import type { IncidentState } from '../../common/incident/types.js';
-import { configPathFromEnv, loadConfig } from '../../lib/config.js';
-import { createLogger } from '../../lib/logger.js';
-import { CodecKeyError } from '../../lib/codec/index.js';
-import { connectClient, temporalSettingsFromEnv } from '../../lib/temporal/connection.js';
-import { defaultIdentity, UserError } from '../operations.js';
+import { connectCli } from '../connect.js';
+import { defaultIdentity, UserError } from '../user-error.js';
+
+// Loaded by the actions: defining the commands (and `--help`) needs neither the config parser nor the
+// SDK (the update and query definitions come with its workflow package).
+const messages = () => import('../../common/incident/messages.js');
+const incidentConfig = () => import('../../common/incident/config.js');
+const loadConfig = async (file?: string) => {
+  const config = await import('../../lib/config.js');
+  return config.loadConfig(file ?? config.configPathFromEnv());
+};
 
 /** `runbook oncall`, `runbook intake` and `runbook incident <action>`: the incident family's CLI. */
 export function registerIncidentCommands(program: Command): void {
@@ -29,11 +23,12 @@ export function registerIncidentCommands(program: Command): void {
     .option('--config <file>', 'configuration file')
     .option('--json', 'machine-readable output')
     .action(async (opts: { at?: string; config?: string; json?: boolean }) => {
-      const { config } = await loadConfig(opts.config ?? configPathFromEnv());
+      const { config } = await loadConfig(opts.config);
       const oncall = config.incident?.oncall;
       if (!oncall) throw new UserError('no on-call rotation configured: add incident.oncall (timezone, handoff, startDate, people or rotation) to the config');
       const at = opts.at ? new Date(opts.at) : new Date();
       if (Number.isNaN(at.getTime())) throw new UserError(`--at: not a date: "${opts.at}" (expected ISO 8601, e.g. 2026-03-09T08:00:00Z)`);
+      const { oncallAt } = await import('../../common/incident/oncall.js');
       const answer = oncallAt(oncall, at);
       if (opts.json) {
         console.log(JSON.stringify(answer, null, 2));
@@ -52,13 +47,12 @@ export function registerIncidentCommands(program: Command): void {
     .option('--host <host>', 'listen address', '127.0.0.1')
     .option('--config <file>', 'configuration file')
     .action(async (opts: { port: string; host: string; config?: string }) => {
-      const { config } = await loadConfig(opts.config ?? configPathFromEnv());
-      const secretEnv = (config.incident ?? defaultIncidentConfig()).intake.secretEnv;
+      const { config } = await loadConfig(opts.config);
+      const secretEnv = (config.incident ?? (await incidentConfig()).defaultIncidentConfig()).intake.secretEnv;
       const secret = process.env[secretEnv];
       if (!secret) throw new UserError(`set ${secretEnv}: the shared secret Alertmanager sends as Authorization: Bearer`);
-      const settings = temporalSettingsFromEnv();
-      const { client, connection } = await connectClient(settings);
-      const { startIntake } = await import('./intake.js');
+      const { client, connection, settings } = await connectCli('');
+      const [{ startIntake }, { createLogger }] = await Promise.all([import('./intake.js'), import('../../lib/logger.js')]);
       const server = await startIntake({ client, taskQueue: settings.taskQueue, config, secret, logger: createLogger({ component: 'intake' }), host: opts.host, port: Number(opts.port) });
       console.error(`intake listening on ${server.url}/alertmanager`);
       await new Promise<void>((resolve) => {
@@ -70,7 +64,12 @@ export function registerIncidentCommands(program: Command): void {
     });
 
   const incident = program.command('incident').description('act on an incident run (each is a Temporal update: a refusal comes back at once)');
-  const act = (name: string, description: string, build: (opts: Record<string, string | undefined>) => { update: UpdateDef; args: Record<string, unknown> }) =>
+  type Messages = Awaited<ReturnType<typeof messages>>;
+  const act = (
+    name: string,
+    description: string,
+    build: (opts: Record<string, string | undefined>, m: Messages, severities: readonly string[]) => { update: UpdateDef; args: Record<string, unknown> },
+  ) =>
     incident
       .command(name)
       .description(description)
@@ -84,24 +83,25 @@ export function registerIncidentCommands(program: Command): void {
       .option('--root-cause <text>', 'root cause (postmortem)')
       .option('--impact <text>', 'impact (postmortem)')
       .action(async (workflowId: string, opts: Record<string, string | undefined>) => {
-        const { update, args } = build(opts);
+        const [m, { SEVERITIES }] = await Promise.all([messages(), incidentConfig()]);
+        const { update, args } = build(opts, m, SEVERITIES);
         const state = await withClient((c) => sendUpdate(c, workflowId, update, { by: opts.as ?? defaultIdentity(), ...args }));
         console.log(`${name}: ${state.incidentId} is ${state.status}, ${state.severity}, level ${state.level}${state.acknowledgedBy ? `, acknowledged by ${state.acknowledgedBy}` : ''}`);
       });
-  act('ack', 'acknowledge the page', () => ({ update: acknowledgeUpdate, args: {} }));
-  act('note', 'add a note to the timeline', (o) => ({ update: noteUpdate, args: { text: required(o.text, '--text') } }));
-  act('severity', 'change the severity', (o) => {
+  act('ack', 'acknowledge the page', (_o, m) => ({ update: m.acknowledgeUpdate, args: {} }));
+  act('note', 'add a note to the timeline', (o, m) => ({ update: m.noteUpdate, args: { text: required(o.text, '--text') } }));
+  act('severity', 'change the severity', (o, m, severities) => {
     const severity = required(o.severity, '--severity') as IncidentSeverity;
-    if (!SEVERITIES.includes(severity)) throw new UserError(`--severity: expected one of ${SEVERITIES.join(', ')}`);
-    return { update: setSeverityUpdate, args: { severity, reason: o.reason } };
+    if (!severities.includes(severity)) throw new UserError(`--severity: expected one of ${severities.join(', ')}`);
+    return { update: m.setSeverityUpdate, args: { severity, reason: o.reason } };
   });
-  act('mitigated', 'impact has stopped (escalation stops)', (o) => ({ update: mitigatedUpdate, args: { text: o.text } }));
-  act('resolve', 'resolve: status page and channel say resolved; the postmortem is drafted', (o) => ({
-    update: resolvedUpdate,
+  act('mitigated', 'impact has stopped (escalation stops)', (o, m) => ({ update: m.mitigatedUpdate, args: { text: o.text } }));
+  act('resolve', 'resolve: status page and channel say resolved; the postmortem is drafted', (o, m) => ({
+    update: m.resolvedUpdate,
     args: { summary: o.summary, rootCause: o.rootCause, impact: o.impact },
   }));
-  act('escalate', 'escalate now (to the next level, or --level)', (o) => ({ update: escalateUpdate, args: { level: o.level, reason: o.reason } }));
-  act('postmortem-done', 'mark the postmortem complete (stops the reminders)', () => ({ update: postmortemCompleteUpdate, args: {} }));
+  act('escalate', 'escalate now (to the next level, or --level)', (o, m) => ({ update: m.escalateUpdate, args: { level: o.level, reason: o.reason } }));
+  act('postmortem-done', 'mark the postmortem complete (stops the reminders)', (_o, m) => ({ update: m.postmortemCompleteUpdate, args: {} }));
 
   incident
     .command('timeline')
@@ -109,6 +109,7 @@ export function registerIncidentCommands(program: Command): void {
     .argument('<workflowId>')
     .option('--json', 'machine-readable output')
     .action(async (workflowId: string, opts: { json?: boolean }) => {
+      const { timelineQuery } = await messages();
       const events = await withClient((c) => c.workflow.getHandle(workflowId).query(timelineQuery));
       if (opts.json) console.log(JSON.stringify(events, null, 2));
       else for (const e of events) console.log(`${e.at}  ${e.kind.padEnd(20)} ${e.by.padEnd(14)} ${e.text}`);
@@ -118,13 +119,14 @@ export function registerIncidentCommands(program: Command): void {
     .description('print the postmortem draft (Markdown)')
     .argument('<workflowId>')
     .action(async (workflowId: string) => {
+      const { postmortemQuery } = await messages();
       const md = await withClient((c) => c.workflow.getHandle(workflowId).query(postmortemQuery));
       if (!md) throw new UserError('no postmortem yet: it is drafted when the incident is resolved');
       console.log(md);
     });
 }
 
-type UpdateDef = typeof acknowledgeUpdate;
+type UpdateDef = Awaited<ReturnType<typeof messages>>['acknowledgeUpdate'];
 
 function required(v: string | undefined, flag: string): string {
   if (!v) throw new UserError(`${flag} is required`);
@@ -132,11 +134,7 @@ function required(v: string | undefined, flag: string): string {
 }
 
 async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
-  const settings = temporalSettingsFromEnv();
-  const { client, connection } = await connectClient(settings).catch((err: Error) => {
-    if (err instanceof CodecKeyError) throw err;
-    throw new UserError(`cannot reach Temporal at ${settings.address}: ${err.message}`);
-  });
+  const { client, connection } = await connectCli('');
   try {
     return await fn(client);
   } catch (err) {
@@ -151,6 +149,7 @@ async function sendUpdate(c: Client, workflowId: string, update: UpdateDef, args
   try {
     return await c.workflow.getHandle(workflowId).executeUpdate(update, { args: [args as { by: string }] });
   } catch (err) {
+    const { WorkflowUpdateFailedError } = await import('@temporalio/client');
     if (err instanceof WorkflowUpdateFailedError) throw new UserError(`refused: ${err.cause?.message ?? err.message}`);
     throw err;
   }
