@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
 import { Client, Connection, type TLSConfig } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
-import { NativeConnection } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { payloadEncryptionFromEnv } from '../codec/index.js';
 import { DEFAULT_TASK_QUEUE } from '../../common/procedures.js';
 
@@ -142,6 +142,8 @@ export async function connectClient(
 }
 
 export async function connectWorker(settings: TemporalSettings): Promise<NativeConnection> {
+  // Only workers load the worker package (its native core): the CLI's clients do not pay for it.
+  const { NativeConnection } = await import('@temporalio/worker');
   return NativeConnection.connect({
     address: settings.address,
     tls: await tlsOption(settings),
