@@ -219,7 +219,8 @@ async function dbRestore(rawInput?: DbRestoreInput): Promise<DbRestoreResult | D
       counts,
       durationMs: Date.now() - started,
       approvals: ctx.approvals,
-      refusals: ctx.refusals, refusalsDropped: ctx.refusalsDropped,
+      refusals: ctx.refusals,
+      refusalsDropped: ctx.refusalsDropped,
       progress: ctx.progress,
     };
   });
@@ -436,7 +437,8 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
             }),
           health,
           approvals: ctx.approvals,
-          refusals: ctx.refusals, refusalsDropped: ctx.refusalsDropped,
+          refusals: ctx.refusals,
+          refusalsDropped: ctx.refusalsDropped,
           progress: ctx.progress,
         };
       } catch (err) {

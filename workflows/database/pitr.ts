@@ -181,7 +181,8 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
           counts,
           durationMs: Date.now() - started,
           approvals: ctx.approvals,
-          refusals: ctx.refusals, refusalsDropped: ctx.refusalsDropped,
+          refusals: ctx.refusals,
+          refusalsDropped: ctx.refusalsDropped,
           progress: ctx.progress,
         };
       } catch (err) {

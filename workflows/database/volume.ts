@@ -195,7 +195,8 @@ export async function dbVolumeRestore(input: DbRestoreInput & { services?: strin
           counts,
           durationMs: Date.now() - started,
           approvals: ctx.approvals,
-          refusals: ctx.refusals, refusalsDropped: ctx.refusalsDropped,
+          refusals: ctx.refusals,
+          refusalsDropped: ctx.refusalsDropped,
           progress: ctx.progress,
         };
       } catch (err) {

@@ -222,7 +222,8 @@ export async function stackStop(rawInput?: StackStopInput): Promise<StackStopRes
       stopped,
       cleaned,
       approvals: ctx.approvals,
-      refusals: ctx.refusals, refusalsDropped: ctx.refusalsDropped,
+      refusals: ctx.refusals,
+      refusalsDropped: ctx.refusalsDropped,
       progress: ctx.progress,
     };
   });
