@@ -6,7 +6,7 @@ import { ErrorTypes } from '../../common/errors.js';
 import type { DatabasePlan } from '../../common/database/types.js';
 import type { MigrationInfo } from '../../common/types.js';
 import type { ActivityDeps } from '../deps.js';
-import { createMigrator } from '../migrations.js';
+import { createMigrator } from './migrations.js';
 import { createAppVersionActivities } from './apps.js';
 import { createBackupActivities } from './backup.js';
 import { createMaintenanceActivities } from './maintenance.js';

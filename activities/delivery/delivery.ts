@@ -16,7 +16,7 @@ import { resolveEnvRefs } from '../../lib/env.js';
 import type { ActivityDeps } from '../deps.js';
 import type { DriverContext } from '../drivers/driver.js';
 import { configFailure, invoke } from '../drivers/support.js';
-import { createMigrator } from '../migrations.js';
+import { createMigrator } from '../database/migrations.js';
 import { measure } from './prometheus.js';
 import { createRouter } from './routers/index.js';
 import { writeAtomically } from './routers/nginx.js';

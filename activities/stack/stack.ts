@@ -17,7 +17,7 @@ import type {
 import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
 import type { ActivityDeps } from '../deps.js';
 import { createDriver, type ServiceStatus } from '../drivers/index.js';
-import { createMigrator } from '../migrations.js';
+import { createMigrator } from '../database/migrations.js';
 import { ProbeConfigError, probeTarget, runProbe as probeOnce } from '../probes/index.js';
 import { runPreflight } from './preflight.js';
 

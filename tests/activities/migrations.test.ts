@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ApplicationFailure } from '@temporalio/common';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createMigrator, readMigrationFiles, type Migrator } from '../../activities/migrations.js';
+import { createMigrator, readMigrationFiles, type Migrator } from '../../activities/database/migrations.js';
 import { createLogger } from '../../lib/logger.js';
 import { freePort, startPostgres, type PgServer } from '../fixtures/servers.js';
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMigrator } from '../../activities/migrations.js';
+import { createMigrator } from '../../activities/database/migrations.js';
 import type { DbMigrationRollbackResult } from '../../common/database/types.js';
 import { approveUpdate, progressQuery, rejectUpdate } from '../../common/messages.js';
 import { execa } from 'execa';

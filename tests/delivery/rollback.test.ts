@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowFailedError } from '@temporalio/client';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMigrator } from '../../activities/migrations.js';
+import { createMigrator } from '../../activities/database/migrations.js';
 import type { AppRollbackResult, ConfigRollbackResult } from '../../common/delivery/types.js';
 import { startDemoService, type DemoService } from '../../demo/service.js';
 import { createLogger } from '../../lib/logger.js';

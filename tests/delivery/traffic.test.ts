@@ -6,7 +6,7 @@ import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/clie
 import { ApplicationFailure } from '@temporalio/common';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMigrator } from '../../activities/migrations.js';
+import { createMigrator } from '../../activities/database/migrations.js';
 import { pauseUpdate, promoteUpdate, resumeUpdate, rollbackUpdate } from '../../common/delivery/messages.js';
 import type { BlueGreenResult, CanaryDeployResult, ReleaseResult } from '../../common/delivery/types.js';
 import { approveUpdate, progressQuery, rejectUpdate } from '../../common/messages.js';

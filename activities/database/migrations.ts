@@ -4,10 +4,10 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import pg from 'pg';
 import { Umzug, type MigrationParams, type RunnableMigration, type UmzugStorage } from 'umzug';
-import { ErrorTypes } from '../common/errors.js';
-import type { MigrationInfo, MigrationRunResult } from '../common/types.js';
-import type { Logger } from '../lib/logger.js';
-import { redactSecrets } from '../lib/redact.js';
+import { ErrorTypes } from '../../common/errors.js';
+import type { MigrationInfo, MigrationRunResult } from '../../common/types.js';
+import type { Logger } from '../../lib/logger.js';
+import { redactSecrets } from '../../lib/redact.js';
 
 /**
  * SQL migrations as in the Fulcrum runbook (4.1): `<version>_<description>.up.sql` and
