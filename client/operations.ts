@@ -16,6 +16,7 @@ import { validateInput } from '../common/inputs.js';
 import { approvalsQuery, approveUpdate, pendingApprovalQuery, progressQuery, rejectUpdate } from '../common/messages.js';
 import { type ProcedureId, isProcedureId, PROCEDURE_IDS, workflowIdFor } from '../common/procedures.js';
 import { RunbookProcedure } from '../common/search-attributes.js';
+import { runMetadata } from '../common/summaries.js';
 import type { ApprovalAnswer, ApprovalInput, ApprovalRecord, CommonInput, PendingApproval, RunProgress, StepProgress } from '../common/types.js';
 import { PayloadDecryptionError } from '../lib/codec/index.js';
 import { UserError } from './user-error.js';
@@ -65,7 +66,8 @@ export async function startRun(opts: StartOptions): Promise<WorkflowHandle> {
       workflowId,
       args: [withRequester],
       typedSearchAttributes: [{ key: RunbookProcedure, value: opts.procedure }],
-      staticSummary: `${opts.procedure} requested by ${withRequester.requestedBy}`,
+      // The UI's Summary and Details panels: procedure, target, requester and the input fields.
+      ...runMetadata({ procedure: opts.procedure, input: withRequester, environment: opts.environment }),
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {

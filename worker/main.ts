@@ -8,7 +8,10 @@ import { createLogger, type Logger } from '../lib/logger.js';
 import { connectWorker, temporalSettingsFromEnv, type TemporalSettings } from '../lib/temporal/connection.js';
 
 // Next to this module: dist/workflows/index.js when compiled, the TypeScript sources under vitest.
-export const WORKFLOWS_PATH = fileURLToPath(new URL(`../workflows/index${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url));
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+export const WORKFLOWS_PATH = fileURLToPath(new URL(`../workflows/index${EXT}`, import.meta.url));
+/** Summaries of activities and child runs for the UI's Event History: in every bundle, built here or by the worker. */
+export const WORKFLOW_INTERCEPTOR_MODULES = [fileURLToPath(new URL(`../workflows/shared/interceptors${EXT}`, import.meta.url))];
 
 /** Forwards the SDK's logs (workflow `log`, activity context logs, worker internals) to pino as JSON. */
 export class PinoSdkLogger implements SdkLogger {
@@ -57,6 +60,7 @@ export function bundleRunbookWorkflows(
   const encryption = opts.encryption ?? payloadEncryptionFromEnv();
   return bundleWorkflowCode({
     workflowsPath: WORKFLOWS_PATH,
+    workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
     ...(encryption.dataConverter.failureConverterPath ? { failureConverterPath: encryption.dataConverter.failureConverterPath } : {}),
     payloadConverterPath: WORKER_PAYLOAD_CONVERTER_PATH,
     ...(opts.logger ? { logger: opts.logger } : {}),
@@ -97,7 +101,8 @@ export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<{
     activities,
     // With a workflowsPath the bundler also takes the failure converter from here.
     dataConverter: workerDataConverter(encryption),
-    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    // A prebuilt bundle carries its interceptors (bundleRunbookWorkflows); the worker warns if given them again.
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH, interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES } }),
     ...(opts.identity ? { identity: opts.identity } : {}),
     // Let a running activity finish its current command before the worker exits on SIGTERM.
     shutdownGraceTime: '20 seconds',

@@ -6,6 +6,7 @@ import type { ScheduleConfig } from '../../common/database/config.js';
 import { InputError, validateInput } from '../../common/inputs.js';
 import { isProcedureId, workflowIdFor, type ProcedureId } from '../../common/procedures.js';
 import { RunbookProcedure } from '../../common/search-attributes.js';
+import { runMetadata } from '../../common/summaries.js';
 import { UserError } from '../operations.js';
 
 /**
@@ -64,6 +65,7 @@ function optionsFor(config: RunbookConfig, s: ScheduleConfig & { procedure: Proc
     ...(s.cron && timezone !== 'UTC' ? { timezone } : {}),
   };
   const hash = createHash('sha256').update(JSON.stringify(declared)).digest('hex').slice(0, 16);
+  const input = { ...s.input, requestedBy: (s.input.requestedBy as string | undefined) ?? `schedule:${s.id}` };
   return {
     scheduleId: scheduleId(config.environment, s.id),
     spec: s.cron ? { cronExpressions: s.cron, timezone } : { intervals: [{ every: `${s.everySeconds}s` }] },
@@ -71,9 +73,10 @@ function optionsFor(config: RunbookConfig, s: ScheduleConfig & { procedure: Proc
       type: 'startWorkflow',
       workflowType: s.procedure,
       taskQueue,
-      args: [{ ...s.input, requestedBy: (s.input.requestedBy as string | undefined) ?? `schedule:${s.id}` }],
+      args: [input],
       workflowId: workflowIdFor(s.procedure, { environment: config.environment, unique: `scheduled-${s.id}` }),
       typedSearchAttributes: [{ key: RunbookProcedure, value: s.procedure }],
+      ...runMetadata({ procedure: s.procedure, input, environment: config.environment }),
     },
     // A run still going when the next is due (a slow backup) is never doubled.
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 hour' },

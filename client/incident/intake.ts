@@ -5,6 +5,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { RunbookConfig } from '../../common/config-schema.js';
 import { defaultIncidentConfig } from '../../common/incident/config.js';
 import type { AlertInput, IncidentInput } from '../../common/incident/types.js';
+import { runMetadata } from '../../common/summaries.js';
 import type { Logger } from '../../lib/logger.js';
 
 /**
@@ -126,6 +127,8 @@ export async function handleAlert(client: Client, taskQueue: string, config: Run
     args: [input],
     signal: 'alert',
     signalArgs: [alert],
+    // Taken only when this starts the run; a signal to a running one leaves its summary as it was.
+    ...runMetadata({ procedure: 'incident', input, environment: config.environment }),
   });
   return { workflowId, action: 'started-or-signalled', severity: input.severity, ...(input.triage ? { triage: input.triage } : {}) };
 }
