@@ -8,7 +8,9 @@ import {
   log,
   proxyActivities,
   setHandler,
+  type SignalDefinition,
 } from '@temporalio/workflow';
+import type { UpdateDefinition } from '@temporalio/common';
 import type { Activities } from '../../activities/index.js';
 import { ErrorTypes } from '../../common/errors.js';
 import { analysisOverrideProblems, describeMeasurement, mergeAnalysis, resolveQueries } from '../../common/delivery/analysis.js';
@@ -40,6 +42,7 @@ import { PROCEDURES } from '../../common/procedures.js';
 import type { ServiceActionResult } from '../../common/types.js';
 import { longRunning, quick } from '../shared/profiles.js';
 import type { CleanupReport } from '../../common/run-account.js';
+import { handleCommand } from '../shared/commands.js';
 import { RunContext } from '../shared/run-context.js';
 
 const { deliveryPlan, setTrafficWeight, measureAnalysis, deliveryNotify } = proxyActivities<Activities>(quick);
@@ -56,55 +59,50 @@ export class CanaryControls {
     this.status = { router, phase: 'planning', weight: 0, steps, stepIndex: -1, paused: false };
     const who = (i?: DeliveryControlInput) => (typeof i?.by === 'string' && i.by.trim() ? i.by.trim() : 'unknown');
     const finished = () => this.status.phase === 'promoted' || this.status.phase === 'rolled-back' || this.status.phase === 'rolling-back';
-    const refuseWhenFinished = (i?: DeliveryControlInput) => {
-      const problem = controlProblem(i);
-      if (problem) throw new Error(problem);
-      if (finished()) throw new Error(`the canary is already ${this.status.phase}`);
-    };
-    /** A signal that fails the checks an update's validator makes is dropped (and logged, bounded), never kept. */
-    const whenValid =
-      (apply: (i?: DeliveryControlInput) => CanaryStatus, name: string) =>
-      (i?: DeliveryControlInput): void => {
-        const problem = controlProblem(i);
-        if (problem) log.warn('canary control refused', { control: name, reason: problem });
-        else void apply(i);
-      };
-    const promote = (i?: DeliveryControlInput) => {
+    const refusal = (i?: DeliveryControlInput) => controlProblem(i) ?? (finished() ? `the canary is already ${this.status.phase}` : undefined);
+    /** A refused signal is dropped and logged, never kept: the canary has no refusal log to grow. */
+    const control = (
+      name: string,
+      signal: SignalDefinition<[DeliveryControlInput]>,
+      update: UpdateDefinition<CanaryStatus, [DeliveryControlInput]>,
+      apply: (i?: DeliveryControlInput) => CanaryStatus,
+      validate: (i?: DeliveryControlInput) => string | undefined = refusal,
+    ) =>
+      handleCommand(signal, update, {
+        validate,
+        apply,
+        refuse: (_i, reason) => log.warn('canary control refused', { control: name, reason }),
+        failure: (reason) => new Error(reason),
+      });
+    control('promote', promoteSignal, promoteUpdate, (i) => {
       this.promoteRequested = true;
       log.info('canary promote requested', { by: who(i) });
       return this.snapshot();
-    };
-    const pause = (i?: DeliveryControlInput) => {
+    });
+    control('pause', pauseSignal, pauseUpdate, (i) => {
       this.paused = true;
       this.status.paused = true;
       log.info('canary paused', { by: who(i), reason: i?.reason });
       return this.snapshot();
-    };
-    const resume = (i?: DeliveryControlInput) => {
-      this.paused = false;
-      this.status.paused = false;
-      log.info('canary resumed', { by: who(i) });
-      return this.snapshot();
-    };
-    const abort = (i?: DeliveryControlInput) => {
+    });
+    control(
+      'resume',
+      resumeSignal,
+      resumeUpdate,
+      (i) => {
+        this.paused = false;
+        this.status.paused = false;
+        log.info('canary resumed', { by: who(i) });
+        return this.snapshot();
+      },
+      (i) => refusal(i) ?? (this.paused ? undefined : 'the canary is not paused'),
+    );
+    control('abort', abortSignal, abortUpdate, (i) => {
       this.abort ??= { by: who(i), ...(i?.reason ? { reason: i.reason } : {}) };
       this.status.abortRequested = this.abort;
       log.warn('canary abort requested', { ...this.abort });
       return this.snapshot();
-    };
-    setHandler(promoteSignal, whenValid(promote, 'promote'));
-    setHandler(pauseSignal, whenValid(pause, 'pause'));
-    setHandler(resumeSignal, whenValid(resume, 'resume'));
-    setHandler(abortSignal, whenValid(abort, 'abort'));
-    setHandler(promoteUpdate, promote, { validator: refuseWhenFinished });
-    setHandler(pauseUpdate, pause, { validator: refuseWhenFinished });
-    setHandler(resumeUpdate, resume, {
-      validator: (i?: DeliveryControlInput) => {
-        refuseWhenFinished(i);
-        if (!this.paused) throw new Error('the canary is not paused');
-      },
     });
-    setHandler(abortUpdate, abort, { validator: refuseWhenFinished });
     setHandler(canaryStatusQuery, () => this.snapshot());
   }
 

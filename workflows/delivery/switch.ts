@@ -1,12 +1,21 @@
 import { policyOf } from '../../common/approvals.js';
-import { ApplicationFailure, CancellationScope, condition, log, proxyActivities, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, condition, log, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities/index.js';
 import { describeMeasurement, resolveQueries } from '../../common/delivery/analysis.js';
 import { controlProblem, rollbackSignal, rollbackUpdate } from '../../common/delivery/messages.js';
-import { DeliveryErrors, type BlueGreenInput, type BlueGreenResult, type Color, type DeliveryControlInput, type Measurement } from '../../common/delivery/types.js';
+import {
+  DeliveryErrors,
+  type BlueGreenInput,
+  type BlueGreenResult,
+  type Color,
+  type DeliveryControlInput,
+  type DeliveryPlan,
+  type Measurement,
+} from '../../common/delivery/types.js';
 import { PROCEDURES } from '../../common/procedures.js';
 import type { ServiceActionResult } from '../../common/types.js';
 import { longRunning, quick } from '../shared/profiles.js';
+import { handleCommand } from '../shared/commands.js';
 import { RunContext } from '../shared/run-context.js';
 
 const { deliveryPlan, trafficWeight, setTrafficWeight, backendHealth, measureAnalysis, deliveryNotify } = proxyActivities<Activities>(quick);
@@ -16,6 +25,53 @@ const { serviceAction } = proxyActivities<Activities>(longRunning);
 const weightOf = (c: Color) => (c === 'green' ? 100 : 0);
 const colorOf = (w: number | null): Color | 'mixed' => (w === 0 ? 'blue' : w === 100 ? 'green' : 'mixed');
 
+type RollbackWindow = 'before' | 'open' | 'closed';
+
+/**
+ * The `rollback` signal and update: accepted only while the old color is still up (the
+ * rollback window); the first accepted one wins.
+ */
+function rollbackControl(to: Color): { window: RollbackWindow; requested?: { by: string; reason?: string } } {
+  const control: { window: RollbackWindow; requested?: { by: string; reason?: string } } = { window: 'before' };
+  handleCommand(rollbackSignal, rollbackUpdate, {
+    validate: (i?: DeliveryControlInput) => {
+      const problem = controlProblem(i);
+      if (problem) return problem;
+      if (control.window === 'before') return 'nothing has been switched yet: reject the approval instead';
+      if (control.window === 'closed') return 'the rollback window is over: the old color was scaled down; run blue-green-switch back instead';
+      return undefined;
+    },
+    apply: (i?: DeliveryControlInput) => {
+      control.requested ??= { by: typeof i?.by === 'string' && i.by.trim() ? i.by.trim() : 'unknown', ...(i?.reason ? { reason: i.reason } : {}) };
+      return { accepted: true, detail: `switching back from ${to} now` };
+    },
+    refuse: (_i, reason) => log.warn('rollback refused', { reason }),
+    failure: (reason) => new Error(reason),
+  });
+  return control;
+}
+
+/** The color about to take traffic is healthy (and, unless skipped, its metrics pass), or the run fails with nothing switched. */
+async function checkPreview(plan: DeliveryPlan, to: Color, skipAnalysis: boolean): Promise<{ health: string; analysis?: Measurement }> {
+  const previewBackend = to === 'green' ? 'canary' : 'stable';
+  const health = await backendHealth({ router: plan.router.name, backend: previewBackend });
+  let analysis: Measurement | undefined;
+  if (!skipAnalysis && plan.prometheusConfigured) {
+    const selector = previewBackend === 'canary' ? plan.router.canarySelector : plan.router.stableSelector;
+    analysis = await measureAnalysis({ queries: resolveQueries(plan.analysis, selector), onMissingData: plan.analysis.onMissingData });
+  }
+  if (!health.ok || (analysis && !analysis.ok)) {
+    const bad = analysis?.results.find((r) => !r.ok);
+    throw ApplicationFailure.create({
+      type: DeliveryErrors.PreviewUnhealthy,
+      nonRetryable: true,
+      message: `${to} is not ready, nothing was switched: ${!health.ok ? health.detail : `${bad!.name} ${bad!.detail}`}`,
+      details: [{ health, analysis }],
+    });
+  }
+  return { health: health.detail, ...(analysis ? { analysis } : {}) };
+}
+
 /** `blue-green-switch`: Fulcrum 8.1's blue-green-switch.sh blue|green [--dry-run], with a rollback window. */
 export async function blueGreenSwitch(rawInput?: BlueGreenInput): Promise<BlueGreenResult> {
   const input = RunContext.input<BlueGreenInput>(PROCEDURES.blueGreenSwitch, rawInput);
@@ -23,32 +79,7 @@ export async function blueGreenSwitch(rawInput?: BlueGreenInput): Promise<BlueGr
   const ctx = new RunContext(PROCEDURES.blueGreenSwitch, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration and the active color'],
   ]);
-  let window: 'before' | 'open' | 'closed' = 'before';
-  let rollback: { by: string; reason?: string } | undefined;
-  const request = (i?: DeliveryControlInput) => {
-    rollback ??= { by: typeof i?.by === 'string' && i.by.trim() ? i.by.trim() : 'unknown', ...(i?.reason ? { reason: i.reason } : {}) };
-  };
-  setHandler(rollbackSignal, (i) => {
-    const problem = controlProblem(i);
-    if (problem) log.warn('rollback refused', { reason: problem });
-    else if (window === 'open') request(i);
-  });
-  setHandler(
-    rollbackUpdate,
-    (i) => {
-      request(i);
-      return { accepted: true, detail: `switching back from ${to} now` };
-    },
-    {
-      validator: (i?: DeliveryControlInput) => {
-        const problem = controlProblem(i);
-        if (problem) throw new Error(problem);
-        if (window === 'before') throw new Error('nothing has been switched yet: reject the approval instead');
-        if (window === 'closed') throw new Error('the rollback window is over: the old color was scaled down; run blue-green-switch back instead');
-      },
-    },
-  );
-
+  const control = rollbackControl(to);
   return ctx.run(async () => {
     const { plan, current, commands } = await ctx.step('plan', async () => {
       const plan = await deliveryPlan({ procedure: PROCEDURES.blueGreenSwitch, router: input.router });
@@ -75,25 +106,9 @@ export async function blueGreenSwitch(rawInput?: BlueGreenInput): Promise<BlueGr
     ctx.addStep('keep-old', `Keep ${oldColor} for ${delay}s (rollback window)`);
     ctx.addStep('scale-down', `Stop ${oldColor}${oldService ? ` (${oldService})` : ''}`);
 
-    const previewBackend = to === 'green' ? 'canary' : 'stable';
-    const previewCheck = await ctx.step('check-preview', async () => {
-      const health = await backendHealth({ router: plan.router.name, backend: previewBackend });
-      let analysis: Measurement | undefined;
-      if (!input.skipAnalysis && plan.prometheusConfigured) {
-        const selector = previewBackend === 'canary' ? plan.router.canarySelector : plan.router.stableSelector;
-        analysis = await measureAnalysis({ queries: resolveQueries(plan.analysis, selector), onMissingData: plan.analysis.onMissingData });
-      }
-      if (!health.ok || (analysis && !analysis.ok)) {
-        const bad = analysis?.results.find((r) => !r.ok);
-        throw ApplicationFailure.create({
-          type: DeliveryErrors.PreviewUnhealthy,
-          nonRetryable: true,
-          message: `${to} is not ready, nothing was switched: ${!health.ok ? health.detail : `${bad!.name} ${bad!.detail}`}`,
-          details: [{ health, analysis }],
-        });
-      }
-      return { health: health.detail, ...(analysis ? { analysis } : {}) };
-    }, (c) => `${c.health}${c.analysis ? `; ${describeMeasurement(c.analysis)}` : ''}`);
+    const previewCheck = await ctx.step('check-preview', () => checkPreview(plan, to, input.skipAnalysis === true), (c) =>
+      `${c.health}${c.analysis ? `; ${describeMeasurement(c.analysis)}` : ''}`,
+    );
 
     const record = await ctx.requestApproval({
       step: 'approve-switch',
@@ -105,20 +120,20 @@ export async function blueGreenSwitch(rawInput?: BlueGreenInput): Promise<BlueGr
     RunContext.failUnlessApproved(record, 'nothing was switched');
 
     await ctx.step('switch', () => setTrafficWeight({ router: plan.router.name, weight: weightOf(to) }), (c) => `${to} active (${c.durationMs} ms)`);
-    window = 'open';
+    control.window = 'open';
     await ctx.step('keep-old', async () => {
-      if (delay > 0) await condition(() => rollback !== undefined, delay * 1000);
-      return rollback;
+      if (delay > 0) await condition(() => control.requested !== undefined, delay * 1000);
+      return control.requested;
     }, (r) => (r ? `rollback requested by ${r.by}` : `${delay}s passed without a rollback`));
 
-    if (rollback) {
-      const r = rollback;
+    if (control.requested) {
+      const r = control.requested;
       ctx.skip('scale-down', `rolled back by ${r.by}`);
       ctx.addStep('switch-back', `Switch back to ${oldColor}`);
       await CancellationScope.nonCancellable(() =>
         ctx.step('switch-back', () => setTrafficWeight({ router: plan.router.name, weight: weightOf(oldColor) }), (c) => `${oldColor} active again (${c.durationMs} ms)`),
       );
-      window = 'closed';
+      control.window = 'closed';
       await deliveryNotify({ event: 'blue-green-rolled-back', text: `Router ${plan.router.name}: switched back to ${oldColor} by ${r.by}`, details: { router: plan.router.name, by: r.by } });
       const result: BlueGreenResult = { ...base, ok: false, switched: true, rolledBack: true, previewCheck };
       throw ApplicationFailure.create({
@@ -128,7 +143,7 @@ export async function blueGreenSwitch(rawInput?: BlueGreenInput): Promise<BlueGr
         details: [result],
       });
     }
-    window = 'closed';
+    control.window = 'closed';
     let scaledDown: ServiceActionResult | undefined;
     if (oldService) {
       scaledDown = await ctx.step('scale-down', () => serviceAction({ service: oldService, action: 'stop' }), (r) => r.command);

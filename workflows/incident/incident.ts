@@ -17,7 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { UpdateDefinition } from '@temporalio/common';
 import type { Activities } from '../../activities/index.js';
-import { clip, listProblem, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, MAX_TEXT_CHARS, messageProblem, pushCapped, textProblem } from '../../common/bounds.js';
+import { clip, listProblem, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, MAX_TEXT_CHARS, messageProblem, textProblem } from '../../common/bounds.js';
 import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES } from '../../common/errors.js';
 import { HISTORY_DEFAULTS, SEVERITIES, type NotificationKind } from '../../common/incident/config.js';
 import {
@@ -65,6 +65,7 @@ import type {
 } from '../../common/incident/types.js';
 import { PROCEDURES } from '../../common/procedures.js';
 import { quick } from '../shared/profiles.js';
+import { handleCommand, keepRefusal } from '../shared/commands.js';
 import { RunContext } from '../shared/run-context.js';
 
 /** Webhooks: a few quick retries, then the failure is recorded in the timeline and the incident goes on. */
@@ -214,466 +215,525 @@ export async function incident(rawInput: IncidentInput, carried?: IncidentCarry)
     const bad = messageProblem(carried, 'the state of the previous run', MAX_CARRY_CHARS) ?? (isCarry(carried) ? undefined : 'not the state of a previous incident run');
     if (bad) throw ApplicationFailure.nonRetryable(`invalid carried state for incident: ${bad}`, ErrorTypes.InvalidInput);
   }
-  const requestedBy = input.requestedBy ?? 'unknown';
-  const incidentId = workflowInfo().workflowId;
+  const run = new IncidentRun(input, carried);
+  const outcome = await run.ctx.run(() => run.body());
+  if ('phase' in outcome) return continueAsNew<typeof incident>(input, outcome);
+  return outcome;
+}
+
+type Check<T> = (input: T) => string | undefined;
+type Commands = Exclude<MessageName, 'alert'>;
+
+/** One incident run: its state, its messages and the phases of its body, in the order they run. */
+class IncidentRun {
+  readonly ctx: RunContext;
+  readonly requestedBy: string;
+  readonly incidentId: string;
   /** History already there when this run started (the carried state is in its first event). */
-  const startBytes = workflowInfo().historySize;
-  const ctx = new RunContext(PROCEDURES.incident, requestedBy, [
-    ['plan', 'Load configuration and on-call'],
-    ['declare', 'Declare: page on-call, status page, channel'],
-    ['respond', 'Respond until resolved (ack, escalation, updates)'],
-    ['postmortem', 'Draft the postmortem'],
-  ]);
-  if (carried) ctx.progress.steps.splice(0, ctx.progress.steps.length, ...carried.steps);
-  else if (input.triage) ctx.addStep('triage', `Triage: ${input.triage}`);
-
-  const timeline: TimelineEvent[] = carried?.timeline ?? [];
-  const state: IncidentState = carried?.state ?? {
-    incidentId,
-    title: input.title,
-    severity: input.severity,
-    status: 'open',
-    level: 'L1',
-    declaredAt: new Date().toISOString(),
-    triageRuns: [],
-    postmortemComplete: false,
-  };
-  let plan: IncidentPlan | undefined = carried?.plan;
-  let resolution: ResolvedInput | undefined = carried?.resolution;
-  let postmortem: string | null = carried?.postmortem ?? null;
+  readonly startBytes: number;
+  readonly timeline: TimelineEvent[];
+  readonly state: IncidentState;
+  plan: IncidentPlan | undefined;
+  resolution: ResolvedInput | undefined;
+  postmortem: string | null;
   /** Bumped by every message, so the main loop re-plans its timers. */
-  let version = 0;
-  let eventSeq = carried?.eventSeq ?? 0;
+  version = 0;
+  eventSeq: number;
   // Timers that already fired, and the next ones due, so a continued run neither repeats nor skips them.
-  let secondaryPaged = carried?.secondaryPaged ?? false;
-  let stakeholderAt = carried?.stakeholderAt;
-  let reminders = carried?.reminders ?? 0;
-  let reminderAt = carried?.reminderAt;
-  let triageRunning = false;
-  const inflight = new Set<Promise<void>>();
-  const refused: IncidentRefusals = carried?.refused ?? { refusals: [], refusalsDropped: 0 };
+  secondaryPaged: boolean;
+  stakeholderAt: number | undefined;
+  reminders: number;
+  reminderAt: number | undefined;
+  triageRunning = false;
+  readonly inflight = new Set<Promise<void>>();
+  readonly refused: IncidentRefusals;
 
-  const record = (kind: TimelineKind, by: string, text: string, data?: Record<string, unknown>): void => {
+  constructor(
+    readonly input: IncidentInput,
+    readonly carried: IncidentCarry | undefined,
+  ) {
+    this.requestedBy = input.requestedBy ?? 'unknown';
+    this.incidentId = workflowInfo().workflowId;
+    this.startBytes = workflowInfo().historySize;
+    this.ctx = new RunContext(PROCEDURES.incident, this.requestedBy, [
+      ['plan', 'Load configuration and on-call'],
+      ['declare', 'Declare: page on-call, status page, channel'],
+      ['respond', 'Respond until resolved (ack, escalation, updates)'],
+      ['postmortem', 'Draft the postmortem'],
+    ]);
+    if (carried) this.ctx.progress.steps.splice(0, this.ctx.progress.steps.length, ...carried.steps);
+    else if (input.triage) this.ctx.addStep('triage', `Triage: ${input.triage}`);
+
+    this.timeline = carried?.timeline ?? [];
+    this.state = carried?.state ?? {
+      incidentId: this.incidentId,
+      title: input.title,
+      severity: input.severity,
+      status: 'open',
+      level: 'L1',
+      declaredAt: new Date().toISOString(),
+      triageRuns: [],
+      postmortemComplete: false,
+    };
+    this.plan = carried?.plan;
+    this.resolution = carried?.resolution;
+    this.postmortem = carried?.postmortem ?? null;
+    this.eventSeq = carried?.eventSeq ?? 0;
+    this.secondaryPaged = carried?.secondaryPaged ?? false;
+    this.stakeholderAt = carried?.stakeholderAt;
+    this.reminders = carried?.reminders ?? 0;
+    this.reminderAt = carried?.reminderAt;
+    this.refused = carried?.refused ?? { refusals: [], refusalsDropped: 0 };
+    this.listen();
+  }
+
+  record(kind: TimelineKind, by: string, text: string, data?: Record<string, unknown>): void {
     const e: TimelineEvent = { at: new Date().toISOString(), kind, by, text: clip(text, MAX_EVENT_CHARS), ...(data ? { data } : {}) };
-    appendEvent(timeline, e);
-    version += 1;
+    appendEvent(this.timeline, e);
+    this.version += 1;
     log.info('incident event', { kind, by, text: e.text });
-  };
+  }
 
   /** Sends to every webhook routed for `kind`, without blocking the caller; a failure after retries lands in the timeline. */
-  const send = (kind: NotificationKind, text: string, fields: Record<string, string | number | boolean | string[]> = {}): void => {
-    const routes = plan?.routes[kind] ?? [];
-    eventSeq += 1;
-    const eventId = `${incidentId}:${eventSeq}`;
+  send(kind: NotificationKind, text: string, fields: Record<string, string | number | boolean | string[]> = {}): void {
+    const routes = this.plan?.routes[kind] ?? [];
+    this.eventSeq += 1;
+    const eventId = `${this.incidentId}:${this.eventSeq}`;
+    const { title, severity, status, level } = this.state;
     for (const webhook of routes) {
-      const delivery: Promise<void> = notify({
-        webhook,
-        kind,
-        incidentId,
-        eventId,
-        text,
-        fields: { title: state.title, severity: state.severity, status: state.status, level: state.level, ...fields },
-      })
+      const delivery: Promise<void> = notify({ webhook, kind, incidentId: this.incidentId, eventId, text, fields: { title, severity, status, level, ...fields } })
         .then(
           () => undefined,
           (err: unknown) => {
             const cause = err instanceof ActivityFailure && err.cause ? err.cause.message : String(err);
-            record('notification-failed', 'runbook', `${kind} notification to ${webhook} failed: ${cause}`, { webhook, kind });
+            this.record('notification-failed', 'runbook', `${kind} notification to ${webhook} failed: ${cause}`, { webhook, kind });
           },
         )
-        .finally(() => inflight.delete(delivery));
-      inflight.add(delivery);
+        .finally(() => this.inflight.delete(delivery));
+      this.inflight.add(delivery);
     }
-  };
+  }
 
   /** Every notification settles (sent or recorded as failed) and every handler returns. */
-  const settle = async () => {
+  async settle(): Promise<void> {
     do {
       await condition(allHandlersFinished);
-      while (inflight.size > 0) await Promise.all([...inflight]);
-    } while (inflight.size > 0 || !allHandlersFinished());
-  };
+      while (this.inflight.size > 0) await Promise.all([...this.inflight]);
+    } while (this.inflight.size > 0 || !allHandlersFinished());
+  }
 
   /**
    * Whether to continue as new now: the server suggests it or the history passed the plan's
    * limits. Not while a triage child runs: its parent close policy would cancel it. Runs
    * started by older code continue as new only from where this code first decides to.
    */
-  const historyFull = (): boolean => {
+  historyFull(): boolean {
     const info = workflowInfo();
-    const limits = plan?.history ?? HISTORY_DEFAULTS;
+    const limits = this.plan?.history ?? HISTORY_DEFAULTS;
     const full =
       info.continueAsNewSuggested ||
       info.historyLength >= limits.maxEvents ||
       // Bytes this run added: a carried state near the limit must not continue as new at once, for ever.
-      (info.historySize >= limits.maxBytes && info.historySize - startBytes >= limits.maxBytes / 2);
-    return full && !triageRunning && patched('incident-continue-as-new');
-  };
+      (info.historySize >= limits.maxBytes && info.historySize - this.startBytes >= limits.maxBytes / 2);
+    return full && !this.triageRunning && patched('incident-continue-as-new');
+  }
 
-  const header = () => `[${state.severity}] ${state.title} (${incidentId})`;
+  header(): string {
+    return `[${this.state.severity}] ${this.state.title} (${this.incidentId})`;
+  }
 
-  const page = (to: string, role: string, why: string) => {
-    record('paged', 'runbook', `Paged ${to} (${role}): ${why}`, { to, role });
-    send('page', `PAGE ${to} (${role}): ${header()} — ${why}. Acknowledge: runbook incident ack ${incidentId} --as ${to}`, { to, role });
-  };
+  page(to: string, role: string, why: string): void {
+    this.record('paged', 'runbook', `Paged ${to} (${role}): ${why}`, { to, role });
+    this.send('page', `PAGE ${to} (${role}): ${this.header()} — ${why}. Acknowledge: runbook incident ack ${this.incidentId} --as ${to}`, { to, role });
+  }
 
-  const escalateTo = (level: EscalationLevel, by: string, why: string) => {
-    if (levelIndex(level) <= levelIndex(state.level)) return;
-    state.level = level;
-    const contacts = plan?.contacts[level as 'L2' | 'L3' | 'L4'] ?? [];
-    record('escalated', by, `Escalated to ${level} (${LEVEL_NAMES[level]}${contacts.length ? `: ${contacts.join(', ')}` : ''}): ${why}`, { level, contacts });
-    send('escalation', `ESCALATION ${level} (${LEVEL_NAMES[level]}): ${header()} — ${why}`, { to: contacts, escalationLevel: level });
-  };
+  escalateTo(level: EscalationLevel, by: string, why: string): void {
+    if (levelIndex(level) <= levelIndex(this.state.level)) return;
+    this.state.level = level;
+    const contacts = this.plan?.contacts[level as 'L2' | 'L3' | 'L4'] ?? [];
+    this.record('escalated', by, `Escalated to ${level} (${LEVEL_NAMES[level]}${contacts.length ? `: ${contacts.join(', ')}` : ''}): ${why}`, { level, contacts });
+    this.send('escalation', `ESCALATION ${level} (${LEVEL_NAMES[level]}): ${this.header()} — ${why}`, { to: contacts, escalationLevel: level });
+  }
 
-  // ---- messages: the same checks for a signal (refusal recorded) and an update (refusal thrown)
-  type Check<T> = (input: T) => string | undefined;
-  const open = () => state.status !== 'resolved';
+  // ---- messages: the same checks for a signal (refusal recorded) and an update (refused by its validator)
 
-  const refuse = (message: MessageName, input: unknown, reason: string) => {
+  refuse(message: MessageName, input: unknown, reason: string): void {
     const sender = input && typeof input === 'object' ? (input as { by?: unknown }).by : undefined;
     const by = typeof sender === 'string' && !textProblem('by', sender, { name: true, required: true }) ? sender.trim() : '';
     // Logged as kept: a flood of refusals is counted, not written out one by one.
-    if (pushCapped(refused.refusals, { message, by, reason, at: new Date().toISOString() })) log.warn('incident message refused', { message, reason });
-    else refused.refusalsDropped += 1;
-  };
+    if (keepRefusal(this.refused, { message, by, reason, at: new Date().toISOString() })) log.warn('incident message refused', { message, reason });
+  }
+
   /**
    * Messages refused for their size or shape. Runs started by older code accepted them; when
    * such a run is replayed its history must replay as recorded, so the new refusals apply
    * from the first message this code refuses live.
    */
-  const bounded = () => patched('incident-bounded-messages');
+  bounded(): boolean {
+    return patched('incident-bounded-messages');
+  }
 
-  const checkActor: Check<ActorInput> = (i) => (actor(i) ? undefined : '"by" is required: who is doing this');
-  const checks = {
-    acknowledge: (i: ActorInput) => checkActor(i) ?? (state.acknowledgedBy ? `already acknowledged by ${state.acknowledgedBy}` : !open() ? 'the incident is resolved' : undefined),
-    note: (i: NoteInput) => checkActor(i) ?? (typeof i.text === 'string' && i.text.trim() ? undefined : '"text" is required'),
-    'set-severity': (i: SeverityInput) =>
-      checkActor(i) ??
-      (!SEVERITIES.includes(i.severity) ? `"severity" must be one of ${SEVERITIES.join(', ')}` : i.severity === state.severity ? `severity is already ${i.severity}` : !open() ? 'the incident is resolved' : undefined),
-    mitigated: (i: MitigatedInput) => checkActor(i) ?? (state.status === 'mitigated' ? 'already mitigated' : !open() ? 'the incident is resolved' : undefined),
-    resolved: (i: ResolvedInput) => checkActor(i) ?? (!open() ? `already resolved at ${state.resolvedAt}` : undefined),
-    escalate: (i: EscalateInput) => {
-      const a = checkActor(i);
-      if (a) return a;
-      if (!open()) return 'the incident is resolved';
-      if (i.level !== undefined && !['L2', 'L3', 'L4'].includes(i.level)) return '"level" must be L2, L3 or L4';
-      const target = i.level ?? LEVELS[levelIndex(state.level) + 1];
-      if (!target) return 'already at L4';
-      return levelIndex(target as EscalationLevel) <= levelIndex(state.level) ? `already at ${state.level}` : undefined;
-    },
-    'postmortem-complete': (i: ActorInput) => checkActor(i) ?? (open() ? 'resolve the incident first' : state.postmortemComplete ? 'already complete' : undefined),
-  };
+  /** Why a message cannot apply to the incident as it is now, or undefined. */
+  checks(): { [K in Commands]: Check<Parameters<(typeof SHAPES)[K]>[0]> } {
+    const state = this.state;
+    const open = () => state.status !== 'resolved';
+    const checkActor: Check<ActorInput> = (i) => (actor(i) ? undefined : '"by" is required: who is doing this');
+    return {
+      acknowledge: (i) => checkActor(i) ?? (state.acknowledgedBy ? `already acknowledged by ${state.acknowledgedBy}` : !open() ? 'the incident is resolved' : undefined),
+      note: (i) => checkActor(i) ?? (typeof i.text === 'string' && i.text.trim() ? undefined : '"text" is required'),
+      'set-severity': (i) =>
+        checkActor(i) ??
+        (!SEVERITIES.includes(i.severity) ? `"severity" must be one of ${SEVERITIES.join(', ')}` : i.severity === state.severity ? `severity is already ${i.severity}` : !open() ? 'the incident is resolved' : undefined),
+      mitigated: (i) => checkActor(i) ?? (state.status === 'mitigated' ? 'already mitigated' : !open() ? 'the incident is resolved' : undefined),
+      resolved: (i) => checkActor(i) ?? (!open() ? `already resolved at ${state.resolvedAt}` : undefined),
+      escalate: (i) => {
+        const a = checkActor(i);
+        if (a) return a;
+        if (!open()) return 'the incident is resolved';
+        if (i.level !== undefined && !['L2', 'L3', 'L4'].includes(i.level)) return '"level" must be L2, L3 or L4';
+        const target = i.level ?? LEVELS[levelIndex(state.level) + 1];
+        if (!target) return 'already at L4';
+        return levelIndex(target as EscalationLevel) <= levelIndex(state.level) ? `already at ${state.level}` : undefined;
+      },
+      'postmortem-complete': (i) => checkActor(i) ?? (open() ? 'resolve the incident first' : state.postmortemComplete ? 'already complete' : undefined),
+    };
+  }
 
-  const apply = {
-    acknowledge: (i: ActorInput) => {
-      const by = actor(i)!;
-      state.acknowledgedBy = by;
-      state.acknowledgedAt = new Date().toISOString();
-      state.commander ??= by;
-      if (state.status === 'open') state.status = 'acknowledged';
-      const after = formatDuration(Date.parse(state.acknowledgedAt) - Date.parse(state.declaredAt));
-      record('acknowledged', by, `Acknowledged by ${by} after ${after}`);
-      send('channel', `${header()}: acknowledged by ${by} after ${after}`);
-    },
-    note: (i: NoteInput) => {
-      record('note', actor(i)!, i.text.trim());
-    },
-    'set-severity': (i: SeverityInput) => {
-      const from = state.severity;
-      state.severity = i.severity;
-      record('severity-changed', actor(i)!, `Severity ${from} -> ${i.severity}${i.reason ? `: ${i.reason}` : ''}`, { from, to: i.severity });
-      send('channel', `${header()}: severity changed from ${from} by ${actor(i)}`);
-    },
-    mitigated: (i: MitigatedInput) => {
-      state.status = 'mitigated';
-      state.mitigatedAt = new Date().toISOString();
-      record('mitigated', actor(i)!, `Mitigated${i.text ? `: ${i.text}` : ''}`);
-      send('channel', `${header()}: mitigated by ${actor(i)}; monitoring before resolving`);
-    },
-    resolved: (i: ResolvedInput) => {
-      resolution = resolutionOf(i);
-      state.status = 'resolved';
-      state.resolvedAt = new Date().toISOString();
-      state.mitigatedAt ??= state.resolvedAt;
-      record('resolved', actor(i)!, `Incident resolved${i.summary ? `: ${i.summary}` : ''}`);
-    },
-    escalate: (i: EscalateInput) => {
-      const target = (i.level ?? LEVELS[levelIndex(state.level) + 1]) as EscalationLevel;
-      escalateTo(target, actor(i)!, i.reason ?? `manual escalation by ${actor(i)}`);
-    },
-    'postmortem-complete': (i: ActorInput) => {
-      state.postmortemComplete = true;
-      record('postmortem-completed', actor(i)!, `Postmortem marked complete by ${actor(i)}`);
-    },
-  };
+  /** What an accepted message does. */
+  appliers(): { [K in Commands]: (input: Parameters<(typeof SHAPES)[K]>[0]) => void } {
+    const state = this.state;
+    return {
+      acknowledge: (i) => {
+        const by = actor(i)!;
+        state.acknowledgedBy = by;
+        state.acknowledgedAt = new Date().toISOString();
+        state.commander ??= by;
+        if (state.status === 'open') state.status = 'acknowledged';
+        const after = formatDuration(Date.parse(state.acknowledgedAt) - Date.parse(state.declaredAt));
+        this.record('acknowledged', by, `Acknowledged by ${by} after ${after}`);
+        this.send('channel', `${this.header()}: acknowledged by ${by} after ${after}`);
+      },
+      note: (i) => {
+        this.record('note', actor(i)!, i.text.trim());
+      },
+      'set-severity': (i) => {
+        const from = state.severity;
+        state.severity = i.severity;
+        this.record('severity-changed', actor(i)!, `Severity ${from} -> ${i.severity}${i.reason ? `: ${i.reason}` : ''}`, { from, to: i.severity });
+        this.send('channel', `${this.header()}: severity changed from ${from} by ${actor(i)}`);
+      },
+      mitigated: (i) => {
+        state.status = 'mitigated';
+        state.mitigatedAt = new Date().toISOString();
+        this.record('mitigated', actor(i)!, `Mitigated${i.text ? `: ${i.text}` : ''}`);
+        this.send('channel', `${this.header()}: mitigated by ${actor(i)}; monitoring before resolving`);
+      },
+      resolved: (i) => {
+        this.resolution = resolutionOf(i);
+        state.status = 'resolved';
+        state.resolvedAt = new Date().toISOString();
+        state.mitigatedAt ??= state.resolvedAt;
+        this.record('resolved', actor(i)!, `Incident resolved${i.summary ? `: ${i.summary}` : ''}`);
+      },
+      escalate: (i) => {
+        const target = (i.level ?? LEVELS[levelIndex(state.level) + 1]) as EscalationLevel;
+        this.escalateTo(target, actor(i)!, i.reason ?? `manual escalation by ${actor(i)}`);
+      },
+      'postmortem-complete': (i) => {
+        state.postmortemComplete = true;
+        this.record('postmortem-completed', actor(i)!, `Postmortem marked complete by ${actor(i)}`);
+      },
+    };
+  }
 
-  const wire = <T extends ActorInput>(
-    name: Exclude<MessageName, 'alert'>,
-    signal: SignalDefinition<[T]>,
-    update: UpdateDefinition<IncidentState, [T]>,
-    check: (i: T) => string | undefined,
-    run: (i: T) => void,
-  ) => {
-    setHandler(signal, (i: T) => {
-      const shape = shapeProblem(name, i);
-      const reason = shape !== undefined && bounded() ? shape : check(i);
-      if (reason) {
-        refuse(name, i, reason);
+  /** One message as a signal and an update: the shape first, then whether it applies now. */
+  wire<T extends ActorInput>(name: Commands, signal: SignalDefinition<[T]>, update: UpdateDefinition<IncidentState, [T]>, check: Check<T>, apply: (i: T) => void): void {
+    handleCommand(signal, update, {
+      validate: (i, via) => {
+        const shape = shapeProblem(name, i);
+        // Validators run only live, where the patch is always in effect: the bounds apply to every update at once.
+        return shape !== undefined && (via === 'update' || this.bounded()) ? shape : check(i);
+      },
+      apply: (i) => {
+        apply(i);
+        return { ...this.state };
+      },
+      refuse: (i, reason) => this.refuse(name, i, reason),
+      failure: (reason) => ApplicationFailure.create({ type: INCIDENT_MESSAGE_REFUSED, message: reason, nonRetryable: true }),
+    });
+  }
+
+  listen(): void {
+    const checks = this.checks();
+    const apply = this.appliers();
+    this.wire('acknowledge', acknowledgeSignal, acknowledgeUpdate, checks.acknowledge, apply.acknowledge);
+    this.wire('note', noteSignal, noteUpdate, checks.note, apply.note);
+    this.wire('set-severity', setSeveritySignal, setSeverityUpdate, checks['set-severity'], apply['set-severity']);
+    this.wire('mitigated', mitigatedSignal, mitigatedUpdate, checks.mitigated, apply.mitigated);
+    this.wire('resolved', resolvedSignal, resolvedUpdate, checks.resolved, apply.resolved);
+    this.wire('escalate', escalateSignal, escalateUpdate, checks.escalate, apply.escalate);
+    this.wire('postmortem-complete', postmortemCompleteSignal, postmortemCompleteUpdate, checks['postmortem-complete'], apply['postmortem-complete']);
+    setHandler(alertSignal, (a: AlertInput) => {
+      const shape = shapeProblem('alert', a);
+      if (shape !== undefined && this.bounded()) {
+        this.refuse('alert', a, shape);
         return;
       }
-      run(i);
+      const by = actor(a) ?? 'alertmanager';
+      if (a.status === 'resolved') {
+        if (this.state.status === 'open' || this.state.status === 'acknowledged') apply.mitigated({ by, text: `alert resolved: ${a.summary}` });
+        else this.record('alert', by, `Alert resolved: ${a.summary}`);
+      } else {
+        this.record('alert', by, `Alert firing (${a.alerts} alert${a.alerts === 1 ? '' : 's'}): ${a.summary}`, { alerts: a.alerts });
+      }
     });
-    setHandler(
-      update,
-      (i: T) => {
-        run(i);
-        return { ...state };
-      },
-      {
-        // Validators run only live, never on replay: the bounds apply to every update at once.
-        validator: (i: T) => {
-          const reason = shapeProblem(name, i) ?? check(i);
-          if (reason) throw ApplicationFailure.create({ type: INCIDENT_MESSAGE_REFUSED, message: reason, nonRetryable: true });
-        },
-      },
-    );
-  };
-  wire('acknowledge', acknowledgeSignal, acknowledgeUpdate, checks.acknowledge, apply.acknowledge);
-  wire('note', noteSignal, noteUpdate, checks.note, apply.note);
-  wire('set-severity', setSeveritySignal, setSeverityUpdate, checks['set-severity'], apply['set-severity']);
-  wire('mitigated', mitigatedSignal, mitigatedUpdate, checks.mitigated, apply.mitigated);
-  wire('resolved', resolvedSignal, resolvedUpdate, checks.resolved, apply.resolved);
-  wire('escalate', escalateSignal, escalateUpdate, checks.escalate, apply.escalate);
-  wire('postmortem-complete', postmortemCompleteSignal, postmortemCompleteUpdate, checks['postmortem-complete'], apply['postmortem-complete']);
-  setHandler(alertSignal, (a: AlertInput) => {
-    const shape = shapeProblem('alert', a);
-    if (shape !== undefined && bounded()) {
-      refuse('alert', a, shape);
-      return;
-    }
-    const by = actor(a) ?? 'alertmanager';
-    if (a.status === 'resolved') {
-      if (state.status === 'open' || state.status === 'acknowledged') apply.mitigated({ by, text: `alert resolved: ${a.summary}` });
-      else record('alert', by, `Alert resolved: ${a.summary}`);
-    } else {
-      record('alert', by, `Alert firing (${a.alerts} alert${a.alerts === 1 ? '' : 's'}): ${a.summary}`, { alerts: a.alerts });
-    }
-  });
-  setHandler(timelineQuery, () => timeline);
-  setHandler(incidentQuery, () => state);
-  setHandler(postmortemQuery, () => postmortem);
-  setHandler(refusalsQuery, () => refused);
+    setHandler(timelineQuery, () => this.timeline);
+    setHandler(incidentQuery, () => this.state);
+    setHandler(postmortemQuery, () => this.postmortem);
+    setHandler(refusalsQuery, () => this.refused);
+  }
 
-  /** A step that returned CONTINUE goes on in the next run: it is still running there. */
-  const carryOn = async (phase: IncidentCarry['phase'], stepId: string): Promise<IncidentCarry> => {
-    await settle();
-    const step = ctx.stepOf(stepId);
-    step.status = 'running';
-    step.endedAt = undefined;
-    step.detail = `continued in a new run (history ${workflowInfo().historyLength} events)`;
-    state.continuedAsNew = (state.continuedAsNew ?? 0) + 1;
-    log.info('incident continues as new', { historyLength: workflowInfo().historyLength, historySize: workflowInfo().historySize, phase });
-    return {
-      phase,
-      plan: plan!,
-      state,
-      timeline,
-      refused,
-      ...(resolution ? { resolution } : {}),
-      postmortem,
-      eventSeq,
-      secondaryPaged,
-      ...(stakeholderAt !== undefined ? { stakeholderAt } : {}),
-      reminders,
-      ...(reminderAt !== undefined ? { reminderAt } : {}),
-      steps: ctx.progress.steps,
-    };
-  };
-  const startedAtOf = (id: string) => carried?.steps.find((s) => s.id === id)?.startedAt;
+  // ---- the run's body, phase by phase
 
-  const outcome = await ctx.run(async (): Promise<IncidentResult | IncidentCarry> => {
-    let p: IncidentPlan;
-    if (carried) {
-      p = carried.plan;
-    } else {
-      p = await ctx.step('plan', () => incidentPlan(), (x) => (x.oncall ? `on call: ${x.oncall.primary}, secondary ${x.oncall.secondary}` : 'no on-call rotation configured'));
-      plan = p;
-      state.primary = p.oncall?.primary;
-      state.secondary = p.oncall?.secondary;
-    }
-    const declaredMs = Date.parse(state.declaredAt);
-
-    if (!carried) {
-      await ctx.step(
-        'declare',
-        async () => {
-          // Declared first in the timeline even when a message arrived before the plan loaded.
-          timeline.unshift({
-            at: state.declaredAt,
-            kind: 'declared',
-            by: requestedBy,
-            text: `Incident declared: ${state.severity} ${state.title}${input.service ? ` (service ${input.service})` : ''}${input.source ? ` via ${input.source}` : ''}`,
-          });
-          if (state.severity === 'P0' || state.severity === 'P1') {
-            send('status', `Investigating: ${state.title}. We are investigating an issue and will post updates here.`, { statusPage: 'investigating', ...(p.statusPageUrl ? { url: p.statusPageUrl } : {}) });
-          }
-          send('channel', `${header()} declared by ${requestedBy}${input.summary ? `: ${input.summary}` : ''}. Response time ${formatDuration(p.responseSeconds[state.severity] * 1000)}.`);
-          page(p.oncall?.primary ?? 'on-call', 'primary', `new ${state.severity} incident`);
-        },
-        () => `paged ${p.oncall?.primary ?? 'on-call'}`,
-      );
-    }
-
-    if (!carried && input.triage) {
-      const triage = input.triage;
-      ctx.stepOf('triage').status = 'running';
-      const child = await startChild(triage, {
-        workflowId: `${incidentId}--${triage}`,
-        args: [{ ...(input.triageInput ?? {}), requestedBy }],
-        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
-      });
-      triageRunning = true;
-      state.triageRuns.push(child.workflowId);
-      record('triage-started', 'runbook', `Triage started: ${triage} (${child.workflowId})`, { workflowId: child.workflowId });
-      void (child.result() as Promise<TriageResult>).then(
-          (r) => {
-            triageRunning = false;
-            const bad = r.findings.filter((f) => f.severity === 'P0' || f.severity === 'P1' || f.severity === 'P2');
-            const text = `Triage ${triage} finished: ${bad.length ? bad.map((f) => `${f.check}: ${f.detail}`).join('; ') : 'no problems found'}`;
-            const recommendations = r.recommendations.slice(0, MAX_RECOMMENDATIONS).map((x) => clip(x, MAX_RECOMMENDATION_CHARS));
-            record('triage-finished', 'runbook', text, { workflowId: child.workflowId, recommendations });
-            ctx.stepOf('triage').status = 'succeeded';
-            ctx.stepOf('triage').detail = `${bad.length} findings`;
-            send('channel', `${header()}: ${clip(text, MAX_EVENT_CHARS)}`);
-          },
-          (err: unknown) => {
-            triageRunning = false;
-            const msg = clip(err instanceof ChildWorkflowFailure && err.cause ? err.cause.message : String(err), MAX_TEXT_CHARS);
-            record('triage-finished', 'runbook', `Triage ${triage} failed: ${msg}`, { workflowId: child.workflowId });
-            ctx.stepOf('triage').status = 'failed';
-            ctx.stepOf('triage').detail = msg;
-          },
-        );
-    }
+  async body(): Promise<IncidentResult | IncidentCarry> {
+    const carried = this.carried;
+    const p = carried ? carried.plan : await this.loadPlan();
+    if (!carried) await this.declare(p);
+    if (!carried && this.input.triage) await this.startTriage(this.input.triage);
 
     if (!carried || carried.phase === 'respond') {
-      const responded = await ctx.step(
-        'respond',
-        async () => {
-          const startedAt = startedAtOf('respond');
-          if (startedAt) ctx.stepOf('respond').startedAt = startedAt;
-          while (state.status !== 'resolved') {
-            const now = Date.now();
-            const elapsed = now - declaredMs;
-            const active = state.status === 'open' || state.status === 'acknowledged';
-            const deadlines: number[] = [];
-
-            if (!state.acknowledgedBy && !secondaryPaged) {
-              const at = declaredMs + p.ackTimeoutSeconds * 1000;
-              if (now >= at) {
-                secondaryPaged = true;
-                page(p.oncall?.secondary ?? 'secondary on-call', 'secondary', `no acknowledgement within ${formatDuration(p.ackTimeoutSeconds * 1000)}`);
-              } else deadlines.push(at);
-            }
-            if (active) {
-              const response = p.responseSeconds[state.severity] * 1000;
-              if (levelIndex(state.level) < 1) {
-                if (elapsed >= response) escalateTo('L2', 'runbook', `not resolved within the ${state.severity} response time (${formatDuration(response)})`);
-                else deadlines.push(declaredMs + response);
-              }
-              if (state.severity === 'P0') {
-                for (const [level, after] of [['L3', p.l3AfterSeconds], ['L4', p.l4AfterSeconds]] as const) {
-                  if (levelIndex(state.level) >= levelIndex(level)) continue;
-                  if (elapsed >= after * 1000) escalateTo(level, 'runbook', `P0 open longer than ${formatDuration(after * 1000)}`);
-                  else deadlines.push(declaredMs + after * 1000);
-                }
-              }
-            }
-            const every = p.stakeholderUpdateSeconds[state.severity];
-            if (every) {
-              stakeholderAt ??= declaredMs + every * 1000;
-              if (now >= stakeholderAt) {
-                const text = `Update on ${header()}: status ${state.status}, open ${formatDuration(elapsed)}, level ${state.level}${state.acknowledgedBy ? `, led by ${state.acknowledgedBy}` : ''}. Latest: ${[...timeline].reverse().find((e) => e.kind === 'note')?.text ?? timeline[timeline.length - 1]?.text ?? '-'}`;
-                record('stakeholder-update', 'runbook', `Stakeholder update sent (status ${state.status})`);
-                send('stakeholder', text);
-                stakeholderAt = now + every * 1000;
-              }
-              deadlines.push(stakeholderAt);
-            } else {
-              stakeholderAt = undefined;
-            }
-            ctx.stepOf('respond').detail = `${state.status}, ${state.level}${state.acknowledgedBy ? `, acknowledged by ${state.acknowledgedBy}` : ', not acknowledged'}`;
-            if (historyFull()) return CONTINUE;
-            const next = deadlines.length > 0 ? Math.min(...deadlines) : undefined;
-            const target = version;
-            if (next === undefined) await condition(() => version !== target);
-            else await condition(() => version !== target, Math.max(1, next - Date.now()));
-          }
-          send('status', `Resolved: ${state.title}. The issue has been resolved; we are monitoring for stability.`, { statusPage: 'resolved' });
-          send('channel', `${header()}: incident resolved by ${timeline[timeline.length - 1]?.by ?? 'unknown'}, monitoring for stability. Open for ${formatDuration(Date.parse(state.resolvedAt!) - declaredMs)}.`);
-          return state;
-        },
-        (s) => (s === CONTINUE ? 'continued in a new run' : `resolved at ${s.resolvedAt}, highest level ${s.level}`),
+      const responded = await this.ctx.step('respond', () => this.respond(p), (s) =>
+        s === CONTINUE ? 'continued in a new run' : `resolved at ${s.resolvedAt}, highest level ${s.level}`,
       );
-      if (responded === CONTINUE) return carryOn('respond', 'respond');
-
-      postmortem = await ctx.step(
-        'postmortem',
-        async () => {
-          const required = p.postmortem.requiredFor.includes(state.severity);
-          const due = new Date(Date.parse(state.resolvedAt!) + p.postmortem.dueSeconds * 1000).toISOString();
-          const meeting = new Date(Date.parse(state.resolvedAt!) + p.postmortem.meetingWithinSeconds * 1000).toISOString();
-          record('postmortem-drafted', 'runbook', `Postmortem drafted${required ? `; due ${due}, meeting by ${meeting}` : ' (optional for this severity)'}`);
-          const draft = renderPostmortem(state, timeline, resolution);
-          send('postmortem', `Postmortem draft for ${header()} is ready (query \`postmortem\`).${required ? ` Complete it by ${due}; schedule the blameless meeting by ${meeting}.` : ''}`, {
-            markdown: draft,
-            due: required ? due : '',
-          });
-          return draft;
-        },
-        () => 'drafted',
-      );
+      if (responded === CONTINUE) return this.carryOn('respond', 'respond');
+      this.postmortem = await this.ctx.step('postmortem', async () => this.draftPostmortem(p), () => 'drafted');
     }
 
     const reminding = carried?.phase === 'postmortem-complete';
-    if (reminding || (p.postmortem.requiredFor.includes(state.severity) && !state.postmortemComplete)) {
-      if (!reminding) ctx.addStep('postmortem-complete', 'Wait for the postmortem to be completed');
-      const completed = await ctx.step(
-        'postmortem-complete',
-        async (): Promise<boolean | typeof CONTINUE> => {
-          const startedAt = startedAtOf('postmortem-complete');
-          if (startedAt) ctx.stepOf('postmortem-complete').startedAt = startedAt;
-          const target = () => state.postmortemComplete;
-          for (;;) {
-            if (!state.postmortemComplete && historyFull()) return CONTINUE;
-            reminderAt ??= Date.now() + p.postmortem.reminderEverySeconds * 1000;
-            if (await condition(target, Math.max(1, reminderAt - Date.now()))) return true;
-            reminderAt = undefined;
-            if (reminders >= p.postmortem.maxReminders) {
-              record('postmortem-reminder', 'runbook', `Postmortem still not complete after ${reminders} reminders; stopped reminding`);
-              return false;
-            }
-            reminders += 1;
-            const due = Date.parse(state.resolvedAt!) + p.postmortem.dueSeconds * 1000;
-            const overdue = Date.now() > due;
-            record('postmortem-reminder', 'runbook', `Postmortem reminder #${reminders}${overdue ? ' (overdue)' : ''}`);
-            send('postmortem', `Reminder #${reminders}: the postmortem for ${header()} is ${overdue ? 'OVERDUE' : 'not complete yet'}. Mark it done: runbook incident postmortem-done ${incidentId} --as <name>`, {
-              reminder: reminders,
-              overdue,
-            });
-          }
-        },
-        (done) =>
-          done === CONTINUE ? 'continued in a new run' : done ? `completed by ${[...timeline].reverse().find((e) => e.kind === 'postmortem-completed')?.by}` : 'not completed',
+    if (reminding || (p.postmortem.requiredFor.includes(this.state.severity) && !this.state.postmortemComplete)) {
+      if (!reminding) this.ctx.addStep('postmortem-complete', 'Wait for the postmortem to be completed');
+      const completed = await this.ctx.step('postmortem-complete', () => this.remind(p), (done) =>
+        done === CONTINUE
+          ? 'continued in a new run'
+          : done
+            ? `completed by ${[...this.timeline].reverse().find((e) => e.kind === 'postmortem-completed')?.by}`
+            : 'not completed',
       );
-      if (completed === CONTINUE) return carryOn('postmortem-complete', 'postmortem-complete');
+      if (completed === CONTINUE) return this.carryOn('postmortem-complete', 'postmortem-complete');
     }
 
     // Every notification settles (sent or recorded as failed) before the run closes.
-    while (inflight.size > 0) await Promise.all([...inflight]);
+    while (this.inflight.size > 0) await Promise.all([...this.inflight]);
+    const refused = this.refused;
     if (refused.refusals.length > 0) log.info('refused incident messages', { count: refused.refusals.length + refused.refusalsDropped });
-    return { state: { ...state }, timeline, postmortem: postmortem ?? '', progress: ctx.progress, ...refused };
-  });
-  if ('phase' in outcome) return continueAsNew<typeof incident>(input, outcome);
-  return outcome;
+    return { state: { ...this.state }, timeline: this.timeline, postmortem: this.postmortem ?? '', progress: this.ctx.progress, ...refused };
+  }
+
+  async loadPlan(): Promise<IncidentPlan> {
+    const p = await this.ctx.step('plan', () => incidentPlan(), (x) => (x.oncall ? `on call: ${x.oncall.primary}, secondary ${x.oncall.secondary}` : 'no on-call rotation configured'));
+    this.plan = p;
+    this.state.primary = p.oncall?.primary;
+    this.state.secondary = p.oncall?.secondary;
+    return p;
+  }
+
+  async declare(p: IncidentPlan): Promise<void> {
+    const { state, input, requestedBy } = this;
+    await this.ctx.step(
+      'declare',
+      async () => {
+        // Declared first in the timeline even when a message arrived before the plan loaded.
+        this.timeline.unshift({
+          at: state.declaredAt,
+          kind: 'declared',
+          by: requestedBy,
+          text: `Incident declared: ${state.severity} ${state.title}${input.service ? ` (service ${input.service})` : ''}${input.source ? ` via ${input.source}` : ''}`,
+        });
+        if (state.severity === 'P0' || state.severity === 'P1') {
+          this.send('status', `Investigating: ${state.title}. We are investigating an issue and will post updates here.`, { statusPage: 'investigating', ...(p.statusPageUrl ? { url: p.statusPageUrl } : {}) });
+        }
+        this.send('channel', `${this.header()} declared by ${requestedBy}${input.summary ? `: ${input.summary}` : ''}. Response time ${formatDuration(p.responseSeconds[state.severity] * 1000)}.`);
+        this.page(p.oncall?.primary ?? 'on-call', 'primary', `new ${state.severity} incident`);
+      },
+      () => `paged ${p.oncall?.primary ?? 'on-call'}`,
+    );
+  }
+
+  /** Starts the triage child; its outcome lands in the timeline whenever it ends. */
+  async startTriage(triage: NonNullable<IncidentInput['triage']>): Promise<void> {
+    const ctx = this.ctx;
+    ctx.stepOf('triage').status = 'running';
+    const child = await startChild(triage, {
+      workflowId: `${this.incidentId}--${triage}`,
+      args: [{ ...(this.input.triageInput ?? {}), requestedBy: this.requestedBy }],
+      parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+    });
+    this.triageRunning = true;
+    this.state.triageRuns.push(child.workflowId);
+    this.record('triage-started', 'runbook', `Triage started: ${triage} (${child.workflowId})`, { workflowId: child.workflowId });
+    void (child.result() as Promise<TriageResult>).then(
+      (r) => {
+        this.triageRunning = false;
+        const bad = r.findings.filter((f) => f.severity === 'P0' || f.severity === 'P1' || f.severity === 'P2');
+        const text = `Triage ${triage} finished: ${bad.length ? bad.map((f) => `${f.check}: ${f.detail}`).join('; ') : 'no problems found'}`;
+        const recommendations = r.recommendations.slice(0, MAX_RECOMMENDATIONS).map((x) => clip(x, MAX_RECOMMENDATION_CHARS));
+        this.record('triage-finished', 'runbook', text, { workflowId: child.workflowId, recommendations });
+        ctx.stepOf('triage').status = 'succeeded';
+        ctx.stepOf('triage').detail = `${bad.length} findings`;
+        this.send('channel', `${this.header()}: ${clip(text, MAX_EVENT_CHARS)}`);
+      },
+      (err: unknown) => {
+        this.triageRunning = false;
+        const msg = clip(err instanceof ChildWorkflowFailure && err.cause ? err.cause.message : String(err), MAX_TEXT_CHARS);
+        this.record('triage-finished', 'runbook', `Triage ${triage} failed: ${msg}`, { workflowId: child.workflowId });
+        ctx.stepOf('triage').status = 'failed';
+        ctx.stepOf('triage').detail = msg;
+      },
+    );
+  }
+
+  /** Until resolved: page the secondary, escalate and update stakeholders on their timers, woken early by every message. */
+  async respond(p: IncidentPlan): Promise<IncidentState | typeof CONTINUE> {
+    const state = this.state;
+    const declaredMs = Date.parse(state.declaredAt);
+    const startedAt = this.startedAtOf('respond');
+    if (startedAt) this.ctx.stepOf('respond').startedAt = startedAt;
+    while (state.status !== 'resolved') {
+      const now = Date.now();
+      const deadlines = [...this.pageSecondary(p, now, declaredMs), ...this.escalateOnTime(p, now, declaredMs), ...this.updateStakeholders(p, now, declaredMs)];
+      this.ctx.stepOf('respond').detail = `${state.status}, ${state.level}${state.acknowledgedBy ? `, acknowledged by ${state.acknowledgedBy}` : ', not acknowledged'}`;
+      if (this.historyFull()) return CONTINUE;
+      const next = deadlines.length > 0 ? Math.min(...deadlines) : undefined;
+      const target = this.version;
+      if (next === undefined) await condition(() => this.version !== target);
+      else await condition(() => this.version !== target, Math.max(1, next - Date.now()));
+    }
+    this.send('status', `Resolved: ${state.title}. The issue has been resolved; we are monitoring for stability.`, { statusPage: 'resolved' });
+    this.send(
+      'channel',
+      `${this.header()}: incident resolved by ${this.timeline[this.timeline.length - 1]?.by ?? 'unknown'}, monitoring for stability. Open for ${formatDuration(Date.parse(state.resolvedAt!) - declaredMs)}.`,
+    );
+    return state;
+  }
+
+  /** Pages the secondary when nobody acknowledged in time; returns when that is due, if not yet. */
+  pageSecondary(p: IncidentPlan, now: number, declaredMs: number): number[] {
+    if (this.state.acknowledgedBy || this.secondaryPaged) return [];
+    const at = declaredMs + p.ackTimeoutSeconds * 1000;
+    if (now < at) return [at];
+    this.secondaryPaged = true;
+    this.page(p.oncall?.secondary ?? 'secondary on-call', 'secondary', `no acknowledgement within ${formatDuration(p.ackTimeoutSeconds * 1000)}`);
+    return [];
+  }
+
+  /** Escalates an open incident to L2 after the response time, a P0 to L3 and L4 later; returns the escalations still due. */
+  escalateOnTime(p: IncidentPlan, now: number, declaredMs: number): number[] {
+    const state = this.state;
+    const deadlines: number[] = [];
+    if (state.status !== 'open' && state.status !== 'acknowledged') return deadlines;
+    const elapsed = now - declaredMs;
+    const response = p.responseSeconds[state.severity] * 1000;
+    if (levelIndex(state.level) < 1) {
+      if (elapsed >= response) this.escalateTo('L2', 'runbook', `not resolved within the ${state.severity} response time (${formatDuration(response)})`);
+      else deadlines.push(declaredMs + response);
+    }
+    if (state.severity === 'P0') {
+      for (const [level, after] of [['L3', p.l3AfterSeconds], ['L4', p.l4AfterSeconds]] as const) {
+        if (levelIndex(state.level) >= levelIndex(level)) continue;
+        if (elapsed >= after * 1000) this.escalateTo(level, 'runbook', `P0 open longer than ${formatDuration(after * 1000)}`);
+        else deadlines.push(declaredMs + after * 1000);
+      }
+    }
+    return deadlines;
+  }
+
+  /** Sends the stakeholder update when due (every N seconds for the severity); returns when the next one is. */
+  updateStakeholders(p: IncidentPlan, now: number, declaredMs: number): number[] {
+    const state = this.state;
+    const every = p.stakeholderUpdateSeconds[state.severity];
+    if (!every) {
+      this.stakeholderAt = undefined;
+      return [];
+    }
+    this.stakeholderAt ??= declaredMs + every * 1000;
+    if (now >= this.stakeholderAt) {
+      const latest = [...this.timeline].reverse().find((e) => e.kind === 'note')?.text ?? this.timeline[this.timeline.length - 1]?.text ?? '-';
+      const text = `Update on ${this.header()}: status ${state.status}, open ${formatDuration(now - declaredMs)}, level ${state.level}${state.acknowledgedBy ? `, led by ${state.acknowledgedBy}` : ''}. Latest: ${latest}`;
+      this.record('stakeholder-update', 'runbook', `Stakeholder update sent (status ${state.status})`);
+      this.send('stakeholder', text);
+      this.stakeholderAt = now + every * 1000;
+    }
+    return [this.stakeholderAt];
+  }
+
+  draftPostmortem(p: IncidentPlan): string {
+    const state = this.state;
+    const required = p.postmortem.requiredFor.includes(state.severity);
+    const due = new Date(Date.parse(state.resolvedAt!) + p.postmortem.dueSeconds * 1000).toISOString();
+    const meeting = new Date(Date.parse(state.resolvedAt!) + p.postmortem.meetingWithinSeconds * 1000).toISOString();
+    this.record('postmortem-drafted', 'runbook', `Postmortem drafted${required ? `; due ${due}, meeting by ${meeting}` : ' (optional for this severity)'}`);
+    const draft = renderPostmortem(state, this.timeline, this.resolution);
+    this.send('postmortem', `Postmortem draft for ${this.header()} is ready (query \`postmortem\`).${required ? ` Complete it by ${due}; schedule the blameless meeting by ${meeting}.` : ''}`, {
+      markdown: draft,
+      due: required ? due : '',
+    });
+    return draft;
+  }
+
+  /** Reminds until the postmortem is marked complete, or the reminders run out. */
+  async remind(p: IncidentPlan): Promise<boolean | typeof CONTINUE> {
+    const state = this.state;
+    const startedAt = this.startedAtOf('postmortem-complete');
+    if (startedAt) this.ctx.stepOf('postmortem-complete').startedAt = startedAt;
+    const target = () => state.postmortemComplete;
+    for (;;) {
+      if (!state.postmortemComplete && this.historyFull()) return CONTINUE;
+      this.reminderAt ??= Date.now() + p.postmortem.reminderEverySeconds * 1000;
+      if (await condition(target, Math.max(1, this.reminderAt - Date.now()))) return true;
+      this.reminderAt = undefined;
+      if (this.reminders >= p.postmortem.maxReminders) {
+        this.record('postmortem-reminder', 'runbook', `Postmortem still not complete after ${this.reminders} reminders; stopped reminding`);
+        return false;
+      }
+      this.reminders += 1;
+      const due = Date.parse(state.resolvedAt!) + p.postmortem.dueSeconds * 1000;
+      const overdue = Date.now() > due;
+      this.record('postmortem-reminder', 'runbook', `Postmortem reminder #${this.reminders}${overdue ? ' (overdue)' : ''}`);
+      this.send(
+        'postmortem',
+        `Reminder #${this.reminders}: the postmortem for ${this.header()} is ${overdue ? 'OVERDUE' : 'not complete yet'}. Mark it done: runbook incident postmortem-done ${this.incidentId} --as <name>`,
+        { reminder: this.reminders, overdue },
+      );
+    }
+  }
+
+  startedAtOf(id: string): string | undefined {
+    return this.carried?.steps.find((s) => s.id === id)?.startedAt;
+  }
+
+  /** A step that returned CONTINUE goes on in the next run: it is still running there. */
+  async carryOn(phase: IncidentCarry['phase'], stepId: string): Promise<IncidentCarry> {
+    await this.settle();
+    const step = this.ctx.stepOf(stepId);
+    step.status = 'running';
+    step.endedAt = undefined;
+    step.detail = `continued in a new run (history ${workflowInfo().historyLength} events)`;
+    this.state.continuedAsNew = (this.state.continuedAsNew ?? 0) + 1;
+    log.info('incident continues as new', { historyLength: workflowInfo().historyLength, historySize: workflowInfo().historySize, phase });
+    return {
+      phase,
+      plan: this.plan!,
+      state: this.state,
+      timeline: this.timeline,
+      refused: this.refused,
+      ...(this.resolution ? { resolution: this.resolution } : {}),
+      postmortem: this.postmortem,
+      eventSeq: this.eventSeq,
+      secondaryPaged: this.secondaryPaged,
+      ...(this.stakeholderAt !== undefined ? { stakeholderAt: this.stakeholderAt } : {}),
+      reminders: this.reminders,
+      ...(this.reminderAt !== undefined ? { reminderAt: this.reminderAt } : {}),
+      steps: this.ctx.progress.steps,
+    };
+  }
 }

@@ -13,9 +13,11 @@ import {
   upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
+  type SignalDefinition,
 } from '@temporalio/workflow';
+import type { UpdateDefinition } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
-import { clip, messageProblem, MAX_KEPT_REFUSALS, pushCapped, textProblem, undecodableReason } from '../../common/bounds.js';
+import { clip, messageProblem, textProblem, undecodableReason } from '../../common/bounds.js';
 import { InputError, validateInput } from '../../common/inputs.js';
 import {
   approvalsQuery,
@@ -29,6 +31,7 @@ import {
 import type { ProcedureId } from '../../common/procedures.js';
 import { AwaitingApproval, RunbookProcedure } from '../../common/search-attributes.js';
 import { ruleForStep, type ApprovalPolicy } from '../../common/approvals.js';
+import { handleCommand, keepRefusal } from './commands.js';
 import {
   accountText,
   compactProgress,
@@ -115,11 +118,8 @@ export class RunContext {
     setHandler(progressQuery, () => this.progress);
     setHandler(pendingApprovalQuery, () => this.pending);
     setHandler(approvalsQuery, () => ({ approvals: this.approvals, refusals: this.refusals, refusalsDropped: this.refusalsDropped }));
-    setHandler(approveSignal, (input) => void this.answerOrRefuse('approved', input));
-    setHandler(rejectSignal, (input) => void this.answerOrRefuse('rejected', input));
-    // No validators: a refused update is recorded in the run (and its history) like a refused signal.
-    setHandler(approveUpdate, (input) => this.answerOrThrow('approved', input));
-    setHandler(rejectUpdate, (input) => this.answerOrThrow('rejected', input));
+    this.handleAnswers('approved', approveSignal, approveUpdate);
+    this.handleAnswers('rejected', rejectSignal, rejectUpdate);
     upsertSearchAttributes([
       { key: RunbookProcedure, value: procedure },
       { key: AwaitingApproval, value: false },
@@ -430,31 +430,39 @@ export class RunContext {
     return undefined;
   }
 
-  /** The update path: a refusal is recorded, then returned to the caller as the update's failure. */
-  private answerOrThrow(decision: Decision, input: ApprovalInput): ApprovalAnswer {
-    const answer = this.answerOrRefuse(decision, input);
-    if (typeof answer === 'string') throw ApplicationFailure.create({ type: ErrorTypes.ApprovalRefused, nonRetryable: true, message: answer });
-    return answer;
+  /**
+   * Answers by signal (the UI) and by update (the CLI) under the same rules. No validator: a
+   * refused update is recorded in the run (and its history) like a refused signal, so the audit
+   * keeps every refused answer, then returned to the caller as the update's failure.
+   */
+  private handleAnswers(decision: Decision, signal: SignalDefinition<[ApprovalInput]>, update: UpdateDefinition<ApprovalAnswer, [ApprovalInput]>): void {
+    handleCommand(signal, update, {
+      validate: (input) => this.refusal(decision, input),
+      apply: (input) => this.accept(decision, input),
+      refuse: (input, reason) => this.keepRefused(decision, input, reason),
+      failure: (reason) => ApplicationFailure.create({ type: ErrorTypes.ApprovalRefused, nonRetryable: true, message: reason }),
+      refusedUpdates: 'recorded',
+    });
   }
 
-  /** Records a refusal (returning its reason) or the answer; the step is settled by a reject or the last vote of its quorum. */
-  private answerOrRefuse(decision: Decision, input: ApprovalInput): ApprovalAnswer | string {
-    const reason = this.refusal(decision, input);
+  /** Keeps a refused answer with its reason (the first MAX_KEPT_REFUSALS; the rest are counted). */
+  private keepRefused(decision: Decision, input: ApprovalInput, reason: string): void {
+    const claimed = messageProblem(input, '{}') ? undefined : input;
+    const refused: RefusedApproval = {
+      step: this.pending?.step ?? (typeof claimed?.step === 'string' ? clip(claimed.step) : ''),
+      by: typeof claimed?.by === 'string' ? clip(claimed.by) : '',
+      answer: decision === 'approved' ? 'approve' : 'reject',
+      reason: clip(reason, 500),
+      at: new Date().toISOString(),
+    };
+    keepRefusal(this, refused);
+    log.warn('approval refused', { ...refused, refusedSoFar: this.refusals.length + this.refusalsDropped });
+    this.publish();
+  }
+
+  /** Records an accepted answer; the step is settled by a reject or the last vote of its quorum. */
+  private accept(decision: Decision, input: ApprovalInput): ApprovalAnswer {
     const at = new Date().toISOString();
-    if (reason) {
-      const claimed = messageProblem(input, '{}') ? undefined : input;
-      const refused: RefusedApproval = {
-        step: this.pending?.step ?? (typeof claimed?.step === 'string' ? clip(claimed.step) : ''),
-        by: typeof claimed?.by === 'string' ? clip(claimed.by) : '',
-        answer: decision === 'approved' ? 'approve' : 'reject',
-        reason: clip(reason, 500),
-        at,
-      };
-      if (!pushCapped(this.refusals, refused, MAX_KEPT_REFUSALS)) this.refusalsDropped += 1;
-      log.warn('approval refused', { ...refused, refusedSoFar: this.refusals.length + this.refusalsDropped });
-      this.publish();
-      return reason;
-    }
     const p = this.pending!;
     const by = input.by.trim();
     const comment = typeof input.comment === 'string' ? input.comment : undefined;
