@@ -324,26 +324,7 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
   // Stopping the apps is destructive too: the approval comes before it (runs started earlier
   // stopped them first and asked while they were down; they keep that order when replayed).
   const approveFirst = patched('migration-rollback-approve-before-stop');
-  const gate: Array<[string, string]> = [['approve-rollback', 'Approve the rollback']];
-  const ctx = new RunContext(PROCEDURES.dbMigrationRollback, requestedBy, [
-    ['plan', 'Load configuration'],
-    ['identify', 'Identify migrations and their down SQL'],
-    ...(approveFirst ? gate : []),
-    ['stop-apps', 'Stop application services'],
-    ['backup', 'Pre-rollback backup'],
-    ...(approveFirst ? [] : gate),
-    ['rollback', 'Apply down migrations'],
-    ['start-apps', 'Restart application services'],
-    ['verify', 'Verify schema_migrations and health'],
-  ]);
-  // The compensation below (apps started again, non-cancellable) also runs when the run is cancelled.
-  const untouched = { state: 'nothing was rolled back; the application services run (started again if this run had stopped them)', next: 'run db-migration-rollback again' };
-  for (const step of ['stop-apps', 'backup', 'approve-rollback']) ctx.hint(step, untouched);
-  ctx.hint('rollback', {
-    state: `the down migrations were interrupted (each runs in its own transaction, so ${input.database} is at one of the versions in between); the application services were started again as deployed`,
-    next: 'run db-migration-rollback again (it rolls back only what is left), or restore the pre-rollback backup with db-restore',
-  });
-  ctx.hint('start-apps', { state: 'the migrations are rolled back; the application services may not all be running', next: 'run stack-start to bring the apps up' });
+  const ctx = migrationRollbackContext(input, requestedBy, approveFirst);
   return ctx.run(async () => {
     const { plan, db } = await ctx.step('plan', async () => ({
       plan: await loadPlan({ procedure: PROCEDURES.dbMigrationRollback }),
@@ -362,94 +343,136 @@ async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise
       throw ApplicationFailure.nonRetryable(`database ${db.database}: no applied migration matches the rollback (applied: ${rb.applied.join(', ') || 'none'}); nothing was stopped`, ErrorTypes.InvalidInput);
     }
     const timeout = input.waitTimeoutSeconds ?? plan.groups.find((g) => g.name === 'apps')?.waitTimeoutSeconds ?? 180;
-
-    const approve = (backupId: string | undefined) =>
-      ctx.requestApproval({
-        step: 'approve-rollback',
-        summary: [
-          `Roll back ${rb.selected.length} migration(s) of ${db.database}, leaving it at version ${rb.to}. ` +
-            (backupId
-              ? `Backup ${backupId} was taken.`
-              : `On approval: stop ${apps.map((a) => a.name).join(', ') || 'no app services'}, take and verify a backup, then apply the down SQL below; a failed backup stops the rollback and restarts the apps.`),
-          ...rb.selected.map((m) => `-- ${m.version}_${m.description}.down.sql\n${rb.downSql[m.version] ?? ''}`),
-        ].join('\n'),
-        destructive: true,
-        confirmPhrase: 'ROLLBACK',
-        policy: policyOf(db),
-        timeoutSeconds: input.approvalTimeoutSeconds ?? db.approvalTimeoutSeconds,
-      });
-
-    return withDatabaseLock(db, holderOf(PROCEDURES.dbMigrationRollback, requestedBy), async () => {
-      if (approveFirst) RunContext.failUnlessApproved(await approve(undefined), 'nothing was stopped, backed up or rolled back');
-      const stopped = await ctx.step(
-        'stop-apps',
-        () => stopServices(apps),
-        (r) => `${r.length} stopped${apps.length ? ` (${apps.map((s) => s.name).join(', ')})` : ''}`,
-      );
-      let rolledBack = false;
-      try {
-        const backup = await ctx.step('backup', () => takeBackup(db, { format: db.format, jobs: db.jobs }), (b) => `${b.manifest.id} (${mb(b.manifest.sizeBytes)}), verified`);
-        if (!approveFirst) {
-          RunContext.failUnlessApproved(await approve(backup.manifest.id), `nothing was rolled back; the application services were restarted; backup ${backup.manifest.id} was kept`);
-        }
-        const done = await ctx.step(
-          'rollback',
-          () => rollbackMigrations({ database: db.database, to: rb.to, expect: rb.selected.map((m) => m.version) }),
-          (r) => `rolled back ${r.rolledBack.map((m) => m.version).join(', ') || '(already done)'}`,
-        );
-        rolledBack = true;
-        const { started, appRestarts } = await ctx.step(
-          'start-apps',
-          async () =>
-            input.appVersion === 'current'
-              ? { started: await startServices(apps, plan, timeout), appRestarts: null }
-              : restartAppsAtPreviousVersion(apps, plan, timeout, images),
-          (r) =>
-            r.appRestarts
-              ? r.appRestarts.map((a) => `${a.service}: ${a.version === 'previous' ? `previous version (${a.how})` : `as deployed (${a.note ?? a.how})`}`).join('; ') || 'no app services'
-              : `${r.started.length} started as deployed`,
-        );
-        const health = await ctx.step(
-          'verify',
-          async () => {
-            const left = rb.selected.filter((m) => done.remaining.includes(m.version));
-            if (left.length > 0) {
-              throw ApplicationFailure.nonRetryable(`schema_migrations still lists ${left.map((m) => m.version).join(', ')}`, ErrorTypes.MigrationFailed);
-            }
-            return apps.length ? checkHealth(plan, apps) : null;
-          },
-          (h: HealthCheckResult | null) => `schema_migrations at ${done.remaining[done.remaining.length - 1] ?? '(empty)'}${h ? `; ${summarizeHealth(h)}` : ''}`,
-        );
-        return {
-          ok: health ? health.ok : true,
-          database: db.database,
-          rolledBack: rb.selected,
-          downSql: rb.downSql,
-          backupId: backup.manifest.id,
-          remaining: done.remaining,
-          stopped,
-          started,
-          appRestarts:
-            appRestarts ??
-            apps.map((s) => {
-              const r = started.find((x) => x.service === s.name);
-              return { service: s.name, version: 'deployed' as const, how: r ? ('start' as const) : ('already-running' as const), commands: r ? [r.command] : [] };
-            }),
-          health,
-          approvals: ctx.approvals,
-          refusals: ctx.refusals,
-          refusalsDropped: ctx.refusalsDropped,
-          progress: ctx.progress,
-        };
-      } catch (err) {
-        // Compensation: the apps come back whatever happened (rejection, failed backup, failed down migration).
-        if (!rolledBack) {
-          await CancellationScope.nonCancellable(() => startServices(apps, plan, timeout).catch(() => []));
-        }
-        throw err;
-      }
-    });
+    const run: MigrationRollback = { ctx, input, plan, db, apps, images, rb, timeout, approveFirst };
+    return withDatabaseLock(db, holderOf(PROCEDURES.dbMigrationRollback, requestedBy), () => rollBackUnderLock(run));
   });
+}
+
+/** The steps of a migration rollback (the approval before or after the backup, see approveFirst), and what a stop in each leaves. */
+function migrationRollbackContext(input: DbMigrationRollbackInput, requestedBy: string, approveFirst: boolean): RunContext {
+  const gate: Array<[string, string]> = [['approve-rollback', 'Approve the rollback']];
+  const ctx = new RunContext(PROCEDURES.dbMigrationRollback, requestedBy, [
+    ['plan', 'Load configuration'],
+    ['identify', 'Identify migrations and their down SQL'],
+    ...(approveFirst ? gate : []),
+    ['stop-apps', 'Stop application services'],
+    ['backup', 'Pre-rollback backup'],
+    ...(approveFirst ? [] : gate),
+    ['rollback', 'Apply down migrations'],
+    ['start-apps', 'Restart application services'],
+    ['verify', 'Verify schema_migrations and health'],
+  ]);
+  // The compensation in rollBackUnderLock (apps started again, non-cancellable) also runs when the run is cancelled.
+  const untouched = { state: 'nothing was rolled back; the application services run (started again if this run had stopped them)', next: 'run db-migration-rollback again' };
+  for (const step of ['stop-apps', 'backup', 'approve-rollback']) ctx.hint(step, untouched);
+  ctx.hint('rollback', {
+    state: `the down migrations were interrupted (each runs in its own transaction, so ${input.database} is at one of the versions in between); the application services were started again as deployed`,
+    next: 'run db-migration-rollback again (it rolls back only what is left), or restore the pre-rollback backup with db-restore',
+  });
+  ctx.hint('start-apps', { state: 'the migrations are rolled back; the application services may not all be running', next: 'run stack-start to bring the apps up' });
+  return ctx;
+}
+
+interface MigrationRollback {
+  ctx: RunContext;
+  input: DbMigrationRollbackInput;
+  plan: RunbookPlan;
+  db: DatabasePlan;
+  apps: PlanService[];
+  images: Record<string, string>;
+  rb: Awaited<ReturnType<Activities['planRollback']>>;
+  timeout: number;
+  approveFirst: boolean;
+}
+
+function approveMigrationRollback({ ctx, input, db, apps, rb }: MigrationRollback, backupId: string | undefined) {
+  return ctx.requestApproval({
+    step: 'approve-rollback',
+    summary: [
+      `Roll back ${rb.selected.length} migration(s) of ${db.database}, leaving it at version ${rb.to}. ` +
+        (backupId
+          ? `Backup ${backupId} was taken.`
+          : `On approval: stop ${apps.map((a) => a.name).join(', ') || 'no app services'}, take and verify a backup, then apply the down SQL below; a failed backup stops the rollback and restarts the apps.`),
+      ...rb.selected.map((m) => `-- ${m.version}_${m.description}.down.sql\n${rb.downSql[m.version] ?? ''}`),
+    ].join('\n'),
+    destructive: true,
+    confirmPhrase: 'ROLLBACK',
+    policy: policyOf(db),
+    timeoutSeconds: input.approvalTimeoutSeconds ?? db.approvalTimeoutSeconds,
+  });
+}
+
+/** Holding the database's lock: approval, apps stopped, backup, down migrations, apps restarted, verified; the apps come back whatever fails. */
+async function rollBackUnderLock(run: MigrationRollback): Promise<DbMigrationRollbackResult> {
+  const { ctx, input, plan, db, apps, images, rb, timeout, approveFirst } = run;
+  if (approveFirst) RunContext.failUnlessApproved(await approveMigrationRollback(run, undefined), 'nothing was stopped, backed up or rolled back');
+  const stopped = await ctx.step(
+    'stop-apps',
+    () => stopServices(apps),
+    (r) => `${r.length} stopped${apps.length ? ` (${apps.map((s) => s.name).join(', ')})` : ''}`,
+  );
+  let rolledBack = false;
+  try {
+    const backup = await ctx.step('backup', () => takeBackup(db, { format: db.format, jobs: db.jobs }), (b) => `${b.manifest.id} (${mb(b.manifest.sizeBytes)}), verified`);
+    if (!approveFirst) {
+      RunContext.failUnlessApproved(await approveMigrationRollback(run, backup.manifest.id), `nothing was rolled back; the application services were restarted; backup ${backup.manifest.id} was kept`);
+    }
+    const done = await ctx.step(
+      'rollback',
+      () => rollbackMigrations({ database: db.database, to: rb.to, expect: rb.selected.map((m) => m.version) }),
+      (r) => `rolled back ${r.rolledBack.map((m) => m.version).join(', ') || '(already done)'}`,
+    );
+    rolledBack = true;
+    const { started, appRestarts } = await ctx.step(
+      'start-apps',
+      async () =>
+        input.appVersion === 'current'
+          ? { started: await startServices(apps, plan, timeout), appRestarts: null }
+          : restartAppsAtPreviousVersion(apps, plan, timeout, images),
+      (r) =>
+        r.appRestarts
+          ? r.appRestarts.map((a) => `${a.service}: ${a.version === 'previous' ? `previous version (${a.how})` : `as deployed (${a.note ?? a.how})`}`).join('; ') || 'no app services'
+          : `${r.started.length} started as deployed`,
+    );
+    const health = await ctx.step(
+      'verify',
+      async () => {
+        const left = rb.selected.filter((m) => done.remaining.includes(m.version));
+        if (left.length > 0) {
+          throw ApplicationFailure.nonRetryable(`schema_migrations still lists ${left.map((m) => m.version).join(', ')}`, ErrorTypes.MigrationFailed);
+        }
+        return apps.length ? checkHealth(plan, apps) : null;
+      },
+      (h: HealthCheckResult | null) => `schema_migrations at ${done.remaining[done.remaining.length - 1] ?? '(empty)'}${h ? `; ${summarizeHealth(h)}` : ''}`,
+    );
+    return {
+      ok: health ? health.ok : true,
+      database: db.database,
+      rolledBack: rb.selected,
+      downSql: rb.downSql,
+      backupId: backup.manifest.id,
+      remaining: done.remaining,
+      stopped,
+      started,
+      appRestarts:
+        appRestarts ??
+        apps.map((s) => {
+          const r = started.find((x) => x.service === s.name);
+          return { service: s.name, version: 'deployed' as const, how: r ? ('start' as const) : ('already-running' as const), commands: r ? [r.command] : [] };
+        }),
+      health,
+      approvals: ctx.approvals,
+      refusals: ctx.refusals,
+      refusalsDropped: ctx.refusalsDropped,
+      progress: ctx.progress,
+    };
+  } catch (err) {
+    // Compensation: the apps come back whatever happened (rejection, failed backup, failed down migration).
+    if (!rolledBack) {
+      await CancellationScope.nonCancellable(() => startServices(apps, plan, timeout).catch(() => []));
+    }
+    throw err;
+  }
 }
 
 /** Tables over either threshold: AlphaPulse 3.4's n_dead_tup > 1000, or a dead ratio that high. */
