@@ -9,3 +9,8 @@ export interface ActivityDeps {
   env: NodeJS.ProcessEnv;
   logger: Logger;
 }
+
+/** ActivityDeps plus the logger a family's module functions write with (a child carrying the family's bindings). */
+export interface LoggingDeps extends ActivityDeps {
+  log: Logger;
+}

@@ -10,8 +10,9 @@ import type { BackupManifest, TableCount } from '../../common/database/types.js'
 import { ErrorTypes } from '../../common/errors.js';
 import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
 import { runCommand } from '../../lib/exec.js';
-import type { ActivityDeps } from '../deps.js';
-import { commandFailure, heartbeating, libpqEnv, pgBinDir, quoteTable, resolveDb, tool, urlWithDatabase, withClient } from './pg.js';
+import { heartbeating } from '../context.js';
+import type { ActivityDeps, LoggingDeps } from '../deps.js';
+import { commandFailure, countTables, type ResolvedDb, libpqEnv, pgBinDir, resolveDb, tool, urlWithDatabase, withClient } from './pg.js';
 
 /**
  * Logical backups (pg_dump) into a repository directory: `<repository>/<database>/<id>/`
@@ -71,15 +72,9 @@ export async function checksum(p: string): Promise<string> {
   return createHash('sha256').update(lines.join('')).digest('hex');
 }
 
+/** Row counts of the tables that exist (a missing table has no entry). */
 async function countRows(client: pg.Client, tables: string[]): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  for (const t of tables) {
-    const exists = await client.query<{ r: string | null }>('SELECT to_regclass($1) AS r', [quoteTable(client, t)]);
-    if (!exists.rows[0]?.r) continue;
-    const res = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoteTable(client, t)}`);
-    counts[t] = Number(res.rows[0]!.n);
-  }
-  return counts;
+  return Object.fromEntries(Object.entries(await countTables(client, tables)).filter(([, n]) => n >= 0));
 }
 
 export async function readManifest(dir: string): Promise<BackupManifest | undefined> {
@@ -114,223 +109,283 @@ async function tocEntries(deps: ActivityDeps, file: string, signal: AbortSignal)
   return res.stdout.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';')).length;
 }
 
+export type BackupDeps = LoggingDeps;
+
 export function createBackupActivities(deps: ActivityDeps) {
-  const log = deps.logger.child({ family: 'database' });
-
+  const d: BackupDeps = { ...deps, log: deps.logger.child({ family: 'database' }) };
   return {
-    /** pg_dump into `<repository>/<database>/<id>/`; returns the existing manifest when this id is already done. */
-    async dumpDatabase(req: { database: string; id: string; format: 'custom' | 'directory'; jobs: number; workflowId: string }): Promise<BackupManifest> {
-      const cfg = backupsConfig(deps);
-      const db = resolveDb(deps, req.database);
-      const dir = path.join(repoDir(deps, req.database), req.id);
-      const done = await readManifest(dir);
-      if (done) return done;
-      // What a crashed attempt left is incomplete by definition (no manifest): start over.
-      await rm(dir, { recursive: true, force: true });
-      await mkdir(dir, { recursive: true });
-      const file = req.format === 'directory' ? 'dump.d' : 'dump.pgcustom';
-      const target = path.join(dir, file);
-
-      const startedAt = new Date().toISOString();
-      const bin = pgBinDir(cfg.binDir, deps.configDir);
-      // One snapshot for the dump and the row counts: the counts are exactly what the dump
-      // holds even under concurrent writes, and they are taken while pg_dump runs.
-      const facts = await withClient(db.url, db.secrets, async (c) => {
-        await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-        const snap = await c.query<{ snapshot: string; v: string; lsn: string }>(
-          `SELECT pg_export_snapshot() AS snapshot, current_setting('server_version') AS v,
-                  (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn`,
-        );
-        const { snapshot, v, lsn } = snap.rows[0]!;
-        const argv = [
-          tool(bin, 'pg_dump'),
-          req.format === 'directory' ? '--format=directory' : '--format=custom',
-          ...(req.format === 'directory' && req.jobs > 1 ? [`--jobs=${req.jobs}`] : []),
-          `--snapshot=${snapshot}`,
-          '--no-password',
-          `--file=${target}`,
-        ];
-        const [rowCounts] = await Promise.all([
-          countRows(c, cfg.verifyTables[req.database] ?? []),
-          heartbeating(
-            () => ({ database: req.database, id: req.id }),
-            (signal) => runCommand(argv, { env: libpqEnv(db.url), secrets: db.secrets, signal, timeoutMs: cfg.timeoutSeconds * 1000, logger: log }),
-          ).catch(commandFailure),
-        ]);
-        await c.query('COMMIT');
-        return { serverVersion: v, walLsn: lsn, rowCounts };
-      });
-      const manifest: BackupManifest = {
-        id: req.id,
-        database: req.database,
-        format: req.format,
-        file,
-        sizeBytes: await sizeOf(target),
-        sha256: await heartbeating(() => ({ checksum: req.id }), () => checksum(target)),
-        startedAt,
-        endedAt: new Date().toISOString(),
-        ...facts,
-        tocEntries: 0,
-        workflowId: req.workflowId,
-      };
-      await writeManifest(dir, manifest);
-      log.info({ database: req.database, id: req.id, sizeBytes: manifest.sizeBytes }, 'backup written');
-      return manifest;
-    },
-
-    /** Checksum against the manifest and `pg_restore --list`; records verifiedAt in the manifest. */
-    async verifyBackup(req: { database: string; id: string }): Promise<{ checksum: boolean; tocEntries: number }> {
-      const dir = path.join(repoDir(deps, req.database), req.id);
-      const m = await readManifest(dir);
-      if (!m) throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database} has no manifest in ${dir}`, 'BackupInvalid');
-      const file = path.join(dir, m.file);
-      // Both read the whole dump: in parallel. A checksum mismatch explains a failed listing, so it is reported first.
-      const [sum, listed] = await heartbeating(
-        () => ({ verifying: req.id }),
-        (signal) => Promise.allSettled([checksum(file), tocEntries(deps, file, signal)]),
-      );
-      if (sum.status === 'rejected') throw sum.reason;
-      if (sum.value !== m.sha256) {
-        throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database} is corrupt: sha256 ${sum.value} differs from the manifest's ${m.sha256}`, 'BackupInvalid');
-      }
-      if (listed.status === 'rejected') throw listed.reason;
-      const entries = listed.value;
-      if (entries === 0) throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database}: pg_restore --list shows no entries`, 'BackupInvalid');
-      await writeManifest(dir, { ...m, tocEntries: entries, verifiedAt: new Date().toISOString() });
-      return { checksum: true, tocEntries: entries };
-    },
-
-    /**
-     * Keeps the newest `keep` backups of a database; never deletes `protect`, nor anything outside
-     * `only` when given (the list an approver saw). With `dryRun`, only says which would go.
-     */
-    async applyRetention(req: { database: string; keep: number; protect: string; dryRun?: boolean; only?: string[] }): Promise<string[]> {
-      const all = await listBackups(deps, req.database);
-      const doomed = all.slice(req.keep).filter((m) => m.id !== req.protect && (!req.only || req.only.includes(m.id)));
-      if (req.dryRun) return doomed.map((m) => m.id);
-      for (const m of doomed) await rm(path.join(repoDir(deps, req.database), m.id), { recursive: true, force: true });
-      return doomed.map((m) => m.id);
-    },
-
-    /** The backup a restore uses: the given id, else the newest verified one. */
-    async chooseBackup(req: { database: string; backupId?: string }): Promise<BackupManifest> {
-      const all = await listBackups(deps, req.database);
-      const m = req.backupId ? all.find((b) => b.id === req.backupId) : all.find((b) => b.verifiedAt);
-      if (!m) {
-        throw ApplicationFailure.nonRetryable(
-          req.backupId
-            ? `backupId: no backup "${req.backupId}" of ${req.database} (have: ${all.map((b) => b.id).join(', ') || 'none'})`
-            : `no verified backup of ${req.database} in ${repoDir(deps, req.database)}: run db-backup first`,
-          ErrorTypes.InvalidInput,
-        );
-      }
-      return m;
-    },
-
-    /** Whether a database exists on the server of `database`, and its restore marker if any. */
-    async databaseState(req: { database: string; name: string }): Promise<{ exists: boolean; comment: string | null }> {
-      const db = resolveDb(deps, req.database);
-      return withClient(urlWithDatabase(db.url, 'postgres'), db.secrets, async (c) => {
-        const r = await c.query<{ comment: string | null }>(
-          'SELECT shobj_description(oid, $2) AS comment FROM pg_database WHERE datname = $1',
-          [req.name, 'pg_database'],
-        );
-        return { exists: r.rows.length > 0, comment: r.rows[0]?.comment ?? null };
-      });
-    },
-
-    /**
-     * Restores a backup into a new database `target` on the same server. A target this run
-     * already started restoring is dropped and restored again; any other existing target is refused.
-     */
-    async restoreInto(req: { database: string; backupId: string; target: string; workflowId: string; jobs: number }): Promise<{ durationMs: number; already: boolean }> {
-      const cfg = backupsConfig(deps);
-      const db = resolveDb(deps, req.database);
-      const dir = path.join(repoDir(deps, req.database), req.backupId);
-      const m = await readManifest(dir);
-      if (!m) throw ApplicationFailure.nonRetryable(`backup ${req.backupId} of ${req.database} has no manifest`, 'BackupInvalid');
-      const admin = urlWithDatabase(db.url, 'postgres');
-      const mine = `${RESTORING} ${req.backupId} for ${req.workflowId}`;
-      const finished = `${RESTORED} ${req.backupId} for ${req.workflowId}`;
-      const started = Date.now();
-      const state = await withClient(admin, db.secrets, async (c) => {
-        const r = await c.query<{ comment: string | null }>('SELECT shobj_description(oid, $2) AS comment FROM pg_database WHERE datname = $1', [req.target, 'pg_database']);
-        if (r.rows.length === 0) return 'absent' as const;
-        const comment = r.rows[0]!.comment;
-        if (comment === finished) return 'done' as const;
-        if (comment !== mine) {
-          throw ApplicationFailure.nonRetryable(
-            `target: database "${req.target}" already exists; choose another target (a restore never overwrites a database without replace and an approval)`,
-            ErrorTypes.InvalidInput,
-          );
-        }
-        await c.query(`DROP DATABASE ${c.escapeIdentifier(req.target)} WITH (FORCE)`);
-        return 'absent' as const;
-      });
-      if (state === 'done') return { durationMs: 0, already: true };
-      await withClient(admin, db.secrets, async (c) => {
-        await c.query(`CREATE DATABASE ${c.escapeIdentifier(req.target)} TEMPLATE template0`);
-        await c.query(`COMMENT ON DATABASE ${c.escapeIdentifier(req.target)} IS ${c.escapeLiteral(mine)}`);
-      });
-      const bin = pgBinDir(cfg.binDir, deps.configDir);
-      const argv = [tool(bin, 'pg_restore'), '--no-password', '--exit-on-error', ...(req.jobs > 1 ? [`--jobs=${req.jobs}`] : []), `--dbname=${req.target}`, path.join(dir, m.file)];
-      await heartbeating(
-        () => ({ restoring: req.backupId, into: req.target }),
-        (signal) => runCommand(argv, { env: libpqEnv(db.url, req.target), secrets: db.secrets, signal, timeoutMs: cfg.timeoutSeconds * 1000, logger: log }),
-      ).catch(commandFailure);
-      await withClient(admin, db.secrets, (c) => c.query(`COMMENT ON DATABASE ${c.escapeIdentifier(req.target)} IS ${c.escapeLiteral(finished)}`));
-      return { durationMs: Date.now() - started, already: false };
-    },
-
-    /** Drops a database this run restored (a drill's scratch copy); anything else is left alone. */
-    async dropRestored(req: { database: string; name: string; backupId: string; workflowId: string }): Promise<boolean> {
-      const db = resolveDb(deps, req.database);
-      return withClient(urlWithDatabase(db.url, 'postgres'), db.secrets, async (c) => {
-        const r = await c.query<{ comment: string | null }>('SELECT shobj_description(oid, $2) AS comment FROM pg_database WHERE datname = $1', [req.name, 'pg_database']);
-        const comment = r.rows[0]?.comment;
-        if (comment !== `${RESTORED} ${req.backupId} for ${req.workflowId}` && comment !== `${RESTORING} ${req.backupId} for ${req.workflowId}`) return false;
-        await c.query(`DROP DATABASE ${c.escapeIdentifier(req.name)} WITH (FORCE)`);
-        return true;
-      });
-    },
-
-    /** Row counts of the configured tables in `target` against the backup's manifest. */
-    async verifyRestore(req: { database: string; backupId: string; target: string }): Promise<TableCount[]> {
-      const db = resolveDb(deps, req.database);
-      const m = await readManifest(path.join(repoDir(deps, req.database), req.backupId));
-      const expected = m?.rowCounts ?? {};
-      const actual = await withClient(urlWithDatabase(db.url, req.target), db.secrets, (c) => countRows(c, Object.keys(expected)));
-      return Object.entries(expected).map(([table, n]) => ({ table, expected: n, actual: actual[table] ?? -1 }));
-    },
-
-    /**
-     * Puts the restored database in place of `database`: the old one is renamed to `keptAs`
-     * (or dropped). Each rename checks the current names first, so a retry resumes.
-     */
-    async swapDatabases(req: { database: string; restored: string; keptAs: string; drop: boolean }): Promise<{ keptAs: string | null }> {
-      const db = resolveDb(deps, req.database);
-      const name = databaseOfUrlOrName(db.url, req.database);
-      return withClient(urlWithDatabase(db.url, 'postgres'), db.secrets, async (c) => {
-        const exists = async (n: string) => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [n])).rows.length > 0;
-        const q = (n: string) => c.escapeIdentifier(n);
-        if (await exists(req.restored)) {
-          if (await exists(name)) {
-            if (await exists(req.keptAs)) throw ApplicationFailure.nonRetryable(`cannot keep the old ${name} as ${req.keptAs}: that database exists`, ErrorTypes.InvalidInput);
-            await c.query(`ALTER DATABASE ${q(name)} WITH ALLOW_CONNECTIONS false`);
-            await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
-            await c.query(`ALTER DATABASE ${q(name)} RENAME TO ${q(req.keptAs)}`);
-            await c.query(`ALTER DATABASE ${q(req.keptAs)} WITH ALLOW_CONNECTIONS true`);
-          }
-          await c.query(`ALTER DATABASE ${q(req.restored)} RENAME TO ${q(name)}`);
-        }
-        if (req.drop && (await exists(req.keptAs))) {
-          await c.query(`DROP DATABASE ${q(req.keptAs)} WITH (FORCE)`);
-          return { keptAs: null };
-        }
-        return { keptAs: req.drop ? null : req.keptAs };
-      });
-    },
+    dumpDatabase: (req: DumpRequest) => dumpDatabase(d, req),
+    verifyBackup: (req: { database: string; id: string }) => verifyBackup(d, req),
+    applyRetention: (req: RetentionRequest) => applyRetention(d, req),
+    chooseBackup: (req: { database: string; backupId?: string }) => chooseBackup(d, req),
+    databaseState: (req: { database: string; name: string }) => databaseState(d, req),
+    restoreInto: (req: RestoreRequest) => restoreInto(d, req),
+    dropRestored: (req: { database: string; name: string; backupId: string; workflowId: string }) => dropRestored(d, req),
+    verifyRestore: (req: { database: string; backupId: string; target: string }) => verifyRestore(d, req),
+    swapDatabases: (req: SwapRequest) => swapDatabases(d, req),
   };
+}
+
+export interface DumpRequest {
+  database: string;
+  id: string;
+  format: 'custom' | 'directory';
+  jobs: number;
+  workflowId: string;
+}
+
+/** pg_dump into `<repository>/<database>/<id>/`; returns the existing manifest when this id is already done. */
+export async function dumpDatabase(d: BackupDeps, req: DumpRequest): Promise<BackupManifest> {
+  const cfg = backupsConfig(d);
+  const db = resolveDb(d, req.database);
+  const dir = path.join(repoDir(d, req.database), req.id);
+  const done = await readManifest(dir);
+  if (done) return done;
+  // What a crashed attempt left is incomplete by definition (no manifest): start over.
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  const file = req.format === 'directory' ? 'dump.d' : 'dump.pgcustom';
+  const target = path.join(dir, file);
+
+  const startedAt = new Date().toISOString();
+  const facts = await dumpInSnapshot(d, cfg, db, req, target);
+  const manifest: BackupManifest = {
+    id: req.id,
+    database: req.database,
+    format: req.format,
+    file,
+    sizeBytes: await sizeOf(target),
+    sha256: await heartbeating(() => ({ checksum: req.id }), () => checksum(target)),
+    startedAt,
+    endedAt: new Date().toISOString(),
+    ...facts,
+    tocEntries: 0,
+    workflowId: req.workflowId,
+  };
+  await writeManifest(dir, manifest);
+  d.log.info({ database: req.database, id: req.id, sizeBytes: manifest.sizeBytes }, 'backup written');
+  return manifest;
+}
+
+/**
+ * Runs pg_dump into `target` on an exported snapshot. One snapshot for the dump and the row
+ * counts: the counts are exactly what the dump holds even under concurrent writes, and they
+ * are taken while pg_dump runs.
+ */
+async function dumpInSnapshot(
+  d: BackupDeps,
+  cfg: BackupsConfig,
+  db: ResolvedDb,
+  req: DumpRequest,
+  target: string,
+): Promise<Pick<BackupManifest, 'serverVersion' | 'walLsn' | 'rowCounts'>> {
+  const bin = pgBinDir(cfg.binDir, d.configDir);
+  return withClient(db.url, db.secrets, async (c) => {
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const snap = await c.query<{ snapshot: string; v: string; lsn: string }>(
+      `SELECT pg_export_snapshot() AS snapshot, current_setting('server_version') AS v,
+              (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn`,
+    );
+    const { snapshot, v, lsn } = snap.rows[0]!;
+    const argv = [
+      tool(bin, 'pg_dump'),
+      req.format === 'directory' ? '--format=directory' : '--format=custom',
+      ...(req.format === 'directory' && req.jobs > 1 ? [`--jobs=${req.jobs}`] : []),
+      `--snapshot=${snapshot}`,
+      '--no-password',
+      `--file=${target}`,
+    ];
+    const [rowCounts] = await Promise.all([
+      countRows(c, cfg.verifyTables[req.database] ?? []),
+      heartbeating(
+        () => ({ database: req.database, id: req.id }),
+        (signal) => runCommand(argv, { env: libpqEnv(db.url), secrets: db.secrets, signal, timeoutMs: cfg.timeoutSeconds * 1000, logger: d.log }),
+      ).catch(commandFailure),
+    ]);
+    await c.query('COMMIT');
+    return { serverVersion: v, walLsn: lsn, rowCounts };
+  });
+}
+
+/** Checksum against the manifest and `pg_restore --list`; records verifiedAt in the manifest. */
+export async function verifyBackup(d: BackupDeps, req: { database: string; id: string }): Promise<{ checksum: boolean; tocEntries: number }> {
+  const dir = path.join(repoDir(d, req.database), req.id);
+  const m = await readManifest(dir);
+  if (!m) throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database} has no manifest in ${dir}`, 'BackupInvalid');
+  const file = path.join(dir, m.file);
+  // Both read the whole dump: in parallel. A checksum mismatch explains a failed listing, so it is reported first.
+  const [sum, listed] = await heartbeating(
+    () => ({ verifying: req.id }),
+    (signal) => Promise.allSettled([checksum(file), tocEntries(d, file, signal)]),
+  );
+  if (sum.status === 'rejected') throw sum.reason;
+  if (sum.value !== m.sha256) {
+    throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database} is corrupt: sha256 ${sum.value} differs from the manifest's ${m.sha256}`, 'BackupInvalid');
+  }
+  if (listed.status === 'rejected') throw listed.reason;
+  const entries = listed.value;
+  if (entries === 0) throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database}: pg_restore --list shows no entries`, 'BackupInvalid');
+  await writeManifest(dir, { ...m, tocEntries: entries, verifiedAt: new Date().toISOString() });
+  return { checksum: true, tocEntries: entries };
+}
+
+export interface RetentionRequest {
+  database: string;
+  keep: number;
+  protect: string;
+  dryRun?: boolean;
+  only?: string[];
+}
+
+/**
+ * Keeps the newest `keep` backups of a database; never deletes `protect`, nor anything outside
+ * `only` when given (the list an approver saw). With `dryRun`, only says which would go.
+ */
+export async function applyRetention(d: BackupDeps, req: RetentionRequest): Promise<string[]> {
+  const all = await listBackups(d, req.database);
+  const doomed = all.slice(req.keep).filter((m) => m.id !== req.protect && (!req.only || req.only.includes(m.id)));
+  if (req.dryRun) return doomed.map((m) => m.id);
+  for (const m of doomed) await rm(path.join(repoDir(d, req.database), m.id), { recursive: true, force: true });
+  return doomed.map((m) => m.id);
+}
+
+/** The backup a restore uses: the given id, else the newest verified one. */
+export async function chooseBackup(d: BackupDeps, req: { database: string; backupId?: string }): Promise<BackupManifest> {
+  const all = await listBackups(d, req.database);
+  const m = req.backupId ? all.find((b) => b.id === req.backupId) : all.find((b) => b.verifiedAt);
+  if (!m) {
+    throw ApplicationFailure.nonRetryable(
+      req.backupId
+        ? `backupId: no backup "${req.backupId}" of ${req.database} (have: ${all.map((b) => b.id).join(', ') || 'none'})`
+        : `no verified backup of ${req.database} in ${repoDir(d, req.database)}: run db-backup first`,
+      ErrorTypes.InvalidInput,
+    );
+  }
+  return m;
+}
+
+/** The rows of pg_database named `name` (none or one) with its comment, where a restore keeps its marker. */
+async function databaseComments(c: pg.Client, name: string): Promise<Array<{ comment: string | null }>> {
+  const r = await c.query<{ comment: string | null }>('SELECT shobj_description(oid, $2) AS comment FROM pg_database WHERE datname = $1', [name, 'pg_database']);
+  return r.rows;
+}
+
+/** Whether a database exists on the server of `database`, and its restore marker if any. */
+export async function databaseState(d: BackupDeps, req: { database: string; name: string }): Promise<{ exists: boolean; comment: string | null }> {
+  const db = resolveDb(d, req.database);
+  return withClient(urlWithDatabase(db.url, 'postgres'), db.secrets, async (c) => {
+    const rows = await databaseComments(c, req.name);
+    return { exists: rows.length > 0, comment: rows[0]?.comment ?? null };
+  });
+}
+
+export interface RestoreRequest {
+  database: string;
+  backupId: string;
+  target: string;
+  workflowId: string;
+  jobs: number;
+}
+
+/**
+ * Restores a backup into a new database `target` on the same server. A target this run
+ * already started restoring is dropped and restored again; any other existing target is refused.
+ */
+export async function restoreInto(d: BackupDeps, req: RestoreRequest): Promise<{ durationMs: number; already: boolean }> {
+  const cfg = backupsConfig(d);
+  const db = resolveDb(d, req.database);
+  const dir = path.join(repoDir(d, req.database), req.backupId);
+  const m = await readManifest(dir);
+  if (!m) throw ApplicationFailure.nonRetryable(`backup ${req.backupId} of ${req.database} has no manifest`, 'BackupInvalid');
+  const admin = urlWithDatabase(db.url, 'postgres');
+  const mine = `${RESTORING} ${req.backupId} for ${req.workflowId}`;
+  const finished = `${RESTORED} ${req.backupId} for ${req.workflowId}`;
+  const started = Date.now();
+  const state = await withClient(admin, db.secrets, (c) => clearRestoreTarget(c, req.target, mine, finished));
+  if (state === 'done') return { durationMs: 0, already: true };
+  await withClient(admin, db.secrets, async (c) => {
+    await c.query(`CREATE DATABASE ${c.escapeIdentifier(req.target)} TEMPLATE template0`);
+    await c.query(`COMMENT ON DATABASE ${c.escapeIdentifier(req.target)} IS ${c.escapeLiteral(mine)}`);
+  });
+  const bin = pgBinDir(cfg.binDir, d.configDir);
+  const argv = [tool(bin, 'pg_restore'), '--no-password', '--exit-on-error', ...(req.jobs > 1 ? [`--jobs=${req.jobs}`] : []), `--dbname=${req.target}`, path.join(dir, m.file)];
+  await heartbeating(
+    () => ({ restoring: req.backupId, into: req.target }),
+    (signal) => runCommand(argv, { env: libpqEnv(db.url, req.target), secrets: db.secrets, signal, timeoutMs: cfg.timeoutSeconds * 1000, logger: d.log }),
+  ).catch(commandFailure);
+  await withClient(admin, db.secrets, (c) => c.query(`COMMENT ON DATABASE ${c.escapeIdentifier(req.target)} IS ${c.escapeLiteral(finished)}`));
+  return { durationMs: Date.now() - started, already: false };
+}
+
+/** 'done' when this run already restored `target`; drops this run's partial restore; refuses anyone else's database. */
+async function clearRestoreTarget(c: pg.Client, target: string, mine: string, finished: string): Promise<'absent' | 'done'> {
+  const rows = await databaseComments(c, target);
+  if (rows.length === 0) return 'absent';
+  const comment = rows[0]!.comment;
+  if (comment === finished) return 'done';
+  if (comment !== mine) {
+    throw ApplicationFailure.nonRetryable(
+      `target: database "${target}" already exists; choose another target (a restore never overwrites a database without replace and an approval)`,
+      ErrorTypes.InvalidInput,
+    );
+  }
+  await c.query(`DROP DATABASE ${c.escapeIdentifier(target)} WITH (FORCE)`);
+  return 'absent';
+}
+
+/** Drops a database this run restored (a drill's scratch copy); anything else is left alone. */
+export async function dropRestored(d: BackupDeps, req: { database: string; name: string; backupId: string; workflowId: string }): Promise<boolean> {
+  const db = resolveDb(d, req.database);
+  return withClient(urlWithDatabase(db.url, 'postgres'), db.secrets, async (c) => {
+    const comment = (await databaseComments(c, req.name))[0]?.comment;
+    if (comment !== `${RESTORED} ${req.backupId} for ${req.workflowId}` && comment !== `${RESTORING} ${req.backupId} for ${req.workflowId}`) return false;
+    await c.query(`DROP DATABASE ${c.escapeIdentifier(req.name)} WITH (FORCE)`);
+    return true;
+  });
+}
+
+/** Row counts of the configured tables in `target` against the backup's manifest. */
+export async function verifyRestore(d: BackupDeps, req: { database: string; backupId: string; target: string }): Promise<TableCount[]> {
+  const db = resolveDb(d, req.database);
+  const m = await readManifest(path.join(repoDir(d, req.database), req.backupId));
+  const expected = m?.rowCounts ?? {};
+  const actual = await withClient(urlWithDatabase(db.url, req.target), db.secrets, (c) => countRows(c, Object.keys(expected)));
+  return Object.entries(expected).map(([table, n]) => ({ table, expected: n, actual: actual[table] ?? -1 }));
+}
+
+export interface SwapRequest {
+  database: string;
+  restored: string;
+  keptAs: string;
+  drop: boolean;
+}
+
+/**
+ * Puts the restored database in place of `database`: the old one is renamed to `keptAs`
+ * (or dropped). Each rename checks the current names first, so a retry resumes.
+ */
+export async function swapDatabases(d: BackupDeps, req: SwapRequest): Promise<{ keptAs: string | null }> {
+  const db = resolveDb(d, req.database);
+  const name = databaseOfUrlOrName(db.url, req.database);
+  return withClient(urlWithDatabase(db.url, 'postgres'), db.secrets, async (c) => {
+    const exists = async (n: string) => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [n])).rows.length > 0;
+    const q = (n: string) => c.escapeIdentifier(n);
+    if (await exists(req.restored)) {
+      if (await exists(name)) {
+        if (await exists(req.keptAs)) throw ApplicationFailure.nonRetryable(`cannot keep the old ${name} as ${req.keptAs}: that database exists`, ErrorTypes.InvalidInput);
+        await c.query(`ALTER DATABASE ${q(name)} WITH ALLOW_CONNECTIONS false`);
+        await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
+        await c.query(`ALTER DATABASE ${q(name)} RENAME TO ${q(req.keptAs)}`);
+        await c.query(`ALTER DATABASE ${q(req.keptAs)} WITH ALLOW_CONNECTIONS true`);
+      }
+      await c.query(`ALTER DATABASE ${q(req.restored)} RENAME TO ${q(name)}`);
+    }
+    if (req.drop && (await exists(req.keptAs))) {
+      await c.query(`DROP DATABASE ${q(req.keptAs)} WITH (FORCE)`);
+      return { keptAs: null };
+    }
+    return { keptAs: req.drop ? null : req.keptAs };
+  });
 }
 
 /** The server-side name of a configured database: its URL's path. */

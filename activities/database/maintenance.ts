@@ -3,7 +3,8 @@ import type pg from 'pg';
 import { ErrorTypes } from '../../common/errors.js';
 import type { PidAction, TableBloat, TriageFinding, TriageReport } from '../../common/database/types.js';
 import type { ActivityDeps } from '../deps.js';
-import { heartbeating, quoteTable, resolveDb, tableName, withClient } from './pg.js';
+import { heartbeating } from '../context.js';
+import { quoteTable, resolveDb, tableName, withClient } from './pg.js';
 
 /** Fulcrum 4 (vacuum, reindex, query analysis) and 3.2 / AlphaPulse 2.1 (connection triage). */
 
@@ -39,172 +40,229 @@ async function bloat(c: pg.Client, tables?: string[]): Promise<TableBloat[]> {
 
 export function createMaintenanceActivities(deps: ActivityDeps) {
   return {
-    async bloatReport(req: { database: string; tables?: string[] }): Promise<TableBloat[]> {
-      const db = resolveDb(deps, req.database);
-      return withClient(db.url, db.secrets, async (c) => {
-        // Pending statistics of other sessions reach the shared view within a second; ours now.
-        await c.query('SELECT pg_stat_force_next_flush()').catch(() => undefined);
-        return bloat(c, req.tables);
-      });
-    },
-
-    /** VACUUM (ANALYZE) or VACUUM (FULL, ANALYZE) each table; REINDEX TABLE CONCURRENTLY when asked. Re-running is harmless. */
-    async vacuumTables(req: { database: string; tables: string[]; mode: 'analyze' | 'full' | 'reindex' }): Promise<string[]> {
-      const db = resolveDb(deps, req.database);
-      const done: string[] = [];
-      await heartbeating(
-        () => ({ mode: req.mode, done: done.length, total: req.tables.length }),
-        () =>
-          withClient(db.url, db.secrets, async (c) => {
-            for (const t of req.tables) {
-              const exists = await c.query<{ r: string | null }>('SELECT to_regclass($1) AS r', [quoteTable(c, t)]);
-              if (!exists.rows[0]?.r) continue;
-              const sql =
-                req.mode === 'full'
-                  ? `VACUUM (FULL, ANALYZE) ${quoteTable(c, t)}`
-                  : req.mode === 'reindex'
-                    ? `REINDEX TABLE CONCURRENTLY ${quoteTable(c, t)}`
-                    : `VACUUM (ANALYZE) ${quoteTable(c, t)}`;
-              await c.query(sql);
-              done.push(t);
-            }
-          }),
-      );
-      return done;
-    },
-
-    async triageReport(req: {
-      database: string;
-      longQuerySeconds: number;
-      idleMinutes: number;
-      connectionsAlertPercent: number;
-      seqScanMinRows: number;
-      cacheHitWarnRatio: number;
-    }): Promise<TriageReport> {
-      const db = resolveDb(deps, req.database);
-      return withClient(db.url, db.secrets, async (c) => {
-        const max = Number((await c.query<{ max_connections: string }>('SHOW max_connections')).rows[0]!.max_connections);
-        const states = await c.query<{ state: string | null; n: string }>(
-          `SELECT coalesce(state, 'unknown') AS state, count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1 ORDER BY 1`,
-        );
-        const connectionsByState = Object.fromEntries(states.rows.map((r) => [r.state ?? 'unknown', Number(r.n)]));
-        const total = Object.values(connectionsByState).reduce((a, b) => a + b, 0);
-        const long = await c.query<{ pid: number; state: string; seconds: number; query: string; usename: string }>(
-          `SELECT pid, state, extract(epoch FROM now() - query_start)::float8 AS seconds, left(query, 500) AS query, coalesce(usename, '') AS usename
-             FROM pg_stat_activity
-            WHERE backend_type = 'client backend' AND state <> 'idle' AND pid <> pg_backend_pid()
-              AND query_start < now() - make_interval(secs => $1)
-            ORDER BY query_start`,
-          [req.longQuerySeconds],
-        );
-        const blocked = await c.query<{ blocked_pid: number; blocked_query: string; blocking_pid: number; blocking_query: string; seconds: number }>(
-          `SELECT a.pid AS blocked_pid, left(a.query, 300) AS blocked_query, b.pid AS blocking_pid, left(b.query, 300) AS blocking_query,
-                  extract(epoch FROM now() - a.query_start)::float8 AS seconds
-             FROM pg_stat_activity a
-             JOIN LATERAL unnest(pg_blocking_pids(a.pid)) AS bp(pid) ON true
-             JOIN pg_stat_activity b ON b.pid = bp.pid
-            ORDER BY a.query_start`,
-        );
-        let topStatements: TriageReport['topStatements'] = null;
-        let statStatementsNote: string;
-        const preload = (await c.query<{ s: string }>(`SELECT current_setting('shared_preload_libraries') AS s`)).rows[0]!.s;
-        if (!/\bpg_stat_statements\b/.test(preload)) {
-          statStatementsNote = 'pg_stat_statements is not in shared_preload_libraries: add it (and restart PostgreSQL) to see the top queries';
-        } else {
-          try {
-            await c.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
-            const top = await c.query<{ query: string; calls: string; total: number; mean: number }>(
-              `SELECT left(query, 300) AS query, calls, total_exec_time::float8 AS total, mean_exec_time::float8 AS mean
-                 FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 10`,
-            );
-            topStatements = top.rows.map((r) => ({ query: r.query, calls: Number(r.calls), totalMs: r.total, meanMs: r.mean }));
-            statStatementsNote = 'top 10 by total execution time';
-          } catch (err) {
-            statStatementsNote = `pg_stat_statements unavailable: ${(err as Error).message}`;
-          }
-        }
-        const seq = await c.query<{ schemaname: string; relname: string; seq_scan: string; seq_tup_read: string; idx_scan: string | null }>(
-          `SELECT schemaname, relname, seq_scan, seq_tup_read, idx_scan FROM pg_stat_user_tables
-            WHERE seq_tup_read >= $1 AND seq_scan > coalesce(idx_scan, 0) ORDER BY seq_tup_read DESC LIMIT 10`,
-          [req.seqScanMinRows],
-        );
-        const hit = await c.query<{ ratio: number | null }>(
-          `SELECT (sum(heap_blks_hit) / nullif(sum(heap_blks_hit) + sum(heap_blks_read), 0))::float8 AS ratio FROM pg_statio_user_tables`,
-        );
-        const idle = await c.query<{ pid: number; usename: string; seconds: number }>(
-          `SELECT pid, coalesce(usename, '') AS usename, extract(epoch FROM now() - state_change)::float8 AS seconds
-             FROM pg_stat_activity
-            WHERE backend_type = 'client backend' AND state = 'idle' AND pid <> pg_backend_pid()
-              AND state_change < now() - make_interval(secs => $1)
-            ORDER BY state_change`,
-          [req.idleMinutes * 60],
-        );
-
-        const percent = Math.round((total / max) * 1000) / 10;
-        const cacheHitRatio = hit.rows[0]?.ratio ?? null;
-        const findings: TriageFinding[] = [
-          percent > req.connectionsAlertPercent
-            ? { severity: 'P1', check: 'connections', detail: `${total} of max_connections ${max} in use (${percent} % > ${req.connectionsAlertPercent} %)` }
-            : { severity: 'OK', check: 'connections', detail: `${total} of ${max} (${percent} %)` },
-          long.rows.length > 0
-            ? { severity: 'P2', check: 'long-running queries', detail: `${long.rows.length} running over ${req.longQuerySeconds}s: pids ${long.rows.map((r) => r.pid).join(', ')}` }
-            : { severity: 'OK', check: 'long-running queries', detail: `none over ${req.longQuerySeconds}s` },
-          blocked.rows.length > 0
-            ? { severity: 'P1', check: 'locks', detail: blocked.rows.map((r) => `${r.blocking_pid} blocks ${r.blocked_pid}`).join(', ') }
-            : { severity: 'OK', check: 'locks', detail: 'no blocked queries' },
-          cacheHitRatio !== null && cacheHitRatio < req.cacheHitWarnRatio
-            ? { severity: 'P2', check: 'cache hit ratio', detail: `${cacheHitRatio.toFixed(3)} < ${req.cacheHitWarnRatio}` }
-            : { severity: 'OK', check: 'cache hit ratio', detail: cacheHitRatio === null ? 'no reads yet' : cacheHitRatio.toFixed(3) },
-        ];
-        if (seq.rows.length > 0) {
-          findings.push({ severity: 'P2', check: 'sequential scans', detail: `index candidates: ${seq.rows.map((r) => r.relname).join(', ')}` });
-        }
-        return {
-          maxConnections: max,
-          connectionsByState,
-          connectionsPercent: percent,
-          longRunning: long.rows.map((r) => ({ pid: r.pid, state: r.state, seconds: Math.round(r.seconds), query: r.query, user: r.usename })),
-          blocked: blocked.rows.map((r) => ({
-            blockedPid: r.blocked_pid,
-            blockedQuery: r.blocked_query,
-            blockingPid: r.blocking_pid,
-            blockingQuery: r.blocking_query,
-            seconds: Math.round(r.seconds),
-          })),
-          topStatements,
-          statStatementsNote,
-          seqScanHeavy: seq.rows.map((r) => ({
-            table: tableName(r.schemaname, r.relname),
-            seqScans: Number(r.seq_scan),
-            seqRows: Number(r.seq_tup_read),
-            indexScans: Number(r.idx_scan ?? 0),
-          })),
-          cacheHitRatio,
-          idleOlderThan: idle.rows.map((r) => ({ pid: r.pid, user: r.usename, idleSeconds: Math.round(r.seconds) })),
-          findings,
-        };
-      });
-    },
-
-    /**
-     * Cancels or terminates backends. `idleSinceMinutes` re-checks at the moment of acting that
-     * each one is still idle that long, so a connection that woke up since the approval is spared.
-     * A PID that is already gone is reported as not done; re-running is harmless.
-     */
-    async signalBackends(req: { database: string; pids: number[]; action: 'cancel' | 'terminate'; idleSinceMinutes?: number }): Promise<PidAction[]> {
-      if (req.pids.some((p) => !Number.isInteger(p) || p <= 0)) throw ApplicationFailure.nonRetryable('pids: expected positive integers', ErrorTypes.InvalidInput);
-      const db = resolveDb(deps, req.database);
-      const fn = req.action === 'cancel' ? 'pg_cancel_backend' : 'pg_terminate_backend';
-      return withClient(db.url, db.secrets, async (c) => {
-        const r = await c.query<{ pid: number; ok: boolean }>(
-          `SELECT pid, ${fn}(pid) AS ok FROM pg_stat_activity
-            WHERE pid = ANY($1::int[]) AND pid <> pg_backend_pid() AND backend_type = 'client backend'
-              AND ($2::float8 IS NULL OR (state = 'idle' AND state_change < now() - make_interval(secs => $2::float8)))`,
-          [req.pids, req.idleSinceMinutes === undefined ? null : req.idleSinceMinutes * 60],
-        );
-        const ok = new Set(r.rows.filter((x) => x.ok).map((x) => x.pid));
-        return req.pids.map((pid) => ({ pid, action: req.action, done: ok.has(pid) }));
-      });
-    },
+    bloatReport: (req: { database: string; tables?: string[] }) => bloatReport(deps, req),
+    vacuumTables: (req: VacuumRequest) => vacuumTables(deps, req),
+    triageReport: (req: TriageRequest) => triageReport(deps, req),
+    signalBackends: (req: SignalRequest) => signalBackends(deps, req),
   };
+}
+
+export async function bloatReport(deps: ActivityDeps, req: { database: string; tables?: string[] }): Promise<TableBloat[]> {
+  const db = resolveDb(deps, req.database);
+  return withClient(db.url, db.secrets, async (c) => {
+    // Pending statistics of other sessions reach the shared view within a second; ours now.
+    await c.query('SELECT pg_stat_force_next_flush()').catch(() => undefined);
+    return bloat(c, req.tables);
+  });
+}
+
+export interface VacuumRequest {
+  database: string;
+  tables: string[];
+  mode: 'analyze' | 'full' | 'reindex';
+}
+
+/** VACUUM (ANALYZE) or VACUUM (FULL, ANALYZE) each table; REINDEX TABLE CONCURRENTLY when asked. Re-running is harmless. */
+export async function vacuumTables(deps: ActivityDeps, req: VacuumRequest): Promise<string[]> {
+  const db = resolveDb(deps, req.database);
+  const done: string[] = [];
+  await heartbeating(
+    () => ({ mode: req.mode, done: done.length, total: req.tables.length }),
+    () =>
+      withClient(db.url, db.secrets, async (c) => {
+        for (const t of req.tables) {
+          const exists = await c.query<{ r: string | null }>('SELECT to_regclass($1) AS r', [quoteTable(c, t)]);
+          if (!exists.rows[0]?.r) continue;
+          const sql =
+            req.mode === 'full'
+              ? `VACUUM (FULL, ANALYZE) ${quoteTable(c, t)}`
+              : req.mode === 'reindex'
+                ? `REINDEX TABLE CONCURRENTLY ${quoteTable(c, t)}`
+                : `VACUUM (ANALYZE) ${quoteTable(c, t)}`;
+          await c.query(sql);
+          done.push(t);
+        }
+      }),
+  );
+  return done;
+}
+
+export interface TriageRequest {
+  database: string;
+  longQuerySeconds: number;
+  idleMinutes: number;
+  connectionsAlertPercent: number;
+  seqScanMinRows: number;
+  cacheHitWarnRatio: number;
+}
+
+/** Connections, long-running and blocked queries, top statements, sequential scans, cache hits and idle sessions, with findings. */
+export async function triageReport(deps: ActivityDeps, req: TriageRequest): Promise<TriageReport> {
+  const db = resolveDb(deps, req.database);
+  return withClient(db.url, db.secrets, async (c) => {
+    const sessions = await readSessions(c, req);
+    const statements = await readTopStatements(c);
+    const tables = await readTableScans(c, req);
+    const idle = await readIdle(c, req);
+    return {
+      maxConnections: sessions.maxConnections,
+      connectionsByState: sessions.connectionsByState,
+      connectionsPercent: sessions.connectionsPercent,
+      longRunning: sessions.longRunning,
+      blocked: sessions.blocked,
+      ...statements,
+      seqScanHeavy: tables.seqScanHeavy,
+      cacheHitRatio: tables.cacheHitRatio,
+      idleOlderThan: idle,
+      findings: triageFindings(req, sessions, tables),
+    };
+  });
+}
+
+type Sessions = Pick<TriageReport, 'maxConnections' | 'connectionsByState' | 'connectionsPercent' | 'longRunning' | 'blocked'> & { total: number };
+
+async function readSessions(c: pg.Client, req: TriageRequest): Promise<Sessions> {
+  const max = Number((await c.query<{ max_connections: string }>('SHOW max_connections')).rows[0]!.max_connections);
+  const states = await c.query<{ state: string | null; n: string }>(
+    `SELECT coalesce(state, 'unknown') AS state, count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1 ORDER BY 1`,
+  );
+  const connectionsByState = Object.fromEntries(states.rows.map((r) => [r.state ?? 'unknown', Number(r.n)]));
+  const total = Object.values(connectionsByState).reduce((a, b) => a + b, 0);
+  const long = await c.query<{ pid: number; state: string; seconds: number; query: string; usename: string }>(
+    `SELECT pid, state, extract(epoch FROM now() - query_start)::float8 AS seconds, left(query, 500) AS query, coalesce(usename, '') AS usename
+       FROM pg_stat_activity
+      WHERE backend_type = 'client backend' AND state <> 'idle' AND pid <> pg_backend_pid()
+        AND query_start < now() - make_interval(secs => $1)
+      ORDER BY query_start`,
+    [req.longQuerySeconds],
+  );
+  const blocked = await c.query<{ blocked_pid: number; blocked_query: string; blocking_pid: number; blocking_query: string; seconds: number }>(
+    `SELECT a.pid AS blocked_pid, left(a.query, 300) AS blocked_query, b.pid AS blocking_pid, left(b.query, 300) AS blocking_query,
+            extract(epoch FROM now() - a.query_start)::float8 AS seconds
+       FROM pg_stat_activity a
+       JOIN LATERAL unnest(pg_blocking_pids(a.pid)) AS bp(pid) ON true
+       JOIN pg_stat_activity b ON b.pid = bp.pid
+      ORDER BY a.query_start`,
+  );
+  return {
+    maxConnections: max,
+    connectionsByState,
+    connectionsPercent: Math.round((total / max) * 1000) / 10,
+    total,
+    longRunning: long.rows.map((r) => ({ pid: r.pid, state: r.state, seconds: Math.round(r.seconds), query: r.query, user: r.usename })),
+    blocked: blocked.rows.map((r) => ({
+      blockedPid: r.blocked_pid,
+      blockedQuery: r.blocked_query,
+      blockingPid: r.blocking_pid,
+      blockingQuery: r.blocking_query,
+      seconds: Math.round(r.seconds),
+    })),
+  };
+}
+
+async function readTopStatements(c: pg.Client): Promise<Pick<TriageReport, 'topStatements' | 'statStatementsNote'>> {
+  const preload = (await c.query<{ s: string }>(`SELECT current_setting('shared_preload_libraries') AS s`)).rows[0]!.s;
+  if (!/\bpg_stat_statements\b/.test(preload)) {
+    return { topStatements: null, statStatementsNote: 'pg_stat_statements is not in shared_preload_libraries: add it (and restart PostgreSQL) to see the top queries' };
+  }
+  try {
+    await c.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    const top = await c.query<{ query: string; calls: string; total: number; mean: number }>(
+      `SELECT left(query, 300) AS query, calls, total_exec_time::float8 AS total, mean_exec_time::float8 AS mean
+         FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 10`,
+    );
+    return {
+      topStatements: top.rows.map((r) => ({ query: r.query, calls: Number(r.calls), totalMs: r.total, meanMs: r.mean })),
+      statStatementsNote: 'top 10 by total execution time',
+    };
+  } catch (err) {
+    return { topStatements: null, statStatementsNote: `pg_stat_statements unavailable: ${(err as Error).message}` };
+  }
+}
+
+/** `relnames`: the raw names of the seq-scan-heavy tables, as the finding names them. */
+type TableScans = Pick<TriageReport, 'seqScanHeavy' | 'cacheHitRatio'> & { relnames: string[] };
+
+async function readTableScans(c: pg.Client, req: TriageRequest): Promise<TableScans> {
+  const seq = await c.query<{ schemaname: string; relname: string; seq_scan: string; seq_tup_read: string; idx_scan: string | null }>(
+    `SELECT schemaname, relname, seq_scan, seq_tup_read, idx_scan FROM pg_stat_user_tables
+      WHERE seq_tup_read >= $1 AND seq_scan > coalesce(idx_scan, 0) ORDER BY seq_tup_read DESC LIMIT 10`,
+    [req.seqScanMinRows],
+  );
+  const hit = await c.query<{ ratio: number | null }>(
+    `SELECT (sum(heap_blks_hit) / nullif(sum(heap_blks_hit) + sum(heap_blks_read), 0))::float8 AS ratio FROM pg_statio_user_tables`,
+  );
+  return {
+    seqScanHeavy: seq.rows.map((r) => ({
+      table: tableName(r.schemaname, r.relname),
+      seqScans: Number(r.seq_scan),
+      seqRows: Number(r.seq_tup_read),
+      indexScans: Number(r.idx_scan ?? 0),
+    })),
+    cacheHitRatio: hit.rows[0]?.ratio ?? null,
+    relnames: seq.rows.map((r) => r.relname),
+  };
+}
+
+async function readIdle(c: pg.Client, req: TriageRequest): Promise<TriageReport['idleOlderThan']> {
+  const idle = await c.query<{ pid: number; usename: string; seconds: number }>(
+    `SELECT pid, coalesce(usename, '') AS usename, extract(epoch FROM now() - state_change)::float8 AS seconds
+       FROM pg_stat_activity
+      WHERE backend_type = 'client backend' AND state = 'idle' AND pid <> pg_backend_pid()
+        AND state_change < now() - make_interval(secs => $1)
+      ORDER BY state_change`,
+    [req.idleMinutes * 60],
+  );
+  return idle.rows.map((r) => ({ pid: r.pid, user: r.usename, idleSeconds: Math.round(r.seconds) }));
+}
+
+function triageFindings(req: TriageRequest, s: Sessions, t: TableScans): TriageFinding[] {
+  const { maxConnections: max, total, connectionsPercent: percent } = s;
+  const cacheHitRatio = t.cacheHitRatio;
+  const findings: TriageFinding[] = [
+    percent > req.connectionsAlertPercent
+      ? { severity: 'P1', check: 'connections', detail: `${total} of max_connections ${max} in use (${percent} % > ${req.connectionsAlertPercent} %)` }
+      : { severity: 'OK', check: 'connections', detail: `${total} of ${max} (${percent} %)` },
+    s.longRunning.length > 0
+      ? { severity: 'P2', check: 'long-running queries', detail: `${s.longRunning.length} running over ${req.longQuerySeconds}s: pids ${s.longRunning.map((r) => r.pid).join(', ')}` }
+      : { severity: 'OK', check: 'long-running queries', detail: `none over ${req.longQuerySeconds}s` },
+    s.blocked.length > 0
+      ? { severity: 'P1', check: 'locks', detail: s.blocked.map((r) => `${r.blockingPid} blocks ${r.blockedPid}`).join(', ') }
+      : { severity: 'OK', check: 'locks', detail: 'no blocked queries' },
+    cacheHitRatio !== null && cacheHitRatio < req.cacheHitWarnRatio
+      ? { severity: 'P2', check: 'cache hit ratio', detail: `${cacheHitRatio.toFixed(3)} < ${req.cacheHitWarnRatio}` }
+      : { severity: 'OK', check: 'cache hit ratio', detail: cacheHitRatio === null ? 'no reads yet' : cacheHitRatio.toFixed(3) },
+  ];
+  if (t.relnames.length > 0) {
+    findings.push({ severity: 'P2', check: 'sequential scans', detail: `index candidates: ${t.relnames.join(', ')}` });
+  }
+  return findings;
+}
+
+export interface SignalRequest {
+  database: string;
+  pids: number[];
+  action: 'cancel' | 'terminate';
+  idleSinceMinutes?: number;
+}
+
+/**
+ * Cancels or terminates backends. `idleSinceMinutes` re-checks at the moment of acting that
+ * each one is still idle that long, so a connection that woke up since the approval is spared.
+ * A PID that is already gone is reported as not done; re-running is harmless.
+ */
+export async function signalBackends(deps: ActivityDeps, req: SignalRequest): Promise<PidAction[]> {
+  if (req.pids.some((p) => !Number.isInteger(p) || p <= 0)) throw ApplicationFailure.nonRetryable('pids: expected positive integers', ErrorTypes.InvalidInput);
+  const db = resolveDb(deps, req.database);
+  const fn = req.action === 'cancel' ? 'pg_cancel_backend' : 'pg_terminate_backend';
+  return withClient(db.url, db.secrets, async (c) => {
+    const r = await c.query<{ pid: number; ok: boolean }>(
+      `SELECT pid, ${fn}(pid) AS ok FROM pg_stat_activity
+        WHERE pid = ANY($1::int[]) AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+          AND ($2::float8 IS NULL OR (state = 'idle' AND state_change < now() - make_interval(secs => $2::float8)))`,
+      [req.pids, req.idleSinceMinutes === undefined ? null : req.idleSinceMinutes * 60],
+    );
+    const ok = new Set(r.rows.filter((x) => x.ok).map((x) => x.pid));
+    return req.pids.map((pid) => ({ pid, action: req.action, done: ok.has(pid) }));
+  });
 }

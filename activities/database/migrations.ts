@@ -8,6 +8,7 @@ import { ErrorTypes } from '../../common/errors.js';
 import type { MigrationInfo, MigrationRunResult } from '../../common/types.js';
 import type { Logger } from '../../lib/logger.js';
 import { redactSecrets } from '../../lib/redact.js';
+import { urlSecrets } from './pg.js';
 
 /**
  * SQL migrations as in the Fulcrum runbook (4.1): `<version>_<description>.up.sql` and
@@ -175,296 +176,311 @@ async function appliedRows(client: pg.ClientBase): Promise<AppliedRow[]> {
   return res.rows.sort((a, b) => compareVersions(a.version, b.version));
 }
 
+/** What the module functions below share for one migrator: its pool and where its files are. */
+export interface MigratorContext {
+  pool: pg.Pool;
+  dir: string;
+  database: string;
+  logger: Logger;
+  /** The URL's password, raw and percent-decoded, so neither form reaches a message. */
+  secrets: string[];
+}
+
 export function createMigrator(opts: { url: string; dir: string; database: string; logger: Logger }): Migrator {
   const { dir, database, logger } = opts;
   const secrets = urlSecrets(opts.url);
   const pool = new pg.Pool({ connectionString: opts.url, max: 4, application_name: 'durable-runbooks-migrations' });
   // An idle client's network error is emitted on the pool; unhandled it would kill the worker.
   pool.on('error', (err) => logger.warn({ err: redactSecrets(err.message, secrets) }, 'migration connection error'));
-
-  const redact = (text: string) => redactSecrets(text, secrets);
-
-  async function connect(): Promise<pg.PoolClient> {
-    try {
-      return await pool.connect();
-    } catch (err) {
-      // Retryable: the database may be starting.
-      throw new TransientError(`database ${database}: cannot connect to PostgreSQL: ${redact((err as Error).message)}`);
-    }
-  }
-
-  /** Fails on a schema_migrations left by another tool (golang-migrate's has version bigint + dirty). */
-  async function checkTable(client: pg.ClientBase): Promise<void> {
-    if (!(await tableExists(client))) return;
-    const res = await client.query<{ column_name: string }>(
-      `SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND table_schema = current_schema()`,
-      [TABLE],
-    );
-    const cols = new Set(res.rows.map((r) => r.column_name));
-    const missing = ['version', 'description', 'applied_at'].filter((c) => !cols.has(c));
-    if (missing.length > 0) {
-      throw failure(
-        `database ${database}: ${TABLE} exists but lacks column(s) ${missing.join(', ')} (has ${[...cols].join(', ')}); ` +
-          `expected ${TABLE}(version text primary key, description text, applied_at timestamptz) — it was probably created by another migration tool`,
-      );
-    }
-  }
-
-  async function ensureTable(client: pg.ClientBase): Promise<void> {
-    await checkTable(client);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${TABLE} (version text PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
-    );
-  }
-
-  /** Runs `body` holding the migrations advisory lock on a dedicated session; concurrent runners queue here. */
-  async function withLock<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await connect();
-    let destroy = false;
-    try {
-      const tried = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [MIGRATION_LOCK_KEY]);
-      if (!tried.rows[0]?.ok) {
-        logger.info({ database }, 'another runner holds the migration lock; waiting for it');
-        await client.query('SELECT pg_advisory_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
-      }
-      return await body(client);
-    } catch (err) {
-      // Closing the session rolls back an open transaction and releases the lock, whatever state it is in.
-      destroy = true;
-      throw err;
-    } finally {
-      if (!destroy) {
-        await client.query('SELECT pg_advisory_unlock($1::bigint)', [MIGRATION_LOCK_KEY]).catch(() => {
-          destroy = true;
-        });
-      }
-      client.release(destroy || undefined);
-    }
-  }
-
-  /** Turns a failure inside a migration into a message naming the file, with PostgreSQL's own words. */
-  async function migrationError(err: unknown, file: string, direction: 'up' | 'down'): Promise<Error> {
-    const cause = (err as { cause?: unknown }).cause ?? err;
-    if (cause instanceof ApplicationFailure) return cause;
-    const e = cause as Error & PgErrorFields;
-    const parts = [`database ${database}: migration ${file} (${direction}) failed and was rolled back: ${e.message}`];
-    if (e.code) parts.push(`SQLSTATE ${e.code}`);
-    if (e.position) {
-      const sql = await readFile(file, 'utf8').catch(() => '');
-      const line = sql.slice(0, Number(e.position) - 1).split('\n').length;
-      parts.push(`at line ${line}`);
-    }
-    if (e.detail) parts.push(`detail: ${e.detail}`);
-    if (e.hint) parts.push(`hint: ${e.hint}`);
-    const message = redact(parts.join('; '));
-    return isTransientSqlState(e.code) ? new TransientError(message) : failure(message);
-  }
-
-  /** Builds an umzug over `files` whose SQL runs on `client` inside a transaction the storage commits. */
-  function umzugFor(files: MigrationFile[], client: pg.PoolClient, onProgress?: (m: MigrationInfo) => void) {
-    const byVersion = new Map(files.map((f) => [f.version, f]));
-    const run = (file: string) => async ({ context }: MigrationParams<pg.PoolClient>) => {
-      const sql = await readFile(file, 'utf8');
-      await context.query('BEGIN');
-      await context.query(sql);
-    };
-    const migrations: Array<RunnableMigration<pg.PoolClient>> = files.map((f) => ({
-      name: f.version,
-      path: f.upPath,
-      up: run(f.upPath),
-      ...(f.downPath ? { down: run(f.downPath) } : {}),
-    }));
-    const umzug = new Umzug<pg.PoolClient>({
-      migrations,
-      context: client,
-      storage: new SchemaMigrationsStorage(new Map(files.map((f) => [f.version, f.description]))),
-      logger: undefined,
-    });
-    const started = new Map<string, number>();
-    let current: string | undefined;
-    const begin = ({ name }: MigrationParams<pg.PoolClient>) => {
-      current = name;
-      started.set(name, Date.now());
-      const f = byVersion.get(name);
-      if (f && onProgress) onProgress({ version: f.version, description: f.description });
-    };
-    const end = (direction: 'up' | 'down') => ({ name }: MigrationParams<pg.PoolClient>) => {
-      const f = byVersion.get(name);
-      const durationMs = Date.now() - (started.get(name) ?? Date.now());
-      logger.info(
-        { database, version: name, description: f?.description, direction, durationMs },
-        direction === 'up' ? 'migration applied' : 'migration rolled back',
-      );
-    };
-    umzug.on('migrating', begin);
-    umzug.on('reverting', begin);
-    umzug.on('migrated', end('up'));
-    umzug.on('reverted', end('down'));
-    /** The file umzug was running when it threw (the SQL or its bookkeeping row). */
-    const currentFile = (direction: 'up' | 'down'): string => {
-      const f = current === undefined ? undefined : byVersion.get(current);
-      if (!f) return '(no migration running)';
-      return direction === 'up' ? f.upPath : (f.downPath ?? f.upPath);
-    };
-    return { umzug, currentFile };
-  }
-
-  const info = (f: MigrationInfo): MigrationInfo => ({ version: f.version, description: f.description });
-
-  function selectUp(files: MigrationFile[], applied: Set<string>, to: string | undefined): MigrationFile[] {
-    const pending = files.filter((f) => !applied.has(f.version));
-    if (to === undefined) return pending;
-    if (!files.some((f) => f.version === to)) {
-      throw failure(`database ${database}: no migration with version ${to} in ${dir}`);
-    }
-    return pending.filter((f) => compareVersions(f.version, to) <= 0);
-  }
-
-  async function readOnly<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await connect();
-    try {
-      return await body(client);
-    } finally {
-      client.release();
-    }
-  }
-
-  async function withDbErrors<T>(body: () => Promise<T>): Promise<T> {
-    try {
-      return await body();
-    } catch (err) {
-      if (err instanceof ApplicationFailure || err instanceof TransientError || !(err instanceof Error)) throw err;
-      const e = err as Error & PgErrorFields;
-      const message = redact(`database ${database}: ${e.message}`);
-      throw isTransientSqlState(e.code) ? new TransientError(message) : failure(message);
-    }
-  }
-
+  const m: MigratorContext = { pool, dir, database, logger, secrets };
   return {
-    async status() {
-      const files = await readMigrationFiles(dir);
-      return withDbErrors(() =>
-        readOnly(async (client) => {
-          await checkTable(client);
-          const rows = await appliedRows(client);
-          const applied = new Set(rows.map((r) => r.version));
-          return {
-            applied: rows.map((r) => ({ version: r.version, description: r.description, appliedAt: r.applied_at.toISOString() })),
-            pending: files.filter((f) => !applied.has(f.version)).map(info),
-          };
-        }),
-      );
-    },
-
-    async up(o = {}) {
-      const files = await readMigrationFiles(dir);
-      const dryRun = o.dryRun ?? false;
-      if (dryRun) {
-        return withDbErrors(() =>
-          readOnly(async (client) => {
-            await checkTable(client);
-            const applied = new Set((await appliedRows(client)).map((r) => r.version));
-            return { database, dryRun, applied: [], pending: selectUp(files, applied, o.to).map(info) };
-          }),
-        );
-      }
-      return withDbErrors(() =>
-        withLock(async (client) => {
-          await ensureTable(client);
-          // Selected under the lock, so a runner that waited sees what the other one applied.
-          const applied = new Set((await appliedRows(client)).map((r) => r.version));
-          const selected = selectUp(files, applied, o.to);
-          const { umzug, currentFile } = umzugFor(files, client, o.onProgress);
-          const done: MigrationInfo[] = [];
-          umzug.on('migrated', ({ name }) => {
-            const f = files.find((x) => x.version === name);
-            if (f) done.push(info(f));
-          });
-          try {
-            await umzug.up({ migrations: selected.map((f) => f.version) });
-          } catch (err) {
-            throw await migrationError(err, currentFile('up'), 'up');
-          }
-          const nowApplied = new Set([...applied, ...done.map((d) => d.version)]);
-          return { database, dryRun, applied: done, pending: files.filter((f) => !nowApplied.has(f.version)).map(info) };
-        }),
-      );
-    },
-
-    async down(o) {
-      const files = await readMigrationFiles(dir);
-      const dryRun = o.dryRun ?? false;
-      if (o.steps !== undefined && o.to !== undefined) throw failure(`database ${database}: give either steps or to for a rollback, not both`);
-      if (o.steps !== undefined && (!Number.isInteger(o.steps) || o.steps < 1)) {
-        throw failure(`database ${database}: steps must be a positive integer, got ${o.steps}`);
-      }
-      if (o.to !== undefined && !/^\d+$/.test(o.to)) throw failure(`database ${database}: to must be a migration version (digits), got "${o.to}"`);
-      const byVersion = new Map(files.map((f) => [f.version, f]));
-
-      /** Newest first; checks every selected migration can be rolled back before anything changes. */
-      const select = (rows: AppliedRow[]): MigrationFile[] => {
-        const to = o.to;
-        if (to !== undefined && Number(to) !== 0 && !byVersion.has(to) && !rows.some((r) => r.version === to)) {
-          throw failure(`database ${database}: no migration with version ${to} (use "0" to roll back every migration)`);
-        }
-        const newestFirst = [...rows].reverse();
-        const chosen = to !== undefined ? newestFirst.filter((r) => compareVersions(r.version, to) > 0) : newestFirst.slice(0, o.steps ?? 1);
-        return chosen.map((r) => {
-          const f = byVersion.get(r.version);
-          if (!f) throw failure(`database ${database}: cannot roll back ${r.version}_${r.description}: no ${r.version}_*.up.sql / .down.sql in ${dir}`);
-          if (!f.downPath) {
-            throw failure(`database ${database}: cannot roll back ${f.version}_${f.description}: ${path.join(dir, `${f.version}_${f.description}.down.sql`)} is missing`);
-          }
-          return f;
-        });
-      };
-      const downSqlOf = async (selected: MigrationFile[]) =>
-        Object.fromEntries(await Promise.all(selected.map(async (f) => [f.version, await readFile(f.downPath!, 'utf8')] as const)));
-
-      if (dryRun) {
-        return withDbErrors(() =>
-          readOnly(async (client) => {
-            await checkTable(client);
-            const selected = select(await appliedRows(client));
-            return { database, dryRun, applied: [], pending: selected.map(info), downSql: await downSqlOf(selected) };
-          }),
-        );
-      }
-      return withDbErrors(() =>
-        withLock(async (client) => {
-          await checkTable(client);
-          const selected = select(await appliedRows(client));
-          const downSql = await downSqlOf(selected);
-          if (selected.length === 0) return { database, dryRun, applied: [], pending: [], downSql };
-          const { umzug, currentFile } = umzugFor(files, client, o.onProgress);
-          const done: MigrationInfo[] = [];
-          umzug.on('reverted', ({ name }) => {
-            const f = byVersion.get(name);
-            if (f) done.push(info(f));
-          });
-          try {
-            // Explicit names: umzug runs them in this order (newest first).
-            await umzug.down({ migrations: selected.map((f) => f.version) });
-          } catch (err) {
-            throw await migrationError(err, currentFile('down'), 'down');
-          }
-          return { database, dryRun, applied: done, pending: [], downSql };
-        }),
-      );
-    },
-
-    async close() {
-      await pool.end();
-    },
+    status: () => migrationStatus(m),
+    up: (o = {}) => migrateUp(m, o),
+    down: (o) => migrateDown(m, o),
+    close: () => pool.end(),
   };
 }
 
-/** The URL's password, raw and percent-decoded, so neither form reaches a message. */
-function urlSecrets(url: string): string[] {
+async function connect(m: MigratorContext): Promise<pg.PoolClient> {
   try {
-    const pw = new URL(url).password;
-    return pw ? [pw, decodeURIComponent(pw)] : [];
-  } catch {
-    return [];
+    return await m.pool.connect();
+  } catch (err) {
+    // Retryable: the database may be starting.
+    throw new TransientError(`database ${m.database}: cannot connect to PostgreSQL: ${redactSecrets((err as Error).message, m.secrets)}`);
   }
+}
+
+/** Fails on a schema_migrations left by another tool (golang-migrate's has version bigint + dirty). */
+async function checkTable(m: MigratorContext, client: pg.ClientBase): Promise<void> {
+  if (!(await tableExists(client))) return;
+  const res = await client.query<{ column_name: string }>(
+    `SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND table_schema = current_schema()`,
+    [TABLE],
+  );
+  const cols = new Set(res.rows.map((r) => r.column_name));
+  const missing = ['version', 'description', 'applied_at'].filter((c) => !cols.has(c));
+  if (missing.length > 0) {
+    throw failure(
+      `database ${m.database}: ${TABLE} exists but lacks column(s) ${missing.join(', ')} (has ${[...cols].join(', ')}); ` +
+        `expected ${TABLE}(version text primary key, description text, applied_at timestamptz) — it was probably created by another migration tool`,
+    );
+  }
+}
+
+async function ensureTable(m: MigratorContext, client: pg.ClientBase): Promise<void> {
+  await checkTable(m, client);
+  await client.query(
+    `CREATE TABLE IF NOT EXISTS ${TABLE} (version text PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+  );
+}
+
+/** Runs `body` holding the migrations advisory lock on a dedicated session; concurrent runners queue here. */
+async function withLock<T>(m: MigratorContext, body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await connect(m);
+  let destroy = false;
+  try {
+    const tried = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [MIGRATION_LOCK_KEY]);
+    if (!tried.rows[0]?.ok) {
+      m.logger.info({ database: m.database }, 'another runner holds the migration lock; waiting for it');
+      await client.query('SELECT pg_advisory_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
+    }
+    return await body(client);
+  } catch (err) {
+    // Closing the session rolls back an open transaction and releases the lock, whatever state it is in.
+    destroy = true;
+    throw err;
+  } finally {
+    if (!destroy) {
+      await client.query('SELECT pg_advisory_unlock($1::bigint)', [MIGRATION_LOCK_KEY]).catch(() => {
+        destroy = true;
+      });
+    }
+    client.release(destroy || undefined);
+  }
+}
+
+async function readOnly<T>(m: MigratorContext, body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await connect(m);
+  try {
+    return await body(client);
+  } finally {
+    client.release();
+  }
+}
+
+/** Turns a failure inside a migration into a message naming the file, with PostgreSQL's own words. */
+async function migrationError(m: MigratorContext, err: unknown, file: string, direction: 'up' | 'down'): Promise<Error> {
+  const cause = (err as { cause?: unknown }).cause ?? err;
+  if (cause instanceof ApplicationFailure) return cause;
+  const e = cause as Error & PgErrorFields;
+  const parts = [`database ${m.database}: migration ${file} (${direction}) failed and was rolled back: ${e.message}`];
+  if (e.code) parts.push(`SQLSTATE ${e.code}`);
+  if (e.position) {
+    const sql = await readFile(file, 'utf8').catch(() => '');
+    const line = sql.slice(0, Number(e.position) - 1).split('\n').length;
+    parts.push(`at line ${line}`);
+  }
+  if (e.detail) parts.push(`detail: ${e.detail}`);
+  if (e.hint) parts.push(`hint: ${e.hint}`);
+  const message = redactSecrets(parts.join('; '), m.secrets);
+  return isTransientSqlState(e.code) ? new TransientError(message) : failure(message);
+}
+
+/** A database error outside a migration's SQL, named and classified (retryable or not). */
+async function withDbErrors<T>(m: MigratorContext, body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (err) {
+    if (err instanceof ApplicationFailure || err instanceof TransientError || !(err instanceof Error)) throw err;
+    const e = err as Error & PgErrorFields;
+    const message = redactSecrets(`database ${m.database}: ${e.message}`, m.secrets);
+    throw isTransientSqlState(e.code) ? new TransientError(message) : failure(message);
+  }
+}
+
+/** Builds an umzug over `files` whose SQL runs on `client` inside a transaction the storage commits. */
+function umzugFor(m: MigratorContext, files: MigrationFile[], client: pg.PoolClient, onProgress?: (m: MigrationInfo) => void) {
+  const byVersion = new Map(files.map((f) => [f.version, f]));
+  const run = (file: string) => async ({ context }: MigrationParams<pg.PoolClient>) => {
+    const sql = await readFile(file, 'utf8');
+    await context.query('BEGIN');
+    await context.query(sql);
+  };
+  const migrations: Array<RunnableMigration<pg.PoolClient>> = files.map((f) => ({
+    name: f.version,
+    path: f.upPath,
+    up: run(f.upPath),
+    ...(f.downPath ? { down: run(f.downPath) } : {}),
+  }));
+  const umzug = new Umzug<pg.PoolClient>({
+    migrations,
+    context: client,
+    storage: new SchemaMigrationsStorage(new Map(files.map((f) => [f.version, f.description]))),
+    logger: undefined,
+  });
+  const started = new Map<string, number>();
+  let current: string | undefined;
+  const begin = ({ name }: MigrationParams<pg.PoolClient>) => {
+    current = name;
+    started.set(name, Date.now());
+    const f = byVersion.get(name);
+    if (f && onProgress) onProgress({ version: f.version, description: f.description });
+  };
+  const end = (direction: 'up' | 'down') => ({ name }: MigrationParams<pg.PoolClient>) => {
+    const f = byVersion.get(name);
+    const durationMs = Date.now() - (started.get(name) ?? Date.now());
+    m.logger.info(
+      { database: m.database, version: name, description: f?.description, direction, durationMs },
+      direction === 'up' ? 'migration applied' : 'migration rolled back',
+    );
+  };
+  umzug.on('migrating', begin);
+  umzug.on('reverting', begin);
+  umzug.on('migrated', end('up'));
+  umzug.on('reverted', end('down'));
+  /** The file umzug was running when it threw (the SQL or its bookkeeping row). */
+  const currentFile = (direction: 'up' | 'down'): string => {
+    const f = current === undefined ? undefined : byVersion.get(current);
+    if (!f) return '(no migration running)';
+    return direction === 'up' ? f.upPath : (f.downPath ?? f.upPath);
+  };
+  return { umzug, currentFile };
+}
+
+const info = (f: MigrationInfo): MigrationInfo => ({ version: f.version, description: f.description });
+
+function selectUp(m: MigratorContext, files: MigrationFile[], applied: Set<string>, to: string | undefined): MigrationFile[] {
+  const pending = files.filter((f) => !applied.has(f.version));
+  if (to === undefined) return pending;
+  if (!files.some((f) => f.version === to)) {
+    throw failure(`database ${m.database}: no migration with version ${to} in ${m.dir}`);
+  }
+  return pending.filter((f) => compareVersions(f.version, to) <= 0);
+}
+
+/** Applied migrations (from the table) and pending ones (files not applied yet). */
+export async function migrationStatus(m: MigratorContext): Promise<MigrationStatus> {
+  const files = await readMigrationFiles(m.dir);
+  return withDbErrors(m, () =>
+    readOnly(m, async (client) => {
+      await checkTable(m, client);
+      const rows = await appliedRows(client);
+      const applied = new Set(rows.map((r) => r.version));
+      return {
+        applied: rows.map((r) => ({ version: r.version, description: r.description, appliedAt: r.applied_at.toISOString() })),
+        pending: files.filter((f) => !applied.has(f.version)).map(info),
+      };
+    }),
+  );
+}
+
+type UpOptions = NonNullable<Parameters<Migrator['up']>[0]>;
+type DownOptions = Parameters<Migrator['down']>[0];
+
+/** Migrator.up: applies pending migrations under the lock (or, dry, says which would run). */
+export async function migrateUp(m: MigratorContext, o: UpOptions): Promise<MigrationRunResult> {
+  const { database } = m;
+  const files = await readMigrationFiles(m.dir);
+  const dryRun = o.dryRun ?? false;
+  if (dryRun) {
+    return withDbErrors(m, () =>
+      readOnly(m, async (client) => {
+        await checkTable(m, client);
+        const applied = new Set((await appliedRows(client)).map((r) => r.version));
+        return { database, dryRun, applied: [], pending: selectUp(m, files, applied, o.to).map(info) };
+      }),
+    );
+  }
+  return withDbErrors(m, () =>
+    withLock(m, async (client) => {
+      await ensureTable(m, client);
+      // Selected under the lock, so a runner that waited sees what the other one applied.
+      const applied = new Set((await appliedRows(client)).map((r) => r.version));
+      const selected = selectUp(m, files, applied, o.to);
+      const { umzug, currentFile } = umzugFor(m, files, client, o.onProgress);
+      const done: MigrationInfo[] = [];
+      umzug.on('migrated', ({ name }) => {
+        const f = files.find((x) => x.version === name);
+        if (f) done.push(info(f));
+      });
+      try {
+        await umzug.up({ migrations: selected.map((f) => f.version) });
+      } catch (err) {
+        throw await migrationError(m, err, currentFile('up'), 'up');
+      }
+      const nowApplied = new Set([...applied, ...done.map((d) => d.version)]);
+      return { database, dryRun, applied: done, pending: files.filter((f) => !nowApplied.has(f.version)).map(info) };
+    }),
+  );
+}
+
+function checkDownOptions(m: MigratorContext, o: DownOptions): void {
+  const { database } = m;
+  if (o.steps !== undefined && o.to !== undefined) throw failure(`database ${database}: give either steps or to for a rollback, not both`);
+  if (o.steps !== undefined && (!Number.isInteger(o.steps) || o.steps < 1)) {
+    throw failure(`database ${database}: steps must be a positive integer, got ${o.steps}`);
+  }
+  if (o.to !== undefined && !/^\d+$/.test(o.to)) throw failure(`database ${database}: to must be a migration version (digits), got "${o.to}"`);
+}
+
+/** Newest first; checks every selected migration can be rolled back before anything changes. */
+function selectDown(m: MigratorContext, byVersion: Map<string, MigrationFile>, rows: AppliedRow[], o: DownOptions): MigrationFile[] {
+  const { database, dir } = m;
+  const to = o.to;
+  if (to !== undefined && Number(to) !== 0 && !byVersion.has(to) && !rows.some((r) => r.version === to)) {
+    throw failure(`database ${database}: no migration with version ${to} (use "0" to roll back every migration)`);
+  }
+  const newestFirst = [...rows].reverse();
+  const chosen = to !== undefined ? newestFirst.filter((r) => compareVersions(r.version, to) > 0) : newestFirst.slice(0, o.steps ?? 1);
+  return chosen.map((r) => {
+    const f = byVersion.get(r.version);
+    if (!f) throw failure(`database ${database}: cannot roll back ${r.version}_${r.description}: no ${r.version}_*.up.sql / .down.sql in ${dir}`);
+    if (!f.downPath) {
+      throw failure(`database ${database}: cannot roll back ${f.version}_${f.description}: ${path.join(dir, `${f.version}_${f.description}.down.sql`)} is missing`);
+    }
+    return f;
+  });
+}
+
+async function downSqlOf(selected: MigrationFile[]): Promise<Record<string, string>> {
+  return Object.fromEntries(await Promise.all(selected.map(async (f) => [f.version, await readFile(f.downPath!, 'utf8')] as const)));
+}
+
+/** Migrator.down: rolls back the selected migrations, newest first, under the lock (or, dry, says which would). */
+export async function migrateDown(m: MigratorContext, o: DownOptions): Promise<MigrationRunResult & { downSql: Record<string, string> }> {
+  const { database } = m;
+  const files = await readMigrationFiles(m.dir);
+  const dryRun = o.dryRun ?? false;
+  checkDownOptions(m, o);
+  const byVersion = new Map(files.map((f) => [f.version, f]));
+  if (dryRun) {
+    return withDbErrors(m, () =>
+      readOnly(m, async (client) => {
+        await checkTable(m, client);
+        const selected = selectDown(m, byVersion, await appliedRows(client), o);
+        return { database, dryRun, applied: [], pending: selected.map(info), downSql: await downSqlOf(selected) };
+      }),
+    );
+  }
+  return withDbErrors(m, () =>
+    withLock(m, async (client) => {
+      await checkTable(m, client);
+      const selected = selectDown(m, byVersion, await appliedRows(client), o);
+      const downSql = await downSqlOf(selected);
+      if (selected.length === 0) return { database, dryRun, applied: [], pending: [], downSql };
+      const { umzug, currentFile } = umzugFor(m, files, client, o.onProgress);
+      const done: MigrationInfo[] = [];
+      umzug.on('reverted', ({ name }) => {
+        const f = byVersion.get(name);
+        if (f) done.push(info(f));
+      });
+      try {
+        // Explicit names: umzug runs them in this order (newest first).
+        await umzug.down({ migrations: selected.map((f) => f.version) });
+      } catch (err) {
+        throw await migrationError(m, err, currentFile('down'), 'down');
+      }
+      return { database, dryRun, applied: done, pending: [], downSql };
+    }),
+  );
 }

@@ -1,5 +1,4 @@
 import path from 'node:path';
-import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import pg from 'pg';
 import type { DatabaseConfig } from '../../common/config-schema.js';
@@ -37,14 +36,17 @@ export function resolveDb(deps: ActivityDeps, name: string): ResolvedDb {
     if (err instanceof MissingEnvError) throw ApplicationFailure.nonRetryable(`${err.message}; set it in the worker's environment`, ErrorTypes.InvalidConfig);
     throw err;
   }
-  let secrets: string[] = [];
+  return { cfg, url, secrets: urlSecrets(url) };
+}
+
+/** The URL's password, raw and percent-decoded, so neither form reaches a message; none for a DSN that is not a URL. */
+export function urlSecrets(url: string): string[] {
   try {
     const pw = new URL(url).password;
-    if (pw) secrets = [pw, decodeURIComponent(pw)];
+    return pw ? [pw, decodeURIComponent(pw)] : [];
   } catch {
-    // not a URL (a DSN): nothing to extract
+    return [];
   }
-  return { cfg, url, secrets };
 }
 
 /** The same server, another database name. */
@@ -151,16 +153,14 @@ export function tool(binDir: string | undefined, name: string): string {
   return binDir ? path.join(binDir, name) : name;
 }
 
-/** Heartbeats `details()` every 3 s while `body` runs; the body gets the activity's cancellation signal. */
-export async function heartbeating<T>(details: () => unknown, body: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const ctx = Context.current();
-  ctx.heartbeat(details());
-  const timer = setInterval(() => ctx.heartbeat(details()), 3000);
-  try {
-    return await body(ctx.cancellationSignal);
-  } finally {
-    clearInterval(timer);
+/** Row counts of `tables` (`table` or `schema.table`); -1 for a table that does not exist. */
+export async function countTables(client: pg.Client, tables: string[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const t of tables) {
+    const exists = await client.query<{ r: string | null }>('SELECT to_regclass($1) AS r', [quoteTable(client, t)]);
+    out[t] = exists.rows[0]?.r ? Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoteTable(client, t)}`)).rows[0]!.n) : -1;
   }
+  return out;
 }
 
 /** A failed client tool is worth a retry (the server may be restarting) unless it is missing. */

@@ -5,10 +5,11 @@ import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
 import type { VolumeConfig } from '../../common/database/config.js';
 import type { TableCount, VolumeBackupManifest, VolumePlan, VolumeTarball } from '../../common/database/types.js';
-import type { ActivityDeps } from '../deps.js';
+import { heartbeating } from '../context.js';
+import type { ActivityDeps, LoggingDeps } from '../deps.js';
 import { invoke } from '../drivers/support.js';
 import { checksum } from './backup.js';
-import { databaseNamed, heartbeating, quoteTable, resolveDb, withClient } from './pg.js';
+import { countTables, databaseNamed, resolveDb, withClient } from './pg.js';
 
 /**
  * The Fulcrum runbook's Docker-volume variant ("stop, restore the volume from a tarball,
@@ -43,51 +44,66 @@ function parseSha256File(text: string): string | undefined {
   return first && /^[0-9a-f]{64}$/.test(first) ? first : undefined;
 }
 
+export type VolumeDeps = LoggingDeps;
+
 export function createVolumeActivities(deps: ActivityDeps) {
-  const log = deps.logger.child({ family: 'database', variant: 'docker-volume' });
-
-  const entry = (database: string): { cfg: VolumeConfig; index: number } => {
-    const volumes = deps.config.databaseOps?.volumes ?? [];
-    const index = volumes.findIndex((v) => v.database === database);
-    if (index < 0) {
-      throw ApplicationFailure.nonRetryable(
-        `databaseOps.volumes has no entry for database ${database}: add { database: ${database}, volume: <docker volume>, repository: <directory> } to use mode docker-volume`,
-        ErrorTypes.InvalidConfig,
-      );
-    }
-    return { cfg: volumes[index]!, index };
+  const d: VolumeDeps = { ...deps, log: deps.logger.child({ family: 'database', variant: 'docker-volume' }) };
+  return {
+    volumePlan: (req: { database: string }) => volumePlan(d, req),
+    checkVolumeTarball: (req: { database: string; backupId?: string }) => checkVolumeTarball(d, req),
+    countDatabaseTables: (req: { database: string; tables: string[] }) => countDatabaseTables(d, req),
+    tarVolume: (req: TarRequest) => tarVolume(d, req),
+    untarVolume: (req: { database: string; backupId: string }) => untarVolume(d, req),
+    volumeRetention: (req: { database: string; keep: number; protect: string }) => volumeRetention(d, req),
+    verifyVolumeRestore: (req: { database: string; tables: string[]; expected: Record<string, number> }) => verifyVolumeRestore(d, req),
   };
+}
 
-  const planFor = (database: string): VolumePlan & { timeoutMs: number } => {
-    const db = databaseNamed(deps, database);
-    const { cfg } = entry(database);
-    if (!db.service) {
-      throw ApplicationFailure.nonRetryable(
-        `databases.${db.name}.service is not set: mode docker-volume stops and starts the database through its compose service`,
-        ErrorTypes.InvalidConfig,
-      );
-    }
-    const svc = deps.config.services.find((s) => s.name === db.service);
-    if (svc?.driver.type !== 'compose') {
-      throw ApplicationFailure.nonRetryable(
-        `services.${db.service}.driver.type is ${svc?.driver.type ?? '(no such service)'}: mode docker-volume needs the compose driver, whose project owns the volume ${cfg.volume}`,
-        ErrorTypes.InvalidConfig,
-      );
-    }
-    return {
-      database: db.name,
-      service: db.service,
-      volume: cfg.volume,
-      dir: path.join(path.resolve(deps.configDir, cfg.repository), db.name),
-      image: cfg.image,
-      keepCurrent: cfg.keepCurrent,
-      retention: cfg.retention,
-      timeoutMs: cfg.timeoutSeconds * 1000,
-    };
+type PlanWithTimeout = VolumePlan & { timeoutMs: number };
+
+function volumeEntry(deps: ActivityDeps, database: string): VolumeConfig {
+  const volumes = deps.config.databaseOps?.volumes ?? [];
+  const found = volumes.find((v) => v.database === database);
+  if (!found) {
+    throw ApplicationFailure.nonRetryable(
+      `databaseOps.volumes has no entry for database ${database}: add { database: ${database}, volume: <docker volume>, repository: <directory> } to use mode docker-volume`,
+      ErrorTypes.InvalidConfig,
+    );
+  }
+  return found;
+}
+
+function planFor(deps: ActivityDeps, database: string): PlanWithTimeout {
+  const db = databaseNamed(deps, database);
+  const cfg = volumeEntry(deps, database);
+  if (!db.service) {
+    throw ApplicationFailure.nonRetryable(
+      `databases.${db.name}.service is not set: mode docker-volume stops and starts the database through its compose service`,
+      ErrorTypes.InvalidConfig,
+    );
+  }
+  const svc = deps.config.services.find((s) => s.name === db.service);
+  if (svc?.driver.type !== 'compose') {
+    throw ApplicationFailure.nonRetryable(
+      `services.${db.service}.driver.type is ${svc?.driver.type ?? '(no such service)'}: mode docker-volume needs the compose driver, whose project owns the volume ${cfg.volume}`,
+      ErrorTypes.InvalidConfig,
+    );
+  }
+  return {
+    database: db.name,
+    service: db.service,
+    volume: cfg.volume,
+    dir: path.join(path.resolve(deps.configDir, cfg.repository), db.name),
+    image: cfg.image,
+    keepCurrent: cfg.keepCurrent,
+    retention: cfg.retention,
+    timeoutMs: cfg.timeoutSeconds * 1000,
   };
+}
 
-  /** `docker run --rm` of the tar image with the volume at /data and, when asked, the repository at /backup. */
-  const container = (p: VolumePlan, mounts: { data: 'ro' | 'rw'; backup?: 'ro' | 'rw' }, command: string[]): string[] => [
+/** `docker run --rm` of the tar image with the volume at /data and, when asked, the repository at /backup. */
+export function container(p: VolumePlan, mounts: { data: 'ro' | 'rw'; backup?: 'ro' | 'rw' }, command: string[]): string[] {
+  return [
     'docker',
     'run',
     '--rm',
@@ -100,171 +116,169 @@ export function createVolumeActivities(deps: ActivityDeps) {
     p.image,
     ...command,
   ];
+}
 
-  const docker = async (p: VolumePlan & { timeoutMs: number }, argv: string[], what: string): Promise<string> => {
-    const r = await heartbeating(
-      () => ({ running: argv.slice(-4).join(' ') }),
-      (signal) => invoke({ argv, timeoutMs: p.timeoutMs }, { env: deps.env, logger: log, configDir: deps.configDir, signal }, what),
-    );
-    return r.command;
-  };
+async function docker(d: VolumeDeps, p: PlanWithTimeout, argv: string[], what: string): Promise<string> {
+  const r = await heartbeating(
+    () => ({ running: argv.slice(-4).join(' ') }),
+    (signal) => invoke({ argv, timeoutMs: p.timeoutMs }, { env: d.env, logger: d.log, configDir: d.configDir, signal }, what),
+  );
+  return r.command;
+}
 
-  const countTables = async (database: string, tables: string[]): Promise<Record<string, number>> => {
-    const db = resolveDb(deps, database);
-    return withClient(db.url, db.secrets, async (c) => {
-      const out: Record<string, number> = {};
-      for (const t of tables) {
-        const exists = await c.query<{ r: string | null }>('SELECT to_regclass($1) AS r', [quoteTable(c, t)]);
-        out[t] = exists.rows[0]?.r ? Number((await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoteTable(c, t)}`)).rows[0]!.n) : -1;
-      }
-      return out;
-    });
-  };
+async function readVolumeManifest(dir: string, id: string): Promise<VolumeBackupManifest | undefined> {
+  try {
+    return JSON.parse(await readFile(path.join(dir, `${id}.json`), 'utf8')) as VolumeBackupManifest;
+  } catch {
+    return undefined;
+  }
+}
 
-  const readManifest = async (dir: string, id: string): Promise<VolumeBackupManifest | undefined> => {
-    try {
-      return JSON.parse(await readFile(path.join(dir, `${id}.json`), 'utf8')) as VolumeBackupManifest;
-    } catch {
-      return undefined;
+/** What the docker-volume mode needs from the config; fails naming the field when it cannot work. */
+export async function volumePlan(deps: ActivityDeps, req: { database: string }): Promise<VolumePlan> {
+  const { timeoutMs: _t, ...plan } = planFor(deps, req.database);
+  return plan;
+}
+
+/** The id of the tarball a restore uses: the given one (which must exist), else the newest not made by a restore. */
+async function pickTarball(p: VolumePlan, backupId: string | undefined): Promise<string> {
+  const names = existsSync(p.dir) ? (await readdir(p.dir)).filter((f) => f.endsWith(TAR)) : [];
+  if (backupId !== undefined) {
+    if (!ID.test(backupId)) throw invalid(`backupId: "${backupId}" is not a tarball id (letters, digits, ".", "_", "-"; the file name without ${TAR})`);
+    if (!names.includes(`${backupId}${TAR}`)) {
+      throw invalid(`backupId: no tarball ${backupId}${TAR} in ${p.dir} (have: ${names.map((n) => n.slice(0, -TAR.length)).join(', ') || 'none'}); nothing was stopped`);
     }
+    return backupId;
+  }
+  const candidates = await Promise.all(
+    names
+      .filter((n) => !n.startsWith(PRE_RESTORE) && ID.test(n.slice(0, -TAR.length)))
+      .map(async (n) => ({ id: n.slice(0, -TAR.length), mtime: (await stat(path.join(p.dir, n))).mtimeMs })),
+  );
+  const newest = candidates.sort((a, b) => b.mtime - a.mtime || b.id.localeCompare(a.id))[0];
+  if (!newest) {
+    throw invalid(`no volume tarball of ${p.database} in ${p.dir}: run db-backup with mode docker-volume, or put <name>${TAR} and its .sha256 there; nothing was stopped`);
+  }
+  return newest.id;
+}
+
+/**
+ * The tarball a restore uses (the given id, else the newest not made by a restore) with its
+ * checksum checked against `<id>.tar.gz.sha256`. Runs before anything is stopped.
+ */
+export async function checkVolumeTarball(deps: ActivityDeps, req: { database: string; backupId?: string }): Promise<VolumeTarball> {
+  const p = planFor(deps, req.database);
+  const id = await pickTarball(p, req.backupId);
+  const file = path.join(p.dir, `${id}${TAR}`);
+  const sumText = await readFile(`${file}.sha256`, 'utf8').catch(() => undefined);
+  const expected = sumText === undefined ? undefined : parseSha256File(sumText);
+  if (!expected) {
+    throw ApplicationFailure.nonRetryable(
+      `${file} has no usable checksum file ${path.basename(file)}.sha256: after checking the tarball, write one with \`sha256sum ${path.basename(file)} > ${path.basename(file)}.sha256\`; nothing was stopped`,
+      'BackupInvalid',
+    );
+  }
+  const actual = await heartbeating(() => ({ checksum: id }), () => checksum(file));
+  if (actual !== expected) {
+    throw ApplicationFailure.nonRetryable(
+      `tarball ${file} is corrupt or was changed: its sha256 ${actual} differs from ${path.basename(file)}.sha256 (${expected}); nothing was stopped`,
+      'BackupInvalid',
+    );
+  }
+  const manifest = await readVolumeManifest(p.dir, id);
+  return { id, file: `${id}${TAR}`, sizeBytes: (await stat(file)).size, sha256: actual, rowCounts: manifest?.rowCounts ?? {} };
+}
+
+/** Row counts of `tables` in the live database (-1 for a table that does not exist). */
+export async function countDatabaseTables(deps: ActivityDeps, req: { database: string; tables: string[] }): Promise<Record<string, number>> {
+  const db = resolveDb(deps, req.database);
+  return withClient(db.url, db.secrets, (c) => countTables(c, req.tables));
+}
+
+export interface TarRequest {
+  database: string;
+  id: string;
+  workflowId: string;
+  rowCounts: Record<string, number>;
+  startedAt: string;
+}
+
+/**
+ * `tar czf` of the whole volume into `<id>.tar.gz` (written as `.partial`, renamed when
+ * complete), then its `.sha256` and `<id>.json`. The database must be stopped. A retry
+ * finds a finished tarball by its manifest and does nothing.
+ */
+export async function tarVolume(d: VolumeDeps, req: TarRequest): Promise<{ manifest: VolumeBackupManifest; commands: string[] }> {
+  const p = planFor(d, req.database);
+  if (!ID.test(req.id)) throw invalid(`tarball id "${req.id}" is not valid`);
+  const done = await readVolumeManifest(p.dir, req.id);
+  if (done) return { manifest: done, commands: [] };
+  await mkdir(p.dir, { recursive: true });
+  const name = `${req.id}${TAR}`;
+  const partial = path.join(p.dir, `${name}.partial`);
+  await rm(partial, { force: true });
+  const command = await docker(d, p, container(p, { data: 'ro', backup: 'rw' }, ['tar', 'czf', `/backup/${name}.partial`, '-C', '/data', '.']), `tar of volume ${p.volume}`);
+  if (!existsSync(partial)) {
+    throw ApplicationFailure.nonRetryable(
+      `docker run reported success but ${partial} does not exist: databaseOps.volumes repository must be a directory on the Docker host, where the worker runs`,
+      ErrorTypes.InvalidConfig,
+    );
+  }
+  const file = path.join(p.dir, name);
+  await rename(partial, file);
+  const sha256 = await heartbeating(() => ({ checksum: req.id }), () => checksum(file));
+  await writeAtomically(`${file}.sha256`, `${sha256}  ${name}\n`);
+  const manifest: VolumeBackupManifest = {
+    id: req.id,
+    database: p.database,
+    volume: p.volume,
+    file: name,
+    sizeBytes: (await stat(file)).size,
+    sha256,
+    startedAt: req.startedAt,
+    endedAt: new Date().toISOString(),
+    rowCounts: req.rowCounts,
+    workflowId: req.workflowId,
   };
+  await writeAtomically(path.join(p.dir, `${req.id}.json`), `${JSON.stringify(manifest, null, 2)}\n`);
+  d.log.info({ database: p.database, id: req.id, sizeBytes: manifest.sizeBytes }, 'volume tarball written');
+  return { manifest, commands: [command] };
+}
 
-  return {
-    /** What the docker-volume mode needs from the config; fails naming the field when it cannot work. */
-    async volumePlan(req: { database: string }): Promise<VolumePlan> {
-      const { timeoutMs: _t, ...plan } = planFor(req.database);
-      return plan;
-    },
+/**
+ * Empties the volume and unpacks the tarball into it, each in a throwaway container. The
+ * database must be stopped. Repeating it gives the same volume, so a retry is safe.
+ */
+export async function untarVolume(d: VolumeDeps, req: { database: string; backupId: string }): Promise<{ commands: string[] }> {
+  const p = planFor(d, req.database);
+  if (!ID.test(req.backupId)) throw invalid(`backupId: "${req.backupId}" is not a tarball id`);
+  const name = `${req.backupId}${TAR}`;
+  if (!existsSync(path.join(p.dir, name))) throw invalid(`backupId: no tarball ${name} in ${p.dir}`);
+  // Files of the old data directory left beside the restored ones would corrupt the cluster.
+  const wipe = await docker(d, p, container(p, { data: 'rw' }, ['find', '/data', '-mindepth', '1', '-delete']), `emptying volume ${p.volume}`);
+  const unpack = await docker(d, p, container(p, { data: 'rw', backup: 'ro' }, ['tar', 'xzf', `/backup/${name}`, '-C', '/data']), `restoring volume ${p.volume}`);
+  return { commands: [wipe, unpack] };
+}
 
-    /**
-     * The tarball a restore uses (the given id, else the newest not made by a restore) with its
-     * checksum checked against `<id>.tar.gz.sha256`. Runs before anything is stopped.
-     */
-    async checkVolumeTarball(req: { database: string; backupId?: string }): Promise<VolumeTarball> {
-      const p = planFor(req.database);
-      const names = existsSync(p.dir) ? (await readdir(p.dir)).filter((f) => f.endsWith(TAR)) : [];
-      let id: string;
-      if (req.backupId !== undefined) {
-        if (!ID.test(req.backupId)) throw invalid(`backupId: "${req.backupId}" is not a tarball id (letters, digits, ".", "_", "-"; the file name without ${TAR})`);
-        id = req.backupId;
-        if (!names.includes(`${id}${TAR}`)) {
-          throw invalid(`backupId: no tarball ${id}${TAR} in ${p.dir} (have: ${names.map((n) => n.slice(0, -TAR.length)).join(', ') || 'none'}); nothing was stopped`);
-        }
-      } else {
-        const candidates = await Promise.all(
-          names
-            .filter((n) => !n.startsWith(PRE_RESTORE) && ID.test(n.slice(0, -TAR.length)))
-            .map(async (n) => ({ id: n.slice(0, -TAR.length), mtime: (await stat(path.join(p.dir, n))).mtimeMs })),
-        );
-        const newest = candidates.sort((a, b) => b.mtime - a.mtime || b.id.localeCompare(a.id))[0];
-        if (!newest) {
-          throw invalid(`no volume tarball of ${p.database} in ${p.dir}: run db-backup with mode docker-volume, or put <name>${TAR} and its .sha256 there; nothing was stopped`);
-        }
-        id = newest.id;
-      }
-      const file = path.join(p.dir, `${id}${TAR}`);
-      const sumText = await readFile(`${file}.sha256`, 'utf8').catch(() => undefined);
-      const expected = sumText === undefined ? undefined : parseSha256File(sumText);
-      if (!expected) {
-        throw ApplicationFailure.nonRetryable(
-          `${file} has no usable checksum file ${path.basename(file)}.sha256: after checking the tarball, write one with \`sha256sum ${path.basename(file)} > ${path.basename(file)}.sha256\`; nothing was stopped`,
-          'BackupInvalid',
-        );
-      }
-      const actual = await heartbeating(() => ({ checksum: id }), () => checksum(file));
-      if (actual !== expected) {
-        throw ApplicationFailure.nonRetryable(
-          `tarball ${file} is corrupt or was changed: its sha256 ${actual} differs from ${path.basename(file)}.sha256 (${expected}); nothing was stopped`,
-          'BackupInvalid',
-        );
-      }
-      const manifest = await readManifest(p.dir, id);
-      return { id, file: `${id}${TAR}`, sizeBytes: (await stat(file)).size, sha256: actual, rowCounts: manifest?.rowCounts ?? {} };
-    },
+/** Keeps the newest `keep` tarballs db-backup made; hand-made and pre-restore tarballs are never deleted. */
+export async function volumeRetention(deps: ActivityDeps, req: { database: string; keep: number; protect: string }): Promise<string[]> {
+  const p = planFor(deps, req.database);
+  if (!existsSync(p.dir)) return [];
+  const ids = (await readdir(p.dir))
+    .filter((f) => f.endsWith(TAR) && TAKEN_BY_BACKUP.test(f.slice(0, -TAR.length)))
+    .map((f) => f.slice(0, -TAR.length))
+    .sort()
+    .reverse();
+  const doomed = ids.slice(req.keep).filter((id) => id !== req.protect);
+  for (const id of doomed) {
+    for (const f of [`${id}${TAR}`, `${id}${TAR}.sha256`, `${id}.json`]) await rm(path.join(p.dir, f), { force: true });
+  }
+  return doomed;
+}
 
-    /** Row counts of `tables` in the live database (-1 for a table that does not exist). */
-    async countDatabaseTables(req: { database: string; tables: string[] }): Promise<Record<string, number>> {
-      return countTables(req.database, req.tables);
-    },
-
-    /**
-     * `tar czf` of the whole volume into `<id>.tar.gz` (written as `.partial`, renamed when
-     * complete), then its `.sha256` and `<id>.json`. The database must be stopped. A retry
-     * finds a finished tarball by its manifest and does nothing.
-     */
-    async tarVolume(req: { database: string; id: string; workflowId: string; rowCounts: Record<string, number>; startedAt: string }): Promise<{ manifest: VolumeBackupManifest; commands: string[] }> {
-      const p = planFor(req.database);
-      if (!ID.test(req.id)) throw invalid(`tarball id "${req.id}" is not valid`);
-      const done = await readManifest(p.dir, req.id);
-      if (done) return { manifest: done, commands: [] };
-      await mkdir(p.dir, { recursive: true });
-      const name = `${req.id}${TAR}`;
-      const partial = path.join(p.dir, `${name}.partial`);
-      await rm(partial, { force: true });
-      const command = await docker(p, container(p, { data: 'ro', backup: 'rw' }, ['tar', 'czf', `/backup/${name}.partial`, '-C', '/data', '.']), `tar of volume ${p.volume}`);
-      if (!existsSync(partial)) {
-        throw ApplicationFailure.nonRetryable(
-          `docker run reported success but ${partial} does not exist: databaseOps.volumes repository must be a directory on the Docker host, where the worker runs`,
-          ErrorTypes.InvalidConfig,
-        );
-      }
-      const file = path.join(p.dir, name);
-      await rename(partial, file);
-      const sha256 = await heartbeating(() => ({ checksum: req.id }), () => checksum(file));
-      await writeAtomically(`${file}.sha256`, `${sha256}  ${name}\n`);
-      const manifest: VolumeBackupManifest = {
-        id: req.id,
-        database: p.database,
-        volume: p.volume,
-        file: name,
-        sizeBytes: (await stat(file)).size,
-        sha256,
-        startedAt: req.startedAt,
-        endedAt: new Date().toISOString(),
-        rowCounts: req.rowCounts,
-        workflowId: req.workflowId,
-      };
-      await writeAtomically(path.join(p.dir, `${req.id}.json`), `${JSON.stringify(manifest, null, 2)}\n`);
-      log.info({ database: p.database, id: req.id, sizeBytes: manifest.sizeBytes }, 'volume tarball written');
-      return { manifest, commands: [command] };
-    },
-
-    /**
-     * Empties the volume and unpacks the tarball into it, each in a throwaway container. The
-     * database must be stopped. Repeating it gives the same volume, so a retry is safe.
-     */
-    async untarVolume(req: { database: string; backupId: string }): Promise<{ commands: string[] }> {
-      const p = planFor(req.database);
-      if (!ID.test(req.backupId)) throw invalid(`backupId: "${req.backupId}" is not a tarball id`);
-      const name = `${req.backupId}${TAR}`;
-      if (!existsSync(path.join(p.dir, name))) throw invalid(`backupId: no tarball ${name} in ${p.dir}`);
-      // Files of the old data directory left beside the restored ones would corrupt the cluster.
-      const wipe = await docker(p, container(p, { data: 'rw' }, ['find', '/data', '-mindepth', '1', '-delete']), `emptying volume ${p.volume}`);
-      const unpack = await docker(p, container(p, { data: 'rw', backup: 'ro' }, ['tar', 'xzf', `/backup/${name}`, '-C', '/data']), `restoring volume ${p.volume}`);
-      return { commands: [wipe, unpack] };
-    },
-
-    /** Keeps the newest `keep` tarballs db-backup made; hand-made and pre-restore tarballs are never deleted. */
-    async volumeRetention(req: { database: string; keep: number; protect: string }): Promise<string[]> {
-      const p = planFor(req.database);
-      if (!existsSync(p.dir)) return [];
-      const ids = (await readdir(p.dir))
-        .filter((f) => f.endsWith(TAR) && TAKEN_BY_BACKUP.test(f.slice(0, -TAR.length)))
-        .map((f) => f.slice(0, -TAR.length))
-        .sort()
-        .reverse();
-      const doomed = ids.slice(req.keep).filter((id) => id !== req.protect);
-      for (const id of doomed) {
-        for (const f of [`${id}${TAR}`, `${id}${TAR}.sha256`, `${id}.json`]) await rm(path.join(p.dir, f), { force: true });
-      }
-      return doomed;
-    },
-
-    /** Row counts after a restore against what the tarball's manifest recorded (a table without a record only has to exist). */
-    async verifyVolumeRestore(req: { database: string; tables: string[]; expected: Record<string, number> }): Promise<TableCount[]> {
-      const tables = [...new Set([...req.tables, ...Object.keys(req.expected)])];
-      const actual = await countTables(req.database, tables);
-      return tables.map((table) => ({ table, actual: actual[table]!, expected: req.expected[table] ?? Math.max(actual[table]!, 0) }));
-    },
-  };
+/** Row counts after a restore against what the tarball's manifest recorded (a table without a record only has to exist). */
+export async function verifyVolumeRestore(deps: ActivityDeps, req: { database: string; tables: string[]; expected: Record<string, number> }): Promise<TableCount[]> {
+  const tables = [...new Set([...req.tables, ...Object.keys(req.expected)])];
+  const actual = await countDatabaseTables(deps, { database: req.database, tables });
+  return tables.map((table) => ({ table, actual: actual[table]!, expected: req.expected[table] ?? Math.max(actual[table]!, 0) }));
 }

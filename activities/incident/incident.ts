@@ -5,276 +5,296 @@ import { ErrorTypes } from '../../common/errors.js';
 import { defaultIncidentConfig, NOTIFICATION_KINDS, SEVERITIES, type IncidentConfig } from '../../common/incident/config.js';
 import { oncallAt } from '../../common/incident/oncall.js';
 import type { IncidentPlan, Notification, NotificationResult, TriageFinding } from '../../common/incident/types.js';
-import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
+import { resolveEnvRefs } from '../../lib/env.js';
 import { redactUrlsIn } from '../../lib/redact.js';
+import type { ServiceConfig } from '../../common/config-schema.js';
 import type { ActivityDeps } from '../deps.js';
+import { configFailure } from '../drivers/support.js';
 import { classifyStreams, connectNats, purgeOlderThan, readStreams, type StreamReading } from './nats.js';
 import { classifyRedis, connectRedis, countByPattern, parseInfo, readRedis, unlinkByPattern, type RedisReading } from './redis.js';
 import { sendWebhook } from './webhooks.js';
 
-function configFailure(err: unknown): never {
-  if (err instanceof MissingEnvError) throw ApplicationFailure.nonRetryable(`${err.message}; set it in the worker's environment`, ErrorTypes.InvalidConfig);
-  throw err;
+export interface IncidentDeps extends ActivityDeps {
+  /** The config's incident section, defaults filled in. */
+  incident: IncidentConfig;
 }
 
 /** Activities of the incident runbook family; spread into the worker's activities by activities/index.ts. */
 export function createIncidentActivities(deps: ActivityDeps) {
-  const { config, env, logger } = deps;
-  const incident: IncidentConfig = config.incident ?? defaultIncidentConfig();
-
-  const serviceNamed = (name: string) => {
-    const svc = config.services.find((s) => s.name === name);
-    if (!svc) {
-      throw ApplicationFailure.nonRetryable(
-        `service: unknown service "${name}": expected one of ${config.services.map((s) => s.name).join(', ')}`,
-        ErrorTypes.UnknownService,
-      );
-    }
-    return svc;
-  };
-
-  const redisUrl = (service: string): string => {
-    const probe = serviceNamed(service).probes.find((p) => p.type === 'redis');
-    if (!probe || probe.type !== 'redis') {
-      throw ApplicationFailure.nonRetryable(`service ${service} has no redis probe: add one with its url to services.${service}.probes`, ErrorTypes.InvalidInput);
-    }
-    try {
-      return resolveEnvRefs(probe.url, env, `services.${service}.probes.redis.url`);
-    } catch (err) {
-      return configFailure(err);
-    }
-  };
-
-  const natsServers = (service: string): string => {
-    const probe = serviceNamed(service).probes.find((p) => p.type === 'nats');
-    if (!probe || probe.type !== 'nats') {
-      throw ApplicationFailure.nonRetryable(`service ${service} has no nats probe: add one with its servers to services.${service}.probes`, ErrorTypes.InvalidInput);
-    }
-    try {
-      return resolveEnvRefs(probe.servers, env, `services.${service}.probes.nats.servers`);
-    } catch (err) {
-      return configFailure(err);
-    }
-  };
-
-  const databaseUrl = (name: string): string => {
-    const db = config.databases.find((d) => d.name === name);
-    if (!db) {
-      throw ApplicationFailure.nonRetryable(
-        `database: unknown database "${name}": expected one of ${config.databases.map((d) => d.name).join(', ') || '(none configured)'}`,
-        ErrorTypes.InvalidInput,
-      );
-    }
-    try {
-      return resolveEnvRefs(db.url, env, `databases.${name}.url`);
-    } catch (err) {
-      return configFailure(err);
-    }
-  };
-
-  const withRedis = async <T>(service: string, body: (r: ReturnType<typeof connectRedis>) => Promise<T>): Promise<T> => {
-    const redis = connectRedis(redisUrl(service), 'runbook-triage');
-    try {
-      await redis.connect();
-      return await body(redis);
-    } finally {
-      redis.disconnect();
-    }
-  };
-
-  const withNats = async <T>(service: string, body: (c: Awaited<ReturnType<typeof connectNats>>) => Promise<T>): Promise<T> => {
-    const c = await connectNats(natsServers(service), 'runbook-triage');
-    try {
-      return await body(c);
-    } finally {
-      await c.nc.close().catch(() => undefined);
-    }
-  };
-
-  const withPg = async <T>(database: string, body: (c: pg.Client) => Promise<T>): Promise<T> => {
-    const client = new pg.Client({ connectionString: databaseUrl(database), connectionTimeoutMillis: 5000, statement_timeout: 10_000 });
-    client.on('error', () => undefined);
-    await client.connect();
-    try {
-      return await body(client);
-    } finally {
-      await client.end().catch(() => undefined);
-    }
-  };
-
+  const d: IncidentDeps = { ...deps, incident: deps.config.incident ?? defaultIncidentConfig() };
   return {
-    /** The incident's durations, routes and the on-call pair now, captured once per run. */
-    async incidentPlan(): Promise<IncidentPlan> {
-      const routes = Object.fromEntries(
-        NOTIFICATION_KINDS.map((k) => [k, incident.webhooks.filter((w) => w.events.includes(k)).map((w) => w.name)]),
-      ) as IncidentPlan['routes'];
-      const oncall = incident.oncall ? oncallAt(incident.oncall, new Date()) : null;
-      const sev = incident.severities;
-      return {
-        environment: config.environment,
-        responseSeconds: { P0: sev.P0.response, P1: sev.P1.response, P2: sev.P2.response, P3: sev.P3.response },
-        stakeholderUpdateSeconds: Object.fromEntries(
-          SEVERITIES.filter((s) => sev[s].stakeholderUpdates !== undefined).map((s) => [s, sev[s].stakeholderUpdates!]),
-        ),
-        ackTimeoutSeconds: incident.ackTimeout,
-        l3AfterSeconds: incident.escalation.l3After,
-        l4AfterSeconds: incident.escalation.l4After,
-        contacts: { ...incident.escalation.contacts },
-        postmortem: {
-          requiredFor: incident.postmortem.requiredFor,
-          dueSeconds: incident.postmortem.due,
-          meetingWithinSeconds: incident.postmortem.meetingWithin,
-          reminderEverySeconds: incident.postmortem.reminderEvery,
-          maxReminders: incident.postmortem.maxReminders,
-        },
-        routes,
-        oncall: oncall ? { primary: oncall.now.primary, secondary: oncall.now.secondary, shiftEnds: oncall.now.end } : null,
-        statusPageUrl: incident.statusPageUrl,
-        history: { ...incident.history },
-      };
-    },
-
-    /** One webhook delivery; throws on failure so the notify profile retries it. */
-    async notify(n: Notification): Promise<NotificationResult> {
-      const hook = incident.webhooks.find((w) => w.name === n.webhook);
-      if (!hook) throw ApplicationFailure.nonRetryable(`unknown webhook "${n.webhook}"`, ErrorTypes.InvalidConfig);
-      const ctx = Context.current();
-      const result = await sendWebhook(hook, n, env, ctx.info.attempt, ctx.cancellationSignal);
-      logger.info({ webhook: hook.name, kind: n.kind, incidentId: n.incidentId, status: result.status }, 'notification sent');
-      return result;
-    },
-
-    async redisTriageRead(req: { service: string; slowlogEntries: number }): Promise<{ reading: RedisReading; findings: TriageFinding[] }> {
-      return withRedis(req.service, async (redis) => {
-        const reading = await readRedis(redis, req.slowlogEntries);
-        const warn = config.thresholds.memoryWarnPercent;
-        return { reading, findings: classifyRedis(reading, { memoryWarnPercent: warn, memoryCriticalPercent: 90, hitRateMinPercent: 85, expectedPolicy: 'allkeys-lru' }) };
-      });
-    },
-
-    /** How many keys a pattern matches (bounded SCAN), for the approval before they are deleted. */
-    async redisCountMatching(req: { service: string; pattern: string }): Promise<{ matched: number; complete: boolean; sample: string[] }> {
-      return withRedis(req.service, (redis) => countByPattern(redis, req.pattern));
-    },
-
-    /** SCAN + UNLINK by pattern, heartbeating per batch. */
-    async redisUnlink(req: { service: string; pattern: string }): Promise<number> {
-      const ctx = Context.current();
-      return withRedis(req.service, (redis) => unlinkByPattern(redis, req.pattern, (deleted) => ctx.heartbeat({ deleted })));
-    },
-
-    async redisFlush(req: { service: string }): Promise<{ keysBefore: number }> {
-      return withRedis(req.service, async (redis) => {
-        const keysBefore = await redis.dbsize();
-        if (keysBefore > 0) await redis.flushdb();
-        return { keysBefore };
-      });
-    },
-
-    /** Clients connected besides this one: before a restart, and polled after it to see the services come back. */
-    async redisClientCount(req: { service: string }): Promise<number> {
-      return withRedis(req.service, async (redis) => Number(parseInfo(await redis.info('clients')).connected_clients ?? 1) - 1);
-    },
-
-    /** DBSIZE and a SCAN sample of keys matching a pattern (Fulcrum 3.1 step 3, without KEYS). */
-    async cacheCheck(req: { service: string; pattern?: string }): Promise<{ keys: number; sample: string[]; hitRatePercent: number | null }> {
-      return withRedis(req.service, async (redis) => {
-        const keys = await redis.dbsize();
-        const sample: string[] = [];
-        let cursor = '0';
-        let rounds = 0;
-        do {
-          const [next, batch] = await redis.scan(cursor, 'MATCH', req.pattern ?? '*', 'COUNT', 200);
-          cursor = next;
-          sample.push(...batch);
-          rounds += 1;
-        } while (cursor !== '0' && sample.length < 10 && rounds < 50);
-        const reading = await readRedis(redis, 1);
-        return { keys, sample: sample.slice(0, 10), hitRatePercent: reading.hitRatePercent };
-      });
-    },
-
-    async natsTriageRead(req: { service: string; stream?: string }): Promise<{ streams: StreamReading[]; findings: TriageFinding[] }> {
-      return withNats(req.service, async ({ jsm }) => {
-        const streams = await readStreams(jsm, req.stream);
-        if (req.stream && streams.length === 0) {
-          throw ApplicationFailure.nonRetryable(`stream: no JetStream stream named "${req.stream}"`, ErrorTypes.InvalidInput);
-        }
-        return { streams, findings: classifyStreams(streams, { pendingMax: config.thresholds.natsLagMessages, redeliveredMax: 10 }) };
-      });
-    },
-
-    /** Whole-stream purge, or only messages older than `cutoff` (epoch ms fixed by the workflow, so a retry purges the same range). */
-    async natsPurge(req: { service: string; stream: string; cutoff?: number }): Promise<{ purged: number }> {
-      return withNats(req.service, async ({ jsm }) => {
-        if (req.cutoff !== undefined) return { purged: (await purgeOlderThan(jsm, req.stream, req.cutoff)).purged };
-        const r = await jsm.streams.purge(req.stream);
-        return { purged: r.purged };
-      });
-    },
-
-    async databaseCheck(req: { database: string }): Promise<{ ok: boolean; detail: string }> {
-      try {
-        return await withPg(req.database, async (c) => {
-          const r = await c.query<{ state: string | null; n: string }>(
-            'SELECT state, count(*) AS n FROM pg_stat_activity WHERE datname = current_database() GROUP BY state',
-          );
-          const max = await c.query<{ max_connections: string }>('SHOW max_connections');
-          return { ok: true, detail: `SELECT ok; connections ${r.rows.map((x) => `${x.state ?? 'none'} ${x.n}`).join(', ')} of max ${max.rows[0]?.max_connections}` };
-        });
-      } catch (err) {
-        if (err instanceof ApplicationFailure) throw err;
-        return { ok: false, detail: redactUrlsIn((err as Error).message) };
-      }
-    },
-
-    /** Active queries running longer than the threshold (AlphaPulse 2.1 Slow Queries). */
-    async slowQueries(req: { database: string; slowQueryMs: number }): Promise<Array<{ pid: number; durationMs: number; query: string }>> {
-      return withPg(req.database, async (c) => {
-        const r = await c.query<{ pid: number; ms: number; query: string }>(
-          `SELECT pid, (extract(epoch FROM now() - query_start) * 1000)::float8 AS ms, left(query, 200) AS query
-             FROM pg_stat_activity
-            WHERE state = 'active' AND pid <> pg_backend_pid() AND now() - query_start > make_interval(secs => $1::float8 / 1000)
-            ORDER BY ms DESC LIMIT 10`,
-          [req.slowQueryMs],
-        );
-        return r.rows.map((x) => ({ pid: x.pid, durationMs: Math.round(x.ms), query: x.query }));
-      });
-    },
-
-    /** The metric lines of a Prometheus text endpoint whose names start with `match`. */
-    async fetchMetrics(req: { url: string; match?: string }): Promise<{ ok: boolean; lines: string[]; detail: string }> {
-      try {
-        const res = await fetch(req.url, { signal: AbortSignal.timeout(5000) });
-        const text = await res.text();
-        const lines = text.split('\n').filter((l) => l && !l.startsWith('#') && (!req.match || l.startsWith(req.match)));
-        return { ok: res.ok, lines: lines.slice(0, 50), detail: `HTTP ${res.status}, ${lines.length} matching lines` };
-      } catch (err) {
-        return { ok: false, lines: [], detail: (err as Error).message };
-      }
-    },
-
-    /** One instant PromQL query against incident.prometheusUrl; the first sample's value, or null when empty. */
-    async promQuery(req: { query: string }): Promise<number | null> {
-      if (!incident.prometheusUrl) {
-        throw ApplicationFailure.nonRetryable('incident.prometheusUrl is not set: add the Prometheus base URL to the config', ErrorTypes.InvalidConfig);
-      }
-      let base: string;
-      try {
-        base = resolveEnvRefs(incident.prometheusUrl, env, 'incident.prometheusUrl');
-      } catch (err) {
-        return configFailure(err);
-      }
-      const res = await fetch(`${base.replace(/\/$/, '')}/api/v1/query?query=${encodeURIComponent(req.query)}`, { signal: AbortSignal.timeout(10_000) });
-      const body = (await res.json()) as { status: string; error?: string; data?: { resultType: string; result: Array<{ value: [number, string] }> | [number, string] } };
-      if (body.status !== 'success') {
-        throw ApplicationFailure.nonRetryable(`PromQL ${req.query}: ${body.error ?? `HTTP ${res.status}`}`, ErrorTypes.InvalidInput);
-      }
-      const data = body.data!;
-      const raw = data.resultType === 'scalar' ? (data.result as [number, string])[1] : (data.result as Array<{ value: [number, string] }>)[0]?.value[1];
-      if (raw === undefined) return null;
-      const v = Number(raw);
-      return Number.isFinite(v) ? v : null;
-    },
+    incidentPlan: () => incidentPlan(d),
+    notify: (n: Notification) => notify(d, n),
+    redisTriageRead: (req: { service: string; slowlogEntries: number }) => redisTriageRead(d, req),
+    redisCountMatching: (req: { service: string; pattern: string }) => redisCountMatching(d, req),
+    redisUnlink: (req: { service: string; pattern: string }) => redisUnlink(d, req),
+    redisFlush: (req: { service: string }) => redisFlush(d, req),
+    redisClientCount: (req: { service: string }) => redisClientCount(d, req),
+    cacheCheck: (req: { service: string; pattern?: string }) => cacheCheck(d, req),
+    natsTriageRead: (req: { service: string; stream?: string }) => natsTriageRead(d, req),
+    natsPurge: (req: { service: string; stream: string; cutoff?: number }) => natsPurge(d, req),
+    databaseCheck: (req: { database: string }) => databaseCheck(d, req),
+    slowQueries: (req: { database: string; slowQueryMs: number }) => slowQueries(d, req),
+    fetchMetrics: (req: { url: string; match?: string }) => fetchMetrics(req),
+    promQuery: (req: { query: string }) => promQuery(d, req),
   };
+}
+
+function serviceNamed(deps: ActivityDeps, name: string): ServiceConfig {
+  const svc = deps.config.services.find((s) => s.name === name);
+  if (!svc) {
+    throw ApplicationFailure.nonRetryable(
+      `service: unknown service "${name}": expected one of ${deps.config.services.map((s) => s.name).join(', ')}`,
+      ErrorTypes.UnknownService,
+    );
+  }
+  return svc;
+}
+
+function redisUrl(deps: ActivityDeps, service: string): string {
+  const probe = serviceNamed(deps, service).probes.find((p) => p.type === 'redis');
+  if (!probe || probe.type !== 'redis') {
+    throw ApplicationFailure.nonRetryable(`service ${service} has no redis probe: add one with its url to services.${service}.probes`, ErrorTypes.InvalidInput);
+  }
+  try {
+    return resolveEnvRefs(probe.url, deps.env, `services.${service}.probes.redis.url`);
+  } catch (err) {
+    return configFailure(err);
+  }
+}
+
+function natsServers(deps: ActivityDeps, service: string): string {
+  const probe = serviceNamed(deps, service).probes.find((p) => p.type === 'nats');
+  if (!probe || probe.type !== 'nats') {
+    throw ApplicationFailure.nonRetryable(`service ${service} has no nats probe: add one with its servers to services.${service}.probes`, ErrorTypes.InvalidInput);
+  }
+  try {
+    return resolveEnvRefs(probe.servers, deps.env, `services.${service}.probes.nats.servers`);
+  } catch (err) {
+    return configFailure(err);
+  }
+}
+
+function databaseUrl(deps: ActivityDeps, name: string): string {
+  const { databases } = deps.config;
+  const db = databases.find((x) => x.name === name);
+  if (!db) {
+    throw ApplicationFailure.nonRetryable(
+      `database: unknown database "${name}": expected one of ${databases.map((x) => x.name).join(', ') || '(none configured)'}`,
+      ErrorTypes.InvalidInput,
+    );
+  }
+  try {
+    return resolveEnvRefs(db.url, deps.env, `databases.${name}.url`);
+  } catch (err) {
+    return configFailure(err);
+  }
+}
+
+type Redis = ReturnType<typeof connectRedis>;
+type Nats = Awaited<ReturnType<typeof connectNats>>;
+
+async function withRedis<T>(deps: ActivityDeps, service: string, body: (r: Redis) => Promise<T>): Promise<T> {
+  const redis = connectRedis(redisUrl(deps, service), 'runbook-triage');
+  try {
+    await redis.connect();
+    return await body(redis);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function withNats<T>(deps: ActivityDeps, service: string, body: (c: Nats) => Promise<T>): Promise<T> {
+  const c = await connectNats(natsServers(deps, service), 'runbook-triage');
+  try {
+    return await body(c);
+  } finally {
+    await c.nc.close().catch(() => undefined);
+  }
+}
+
+async function withPg<T>(deps: ActivityDeps, database: string, body: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: databaseUrl(deps, database), connectionTimeoutMillis: 5000, statement_timeout: 10_000 });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    return await body(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** The incident's durations, routes and the on-call pair now, captured once per run. */
+export async function incidentPlan(d: IncidentDeps): Promise<IncidentPlan> {
+  const { incident } = d;
+  const routes = Object.fromEntries(
+    NOTIFICATION_KINDS.map((k) => [k, incident.webhooks.filter((w) => w.events.includes(k)).map((w) => w.name)]),
+  ) as IncidentPlan['routes'];
+  const oncall = incident.oncall ? oncallAt(incident.oncall, new Date()) : null;
+  const sev = incident.severities;
+  return {
+    environment: d.config.environment,
+    responseSeconds: { P0: sev.P0.response, P1: sev.P1.response, P2: sev.P2.response, P3: sev.P3.response },
+    stakeholderUpdateSeconds: Object.fromEntries(
+      SEVERITIES.filter((s) => sev[s].stakeholderUpdates !== undefined).map((s) => [s, sev[s].stakeholderUpdates!]),
+    ),
+    ackTimeoutSeconds: incident.ackTimeout,
+    l3AfterSeconds: incident.escalation.l3After,
+    l4AfterSeconds: incident.escalation.l4After,
+    contacts: { ...incident.escalation.contacts },
+    postmortem: {
+      requiredFor: incident.postmortem.requiredFor,
+      dueSeconds: incident.postmortem.due,
+      meetingWithinSeconds: incident.postmortem.meetingWithin,
+      reminderEverySeconds: incident.postmortem.reminderEvery,
+      maxReminders: incident.postmortem.maxReminders,
+    },
+    routes,
+    oncall: oncall ? { primary: oncall.now.primary, secondary: oncall.now.secondary, shiftEnds: oncall.now.end } : null,
+    statusPageUrl: incident.statusPageUrl,
+    history: { ...incident.history },
+  };
+}
+
+/** One webhook delivery; throws on failure so the notify profile retries it. */
+export async function notify(d: IncidentDeps, n: Notification): Promise<NotificationResult> {
+  const hook = d.incident.webhooks.find((w) => w.name === n.webhook);
+  if (!hook) throw ApplicationFailure.nonRetryable(`unknown webhook "${n.webhook}"`, ErrorTypes.InvalidConfig);
+  const ctx = Context.current();
+  const result = await sendWebhook(hook, n, d.env, ctx.info.attempt, ctx.cancellationSignal);
+  d.logger.info({ webhook: hook.name, kind: n.kind, incidentId: n.incidentId, status: result.status }, 'notification sent');
+  return result;
+}
+
+export async function redisTriageRead(deps: ActivityDeps, req: { service: string; slowlogEntries: number }): Promise<{ reading: RedisReading; findings: TriageFinding[] }> {
+  return withRedis(deps, req.service, async (redis) => {
+    const reading = await readRedis(redis, req.slowlogEntries);
+    const warn = deps.config.thresholds.memoryWarnPercent;
+    return { reading, findings: classifyRedis(reading, { memoryWarnPercent: warn, memoryCriticalPercent: 90, hitRateMinPercent: 85, expectedPolicy: 'allkeys-lru' }) };
+  });
+}
+
+/** How many keys a pattern matches (bounded SCAN), for the approval before they are deleted. */
+export async function redisCountMatching(deps: ActivityDeps, req: { service: string; pattern: string }): Promise<{ matched: number; complete: boolean; sample: string[] }> {
+  return withRedis(deps, req.service, (redis) => countByPattern(redis, req.pattern));
+}
+
+/** SCAN + UNLINK by pattern, heartbeating per batch. */
+export async function redisUnlink(deps: ActivityDeps, req: { service: string; pattern: string }): Promise<number> {
+  const ctx = Context.current();
+  return withRedis(deps, req.service, (redis) => unlinkByPattern(redis, req.pattern, (deleted) => ctx.heartbeat({ deleted })));
+}
+
+export async function redisFlush(deps: ActivityDeps, req: { service: string }): Promise<{ keysBefore: number }> {
+  return withRedis(deps, req.service, async (redis) => {
+    const keysBefore = await redis.dbsize();
+    if (keysBefore > 0) await redis.flushdb();
+    return { keysBefore };
+  });
+}
+
+/** Clients connected besides this one: before a restart, and polled after it to see the services come back. */
+export async function redisClientCount(deps: ActivityDeps, req: { service: string }): Promise<number> {
+  return withRedis(deps, req.service, async (redis) => Number(parseInfo(await redis.info('clients')).connected_clients ?? 1) - 1);
+}
+
+/** DBSIZE and a SCAN sample of keys matching a pattern (Fulcrum 3.1 step 3, without KEYS). */
+export async function cacheCheck(deps: ActivityDeps, req: { service: string; pattern?: string }): Promise<{ keys: number; sample: string[]; hitRatePercent: number | null }> {
+  return withRedis(deps, req.service, async (redis) => {
+    const keys = await redis.dbsize();
+    const sample: string[] = [];
+    let cursor = '0';
+    let rounds = 0;
+    do {
+      const [next, batch] = await redis.scan(cursor, 'MATCH', req.pattern ?? '*', 'COUNT', 200);
+      cursor = next;
+      sample.push(...batch);
+      rounds += 1;
+    } while (cursor !== '0' && sample.length < 10 && rounds < 50);
+    const reading = await readRedis(redis, 1);
+    return { keys, sample: sample.slice(0, 10), hitRatePercent: reading.hitRatePercent };
+  });
+}
+
+export async function natsTriageRead(deps: ActivityDeps, req: { service: string; stream?: string }): Promise<{ streams: StreamReading[]; findings: TriageFinding[] }> {
+  return withNats(deps, req.service, async ({ jsm }) => {
+    const streams = await readStreams(jsm, req.stream);
+    if (req.stream && streams.length === 0) {
+      throw ApplicationFailure.nonRetryable(`stream: no JetStream stream named "${req.stream}"`, ErrorTypes.InvalidInput);
+    }
+    return { streams, findings: classifyStreams(streams, { pendingMax: deps.config.thresholds.natsLagMessages, redeliveredMax: 10 }) };
+  });
+}
+
+/** Whole-stream purge, or only messages older than `cutoff` (epoch ms fixed by the workflow, so a retry purges the same range). */
+export async function natsPurge(deps: ActivityDeps, req: { service: string; stream: string; cutoff?: number }): Promise<{ purged: number }> {
+  return withNats(deps, req.service, async ({ jsm }) => {
+    if (req.cutoff !== undefined) return { purged: (await purgeOlderThan(jsm, req.stream, req.cutoff)).purged };
+    const r = await jsm.streams.purge(req.stream);
+    return { purged: r.purged };
+  });
+}
+
+export async function databaseCheck(deps: ActivityDeps, req: { database: string }): Promise<{ ok: boolean; detail: string }> {
+  try {
+    return await withPg(deps, req.database, async (c) => {
+      const r = await c.query<{ state: string | null; n: string }>(
+        'SELECT state, count(*) AS n FROM pg_stat_activity WHERE datname = current_database() GROUP BY state',
+      );
+      const max = await c.query<{ max_connections: string }>('SHOW max_connections');
+      return { ok: true, detail: `SELECT ok; connections ${r.rows.map((x) => `${x.state ?? 'none'} ${x.n}`).join(', ')} of max ${max.rows[0]?.max_connections}` };
+    });
+  } catch (err) {
+    if (err instanceof ApplicationFailure) throw err;
+    return { ok: false, detail: redactUrlsIn((err as Error).message) };
+  }
+}
+
+/** Active queries running longer than the threshold (AlphaPulse 2.1 Slow Queries). */
+export async function slowQueries(deps: ActivityDeps, req: { database: string; slowQueryMs: number }): Promise<Array<{ pid: number; durationMs: number; query: string }>> {
+  return withPg(deps, req.database, async (c) => {
+    const r = await c.query<{ pid: number; ms: number; query: string }>(
+      `SELECT pid, (extract(epoch FROM now() - query_start) * 1000)::float8 AS ms, left(query, 200) AS query
+         FROM pg_stat_activity
+        WHERE state = 'active' AND pid <> pg_backend_pid() AND now() - query_start > make_interval(secs => $1::float8 / 1000)
+        ORDER BY ms DESC LIMIT 10`,
+      [req.slowQueryMs],
+    );
+    return r.rows.map((x) => ({ pid: x.pid, durationMs: Math.round(x.ms), query: x.query }));
+  });
+}
+
+/** The metric lines of a Prometheus text endpoint whose names start with `match`. */
+export async function fetchMetrics(req: { url: string; match?: string }): Promise<{ ok: boolean; lines: string[]; detail: string }> {
+  try {
+    const res = await fetch(req.url, { signal: AbortSignal.timeout(5000) });
+    const text = await res.text();
+    const lines = text.split('\n').filter((l) => l && !l.startsWith('#') && (!req.match || l.startsWith(req.match)));
+    return { ok: res.ok, lines: lines.slice(0, 50), detail: `HTTP ${res.status}, ${lines.length} matching lines` };
+  } catch (err) {
+    return { ok: false, lines: [], detail: (err as Error).message };
+  }
+}
+
+/** One instant PromQL query against incident.prometheusUrl; the first sample's value, or null when empty. */
+export async function promQuery(d: IncidentDeps, req: { query: string }): Promise<number | null> {
+  if (!d.incident.prometheusUrl) {
+    throw ApplicationFailure.nonRetryable('incident.prometheusUrl is not set: add the Prometheus base URL to the config', ErrorTypes.InvalidConfig);
+  }
+  let base: string;
+  try {
+    base = resolveEnvRefs(d.incident.prometheusUrl, d.env, 'incident.prometheusUrl');
+  } catch (err) {
+    return configFailure(err);
+  }
+  const res = await fetch(`${base.replace(/\/$/, '')}/api/v1/query?query=${encodeURIComponent(req.query)}`, { signal: AbortSignal.timeout(10_000) });
+  const body = (await res.json()) as { status: string; error?: string; data?: { resultType: string; result: Array<{ value: [number, string] }> | [number, string] } };
+  if (body.status !== 'success') {
+    throw ApplicationFailure.nonRetryable(`PromQL ${req.query}: ${body.error ?? `HTTP ${res.status}`}`, ErrorTypes.InvalidInput);
+  }
+  const data = body.data!;
+  const raw = data.resultType === 'scalar' ? (data.result as [number, string])[1] : (data.result as Array<{ value: [number, string] }>)[0]?.value[1];
+  if (raw === undefined) return null;
+  const v = Number(raw);
+  return Number.isFinite(v) ? v : null;
 }
