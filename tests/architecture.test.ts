@@ -139,4 +139,25 @@ describe('architecture', () => {
     expect(indexes).toContain(path.join('workflows', 'index.ts'));
     expect(indexes.flatMap((f) => notReexports(parse(f)))).toEqual([]);
   });
+
+  it('keeps every function in workflows/ (declaration, arrow or method) to at most 120 lines', () => {
+    const MAX_LINES = 120;
+    const workflowFiles = files.filter((f) => f.startsWith(`workflows${path.sep}`));
+    expect(workflowFiles.length).toBeGreaterThan(10);
+    const long: string[] = [];
+    for (const file of workflowFiles) {
+      const sf = parse(file);
+      const visit = (node: ts.Node): void => {
+        if (ts.isFunctionLike(node) && 'body' in node && node.body) {
+          const first = sf.getLineAndCharacterOfPosition(node.getStart()).line + 1;
+          const last = sf.getLineAndCharacterOfPosition(node.getEnd()).line + 1;
+          const name = 'name' in node && node.name ? node.name.getText() : '(anonymous)';
+          if (last - first + 1 > MAX_LINES) long.push(`${file}:${first}: ${name} spans ${last - first + 1} lines`);
+        }
+        ts.forEachChild(node, visit);
+      };
+      visit(sf);
+    }
+    expect(long).toEqual([]);
+  });
 });
