@@ -16,3 +16,9 @@ export const progressQuery = defineQuery<RunProgress>('progress');
 export const pendingApprovalQuery = defineQuery<PendingApproval | null>('pendingApproval');
 /** Refused answers: the first few kept with their reasons, the rest counted in `refusalsDropped`. */
 export const approvalsQuery = defineQuery<{ approvals: ApprovalRecord[]; refusals: RefusedApproval[]; refusalsDropped: number }>('approvals');
+
+/**
+ * To a database's lock run (workflow `db-lock`) from the run holding it: release the lock.
+ * No payload; the lock also ends when its holder ends, however it ends.
+ */
+export const releaseLockSignal = defineSignal('release');

@@ -2,7 +2,6 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
-  defineSignal,
   log,
   ParentClosePolicy,
   setHandler,
@@ -12,6 +11,7 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { DatabasePlan, DbLockInput } from '../../common/database/types.js';
+import { releaseLockSignal } from '../../common/messages.js';
 
 /**
  * One destructive runbook per database at a time. The lock is a child workflow with a
@@ -21,7 +21,6 @@ import type { DatabasePlan, DbLockInput } from '../../common/database/types.js';
  */
 
 export const DB_LOCK_WORKFLOW = 'db-lock';
-export const releaseLockSignal = defineSignal('release');
 export const DatabaseBusy = 'DatabaseBusy';
 
 export function lockWorkflowId(environment: string, database: string): string {
