@@ -5,7 +5,8 @@ import type { CanaryStatus, DeliveryControlInput } from './types.js';
 /**
  * Controls of a running canary or blue/green switch. Each is both a signal (the UI's
  * "Send a Signal") and an update of the same name (the CLI: refused at once when it
- * cannot apply). One JSON object each: {"by": "alice", "reason": "..."}.
+ * cannot apply), checked alike: a refused signal is logged and changes nothing.
+ * One JSON object each: {"by": "alice", "reason": "..."}.
  */
 export const promoteSignal = defineSignal<[DeliveryControlInput]>('promote');
 export const pauseSignal = defineSignal<[DeliveryControlInput]>('pause');

@@ -14,8 +14,9 @@ import type {
 
 /**
  * The incident run's messages. Each is both a signal (the UI, alert intake) and an
- * update with a validator (the CLI: a refusal comes back at once). Every one takes
- * one JSON object with `by`.
+ * update with a validator (the CLI: a refusal comes back at once), checked alike: a
+ * refused signal is kept in `refusals`, a refused update never reaches the history.
+ * Every one takes one JSON object with `by`.
  */
 export const acknowledgeSignal = defineSignal<[ActorInput]>('acknowledge');
 export const acknowledgeUpdate = defineUpdate<IncidentState, [ActorInput]>('acknowledge');
