@@ -25,14 +25,17 @@ const { serviceAction } = proxyActivities<Activities>(longRunning);
 const weightOf = (c: Color) => (c === 'green' ? 100 : 0);
 const colorOf = (w: number | null): Color | 'mixed' => (w === 0 ? 'blue' : w === 100 ? 'green' : 'mixed');
 
-type RollbackWindow = 'before' | 'open' | 'closed';
+interface RollbackControl {
+  window: 'before' | 'open' | 'closed';
+  requested?: { by: string; reason?: string };
+}
 
 /**
  * The `rollback` signal and update: accepted only while the old color is still up (the
  * rollback window); the first accepted one wins.
  */
-function rollbackControl(to: Color): { window: RollbackWindow; requested?: { by: string; reason?: string } } {
-  const control: { window: RollbackWindow; requested?: { by: string; reason?: string } } = { window: 'before' };
+function rollbackControl(to: Color): RollbackControl {
+  const control: RollbackControl = { window: 'before' };
   handleCommand(rollbackSignal, rollbackUpdate, {
     validate: (i?: DeliveryControlInput) => {
       const problem = controlProblem(i);
