@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dumpDatabase, restoreInto, verifyBackup, verifyRestore, type BackupDeps } from '../../activities/database/backup.js';
@@ -10,7 +11,7 @@ import { bloatReport, vacuumTables } from '../../activities/database/maintenance
 import { migrateUp, migrationStatus, type MigratorContext } from '../../activities/database/migrations.js';
 import type { ActivityDeps } from '../../activities/deps.js';
 import { createLogger } from '../../lib/logger.js';
-import { sql } from '../database/helpers.js';
+import { pgConfigService, sql } from '../database/helpers.js';
 import { writeConfig } from '../fixtures/runbook-worker.js';
 import { startPostgres, type PgServer } from '../fixtures/servers.js';
 
@@ -32,8 +33,8 @@ beforeAll(async () => {
   repo = await mkdtemp(path.join(tmpdir(), 'runbook-module-fns-'));
   const loaded = await writeConfig({
     environment: 'modfns',
-    services: [],
-    databases: [{ name: 'app', url: appUrl }],
+    services: [pgConfigService(server.url)],
+    databases: [{ name: 'app', url: appUrl, service: 'postgres' }],
     databaseOps: { backups: { repository: repo, verifyTables: { app: ['policies'] } } },
   });
   deps = { config: loaded.config, configDir: loaded.dir, env: process.env, logger };
@@ -46,7 +47,8 @@ afterAll(async () => {
 
 /** Runs `fn` as an activity would, collecting what it heartbeats. */
 async function inActivity<T>(fn: () => Promise<T>): Promise<{ result: T; heartbeats: unknown[] }> {
-  const env = new MockActivityEnvironment();
+  // ERROR: a failure the test expects is not logged as a warning.
+  const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
   const heartbeats: unknown[] = [];
   env.on('heartbeat', (d: unknown) => heartbeats.push(d));
   const result = (await env.run(fn)) as T;
