@@ -2,6 +2,7 @@ import { createDatabaseActivities } from './database/index.js';
 import { createDeliveryActivities } from './delivery/index.js';
 import type { ActivityDeps } from './deps.js';
 import { createIncidentActivities } from './incident/index.js';
+import { checkInput } from './inputs.js';
 import { createStackActivities } from './stack/index.js';
 
 export type { ActivityDeps } from './deps.js';
@@ -10,6 +11,7 @@ export type { WaitHealthyRequest } from './stack/index.js';
 /** Every activity the worker registers, one family after another; dependencies come in through `deps`. */
 export function createActivities(deps: ActivityDeps) {
   return {
+    checkInput,
     ...createDatabaseActivities(deps),
     ...createDeliveryActivities(deps),
     ...createIncidentActivities(deps),

@@ -5,6 +5,7 @@ import { registerDatabaseCommands } from './database/commands.js';
 import { registerIncidentCommands } from './incident/commands.js';
 import { registerDeliveryCommands } from './delivery/commands.js';
 import { registerCodecKeysCommand, registerCodecServerCommand } from './codec-server.js';
+import { registerDescribeCommand } from './describe.js';
 import type { PendingApproval, StepProgress } from '../common/types.js';
 import { connectCli } from './connect.js';
 import type { FirstTask } from './run-check.js';
@@ -330,6 +331,7 @@ program
     });
   });
 
+registerDescribeCommand(program);
 registerDatabaseCommands(program);
 registerIncidentCommands(program);
 registerDeliveryCommands(program);

@@ -12,7 +12,7 @@ import {
 import type { temporal } from '@temporalio/proto';
 import { clip } from '../common/bounds.js';
 import { accountIn, describeApproval, PROGRESS_MEMO, RUN_CANCELLED, type ProgressMemo, type RunAccount } from '../common/run-account.js';
-import { validateInput } from '../common/inputs.js';
+import { parseInput } from '../common/inputs.js';
 import { approvalsQuery, approveUpdate, pendingApprovalQuery, progressQuery, rejectUpdate } from '../common/messages.js';
 import { type ProcedureId, isProcedureId, PROCEDURE_IDS, workflowIdFor } from '../common/procedures.js';
 import { RunbookProcedure } from '../common/search-attributes.js';
@@ -52,7 +52,7 @@ export interface StartOptions {
 export async function startRun(opts: StartOptions): Promise<WorkflowHandle> {
   let input: CommonInput;
   try {
-    input = validateInput<CommonInput>(opts.procedure, opts.input);
+    input = parseInput(opts.procedure, opts.input);
   } catch (err) {
     throw new UserError((err as Error).message);
   }

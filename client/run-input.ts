@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { MAX_RUN_INPUT_BYTES } from '../common/bounds.js';
-import { INPUT_FIELDS, InputError, validateInput } from '../common/inputs.js';
+import { INPUT_FIELDS, InputError, parseInput } from '../common/inputs.js';
 import type { ProcedureId } from '../common/procedures.js';
 import type { LoadedConfig } from '../lib/config.js';
 import { UserError } from './user-error.js';
@@ -196,7 +196,7 @@ export function checkRunRequest(
 ): Record<string, unknown> {
   const withRequester = { ...input, requestedBy: input.requestedBy ?? requester.name };
   try {
-    validateInput(procedure, withRequester);
+    parseInput(procedure, withRequester);
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
     const fromFlag = input.requestedBy === undefined;

@@ -1,4 +1,4 @@
-/** How a procedure input field is validated; shared by every runbook family. */
+/** The kinds of procedure input fields, as `runbook describe` and the docs name them; common/input-fields.ts builds their schemas. */
 export type FieldKind =
   | 'string'
   | 'name'
@@ -24,6 +24,7 @@ export type FieldKind =
   /** SQL table names, `table` or `schema.table`, unquoted. */
   | 'table-list';
 
+/** What is shown of a field: its kind, whether it is required, its help and the config list it names. */
 export interface FieldSpec {
   kind: FieldKind;
   required?: boolean;
@@ -32,9 +33,3 @@ export interface FieldSpec {
   ref?: 'service' | 'database';
   help: string;
 }
-
-/** Fields every procedure accepts. */
-export const COMMON_FIELDS: Record<string, FieldSpec> = {
-  requestedBy: { kind: 'identity', help: 'who started the run (name as in approvals.approvers)' },
-  approvalTimeoutSeconds: { kind: 'positive-integer', help: 'seconds to wait for an approval before rejecting' },
-};

@@ -1,24 +1,32 @@
-import { DATABASE_INPUTS } from './database/procedures.js';
-import { DELIVERY_INPUTS } from './delivery/procedures.js';
-import { INCIDENT_INPUTS } from './incident/procedures.js';
-import type { ProcedureId } from './procedures.js';
-import { STACK_INPUTS } from './stack/procedures.js';
+import { z } from 'zod';
+import { DATABASE_INPUTS } from './database/inputs.js';
+import { DELIVERY_INPUTS } from './delivery/inputs.js';
 import type { FieldSpec } from './field-spec.js';
+import { INCIDENT_INPUTS } from './incident/inputs.js';
+import { FIELD_META, MAX_OBJECT_CHARS } from './input-fields.js';
+import type { ProcedureId } from './procedures.js';
+import { STACK_INPUTS } from './stack/inputs.js';
 
 /**
- * Input validation for every procedure, without dependencies so it runs both in
- * the CLI (refuse before starting anything) and in the workflow sandbox (fail the
- * run with a clear, non-retryable error instead of a stuck workflow task).
+ * Every procedure's input schema, and what is derived from them: validation that returns
+ * the procedure's own type, the field descriptions (`runbook describe`, the docs tables, the
+ * CLI's config checks) and the JSON Schema. The CLI validates before starting a run; the
+ * worker validates again in the run's first local activity (a start from the UI skips the
+ * CLI). zod is not imported by workflow code: workflows use the types only.
  */
 
-const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-
-export const INPUT_FIELDS: Record<ProcedureId, Record<string, FieldSpec>> = {
+export const PROCEDURE_INPUTS = {
+  ...STACK_INPUTS,
   ...DATABASE_INPUTS,
   ...DELIVERY_INPUTS,
   ...INCIDENT_INPUTS,
-  ...STACK_INPUTS,
-};
+} satisfies Record<ProcedureId, z.ZodType>;
+
+/** A procedure's input as its schema outputs it. */
+export type ProcedureInput<P extends ProcedureId> = z.output<(typeof PROCEDURE_INPUTS)[P]>;
+
+/** The same map, typed so that indexing by a procedure id gives that procedure's own output type. */
+const BY_PROCEDURE: { [P in ProcedureId]: z.ZodType<ProcedureInput<P>> } = PROCEDURE_INPUTS;
 
 export class InputError extends Error {
   constructor(
@@ -30,90 +38,28 @@ export class InputError extends Error {
   }
 }
 
-const IDENTITY = /^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$/;
-const ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
-const TABLE = /^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$/;
-const IMAGE = /^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/;
-const URL_PATTERN = /^https?:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?([/?#]\S*)?$/;
-const RELATIVE_PATH = /^[A-Za-z0-9._][A-Za-z0-9._@+=,/-]{0,199}$/;
-/** Control characters (tab, newline and carriage return aside) and the bidi overrides that make text display as something else. */
-// eslint-disable-next-line no-control-regex -- finding control characters is the point
-const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
-/** PostgreSQL PIDs and other integers in lists must fit a 32-bit signed integer. */
-const MAX_INT32 = 2_147_483_647;
-const MAX_LIST = 1000;
-const MAX_NUMBER = 31_536_000;
 const MAX_UNKNOWN_SHOWN = 5;
-/** Nested objects (a triage child's input, analysis overrides) are copied into results and child runs. */
-const MAX_OBJECT_CHARS = 16_384;
 
-function listProblem(field: string, value: unknown[]): string | undefined {
-  return value.length > MAX_LIST ? `${field}: at most ${MAX_LIST} entries` : undefined;
+export function isKnownProcedure(procedure: string): procedure is ProcedureId {
+  return Object.hasOwn(PROCEDURE_INPUTS, procedure);
 }
 
-function checkField(field: string, spec: FieldSpec, value: unknown): string | undefined {
-  const want = `expected ${spec.kind === 'enum' ? `one of ${spec.values!.join(', ')}` : spec.kind} (${spec.help})`;
-  switch (spec.kind) {
-    case 'name':
-      return typeof value === 'string' && NAME.test(value) ? undefined : `${field}: ${want}, lower-case letters, digits, ".", "_" or "-"`;
-    case 'number':
-      return typeof value === 'number' && Number.isFinite(value) && value >= 0 && value <= MAX_NUMBER ? undefined : `${field}: ${want}, 0..${MAX_NUMBER}`;
-    case 'non-negative-integer':
-      return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= MAX_NUMBER ? undefined : `${field}: ${want}, 0..${MAX_NUMBER}`;
-    case 'integer-list':
-      if (!Array.isArray(value) || !value.every((v) => typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= MAX_INT32)) {
-        return `${field}: ${want}, positive integers up to ${MAX_INT32}, e.g. [1234, 5678]`;
-      }
-      return listProblem(field, value);
-    case 'datetime':
-      return typeof value === 'string' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(value) && !Number.isNaN(Date.parse(value))
-        ? undefined
-        : `${field}: ${want}, ISO 8601 with a time zone, e.g. 2026-11-23T03:00:00Z`;
-    case 'object':
-      if (value === null || typeof value !== 'object' || Array.isArray(value)) return `${field}: ${want}`;
-      return JSON.stringify(value).length > MAX_OBJECT_CHARS ? `${field}: at most ${MAX_OBJECT_CHARS} characters of JSON; pass only the fields it needs` : undefined;
-    case 'string':
-      if (typeof value !== 'string' || value.trim() === '') return `${field}: ${want}`;
-      if (value.length > 200) return `${field}: at most 200 characters`;
-      if (CONTROL.test(value)) return `${field}: control characters (NUL, escape sequences, bidi overrides) are not allowed; use plain text`;
-      return undefined;
-    case 'identity':
-      return typeof value === 'string' && IDENTITY.test(value)
-        ? undefined
-        : `${field}: ${want}, one name of letters, digits, ".", "_", "@", ":", "+" or "-" starting with a letter or digit (max 128), e.g. alice`;
-    case 'id':
-      return typeof value === 'string' && ID.test(value) ? undefined : `${field}: ${want}, letters, digits, "_" or "-" (max 128), e.g. 20261123T020000Z-1a2b3c4d`;
-    case 'url':
-      return typeof value === 'string' && value.length <= 500 && URL_PATTERN.test(value) && !CONTROL.test(value)
-        ? undefined
-        : `${field}: ${want}, an http:// or https:// URL without spaces or user:password@, e.g. http://127.0.0.1:8080/healthz`;
-    case 'image':
-      return typeof value === 'string' && IMAGE.test(value)
-        ? undefined
-        : `${field}: ${want}, an image reference of letters, digits, ".", "_", "-", "/", ":" or "@" that starts with a letter or digit, e.g. ghcr.io/org/api:v1.0.0`;
-    case 'relative-path':
-      if (typeof value !== 'string' || !RELATIVE_PATH.test(value) || value.startsWith('/') || value.split('/').includes('..')) {
-        return `${field}: ${want}, a path relative to the config file's directory that stays inside it (letters, digits, ".", "_", "-", "/"; not absolute, no ".." segment, no spaces), e.g. .env`;
-      }
-      return undefined;
-    case 'table-list':
-      if (!Array.isArray(value) || value.some((v) => typeof v !== 'string' || !TABLE.test(v))) {
-        return `${field}: ${want}, table names like "policies" or "public.policies" (letters, digits, "_", "$"; at most one "."), e.g. ["policies"]`;
-      }
-      return listProblem(field, value);
-    case 'boolean':
-      return typeof value === 'boolean' ? undefined : `${field}: ${want}, e.g. true`;
-    case 'positive-integer':
-      return typeof value === 'number' && Number.isInteger(value) && value > 0 && value <= MAX_NUMBER ? undefined : `${field}: ${want}`;
-    case 'enum':
-      return typeof value === 'string' && spec.values!.includes(value) ? undefined : `${field}: ${want}`;
-    case 'string-list':
-      if (!Array.isArray(value) || value.some((v) => typeof v !== 'string' || !NAME.test(v))) {
-        return `${field}: ${want}, e.g. ["postgres", "redis"]`;
-      }
-      return listProblem(field, value);
-  }
+/** The registered description of a field's schema, looking through `.optional()`. */
+function fieldSpec(schema: z.ZodType): FieldSpec {
+  const required = !(schema instanceof z.ZodOptional);
+  const inner = schema instanceof z.ZodOptional ? (schema.unwrap() as z.ZodType) : schema;
+  const described = FIELD_META.get(inner);
+  if (!described) throw new Error('an input field without a description: build it with field.* of common/input-fields.ts');
+  return required ? { ...described, required } : described;
 }
+
+/** Each procedure's fields, in schema order: kind, whether required, help, config reference. */
+export const INPUT_FIELDS: Record<ProcedureId, Record<string, FieldSpec>> = Object.fromEntries(
+  Object.entries(PROCEDURE_INPUTS).map(([procedure, schema]) => [
+    procedure,
+    Object.fromEntries(Object.entries(schema.shape as Record<string, z.ZodType>).map(([name, s]) => [name, fieldSpec(s)])),
+  ]),
+) as Record<ProcedureId, Record<string, FieldSpec>>;
 
 /** A key as shown in an error: quoted, escaped and cut short, so a hostile key cannot forge output. */
 function showKey(key: string): string {
@@ -121,28 +67,58 @@ function showKey(key: string): string {
   return shown.replace(/[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-/** Returns the input with its type narrowed, or throws InputError naming every bad field and the fix. */
-export function validateInput<T extends object>(procedure: ProcedureId, input: unknown): T {
-  const fields = Object.hasOwn(INPUT_FIELDS, procedure) ? INPUT_FIELDS[procedure] : undefined;
-  if (!fields) throw new InputError(String(procedure), [`unknown procedure: expected one of ${Object.keys(INPUT_FIELDS).join(', ')}`]);
-  const value = input === undefined || input === null ? {} : input;
-  if (typeof value !== 'object' || Array.isArray(value)) {
-    throw new InputError(procedure, ['expected one JSON object, e.g. {}']);
-  }
-  const problems: string[] = [];
-  // Own keys only: "constructor" or "__proto__" must not pass as known because every object inherits them.
-  const unknown = Object.keys(value).filter((key) => !Object.hasOwn(fields, key));
-  for (const key of unknown.slice(0, MAX_UNKNOWN_SHOWN)) problems.push(`unknown field ${showKey(key)}: expected one of ${Object.keys(fields).join(', ')}`);
+/** A nested path as people read it: queries[0].max. */
+function showPath(path: ReadonlyArray<PropertyKey>): string {
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`)).join('');
+}
+
+/** zod's issues as problems that each name the field and the fix: unknown fields first, then one per field. */
+function problemsOf(procedure: ProcedureId, issues: z.core.$ZodIssue[]): string[] {
+  const fields = Object.keys(INPUT_FIELDS[procedure]);
+  const unknown = issues.flatMap((i) => (i.code === 'unrecognized_keys' && i.path.length === 0 ? i.keys : []));
+  const problems = unknown.slice(0, MAX_UNKNOWN_SHOWN).map((key) => `unknown field ${showKey(key)}: expected one of ${fields.join(', ')}`);
   if (unknown.length > MAX_UNKNOWN_SHOWN) problems.push(`${unknown.length - MAX_UNKNOWN_SHOWN} more unknown fields`);
-  for (const [field, spec] of Object.entries(fields)) {
-    const v = Object.hasOwn(value, field) ? (value as Record<string, unknown>)[field] : undefined;
-    if (v === undefined) {
-      if (spec.required) problems.push(`${field}: required (${spec.help})`);
+  const seen = new Set<string>();
+  for (const issue of issues) {
+    if (issue.path.length === 0) {
+      if (issue.code !== 'unrecognized_keys') problems.push('expected one JSON object, e.g. {}');
       continue;
     }
-    const p = checkField(field, spec, v);
-    if (p) problems.push(p);
+    const name = String(issue.path[0]);
+    if (seen.has(name)) continue;
+    seen.add(name);
+    // An element of a list names the list; inside an object of a known shape, the path within it.
+    const inner = INPUT_FIELDS[procedure][name]?.kind === 'object' && issue.path.length > 1 ? `${showPath(issue.path.slice(1))}: ` : '';
+    problems.push(`${name}: ${inner}${issue.message}`);
   }
-  if (problems.length > 0) throw new InputError(procedure, problems);
-  return value as T;
+  return problems;
+}
+
+/** The input with the procedure's own type, or an InputError naming every bad field and the fix. */
+export function parseInput<P extends ProcedureId>(procedure: P, input: unknown): ProcedureInput<P> {
+  if (!isKnownProcedure(procedure)) {
+    throw new InputError(String(procedure), [`unknown procedure: expected one of ${Object.keys(PROCEDURE_INPUTS).join(', ')}`]);
+  }
+  const value = input === undefined || input === null ? {} : input;
+  const result = BY_PROCEDURE[procedure].safeParse(value);
+  if (!result.success) throw new InputError(procedure, problemsOf(procedure, result.error.issues));
+  return result.data;
+}
+
+/** The input's JSON Schema (draft 2020-12), with each field's help as its description. */
+export function inputJsonSchema(procedure: ProcedureId): Record<string, unknown> {
+  return z.toJSONSchema(PROCEDURE_INPUTS[procedure], {
+    io: 'input',
+    unrepresentable: 'any',
+    override: (ctx) => {
+      const spec = FIELD_META.get(ctx.zodSchema);
+      if (!spec) return;
+      ctx.jsonSchema.description = spec.help;
+      if (spec.kind === 'object') {
+        ctx.jsonSchema.type = 'object';
+        ctx.jsonSchema['x-maxJsonCharacters'] = MAX_OBJECT_CHARS;
+      }
+      if (spec.ref) ctx.jsonSchema['x-configRef'] = spec.ref;
+    },
+  });
 }

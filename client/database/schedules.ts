@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleDescription, type ScheduleOptions } from '@temporalio/client';
 import type { RunbookConfig } from '../../common/config-schema.js';
 import type { ScheduleConfig } from '../../common/database/config.js';
-import { InputError, validateInput } from '../../common/inputs.js';
+import { InputError, parseInput } from '../../common/inputs.js';
 import { isProcedureId, workflowIdFor, type ProcedureId } from '../../common/procedures.js';
 import { RunbookProcedure } from '../../common/search-attributes.js';
 import { runMetadata } from '../../common/summaries.js';
@@ -41,7 +41,7 @@ export function validateSchedules(config: RunbookConfig): Array<ScheduleConfig &
       return;
     }
     try {
-      validateInput(s.procedure, s.input);
+      parseInput(s.procedure, s.input);
     } catch (err) {
       if (err instanceof InputError) problems.push(`databaseOps.schedules[${i}].input: ${err.problems.join('; ')}`);
       else throw err;

@@ -1,5 +1,6 @@
 import type { ApprovalPolicy } from '../approvals.js';
-import type { ApprovalRecord, CommonInput, MigrationInfo, RefusedApproval, RunProgress, ServiceActionResult, HealthCheckResult } from '../types.js';
+import type { ApprovalRecord, MigrationInfo, RefusedApproval, RunProgress, ServiceActionResult, HealthCheckResult } from '../types.js';
+export type { DbBackupInput, DbRestoreInput, DbMigrationRollbackInput, DbVacuumInput, DbTriageInput, DbBaseBackupInput, PitrRestoreInput, RestoreDrillInput } from './inputs.js';
 
 /** Workflow-safe shapes of the database runbooks: inputs, activity requests and results. Plain JSON only. */
 
@@ -47,20 +48,6 @@ export interface BackupManifest {
   workflowId: string;
 }
 
-export interface DbBackupInput extends CommonInput {
-  database: string;
-  /** `docker-volume`: a cold tarball of the database's Docker volume (databaseOps.volumes) instead of pg_dump. */
-  mode?: 'logical' | 'docker-volume';
-  /** docker-volume: app services stopped around the copy (default: the apps group). */
-  services?: string[];
-  /** docker-volume: seconds to wait for the services to be healthy again. */
-  waitTimeoutSeconds?: number;
-  format?: 'custom' | 'directory';
-  jobs?: number;
-  /** Override of backups.retention for this run. */
-  retention?: number;
-}
-
 export interface DbBackupResult {
   ok: boolean;
   backup: BackupManifest;
@@ -68,23 +55,6 @@ export interface DbBackupResult {
   deleted: string[];
   throughputMBps: number;
   progress: RunProgress;
-}
-
-export interface DbRestoreInput extends CommonInput {
-  database: string;
-  /** `docker-volume`: replace the contents of the database's Docker volume with a tarball (approval, REPLACE). */
-  mode?: 'logical' | 'docker-volume';
-  /** docker-volume: app services stopped around the copy (default: the apps group). */
-  services?: string[];
-  /** docker-volume: seconds to wait for the services to be healthy again. */
-  waitTimeoutSeconds?: number;
-  /** Backup id (folder name in the repository); default: the newest verified backup. */
-  backupId?: string;
-  /** Database to restore into; default `<database>_restored_<stamp>`. Must not exist unless it is `database` with replace. */
-  target?: string;
-  /** Replace `database` itself (approval, confirmation REPLACE); the old one is kept renamed unless dropReplaced. */
-  replace?: boolean;
-  dropReplaced?: boolean;
 }
 
 export interface TableCount {
@@ -107,24 +77,6 @@ export interface DbRestoreResult {
   /** Refused answers beyond those kept in `refusals`. */
   refusalsDropped?: number;
   progress: RunProgress;
-}
-
-export interface DbMigrationRollbackInput extends CommonInput {
-  database: string;
-  steps?: number;
-  /** Roll back every migration newer than this version ("0" = all). */
-  to?: string;
-  /** App services to stop and restart; default every stoppable service of the `apps` group. */
-  services?: string[];
-  waitTimeoutSeconds?: number;
-  /**
-   * `previous` (default): restart the apps at their previous version where the driver can
-   * (kubectl rollout undo; compose with previousImages; a command driver's `rollback`);
-   * `current`: restart what is deployed.
-   */
-  appVersion?: 'previous' | 'current';
-  /** Compose services: the previous image to run, e.g. {"api": "ghcr.io/org/api:1.4.2"}. */
-  previousImages?: Record<string, string>;
 }
 
 /** How one app service came back after a migration rollback. */
@@ -167,17 +119,6 @@ export interface TableBloat {
   lastAutovacuum: string | null;
 }
 
-export interface DbVacuumInput extends CommonInput {
-  database: string;
-  /** Only these tables (default: every user table over the thresholds). */
-  tables?: string[];
-  reindex?: boolean;
-  /** VACUUM FULL the selected tables: exclusive lock, approval with confirmation VACUUM FULL. */
-  full?: boolean;
-  deadTuplesThreshold?: number;
-  deadRatioThreshold?: number;
-}
-
 export interface DbVacuumResult {
   ok: boolean;
   before: TableBloat[];
@@ -210,15 +151,6 @@ export interface TriageReport {
   cacheHitRatio: number | null;
   idleOlderThan: Array<{ pid: number; user: string; idleSeconds: number }>;
   findings: TriageFinding[];
-}
-
-export interface DbTriageInput extends CommonInput {
-  database: string;
-  longQuerySeconds?: number;
-  /** Terminate connections idle longer than this many minutes (approval). */
-  terminateIdleOlderThanMinutes?: number;
-  cancelPids?: number[];
-  terminatePids?: number[];
 }
 
 export interface PidAction {
@@ -262,10 +194,6 @@ export interface ArchiveStatus {
   lastFailedAt: string | null;
 }
 
-export interface DbBaseBackupInput extends CommonInput {
-  database: string;
-}
-
 export interface DbBaseBackupResult {
   ok: boolean;
   backup: BaseBackupManifest;
@@ -279,15 +207,6 @@ export interface PitrWindow {
   /** mtime of the newest WAL segment in the archive: nothing later is recoverable. */
   lastArchivedAt: string | null;
   segments: number;
-}
-
-export interface PitrRestoreInput extends CommonInput {
-  database: string;
-  /** ISO 8601 with a time zone: recovery stops at the last transaction committed at or before it. */
-  targetTime: string;
-  /** App services to stop during the switch (default: the apps group). */
-  services?: string[];
-  waitTimeoutSeconds?: number;
 }
 
 export interface PitrRestoreResult {
@@ -306,10 +225,6 @@ export interface PitrRestoreResult {
   /** Refused answers beyond those kept in `refusals`. */
   refusalsDropped?: number;
   progress: RunProgress;
-}
-
-export interface RestoreDrillInput extends CommonInput {
-  database: string;
 }
 
 export interface RestoreDrillResult {

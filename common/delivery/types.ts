@@ -1,5 +1,7 @@
 import type { ApprovalPolicy } from '../approvals.js';
-import type { CommonInput, RunProgress, ApprovalRecord, MigrationRunResult, ServiceActionResult } from '../types.js';
+import type { RunProgress, ApprovalRecord, MigrationRunResult, ServiceActionResult } from '../types.js';
+import type { ConfigRollbackInput } from './inputs.js';
+export type { CanaryDeployInput, BlueGreenInput, AppRollbackInput, ConfigRollbackInput, ReleaseInput } from './inputs.js';
 
 /** Workflow-safe shapes of the delivery runbooks: plain JSON only. */
 
@@ -113,15 +115,6 @@ export interface DeliveryControlInput {
   reason?: string;
 }
 
-export interface CanaryDeployInput extends CommonInput {
-  router: string;
-  steps?: number[];
-  bakeSeconds?: number;
-  approveEachStep?: boolean;
-  analysis?: Partial<AnalysisSettings>;
-  skipAnalysis?: boolean;
-}
-
 export interface CanaryDeployResult {
   ok: boolean;
   outcome: 'promoted' | 'rolled-back';
@@ -140,14 +133,6 @@ export interface CanaryDeployResult {
   progress: RunProgress;
 }
 
-export interface BlueGreenInput extends CommonInput {
-  router: string;
-  to: Color;
-  dryRun?: boolean;
-  scaleDownDelaySeconds?: number;
-  skipAnalysis?: boolean;
-}
-
 export interface BlueGreenResult {
   ok: boolean;
   dryRun: boolean;
@@ -163,15 +148,6 @@ export interface BlueGreenResult {
   progress: RunProgress;
 }
 
-export interface AppRollbackInput extends CommonInput {
-  service: string;
-  revision?: number;
-  image?: string;
-  verifyUrl?: string;
-  expectVersion?: string;
-  waitTimeoutSeconds?: number;
-}
-
 export interface AppRollbackResult {
   ok: boolean;
   service: string;
@@ -180,27 +156,12 @@ export interface AppRollbackResult {
   progress: RunProgress;
 }
 
-export interface ConfigRollbackInput extends CommonInput {
-  kind: 'env-file' | 'feature-flag' | 'configmap';
-  service?: string;
-  envFile?: string;
-  backupFile?: string;
-  database?: string;
-  flag?: string;
-  manifest?: string;
-  waitTimeoutSeconds?: number;
-}
-
 export interface ConfigRollbackResult {
   ok: boolean;
   kind: ConfigRollbackInput['kind'];
   detail: string;
   restarted?: ServiceActionResult;
   progress: RunProgress;
-}
-
-export interface ReleaseInput extends CanaryDeployInput {
-  database: string;
 }
 
 export interface ReleaseResult {

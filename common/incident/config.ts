@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { HISTORY_DEFAULTS, NOTIFICATION_KINDS, SEVERITIES } from './constants.js';
+
+export { HISTORY_DEFAULTS, NOTIFICATION_KINDS, SEVERITIES, type IncidentSeverity, type NotificationKind } from './constants.js';
 
 /**
  * The `incident:` section of runbooks.yaml. Defaults are AlphaPulse's incident
@@ -28,18 +31,6 @@ export const duration = z.union([z.number(), z.string()]).transform((value, ctx)
   }
   return seconds;
 });
-
-export const SEVERITIES = ['P0', 'P1', 'P2', 'P3'] as const;
-export type IncidentSeverity = (typeof SEVERITIES)[number];
-
-export const NOTIFICATION_KINDS = ['page', 'status', 'channel', 'stakeholder', 'escalation', 'postmortem'] as const;
-
-/**
- * An incident run continues as new (same workflow id, a new run carrying its state) past
- * these, well under Temporal's history warnings (10K events / 10 MB) and limits (50K / 50 MB).
- */
-export const HISTORY_DEFAULTS = { maxEvents: 5000, maxBytes: 5_000_000 } as const;
-export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
 
 const person = z.string().min(1);
 

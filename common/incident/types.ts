@@ -1,21 +1,11 @@
-import type { CommonInput, RunProgress, StepProgress } from '../types.js';
-import type { IncidentSeverity, NotificationKind } from './config.js';
+import type { RunProgress, StepProgress } from '../types.js';
+import type { IncidentSeverity, NotificationKind } from './constants.js';
 import type { TriageProcedureId } from './procedures.js';
+export type { IncidentInput } from './inputs.js';
 
 /** Workflow-safe shapes of the incident family. Plain JSON only. */
 
 export type { IncidentSeverity, NotificationKind };
-
-export interface IncidentInput extends CommonInput {
-  title: string;
-  severity: IncidentSeverity;
-  service?: string;
-  summary?: string;
-  source?: string;
-  triage?: TriageProcedureId;
-  triageInput?: Record<string, unknown>;
-  labels?: Record<string, string>;
-}
 
 export type EscalationLevel = 'L1' | 'L2' | 'L3' | 'L4';
 

@@ -1,17 +1,7 @@
-import type { ApprovalRecord, CommonInput, HealthCheckResult, MigrationRunResult, PreflightResult, RefusedApproval, RunProgress, ServiceActionResult } from '../types.js';
+import type { ApprovalRecord, HealthCheckResult, MigrationRunResult, PreflightResult, RefusedApproval, RunProgress, ServiceActionResult } from '../types.js';
+export type { HealthCheckInput, StackStartInput, StackStopInput, ServiceRestartInput } from './inputs.js';
 
 /** The stack family's run inputs and results (health-check, stack-start, stack-stop, service-restart). */
-
-export interface HealthCheckInput extends CommonInput {
-  services?: string[];
-}
-
-export interface StackStartInput extends CommonInput {
-  skipPreflight?: boolean;
-  skipMigrations?: boolean;
-  /** Override of each group's wait timeout, mostly for tests. */
-  waitTimeoutSeconds?: number;
-}
 
 export interface StackStartResult {
   ok: boolean;
@@ -20,10 +10,6 @@ export interface StackStartResult {
   migrations: MigrationRunResult[];
   health: HealthCheckResult;
   progress: RunProgress;
-}
-
-export interface StackStopInput extends CommonInput {
-  clean?: boolean;
 }
 
 export interface StackStopResult {
@@ -37,12 +23,6 @@ export interface StackStopResult {
   /** Refused answers beyond those kept in `refusals`. */
   refusalsDropped?: number;
   progress: RunProgress;
-}
-
-export interface ServiceRestartInput extends CommonInput {
-  service: string;
-  mode?: 'restart' | 'rebuild' | 'force-recreate';
-  waitTimeoutSeconds?: number;
 }
 
 export interface ServiceRestartResult {

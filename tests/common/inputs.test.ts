@@ -1,24 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { InputError, validateInput } from '../../common/inputs.js';
+import { InputError, parseInput } from '../../common/inputs.js';
 import { classifyProbe, renderHealthTable } from '../../common/stack/classify.js';
 import type { ProbeResult } from '../../common/types.js';
 
 describe('procedure inputs', () => {
   it('accepts the documented examples', () => {
-    expect(validateInput('stack-stop', { clean: true })).toEqual({ clean: true });
-    expect(validateInput('health-check', undefined)).toEqual({});
-    expect(validateInput('service-restart', { service: 'api', mode: 'force-recreate' })).toEqual({ service: 'api', mode: 'force-recreate' });
+    expect(parseInput('stack-stop', { clean: true })).toEqual({ clean: true });
+    expect(parseInput('health-check', undefined)).toEqual({});
+    expect(parseInput('service-restart', { service: 'api', mode: 'force-recreate' })).toEqual({ service: 'api', mode: 'force-recreate' });
   });
 
   it('refuses a nested object input over 16 KB of JSON, naming the field', () => {
     const huge = { service: 'redis', note: 'x'.repeat(20_000) };
-    expect(() => validateInput('incident', { title: 'db down', severity: 'P1', triage: 'redis-triage', triageInput: huge })).toThrow(/triageInput: at most 16384 characters of JSON/);
-    expect(validateInput('incident', { title: 'db down', severity: 'P1', triage: 'redis-triage', triageInput: { service: 'redis' } })).toMatchObject({ title: 'db down' });
+    expect(() => parseInput('incident', { title: 'db down', severity: 'P1', triage: 'redis-triage', triageInput: huge })).toThrow(/triageInput: at most 16384 characters of JSON/);
+    expect(parseInput('incident', { title: 'db down', severity: 'P1', triage: 'redis-triage', triageInput: { service: 'redis' } })).toMatchObject({ title: 'db down' });
   });
 
   it('names the field and the fix for every mistake at once', () => {
     try {
-      validateInput('stack-stop', { clean: 'yes', clen: true });
+      parseInput('stack-stop', { clean: 'yes', clen: true });
       throw new Error('expected refusal');
     } catch (err) {
       expect(err).toBeInstanceOf(InputError);
@@ -27,10 +27,10 @@ describe('procedure inputs', () => {
       expect(msg).toMatch(/clean: expected boolean.*e\.g\. true/);
       expect(msg).toMatch(/unknown field "clen": expected one of requestedBy, approvalTimeoutSeconds, clean/);
     }
-    expect(() => validateInput('service-restart', {})).toThrow(/service: required/);
-    expect(() => validateInput('service-restart', { service: 'api', mode: 'reboot' })).toThrow(/mode: expected one of restart, rebuild, force-recreate/);
-    expect(() => validateInput('health-check', { services: ['../etc'] })).toThrow(/services: expected string-list/);
-    expect(() => validateInput('health-check', [1])).toThrow(/expected one JSON object/);
+    expect(() => parseInput('service-restart', {})).toThrow(/service: required/);
+    expect(() => parseInput('service-restart', { service: 'api', mode: 'reboot' })).toThrow(/mode: expected one of restart, rebuild, force-recreate/);
+    expect(() => parseInput('health-check', { services: ['../etc'] })).toThrow(/services: expected string-list/);
+    expect(() => parseInput('health-check', [1])).toThrow(/expected one JSON object/);
   });
 });
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { analysisOverrideProblems, judge, mergeAnalysis, resolveQueries } from '../../common/delivery/analysis.js';
 import { deliverySchema, DEFAULT_ANALYSIS_QUERIES } from '../../common/delivery/config.js';
-import { InputError, validateInput } from '../../common/inputs.js';
+import { InputError, parseInput } from '../../common/inputs.js';
 import { ConfigError, parseConfig } from '../../lib/config.js';
 import { stringify } from 'yaml';
 
@@ -51,9 +51,9 @@ describe('delivery config section', () => {
 
 describe('canary inputs and analysis', () => {
   it('the CLI and the workflow refuse a bad input field by name', () => {
-    expect(() => validateInput('canary-deploy', { steps: [5, 'x'] })).toThrow(InputError);
+    expect(() => parseInput('canary-deploy', { steps: [5, 'x'] })).toThrow(InputError);
     try {
-      validateInput('canary-deploy', { steps: [5, 'x'] });
+      parseInput('canary-deploy', { steps: [5, 'x'] });
     } catch (err) {
       expect((err as InputError).problems).toEqual([expect.stringMatching(/^router: required/), expect.stringMatching(/^steps: expected integer-list/)]);
     }

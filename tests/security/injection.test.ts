@@ -12,7 +12,7 @@ import { createActivities } from '../../activities/index.js';
 import { connectRedis, unlinkByPattern } from '../../activities/incident/redis.js';
 import type { DbVacuumResult } from '../../common/database/types.js';
 import type { ConfigRollbackResult } from '../../common/delivery/types.js';
-import { INPUT_FIELDS, InputError, validateInput } from '../../common/inputs.js';
+import { INPUT_FIELDS, InputError, parseInput } from '../../common/inputs.js';
 import { PROCEDURE_IDS, type ProcedureId } from '../../common/procedures.js';
 import type { ServiceRestartResult } from '../../common/stack/types.js';
 import { parseConfig } from '../../lib/config.js';
@@ -56,7 +56,7 @@ const FREE_TEXT: Record<string, string> = {
 
 function refusal(procedure: ProcedureId, input: unknown): InputError {
   try {
-    validateInput(procedure, input);
+    parseInput(procedure, input);
   } catch (err) {
     if (err instanceof InputError) return err;
     throw err;
@@ -83,7 +83,7 @@ function minimalInput(procedure: ProcedureId): Record<string, unknown> {
 
 describe('every restricted field refuses hostile values, naming the field', () => {
   it('the minimal inputs used below are valid', () => {
-    for (const procedure of PROCEDURE_IDS) expect(() => validateInput(procedure, minimalInput(procedure))).not.toThrow();
+    for (const procedure of PROCEDURE_IDS) expect(() => parseInput(procedure, minimalInput(procedure))).not.toThrow();
   });
 
   for (const procedure of PROCEDURE_IDS) {
@@ -115,8 +115,8 @@ describe('every restricted field refuses hostile values, naming the field', () =
     );
     expect(actual.sort()).toEqual(Object.keys(FREE_TEXT).sort());
     // Shell and SQL text in them is accepted here and neutralized downstream (tests below).
-    expect(validateInput('config-rollback', { kind: 'feature-flag', database: 'app', flag: "x'; DROP TABLE feature_flags; --" })).toMatchObject({ kind: 'feature-flag' });
-    expect(validateInput('redis-triage', { service: 'redis', deletePattern: 'policy:*\r\nFLUSHALL' })).toMatchObject({ service: 'redis' });
+    expect(parseInput('config-rollback', { kind: 'feature-flag', database: 'app', flag: "x'; DROP TABLE feature_flags; --" })).toMatchObject({ kind: 'feature-flag' });
+    expect(parseInput('redis-triage', { service: 'redis', deletePattern: 'policy:*\r\nFLUSHALL' })).toMatchObject({ service: 'redis' });
   });
 
   it('inherited and special keys are unknown fields, shown escaped', () => {
@@ -150,11 +150,11 @@ describe('every restricted field refuses hostile values, naming the field', () =
     expect(refusal('stack-stop', { requestedBy: 'b\u043eb' }).message).toMatch(/requestedBy: expected identity .*one name of letters, digits/);
     expect(refusal('incident', { title: 'x\u0000', severity: 'P1' }).message).toMatch(/title: control characters .* are not allowed/);
     // And the documented examples still pass.
-    expect(() => validateInput('app-rollback', { service: 'server', revision: 5, verifyUrl: 'http://api:8080/healthz', expectVersion: '1.4.0' })).not.toThrow();
-    expect(() => validateInput('app-rollback', { service: 'web', image: 'ghcr.io/org/api:v1.4.0' })).not.toThrow();
-    expect(() => validateInput('db-restore', { database: 'main', backupId: '20261123T020000Z-1a2b3c4d', replace: true })).not.toThrow();
-    expect(() => validateInput('db-vacuum', { database: 'main', full: true, tables: ['policies', 'public.tenants'] })).not.toThrow();
-    expect(() => validateInput('db-backup', { database: 'main', requestedBy: 'schedule:daily-backup' })).not.toThrow();
+    expect(() => parseInput('app-rollback', { service: 'server', revision: 5, verifyUrl: 'http://api:8080/healthz', expectVersion: '1.4.0' })).not.toThrow();
+    expect(() => parseInput('app-rollback', { service: 'web', image: 'ghcr.io/org/api:v1.4.0' })).not.toThrow();
+    expect(() => parseInput('db-restore', { database: 'main', backupId: '20261123T020000Z-1a2b3c4d', replace: true })).not.toThrow();
+    expect(() => parseInput('db-vacuum', { database: 'main', full: true, tables: ['policies', 'public.tenants'] })).not.toThrow();
+    expect(() => parseInput('db-backup', { database: 'main', requestedBy: 'schedule:daily-backup' })).not.toThrow();
   });
 
   it('a table name resolves to one table or is refused', () => {

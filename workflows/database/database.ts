@@ -71,7 +71,7 @@ async function takeBackup(plan: DatabasePlan, opts: { format: 'custom' | 'direct
 
 /** `db-backup`: AlphaPulse 3.4 — pg_dump into the repository, manifest, verification, retention. */
 async function dbBackup(rawInput?: DbBackupInput): Promise<DbBackupResult | DbVolumeBackupResult> {
-  const input = RunContext.input<DbBackupInput>(PROCEDURES.dbBackup, rawInput);
+  const input = await RunContext.input(PROCEDURES.dbBackup, rawInput);
   if (input.mode === 'docker-volume') return dbVolumeBackup(input);
   notWithLogical(input);
   const ctx = new RunContext(PROCEDURES.dbBackup, input.requestedBy ?? 'unknown', [
@@ -136,7 +136,7 @@ async function dbBackup(rawInput?: DbBackupInput): Promise<DbBackupResult | DbVo
 
 /** `db-restore`: AlphaPulse 3.4 — restore a backup into a new database, or replace the database after an approval. */
 async function dbRestore(rawInput?: DbRestoreInput): Promise<DbRestoreResult | DbVolumeRestoreResult> {
-  const input = RunContext.input<DbRestoreInput>(PROCEDURES.dbRestore, rawInput);
+  const input = await RunContext.input(PROCEDURES.dbRestore, rawInput);
   if (input.mode === 'docker-volume') return dbVolumeRestore(input);
   notWithLogical(input);
   const replace = input.replace === true;
@@ -313,7 +313,7 @@ function checkPreviousImages(input: DbMigrationRollbackInput, apps: readonly Pla
 
 /** `db-migration-rollback`: Fulcrum 8.2 — stop apps, backup, approval, down migrations, restart apps, verify. */
 async function dbMigrationRollback(rawInput?: DbMigrationRollbackInput): Promise<DbMigrationRollbackResult> {
-  const input = RunContext.input<DbMigrationRollbackInput>(PROCEDURES.dbMigrationRollback, rawInput);
+  const input = await RunContext.input(PROCEDURES.dbMigrationRollback, rawInput);
   if (input.steps !== undefined && input.to !== undefined) {
     throw ApplicationFailure.nonRetryable('give either steps or to, not both', ErrorTypes.InvalidInput);
   }
@@ -482,7 +482,7 @@ function overThreshold(t: { deadTuples: number; deadRatio: number }, tuples: num
 
 /** `db-vacuum`: Fulcrum 4 / AlphaPulse 3.4 — bloat report, VACUUM ANALYZE, optional REINDEX CONCURRENTLY, VACUUM FULL behind an approval. */
 async function dbVacuum(rawInput?: DbVacuumInput): Promise<DbVacuumResult> {
-  const input = RunContext.input<DbVacuumInput>(PROCEDURES.dbVacuum, rawInput);
+  const input = await RunContext.input(PROCEDURES.dbVacuum, rawInput);
   const requestedBy = input.requestedBy ?? 'unknown';
   const ctx = new RunContext(PROCEDURES.dbVacuum, requestedBy, [
     ['plan', 'Load configuration'],
@@ -538,7 +538,7 @@ async function dbVacuum(rawInput?: DbVacuumInput): Promise<DbVacuumResult> {
 
 /** `db-triage`: Fulcrum 3.2 / AlphaPulse 2.1 — connection and query diagnostics; remediations behind approvals. */
 async function dbTriage(rawInput?: DbTriageInput): Promise<DbTriageResult> {
-  const input = RunContext.input<DbTriageInput>(PROCEDURES.dbTriage, rawInput);
+  const input = await RunContext.input(PROCEDURES.dbTriage, rawInput);
   const requestedBy = input.requestedBy ?? 'unknown';
   const ctx = new RunContext(PROCEDURES.dbTriage, requestedBy, [
     ['plan', 'Load configuration'],

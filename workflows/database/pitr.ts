@@ -26,7 +26,7 @@ const { baseBackup, startRecovery, waitRecovered, stopRecovered, switchDataDir, 
 
 /** `db-base-backup`: pg_basebackup of a WAL-archiving cluster, with the archiver's health. */
 export async function dbBaseBackup(rawInput?: DbBaseBackupInput): Promise<DbBaseBackupResult> {
-  const input = RunContext.input<DbBaseBackupInput>(PROCEDURES.dbBaseBackup, rawInput);
+  const input = await RunContext.input(PROCEDURES.dbBaseBackup, rawInput);
   const ctx = new RunContext(PROCEDURES.dbBaseBackup, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration'],
     ['wal-check', 'Check WAL archiving'],
@@ -81,7 +81,7 @@ function chooseBase(window: PitrWindow, targetTime: string): BaseBackupManifest 
 
 /** `pitr-restore`: AlphaPulse 5.2 / Fulcrum 8.2 PITR — recover the cluster to a moment, switch to it, keep the old data until approved. */
 export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRestoreResult> {
-  const input = RunContext.input<PitrRestoreInput>(PROCEDURES.pitrRestore, rawInput);
+  const input = await RunContext.input(PROCEDURES.pitrRestore, rawInput);
   const requestedBy = input.requestedBy ?? 'unknown';
   const ctx = new RunContext(PROCEDURES.pitrRestore, requestedBy, [
     ['plan', 'Load configuration'],
@@ -201,7 +201,7 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
 
 /** `restore-drill`: AlphaPulse 5 — restore the latest backup and a PITR to the newest archived WAL into scratch, measure RTO/RPO, clean up. */
 export async function restoreDrill(rawInput?: RestoreDrillInput): Promise<RestoreDrillResult> {
-  const input = RunContext.input<RestoreDrillInput>(PROCEDURES.restoreDrill, rawInput);
+  const input = await RunContext.input(PROCEDURES.restoreDrill, rawInput);
   const ctx = new RunContext(PROCEDURES.restoreDrill, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration'],
     ['logical', 'Restore the latest logical backup into a scratch database'],

@@ -372,7 +372,7 @@ export function canaryLeft(plan: DeliveryPlan, controls: CanaryControls): Cleanu
 
 /** `canary-deploy`: AlphaPulse 3.1 — 5 → 25 → 50 → 100 % with a Prometheus gate at every step. */
 export async function canaryDeploy(rawInput?: CanaryDeployInput): Promise<CanaryDeployResult> {
-  const input = RunContext.input<CanaryDeployInput>(PROCEDURES.canaryDeploy, rawInput);
+  const input = await RunContext.input(PROCEDURES.canaryDeploy, rawInput);
   const ctx = new RunContext(PROCEDURES.canaryDeploy, input.requestedBy ?? 'unknown', [['plan', 'Load configuration']]);
   const controls = new CanaryControls(input.router, input.steps ?? []);
   return ctx.run(async () => {

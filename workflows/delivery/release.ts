@@ -17,7 +17,7 @@ const { migrate, rollbackReleaseMigrations } = proxyActivities<Activities>(longR
  * only after an approval, because down migrations can drop data.
  */
 export async function release(rawInput?: ReleaseInput): Promise<ReleaseResult> {
-  const input = RunContext.input<ReleaseInput>(PROCEDURES.release, rawInput);
+  const input = await RunContext.input(PROCEDURES.release, rawInput);
   const ctx = new RunContext(PROCEDURES.release, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration'],
     ['migrate', `Migrate ${input.database} forward`],

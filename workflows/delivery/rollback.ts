@@ -33,7 +33,7 @@ async function waitForService(ctx: RunContext, plan: RunbookPlan, svc: PlanServi
 
 /** `app-rollback`: Fulcrum 8.1 / AlphaPulse 3.2 — previous (or given) revision, wait healthy, verify the version serving. */
 export async function appRollback(rawInput?: AppRollbackInput): Promise<AppRollbackResult> {
-  const input = RunContext.input<AppRollbackInput>(PROCEDURES.appRollback, rawInput);
+  const input = await RunContext.input(PROCEDURES.appRollback, rawInput);
   if (input.expectVersion !== undefined && input.verifyUrl === undefined) throw invalid('expectVersion: needs verifyUrl (the endpoint that reports the version)');
   const target = input.revision ? `revision ${input.revision}` : input.image ? input.image : 'the previous revision';
   const ctx = new RunContext(PROCEDURES.appRollback, input.requestedBy ?? 'unknown', [
@@ -71,7 +71,7 @@ export async function appRollback(rawInput?: AppRollbackInput): Promise<AppRollb
 
 /** `config-rollback`: Fulcrum 8.3 — env file from its backup, a feature flag off, or the previous ConfigMap. */
 export async function configRollback(rawInput?: ConfigRollbackInput): Promise<ConfigRollbackResult> {
-  const input = RunContext.input<ConfigRollbackInput>(PROCEDURES.configRollback, rawInput);
+  const input = await RunContext.input(PROCEDURES.configRollback, rawInput);
   const need = (field: keyof ConfigRollbackInput, why: string) => {
     if (input[field] === undefined) throw invalid(`${field}: required for kind ${input.kind} (${why})`);
   };

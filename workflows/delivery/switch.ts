@@ -77,7 +77,7 @@ async function checkPreview(plan: DeliveryPlan, to: Color, skipAnalysis: boolean
 
 /** `blue-green-switch`: Fulcrum 8.1's blue-green-switch.sh blue|green [--dry-run], with a rollback window. */
 export async function blueGreenSwitch(rawInput?: BlueGreenInput): Promise<BlueGreenResult> {
-  const input = RunContext.input<BlueGreenInput>(PROCEDURES.blueGreenSwitch, rawInput);
+  const input = await RunContext.input(PROCEDURES.blueGreenSwitch, rawInput);
   const to = input.to;
   const ctx = new RunContext(PROCEDURES.blueGreenSwitch, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration and the active color'],

@@ -19,7 +19,7 @@ import type { UpdateDefinition } from '@temporalio/common';
 import type { Activities } from '../../activities/index.js';
 import { clip, listProblem, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, MAX_TEXT_CHARS, messageProblem, textProblem } from '../../common/bounds.js';
 import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES } from '../../common/errors.js';
-import { HISTORY_DEFAULTS, SEVERITIES, type NotificationKind } from '../../common/incident/config.js';
+import { HISTORY_DEFAULTS, SEVERITIES, type NotificationKind } from '../../common/incident/constants.js';
 import {
   acknowledgeSignal,
   acknowledgeUpdate,
@@ -210,7 +210,7 @@ function isCarry(c: IncidentCarry): boolean {
 export async function incident(rawInput: IncidentInput, carried?: IncidentCarry): Promise<IncidentResult> {
   const inputTooLarge = rawInput && typeof rawInput === 'object' ? messageProblem(rawInput, '{"title": "API down", "severity": "P0"}', MAX_INPUT_CHARS) : undefined;
   if (inputTooLarge) throw ApplicationFailure.nonRetryable(`invalid input for incident: ${inputTooLarge}`, ErrorTypes.InvalidInput);
-  const input = RunContext.input<IncidentInput>(PROCEDURES.incident, rawInput);
+  const input = await RunContext.input(PROCEDURES.incident, rawInput);
   if (carried !== undefined) {
     const bad = messageProblem(carried, 'the state of the previous run', MAX_CARRY_CHARS) ?? (isCarry(carried) ? undefined : 'not the state of a previous incident run');
     if (bad) throw ApplicationFailure.nonRetryable(`invalid carried state for incident: ${bad}`, ErrorTypes.InvalidInput);

@@ -74,7 +74,7 @@ export interface RedisTriageInput extends CommonInput {
 
 /** `redis-triage`: Fulcrum 3.4 and AlphaPulse 2.2 High Memory Usage, with the runbooks' remediations. */
 export async function redisTriage(rawInput: RedisTriageInput): Promise<TriageResult> {
-  const input = RunContext.input<RedisTriageInput>(PROCEDURES.redisTriage, rawInput);
+  const input = await RunContext.input(PROCEDURES.redisTriage, rawInput);
   const ctx = new RunContext(PROCEDURES.redisTriage, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration'],
     ['inspect', 'PING, memory, policy, evictions, hit rate, slowlog, clients'],
@@ -192,7 +192,7 @@ export interface NatsLagTriageInput extends CommonInput {
 
 /** `nats-lag-triage`: Fulcrum 3.3 — streams, consumer lag and stuck messages, with its remediations. */
 export async function natsLagTriage(rawInput: NatsLagTriageInput): Promise<TriageResult> {
-  const input = RunContext.input<NatsLagTriageInput>(PROCEDURES.natsLagTriage, rawInput);
+  const input = await RunContext.input(PROCEDURES.natsLagTriage, rawInput);
   const problems: string[] = [];
   if ((input.purge || input.purgeOlderThanSeconds) && !input.stream) problems.push('stream: required to purge (which stream to purge)');
   if (input.purge && input.purgeOlderThanSeconds) problems.push('purge and purgeOlderThanSeconds: choose one');
@@ -278,7 +278,7 @@ const ERROR_LINE = /\b(error|fatal|panic|exception|unavailable|internal)\b/i;
 
 /** `service-error-triage`: Fulcrum 3.1 (policy evaluation failures) and 3.5 (dashboard errors). */
 export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Promise<TriageResult> {
-  const input = RunContext.input<ServiceErrorTriageInput>(PROCEDURES.serviceErrorTriage, rawInput);
+  const input = await RunContext.input(PROCEDURES.serviceErrorTriage, rawInput);
   if (input.flushAndRestart && !input.cacheService) throw invalid('invalid input for service-error-triage: cacheService: required with flushAndRestart (the cache to flush)');
   const ctx = new RunContext(PROCEDURES.serviceErrorTriage, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration'],
@@ -387,7 +387,7 @@ export const DEFAULT_ERROR_RATE_QUERY = 'sum(rate(http_requests_total{code=~"5..
 
 /** `latency-triage`: AlphaPulse 2.4 High API Latency — p99, error rate, slow queries, cache hit rate, and what to do. */
 export async function latencyTriage(rawInput: LatencyTriageInput): Promise<TriageResult> {
-  const input = RunContext.input<LatencyTriageInput>(PROCEDURES.latencyTriage, rawInput);
+  const input = await RunContext.input(PROCEDURES.latencyTriage, rawInput);
   const ctx = new RunContext(PROCEDURES.latencyTriage, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration'],
     ['metrics', 'p99 latency and error rate (Prometheus)'],

@@ -43,7 +43,7 @@ export function summarizeHealth(h: HealthCheckResult): string {
 
 /** `health-check`: the runbook's section 2 checks, all at once. */
 export async function healthCheck(rawInput?: HealthCheckInput): Promise<HealthCheckResult> {
-  const input = RunContext.input<HealthCheckInput>(PROCEDURES.healthCheck, rawInput);
+  const input = await RunContext.input(PROCEDURES.healthCheck, rawInput);
   const ctx = new RunContext(PROCEDURES.healthCheck, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration'],
     ['probes', 'Probe services'],

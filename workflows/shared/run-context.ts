@@ -1,4 +1,5 @@
 import {
+  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   condition,
@@ -7,6 +8,7 @@ import {
   log,
   metricMeter,
   patched,
+  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   TemporalFailure,
@@ -18,7 +20,7 @@ import {
 import type { UpdateDefinition } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
 import { clip, messageProblem, textProblem, undecodableReason } from '../../common/bounds.js';
-import { InputError, validateInput } from '../../common/inputs.js';
+import type { ProcedureInput } from '../../common/inputs.js';
 import {
   approvalsQuery,
   approveSignal,
@@ -31,7 +33,9 @@ import {
 import type { ProcedureId } from '../../common/procedures.js';
 import { AwaitingApproval, RunbookProcedure } from '../../common/search-attributes.js';
 import { ruleForStep, type ApprovalPolicy } from '../../common/approvals.js';
+import type { Activities } from '../../activities/index.js';
 import { handleCommand, keepRefusal } from './commands.js';
+import { localQuick } from './profiles.js';
 import {
   accountText,
   compactProgress,
@@ -48,7 +52,6 @@ import type {
   ApprovalInput,
   ApprovalRecord,
   ApprovalVote,
-  CommonInput,
   PendingApproval,
   RefusedApproval,
   RunProgress,
@@ -61,6 +64,11 @@ type Decision = 'approved' | 'rejected';
  * How the worker's codec reports a payload encrypted with a key it does not hold, or with
  * another key under the same id (lib/codec/aes-gcm.ts): fixable by giving the worker the key.
  */
+const { checkInput } = proxyLocalActivities<Activities>(localQuick);
+
+/** The change that moved input checking from the sandbox to the worker's local activity. */
+const INPUT_CHECKED_BY_WORKER = 'input-checked-by-worker';
+
 const MISSING_KEY = /no key is configured here|not among the configured keys|failed authentication/;
 
 export interface ApprovalRequest {
@@ -127,8 +135,12 @@ export class RunContext {
     this.publish();
   }
 
-  /** Validates a procedure's input inside the run: a bad input fails the run at once, never its workflow task. */
-  static input<T extends CommonInput>(procedure: ProcedureId, raw: unknown): T {
+  /**
+   * The run's input checked against its procedure's schema, by the worker in a local activity
+   * (the schema library stays out of the workflow bundle): a bad input fails the run at once
+   * with every problem named, never its workflow task.
+   */
+  static async input<P extends ProcedureId>(procedure: P, raw: unknown): Promise<ProcedureInput<P>> {
     const undecodable = undecodableReason(raw);
     if (undecodable !== undefined) {
       // A key this worker lacks is a deployment mistake: fail the workflow task (retried) so the
@@ -136,10 +148,14 @@ export class RunContext {
       if (MISSING_KEY.test(undecodable)) throw new Error(`the run's input cannot be decrypted by this worker: ${undecodable}`);
       throw ApplicationFailure.nonRetryable(`invalid input for ${procedure}: the input could not be decoded (${clip(undecodable, 300)})`, ErrorTypes.InvalidInput);
     }
+    // Runs recorded before the check moved to the worker were checked here when they ran; their
+    // histories hold no marker for it, and replaying them must not add one.
+    if (!patched(INPUT_CHECKED_BY_WORKER)) return raw as ProcedureInput<P>;
     try {
-      return validateInput<T>(procedure, raw);
+      return await checkInput(procedure, raw);
     } catch (err) {
-      if (err instanceof InputError) throw ApplicationFailure.nonRetryable(err.message, ErrorTypes.InvalidInput);
+      const cause = err instanceof ActivityFailure ? err.cause : undefined;
+      if (cause instanceof ApplicationFailure && cause.type === ErrorTypes.InvalidInput) throw ApplicationFailure.nonRetryable(cause.message, ErrorTypes.InvalidInput);
       throw err;
     }
   }

@@ -56,7 +56,7 @@ async function waitForGroup(plan: RunbookPlan, services: readonly PlanService[],
 
 /** `stack-start`: Fulcrum 1.1 — preflight, infra, wait, migrations, apps, wait, final health report. */
 export async function stackStart(rawInput?: StackStartInput): Promise<StackStartResult> {
-  const input = RunContext.input<StackStartInput>(PROCEDURES.stackStart, rawInput);
+  const input = await RunContext.input(PROCEDURES.stackStart, rawInput);
   const ctx = new RunContext(PROCEDURES.stackStart, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration'],
     ['preflight', 'Preflight checks'],
@@ -153,7 +153,7 @@ export async function stackStart(rawInput?: StackStartInput): Promise<StackStart
 
 /** `stack-stop`: Fulcrum 1.2 — apps then infra, data kept; with clean, data deleted only after an approval confirmed with DELETE. */
 export async function stackStop(rawInput?: StackStopInput): Promise<StackStopResult> {
-  const input = RunContext.input<StackStopInput>(PROCEDURES.stackStop, rawInput);
+  const input = await RunContext.input(PROCEDURES.stackStop, rawInput);
   const clean = input.clean === true;
   const ctx = new RunContext(PROCEDURES.stackStop, input.requestedBy ?? 'unknown', [['plan', 'Load configuration']]);
   return ctx.run(async () => {
@@ -303,7 +303,7 @@ function stopCancellation(ctx: RunContext, plan: RunbookPlan, clean: boolean): P
 
 /** `service-restart`: Fulcrum 1.3 — restart, rebuild or force-recreate one service, then wait for its health. */
 export async function serviceRestart(rawInput?: ServiceRestartInput): Promise<ServiceRestartResult> {
-  const input = RunContext.input<ServiceRestartInput>(PROCEDURES.serviceRestart, rawInput);
+  const input = await RunContext.input(PROCEDURES.serviceRestart, rawInput);
   const mode = input.mode ?? 'restart';
   const ctx = new RunContext(PROCEDURES.serviceRestart, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration'],
