@@ -8,6 +8,7 @@ import { assertPortFree, freePort } from '../local/ports.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { findTemporalCli, TEMPORAL_CLI_FIXES, temporalCliCacheDir, TemporalCliBuildError } from './install.js';
 import { searchAttributeArgs, searchAttributeKeys } from './search-attributes.js';
+import { devServerSettingArgs } from './server-settings.js';
 
 export interface DevServerOptions {
   /** The SQLite file goes to `<stateDir>/temporal.db`; undefined = in memory, gone on stop. */
@@ -33,6 +34,8 @@ export interface DevServerOptions {
   install?: boolean;
   /** Server log level; default 'warn' (the CLI's own default for start-dev). */
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** Port of the server's Prometheus `/metrics`; 0 = a free port; default: one the CLI picks and does not report. */
+  metricsPort?: number;
 }
 
 export interface DevServer {
@@ -40,6 +43,8 @@ export interface DevServer {
   address: string;
   namespace: string;
   uiUrl?: string;
+  /** The server's Prometheus endpoint, when `metricsPort` was given. */
+  metricsUrl?: string;
   pid?: number;
   /** Time from spawn to the namespace answering. */
   readyMs: number;
@@ -79,15 +84,40 @@ class OutputTail {
   }
 }
 
-interface Resolved {
+/** What one start-up attempt runs with: options resolved, ports chosen. */
+export interface DevServerLaunch {
   ip: string;
   port: number;
   ui: boolean;
   uiPort?: number;
+  metricsPort?: number;
   namespace: string;
   dbFile?: string;
   codecEndpoint?: string;
   logLevel: string;
+}
+
+/** The `temporal server start-dev` command line, without the executable. */
+export function devServerArgs(r: DevServerLaunch): string[] {
+  return [
+    'server',
+    'start-dev',
+    '--ip',
+    r.ip,
+    '--port',
+    String(r.port),
+    ...(r.uiPort !== undefined ? ['--ui-port', String(r.uiPort)] : ['--headless']),
+    ...(r.metricsPort !== undefined ? ['--metrics-port', String(r.metricsPort)] : []),
+    ...(r.dbFile ? ['--db-filename', r.dbFile] : []),
+    ...(r.namespace !== 'default' ? ['--namespace', r.namespace] : []),
+    ...(r.codecEndpoint ? ['--ui-codec-endpoint', r.codecEndpoint] : []),
+    ...searchAttributeArgs(),
+    ...devServerSettingArgs({ dbFile: r.dbFile }),
+    '--log-level',
+    r.logLevel,
+    '--color',
+    'never',
+  ];
 }
 
 /**
@@ -121,15 +151,19 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<DevSe
     logger.warn({ err }, 'building the Temporal CLI failed');
   }
 
-  const autoPorts = opts.port === 0 || opts.uiPort === 0;
+  const autoPorts = opts.port === 0 || opts.uiPort === 0 || opts.metricsPort === 0;
   const attempts = cli && autoPorts ? 3 : 1;
   for (let attempt = 1; ; attempt++) {
-    const resolved: Resolved = {
+    const resolved: DevServerLaunch = {
       ...base,
       port: opts.port === 0 ? await freePort(ip) : (opts.port ?? 7233),
       uiPort: ui ? (opts.uiPort === 0 ? await freePort(ip) : (opts.uiPort ?? 8233)) : undefined,
+      metricsPort: opts.metricsPort === 0 ? await freePort(ip) : opts.metricsPort,
     };
     if (resolved.uiPort === resolved.port) resolved.uiPort = await freePort(ip);
+    while (resolved.metricsPort !== undefined && opts.metricsPort === 0 && [resolved.port, resolved.uiPort].includes(resolved.metricsPort)) {
+      resolved.metricsPort = await freePort(ip);
+    }
     if (!cli) {
       const why = buildError
         ? `building it with Go failed (${buildError.message.split('\n')[0]})`
@@ -150,31 +184,11 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<DevSe
 
 class EarlyExitError extends Error {}
 
-async function spawnDevServer(cli: string, r: Resolved, opts: DevServerOptions, logger: Logger): Promise<DevServer> {
+async function spawnDevServer(cli: string, r: DevServerLaunch, opts: DevServerOptions, logger: Logger): Promise<DevServer> {
   await assertPortFree(r.ip, r.port, 'Temporal frontend', 'another Temporal server? stop it or choose another port');
   if (r.uiPort !== undefined) await assertPortFree(r.ip, r.uiPort, 'Temporal UI', 'another Temporal server? stop it or choose another port');
 
-  const args = [
-    'server',
-    'start-dev',
-    '--ip',
-    r.ip,
-    '--port',
-    String(r.port),
-    ...(r.uiPort !== undefined ? ['--ui-port', String(r.uiPort)] : ['--headless']),
-    ...(r.dbFile ? ['--db-filename', r.dbFile] : []),
-    ...(r.namespace !== 'default' ? ['--namespace', r.namespace] : []),
-    ...(r.codecEndpoint ? ['--ui-codec-endpoint', r.codecEndpoint] : []),
-    ...searchAttributeArgs(),
-    // Hands an activity straight back to the worker that scheduled it: halves the per-step latency
-    // of sequential runbook steps on the dev server (measured ~100 ms -> ~48 ms, bench/run.ts).
-    '--dynamic-config-value',
-    'system.enableActivityEagerExecution=true',
-    '--log-level',
-    r.logLevel,
-    '--color',
-    'never',
-  ];
+  const args = devServerArgs(r);
   // The CLI reads TEMPORAL_* client settings (address, TLS, API key); none of them concern the server it starts.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_')));
   if (opts.logFile) await mkdir(path.dirname(path.resolve(opts.logFile)), { recursive: true });
@@ -182,6 +196,7 @@ async function spawnDevServer(cli: string, r: Resolved, opts: DevServerOptions, 
 
   const address = hostPort(r.ip, r.port);
   const uiUrl = r.uiPort !== undefined ? `http://${hostPort(r.ip, r.uiPort)}` : undefined;
+  const metricsUrl = r.metricsPort !== undefined ? `http://${hostPort(r.ip, r.metricsPort)}/metrics` : undefined;
   logger.info({ cli, address, uiUrl, db: r.dbFile ?? 'in-memory', namespace: r.namespace }, 'starting Temporal dev server');
   const started = Date.now();
   const child = execa(cli, args, {
@@ -221,7 +236,7 @@ async function spawnDevServer(cli: string, r: Resolved, opts: DevServerOptions, 
   }
   const readyMs = Date.now() - started;
   logger.info({ address, uiUrl, namespace: r.namespace, readyMs, pid: child.pid }, 'Temporal dev server ready');
-  return { address, namespace: r.namespace, uiUrl, pid: child.pid, readyMs, stop };
+  return { address, namespace: r.namespace, uiUrl, metricsUrl, pid: child.pid, readyMs, stop };
 }
 
 async function waitUntilReady(o: {
@@ -265,7 +280,7 @@ async function waitUntilReady(o: {
   }
 }
 
-async function startWithSdk(r: Resolved, logger: Logger, whyNoCli: string): Promise<DevServer> {
+async function startWithSdk(r: DevServerLaunch, logger: Logger, whyNoCli: string): Promise<DevServer> {
   const cacheDir = temporalCliCacheDir();
   logger.warn({ cacheDir }, 'no Temporal CLI found: falling back to the SDK test environment (downloads the CLI)');
   const started = Date.now();
@@ -284,7 +299,11 @@ async function startWithSdk(r: Resolved, logger: Logger, whyNoCli: string): Prom
         namespace: r.namespace,
         searchAttributes: searchAttributeKeys(),
         log: { format: 'pretty', level: r.logLevel },
-        extraArgs: r.codecEndpoint ? ['--ui-codec-endpoint', r.codecEndpoint] : [],
+        extraArgs: [
+          ...(r.codecEndpoint ? ['--ui-codec-endpoint', r.codecEndpoint] : []),
+          ...(r.metricsPort !== undefined ? ['--metrics-port', String(r.metricsPort)] : []),
+          ...devServerSettingArgs({ dbFile: r.dbFile }),
+        ],
       },
     });
     const address = env.address;
@@ -292,6 +311,7 @@ async function startWithSdk(r: Resolved, logger: Logger, whyNoCli: string): Prom
       address,
       namespace: r.namespace,
       uiUrl: r.uiPort !== undefined ? `http://${hostPort(r.ip, r.uiPort)}` : undefined,
+      metricsUrl: r.metricsPort !== undefined ? `http://${hostPort(r.ip, r.metricsPort)}/metrics` : undefined,
       readyMs: Date.now() - started,
       stop: () => env.teardown(),
     };
