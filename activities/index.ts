@@ -1,8 +1,9 @@
+import { createApprovalActivities } from './approvals.js';
 import { createDatabaseActivities } from './database/index.js';
 import { createDeliveryActivities } from './delivery/index.js';
 import type { ActivityDeps } from './deps.js';
 import { createIncidentActivities } from './incident/index.js';
-import { checkInput } from './inputs.js';
+import { createInputActivities } from './inputs.js';
 import { createStackActivities } from './stack/index.js';
 
 export type { ActivityDeps } from './deps.js';
@@ -11,7 +12,8 @@ export type { WaitHealthyRequest } from './stack/index.js';
 /** Every activity the worker registers, one family after another; dependencies come in through `deps`. */
 export function createActivities(deps: ActivityDeps) {
   return {
-    checkInput,
+    ...createInputActivities(),
+    ...createApprovalActivities(deps),
     ...createDatabaseActivities(deps),
     ...createDeliveryActivities(deps),
     ...createIncidentActivities(deps),

@@ -16,3 +16,8 @@ export async function checkInput<P extends ProcedureId>(procedure: P, input: unk
     throw err;
   }
 }
+
+/** The input check needs no dependencies: the schemas are all it reads. */
+export function createInputActivities() {
+  return { checkInput };
+}

@@ -43,7 +43,7 @@ import type { ServiceActionResult } from '../../common/types.js';
 import { longRunning, quick } from '../shared/profiles.js';
 import type { CleanupReport } from '../../common/run-account.js';
 import { handleCommand } from '../shared/commands.js';
-import { RunContext } from '../shared/run-context.js';
+import { RunContext, type EarlyAnswer } from '../shared/run-context.js';
 
 const { deliveryPlan, setTrafficWeight, measureAnalysis, deliveryNotify } = proxyActivities<Activities>(quick);
 const { serviceAction } = proxyActivities<Activities>(longRunning);
@@ -370,9 +370,13 @@ export function canaryLeft(plan: DeliveryPlan, controls: CanaryControls): Cleanu
   };
 }
 
+/** The canary's status while its input is checked: planning, no traffic yet. */
+export const canaryNotStarted: EarlyAnswer = () =>
+  setHandler(canaryStatusQuery, () => ({ router: '', phase: 'planning', weight: 0, steps: [], stepIndex: -1, paused: false }));
+
 /** `canary-deploy`: AlphaPulse 3.1 — 5 → 25 → 50 → 100 % with a Prometheus gate at every step. */
 export async function canaryDeploy(rawInput?: CanaryDeployInput): Promise<CanaryDeployResult> {
-  const input = await RunContext.input(PROCEDURES.canaryDeploy, rawInput);
+  const input = await RunContext.input(PROCEDURES.canaryDeploy, rawInput, [canaryNotStarted]);
   const ctx = new RunContext(PROCEDURES.canaryDeploy, input.requestedBy ?? 'unknown', [['plan', 'Load configuration']]);
   const controls = new CanaryControls(input.router, input.steps ?? []);
   return ctx.run(async () => {

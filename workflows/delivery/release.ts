@@ -4,7 +4,7 @@ import type { Activities } from '../../activities/index.js';
 import { DeliveryErrors, type ReleaseInput, type ReleaseResult } from '../../common/delivery/types.js';
 import { PROCEDURES } from '../../common/procedures.js';
 import type { MigrationRunResult } from '../../common/types.js';
-import { addCanarySteps, CanaryControls, canaryLeft, canaryOptions, runCanary } from './canary.js';
+import { addCanarySteps, CanaryControls, canaryLeft, canaryNotStarted, canaryOptions, runCanary } from './canary.js';
 import { longRunning, quick } from '../shared/profiles.js';
 import { RunContext } from '../shared/run-context.js';
 
@@ -17,7 +17,7 @@ const { migrate, rollbackReleaseMigrations } = proxyActivities<Activities>(longR
  * only after an approval, because down migrations can drop data.
  */
 export async function release(rawInput?: ReleaseInput): Promise<ReleaseResult> {
-  const input = await RunContext.input(PROCEDURES.release, rawInput);
+  const input = await RunContext.input(PROCEDURES.release, rawInput, [canaryNotStarted]);
   const ctx = new RunContext(PROCEDURES.release, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration'],
     ['migrate', `Migrate ${input.database} forward`],

@@ -210,7 +210,11 @@ function isCarry(c: IncidentCarry): boolean {
 export async function incident(rawInput: IncidentInput, carried?: IncidentCarry): Promise<IncidentResult> {
   const inputTooLarge = rawInput && typeof rawInput === 'object' ? messageProblem(rawInput, '{"title": "API down", "severity": "P0"}', MAX_INPUT_CHARS) : undefined;
   if (inputTooLarge) throw ApplicationFailure.nonRetryable(`invalid input for incident: ${inputTooLarge}`, ErrorTypes.InvalidInput);
-  const input = await RunContext.input(PROCEDURES.incident, rawInput);
+  const input = await RunContext.input(PROCEDURES.incident, rawInput, [
+    () => setHandler(timelineQuery, () => []),
+    () => setHandler(postmortemQuery, () => null),
+    () => setHandler(refusalsQuery, () => ({ refusals: [], refusalsDropped: 0 })),
+  ]);
   if (carried !== undefined) {
     const bad = messageProblem(carried, 'the state of the previous run', MAX_CARRY_CHARS) ?? (isCarry(carried) ? undefined : 'not the state of a previous incident run');
     if (bad) throw ApplicationFailure.nonRetryable(`invalid carried state for incident: ${bad}`, ErrorTypes.InvalidInput);

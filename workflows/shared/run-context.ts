@@ -33,8 +33,10 @@ import {
 import type { ProcedureId } from '../../common/procedures.js';
 import { AwaitingApproval, RunbookProcedure } from '../../common/search-attributes.js';
 import { ruleForStep, type ApprovalPolicy } from '../../common/approvals.js';
+import { SIGNED_ANSWER_MAX_AGE_SECONDS, SIGNED_ANSWER_MAX_SKEW_SECONDS, signedProblem } from '../../common/signed-approvals.js';
 import type { Activities } from '../../activities/index.js';
-import { handleCommand, keepRefusal } from './commands.js';
+import type { VerifyApprovalResult } from '../../activities/approvals.js';
+import { keepRefusal } from './commands.js';
 import { localQuick } from './profiles.js';
 import {
   accountText,
@@ -56,6 +58,7 @@ import type {
   RefusedApproval,
   RunProgress,
   StepProgress,
+  Verification,
 } from '../../common/types.js';
 
 type Decision = 'approved' | 'rejected';
@@ -64,10 +67,19 @@ type Decision = 'approved' | 'rejected';
  * How the worker's codec reports a payload encrypted with a key it does not hold, or with
  * another key under the same id (lib/codec/aes-gcm.ts): fixable by giving the worker the key.
  */
-const { checkInput } = proxyLocalActivities<Activities>(localQuick);
+const { checkInput, verifyApproval } = proxyLocalActivities<Activities>(localQuick);
+
+/** Registers a family's query with the answer it has before the run begins (see RunContext.input). */
+export type EarlyAnswer = () => void;
 
 /** The change that moved input checking from the sandbox to the worker's local activity. */
 const INPUT_CHECKED_BY_WORKER = 'input-checked-by-worker';
+
+/**
+ * The change that made the worker verify each answer (signature, key, run, age) in a local
+ * activity before it counts. Answers in histories without the marker were counted as they came.
+ */
+const APPROVALS_VERIFIED = 'approvals-verified';
 
 const MISSING_KEY = /no key is configured here|not among the configured keys|failed authentication/;
 
@@ -99,7 +111,9 @@ export class RunContext {
   refusalsDropped = 0;
   private pending: PendingApproval | null = null;
   /** Set once the pending step is settled: rejected by one approver, or approved by its quorum. */
-  private answer: { decision: Decision; by: string; comment?: string; at: string } | null = null;
+  private answer: { decision: Decision; by: string; comment?: string; at: string; verified?: Verification } | null = null;
+  /** Nonces of the signed answers this run accepted (signing time in ms): a second answer with one is a replay. */
+  private readonly nonces = new Map<string, number>();
 
   /**
    * Runs started before answers had to name their step accepted answers without one; they
@@ -140,7 +154,13 @@ export class RunContext {
    * (the schema library stays out of the workflow bundle): a bad input fails the run at once
    * with every problem named, never its workflow task.
    */
-  static async input<P extends ProcedureId>(procedure: P, raw: unknown): Promise<ProcedureInput<P>> {
+  static async input<P extends ProcedureId>(procedure: P, raw: unknown, early: EarlyAnswer[] = []): Promise<ProcedureInput<P>> {
+    // Queries asked while the check runs (a status right after the start) get the empty answers of
+    // a run that has not begun, not "query not registered"; the run's own handlers replace them.
+    setHandler(progressQuery, () => ({ procedure, currentStep: 'checking the input', steps: [] }));
+    setHandler(pendingApprovalQuery, () => null);
+    setHandler(approvalsQuery, () => ({ approvals: [], refusals: [], refusalsDropped: 0 }));
+    for (const answer of early) answer();
     const undecodable = undecodableReason(raw);
     if (undecodable !== undefined) {
       // A key this worker lacks is a deployment mistake: fail the workflow task (retried) so the
@@ -374,6 +394,7 @@ export class RunContext {
           comment: this.answer!.comment,
           at: this.answer!.at,
           ...(rule.quorum > 1 ? { votes, quorum: rule.quorum } : {}),
+          ...(this.answer!.verified ? { verified: this.answer!.verified } : {}),
         }
       : {
           step: req.step,
@@ -418,8 +439,12 @@ export class RunContext {
       textProblem('by', input.by, { name: true }) ??
       textProblem('step', input.step, { name: true }) ??
       textProblem('confirm', input.confirm, { name: true }) ??
-      textProblem('comment', input.comment);
+      textProblem('comment', input.comment) ??
+      signedProblem(input.signed);
     if (shape) return shape;
+    if (input.signed && this.nonces.has(input.signed.nonce)) {
+      return 'replayed: an answer with this signature\'s nonce was already accepted in this run; every answer is signed anew (runbook approve --key FILE)';
+    }
     const by = typeof input.by === 'string' ? input.by.trim() : '';
     if (!by) return '"by" is required: the name of the person answering';
     const p = this.pending;
@@ -452,13 +477,65 @@ export class RunContext {
    * keeps every refused answer, then returned to the caller as the update's failure.
    */
   private handleAnswers(decision: Decision, signal: SignalDefinition<[ApprovalInput]>, update: UpdateDefinition<ApprovalAnswer, [ApprovalInput]>): void {
-    handleCommand(signal, update, {
-      validate: (input) => this.refusal(decision, input),
-      apply: (input) => this.accept(decision, input),
-      refuse: (input, reason) => this.keepRefused(decision, input, reason),
-      failure: (reason) => ApplicationFailure.create({ type: ErrorTypes.ApprovalRefused, nonRetryable: true, message: reason }),
-      refusedUpdates: 'recorded',
+    setHandler(signal, async (input: ApprovalInput) => {
+      await this.answerWith(decision, input);
     });
+    setHandler(update, async (input: ApprovalInput): Promise<ApprovalAnswer> => {
+      const outcome = await this.answerWith(decision, input);
+      if (typeof outcome === 'string') throw ApplicationFailure.create({ type: ErrorTypes.ApprovalRefused, nonRetryable: true, message: outcome });
+      return outcome;
+    });
+  }
+
+  /**
+   * One answer: checked against the step's rules, then (in runs with the marker) verified by the
+   * worker, checked again (the run may have moved on while it waited), and counted; or refused
+   * and recorded. Returns what the update answers with, or the refusal's reason.
+   */
+  private async answerWith(decision: Decision, input: ApprovalInput): Promise<ApprovalAnswer | string> {
+    const reason = this.refusal(decision, input);
+    if (reason !== undefined) {
+      this.keepRefused(decision, input, reason);
+      return reason;
+    }
+    if (!patched(APPROVALS_VERIFIED)) return this.accept(decision, input);
+    const verdict = await this.verify(decision, input);
+    if (!verdict.ok) {
+      this.keepRefused(decision, input, verdict.reason);
+      return verdict.reason;
+    }
+    const after = this.refusal(decision, input);
+    if (after !== undefined) {
+      this.keepRefused(decision, input, after);
+      return after;
+    }
+    if (input.signed) this.rememberNonce(input.signed.nonce, input.signed.at);
+    return this.accept(decision, input, verdict.verified);
+  }
+
+  /** The worker's verdict on an answer; a verification that cannot run refuses the answer (it can be sent again). */
+  private async verify(decision: Decision, input: ApprovalInput): Promise<VerifyApprovalResult> {
+    const { workflowId, runId } = workflowInfo();
+    const answer: ApprovalInput = {
+      by: input.by,
+      step: input.step,
+      ...(input.confirm !== undefined ? { confirm: input.confirm } : {}),
+      ...(input.comment !== undefined ? { comment: input.comment } : {}),
+      ...(input.signed ? { signed: input.signed } : {}),
+    };
+    try {
+      return await verifyApproval({ workflowId, runId, decision: decision === 'approved' ? 'approve' : 'reject', answer });
+    } catch (err) {
+      return { ok: false, reason: `the answer could not be verified (${clip(err instanceof Error ? rootMessage(err) : String(err), 200)}): send it again` };
+    }
+  }
+
+  /** Keeps a used nonce while an answer carrying it could still be accepted (its age limit plus the clock skew allowed). */
+  private rememberNonce(nonce: string, signedAt: string): void {
+    const window = (SIGNED_ANSWER_MAX_AGE_SECONDS + 2 * SIGNED_ANSWER_MAX_SKEW_SECONDS) * 1000;
+    const now = Date.now();
+    for (const [n, at] of this.nonces) if (now - at > window) this.nonces.delete(n);
+    this.nonces.set(nonce, Date.parse(signedAt));
   }
 
   /** Keeps a refused answer with its reason (the first MAX_KEPT_REFUSALS; the rest are counted). */
@@ -470,6 +547,7 @@ export class RunContext {
       answer: decision === 'approved' ? 'approve' : 'reject',
       reason: clip(reason, 500),
       at: new Date().toISOString(),
+      ...(claimed && claimed.signed && typeof claimed.signed === 'object' && typeof claimed.signed.keyId === 'string' ? { keyId: clip(claimed.signed.keyId, 64) } : {}),
     };
     keepRefusal(this, refused);
     log.warn('approval refused', { ...refused, refusedSoFar: this.refusals.length + this.refusalsDropped });
@@ -477,16 +555,17 @@ export class RunContext {
   }
 
   /** Records an accepted answer; the step is settled by a reject or the last vote of its quorum. */
-  private accept(decision: Decision, input: ApprovalInput): ApprovalAnswer {
+  private accept(decision: Decision, input: ApprovalInput, verified?: Verification): ApprovalAnswer {
     const at = new Date().toISOString();
     const p = this.pending!;
     const by = input.by.trim();
     const comment = typeof input.comment === 'string' ? input.comment : undefined;
+    const proof = verified ? { verified } : {};
     if (decision === 'rejected') {
-      this.answer = { decision, by, comment, at };
-      return { step: p.step, decision, by, at, comment, approvals: p.approvedBy.length, quorum: p.quorum, settled: true };
+      this.answer = { decision, by, comment, at, ...proof };
+      return { step: p.step, decision, by, at, comment, approvals: p.approvedBy.length, quorum: p.quorum, settled: true, ...proof };
     }
-    const vote: ApprovalVote = { by, at, ...(comment !== undefined ? { comment } : {}) };
+    const vote: ApprovalVote = { by, at, ...(comment !== undefined ? { comment } : {}), ...proof };
     p.approvedBy.push(vote);
     const settled = p.approvedBy.length >= p.quorum;
     if (settled) {
@@ -495,12 +574,13 @@ export class RunContext {
         by: p.approvedBy.map((v) => v.by).join(', '),
         comment: p.quorum > 1 ? p.approvedBy.filter((v) => v.comment).map((v) => `${v.by}: ${v.comment}`).join('; ') || undefined : comment,
         at,
+        ...(verified ? { verified: quorumVerification(p.approvedBy) } : {}),
       };
     } else {
       log.info('approval recorded, quorum not yet met', { step: p.step, by, approvals: p.approvedBy.length, quorum: p.quorum });
       this.publish();
     }
-    return { step: p.step, decision, by, at, comment, approvals: p.approvedBy.length, quorum: p.quorum, settled };
+    return { step: p.step, decision, by, at, comment, approvals: p.approvedBy.length, quorum: p.quorum, settled, ...proof };
   }
 
   /** The UI's "current details": what the run is doing and, when waiting, how to answer. */
@@ -528,7 +608,7 @@ export class RunContext {
         '',
         `Approvers: ${p.approvers.join(', ') || '(none configured)'}${p.destructive ? ' (not the requester)' : ''}.${quorum} Deadline: ${p.deadline}.`,
         `Approve: send signal \`approve\` with \`{"by": "<your name>", "step": "${p.step}"${confirm}, "comment": "..."}\`; refuse: signal \`reject\` with \`{"by": "<your name>", "step": "${p.step}", "comment": "why"}\`.`,
-        `CLI: \`runbook approve ${workflowInfo().workflowId} --as <your name>${p.confirmPhrase ? ` --confirm "${p.confirmPhrase}"` : ''}\``,
+        `CLI: \`runbook approve ${workflowInfo().workflowId} --as <your name>${p.confirmPhrase ? ` --confirm "${p.confirmPhrase}"` : ''} --key <your key file>\``,
         '',
       );
     }
@@ -541,6 +621,16 @@ export class RunContext {
     }
     setCurrentDetails(lines.join('\n'));
   }
+}
+
+/** A quorum's verification: `unsigned` if any vote was, else every vote's key. */
+function quorumVerification(votes: ApprovalVote[]): Verification {
+  const keys: string[] = [];
+  for (const v of votes) {
+    if (!v.verified || v.verified === 'unsigned') return 'unsigned';
+    keys.push(v.verified.keyId);
+  }
+  return { keyId: keys.join(', ') };
 }
 
 function describeRecord(r: ApprovalRecord): string {
