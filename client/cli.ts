@@ -5,6 +5,8 @@ import { registerDatabaseCommands } from './database/commands.js';
 import { registerIncidentCommands } from './incident/commands.js';
 import { registerDeliveryCommands } from './delivery/commands.js';
 import { registerCodecKeysCommand, registerCodecServerCommand } from './codec-server.js';
+import { registerAuditCommand } from './audit.js';
+import { registerKeysCommand } from './keys.js';
 import { registerDescribeCommand } from './describe.js';
 import type { PendingApproval, StepProgress } from '../common/types.js';
 import { connectCli } from './connect.js';
@@ -211,7 +213,8 @@ for (const decision of ['approve', 'reject'] as const) {
     .option('--comment <text>', 'why')
     .option('--confirm <phrase>', 'the confirmation phrase the step asks for, e.g. DELETE')
     .option('--step <step>', 'the step you are answering (default: the one pending now; refused if it is not the pending one)')
-    .action(async (workflowId: string, opts: { as: string; comment?: string; confirm?: string; step?: string }) => {
+    .option('--key <file>', 'sign the answer with your approver key (runbook keys new); default $RUNBOOK_APPROVER_KEY')
+    .action(async (workflowId: string, opts: { as: string; comment?: string; confirm?: string; step?: string; key?: string }) => {
       const { answerApproval } = await operations();
       const { client: c, connection } = await client();
       try {
@@ -220,7 +223,7 @@ for (const decision of ['approve', 'reject'] as const) {
           comment: opts.comment,
           confirm: decision === 'approve' ? opts.confirm : undefined,
           step: opts.step,
-        });
+        }, { keyFile: opts.key ?? (process.env.RUNBOOK_APPROVER_KEY || undefined) });
         const tally = record.quorum > 1 ? ` (${record.approvals} of ${record.quorum} approvals${record.settled ? '' : '; waiting for more'})` : '';
         console.log(`${record.decision}: step ${record.step} of ${workflowId} by ${record.by}${tally}`);
       } finally {
@@ -337,6 +340,8 @@ registerIncidentCommands(program);
 registerDeliveryCommands(program);
 registerCodecServerCommand(program);
 registerCodecKeysCommand(program);
+registerKeysCommand(program);
+registerAuditCommand(program);
 
 const temporalCmd = program.command('temporal').description('the Temporal server');
 temporalCmd

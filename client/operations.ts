@@ -80,14 +80,19 @@ export async function startRun(opts: StartOptions): Promise<WorkflowHandle> {
 /**
  * Sends an approve/reject as an update and returns the run's answer. Without `step` it names
  * the step pending right now, so an answer still cannot land on a step that replaces it later.
+ * With `keyFile` (an approver key from `runbook keys new`) the answer is signed for this run,
+ * step and decision, now, with a fresh nonce.
  */
 export async function answerApproval(
   client: Client,
   workflowId: string,
   decision: 'approve' | 'reject',
-  input: Omit<ApprovalInput, 'step'> & { step?: string },
+  input: Omit<ApprovalInput, 'step' | 'signed'> & { step?: string },
+  opts: { keyFile?: string } = {},
 ): Promise<ApprovalAnswer> {
   const handle = client.workflow.getHandle(workflowId);
+  // The key first: a missing or unreadable key file is the person's to fix before anything is sent.
+  const signer = opts.keyFile !== undefined ? await approverSigner(opts.keyFile) : undefined;
   // A closed run cannot be queried without a worker, nor answered: say how it ended instead.
   const desc = await describeRun(client, workflowId);
   if (desc.status.name !== 'RUNNING') throw new UserError(closedRunLine(workflowId, await closedRun(client, desc)));
@@ -98,7 +103,9 @@ export async function answerApproval(
       if (!pending) throw new UserError(`run ${workflowId} is not waiting for an approval (see \`runbook status ${workflowId}\`)`);
       step = pending.step;
     }
-    return await handle.executeUpdate(decision === 'approve' ? approveUpdate : rejectUpdate, { args: [{ ...input, step }] });
+    const answer: ApprovalInput = { ...input, step };
+    if (signer) answer.signed = signer({ by: answer.by, step, confirm: answer.confirm, comment: answer.comment }, { workflowId, runId: desc.runId, decision });
+    return await handle.executeUpdate(decision === 'approve' ? approveUpdate : rejectUpdate, { args: [answer] });
   } catch (err) {
     if (err instanceof WorkflowUpdateFailedError) {
       const reason = err.cause?.message ?? err.message;
@@ -109,6 +116,18 @@ export async function answerApproval(
       const now = await describeRun(client, workflowId);
       throw new UserError(now.status.name === 'RUNNING' ? `run ${workflowId} did not take the answer: ${(err as Error).message}` : closedRunLine(workflowId, await closedRun(client, now)));
     }
+    throw err;
+  }
+}
+
+/** Signs answers with the approver key in `file`; loaded only by a command given a key. */
+async function approverSigner(file: string) {
+  const { ApprovalKeyError, loadApproverKey, signAnswer } = await import('../lib/approval-keys.js');
+  try {
+    const key = await loadApproverKey(file);
+    return (answer: Parameters<typeof signAnswer>[1], target: Parameters<typeof signAnswer>[2]) => signAnswer(key, answer, target);
+  } catch (err) {
+    if (err instanceof ApprovalKeyError) throw new UserError(err.message);
     throw err;
   }
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { APPROVAL_STEPS, approvalPolicyFor, isApprovalStep } from './approvals.js';
 import { isProcedureId, PROCEDURE_IDS, type ProcedureId } from './procedures.js';
+import { parsePublicKeyLine } from './signed-approvals.js';
 import { databaseOpsSchema } from './database/config.js';
 import { incidentConfigSchema } from './incident/config.js';
 import { deliverySchema } from './delivery/config.js';
@@ -92,6 +93,33 @@ function checkApprovals(
         });
       }
     }
+  }
+}
+
+/** One `approvals.keys` line: `ed25519:<key> <key id>`, as `runbook keys new` prints it. */
+const publicKeyLine = z.string().superRefine((line, ctx) => {
+  const parsed = parsePublicKeyLine(line);
+  if ('problem' in parsed) ctx.addIssue({ code: 'custom', message: parsed.problem });
+});
+
+/** No key id twice for one approver, and no key for two people: a shared key proves nobody. */
+function checkKeys(keys: Record<string, string[]>, ctx: z.RefinementCtx): void {
+  const owner = new Map<string, string>();
+  for (const [approver, lines] of Object.entries(keys)) {
+    const ids = new Set<string>();
+    lines.forEach((line, i) => {
+      const parsed = parsePublicKeyLine(line);
+      if ('problem' in parsed) return;
+      if (ids.has(parsed.keyId)) {
+        ctx.addIssue({ code: 'custom', path: ['keys', approver, i], message: `${approver} has two keys with the id "${parsed.keyId}": give each key its own id` });
+      }
+      ids.add(parsed.keyId);
+      const other = owner.get(parsed.key);
+      if (other !== undefined && other !== approver) {
+        ctx.addIssue({ code: 'custom', path: ['keys', approver, i], message: `this key is also ${other}'s: each person signs with a key of their own (runbook keys new)` });
+      }
+      owner.set(parsed.key, approver);
+    });
   }
 }
 
@@ -231,8 +259,16 @@ export const configSchema = z
           )
           .default({})
           .describe('per-step overrides: steps.<procedure>.<step>: {approvers, quorum}'),
+        keys: z
+          .record(approverName, z.array(publicKeyLine).min(1))
+          .default({})
+          .describe('public keys per approver (runbook keys new prints the line); several = rotation, removing one = revocation'),
+        requireSignatures: z.boolean().default(false).describe('refuse answers not signed with one of the approver\'s keys (the UI\'s Send a Signal)'),
       })
-      .superRefine((a, ctx) => checkApprovals(a, ctx))
+      .superRefine((a, ctx) => {
+        checkApprovals(a, ctx);
+        checkKeys(a.keys, ctx);
+      })
       .prefault({}),
     databaseOps: databaseOpsSchema.optional(),
     incident: incidentConfigSchema.optional(),

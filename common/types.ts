@@ -1,4 +1,5 @@
 import type { ApprovalPolicy } from './approvals.js';
+import type { SignedApproval } from './signed-approvals.js';
 /** Workflow-safe data shapes shared by workflows, activities and the CLI. Plain JSON only. */
 
 export type ProbeType = 'http' | 'grpc' | 'postgres' | 'redis' | 'nats' | 'tcp';
@@ -114,13 +115,23 @@ export interface ApprovalInput {
    * one (stale, or meant for another run) is refused and recorded, and changes nothing.
    */
   step: string;
+  /**
+   * The approver's signature over this answer and the run, step and time it is for (`runbook
+   * approve --key FILE`). Checked by the worker against approvals.keys before the answer counts.
+   */
+  signed?: SignedApproval;
 }
+
+/** How an accepted answer was verified: signed with one of the approver's configured keys, or accepted unsigned. */
+export type Verification = { keyId: string } | 'unsigned';
 
 /** One approver's `approve` of a step that needs several (quorum). */
 export interface ApprovalVote {
   by: string;
   at: string;
   comment?: string;
+  /** Absent in runs recorded before answers were verified. */
+  verified?: Verification;
 }
 
 export interface PendingApproval {
@@ -148,6 +159,11 @@ export interface ApprovalRecord {
   votes?: ApprovalVote[];
   /** Approvals the step needed. */
   quorum?: number;
+  /**
+   * How the deciding answer was verified (for a quorum: `unsigned` if any vote was, else the
+   * keys, joined with ", "). Absent for a timeout and in runs recorded before verification.
+   */
+  verified?: Verification;
 }
 
 /** What `approve`/`reject` return to the caller: the decision so far, and whether the step is settled. */
@@ -161,6 +177,7 @@ export interface ApprovalAnswer {
   approvals: number;
   quorum: number;
   settled: boolean;
+  verified?: Verification;
 }
 
 export interface RefusedApproval {
@@ -170,6 +187,8 @@ export interface RefusedApproval {
   answer: 'approve' | 'reject';
   reason: string;
   at: string;
+  /** The key id a signed answer named (not proof: the answer was refused). */
+  keyId?: string;
 }
 
 /** Fields every procedure input accepts. */
