@@ -7,7 +7,7 @@ import { registerDeliveryCommands } from './delivery/commands.js';
 import { registerCodecKeysCommand, registerCodecServerCommand } from './codec-server.js';
 import { registerAuditCommand } from './audit.js';
 import { registerKeysCommand } from './keys.js';
-import { registerDescribeCommand } from './describe.js';
+import { registerDescribeCommand } from './describe-command.js';
 import type { PendingApproval, StepProgress } from '../common/types.js';
 import { connectCli } from './connect.js';
 import type { FirstTask } from './run-check.js';
@@ -238,8 +238,8 @@ program
   .argument('<workflowId>')
   .option('--json', 'machine-readable output')
   .action(async (workflowId: string, opts: { json?: boolean }) => {
-    const { closedRunReport, runStatus } = await operations();
-    const { client: c, connection } = await client();
+    // Connecting (round trips to the server) overlaps with loading the rest of the code.
+    const [{ closedRunReport, runStatus }, { client: c, connection }] = await Promise.all([operations(), client()]);
     try {
       const s = await runStatus(c, workflowId);
       if (opts.json) {

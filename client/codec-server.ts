@@ -1,10 +1,14 @@
 import { type Command, Option } from 'commander';
-import { DEFAULT_CODEC_PORT, DEFAULT_CORS_ORIGINS, startCodecServer } from '../lib/codec/server.js';
-import { createLogger } from '../lib/logger.js';
 import { UserError } from './user-error.js';
 
-// The codec (and the SDK's protobuf definitions under it) loads in the actions, not for `--help`.
+// The codec (and the SDK's protobuf definitions under it), the HTTP server and the logger (pino)
+// load in the actions: every `runbook` call defines these commands, and `--help` needs none of them.
 const codec = () => import('../lib/codec/index.js');
+const codecServer = () => import('../lib/codec/server.js');
+
+/** lib/codec/server.ts's DEFAULT_CODEC_PORT and DEFAULT_CORS_ORIGINS, as the help shows them (a test checks they agree). */
+export const CLI_CODEC_PORT = 8234;
+export const CLI_CORS_ORIGINS: readonly string[] = ['http://localhost:8233', 'http://127.0.0.1:8233'];
 
 export const DEFAULT_TOKEN_ENV = 'RUNBOOK_CODEC_SERVER_TOKEN';
 
@@ -23,9 +27,9 @@ export function registerCodecServerCommand(program: Command): void {
   program
     .command('codec-server')
     .description('serve /encode and /decode with the payload encryption keys, for the Temporal UI (set its codec endpoint to this URL)')
-    .option('--port <port>', 'listen port', String(DEFAULT_CODEC_PORT))
+    .option('--port <port>', 'listen port', String(CLI_CODEC_PORT))
     .option('--host <host>', 'listen address', '127.0.0.1')
-    .addOption(new Option('--cors-origin <origin...>', 'browser origins allowed to call it (the UI)').default(DEFAULT_CORS_ORIGINS))
+    .addOption(new Option('--cors-origin <origin...>', 'browser origins allowed to call it (the UI)').default([...CLI_CORS_ORIGINS]))
     .option('--token-env <name>', `variable holding the bearer token callers must send (default ${DEFAULT_TOKEN_ENV}; none = no token)`)
     .action(async (opts: { port: string; host: string; corsOrigin: string[]; tokenEnv?: string }) => {
       const port = Number(opts.port);
@@ -38,6 +42,7 @@ export function registerCodecServerCommand(program: Command): void {
         throw new UserError('no payload encryption key: set RUNBOOK_CODEC_KEY_FILE (or RUNBOOK_CODEC_KEY) to the keys the worker uses');
       }
       const token = codecServerToken(opts.tokenEnv);
+      const [{ startCodecServer }, { createLogger }] = await Promise.all([codecServer(), import('../lib/logger.js')]);
       const logger = createLogger({ component: 'codec-server' });
       const server = await startCodecServer({ codec: encryption.codec, host: opts.host, port, corsOrigins: opts.corsOrigin, token, logger });
       logger.info({ url: server.url, corsOrigins: opts.corsOrigin, token: token ? 'required' : 'none', keyId: encryption.keyring.currentId, keyIds: encryption.keyring.ids }, 'codec server listening');

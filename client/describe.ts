@@ -1,19 +1,16 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import type { Command } from 'commander';
 import type { FieldSpec } from '../common/field-spec.js';
-import { INPUT_FIELDS, inputJsonSchema, parseInput } from '../common/inputs.js';
+import { INPUT_FIELDS, parseInput } from '../common/inputs.js';
 import { DATABASE_PROCEDURES } from '../common/database/procedures.js';
 import { DELIVERY_PROCEDURES } from '../common/delivery/procedures.js';
 import { INCIDENT_PROCEDURES } from '../common/incident/procedures.js';
-import { isProcedureId, PROCEDURE_IDS, type ProcedureId } from '../common/procedures.js';
+import { isProcedureId, type ProcedureId } from '../common/procedures.js';
 import { STACK_PROCEDURES } from '../common/stack/procedures.js';
-import { UserError } from './user-error.js';
 
 /**
  * What a procedure takes, from its schema: `runbook describe <procedure>` prints the fields
  * and an example, `--json` the JSON Schema, and the docs' input tables are generated here
- * (tests/docs-inputs.test.ts fails when a page and a schema differ).
+ * (tests/docs-inputs.test.ts fails when a page and a schema differ). The command itself is defined
+ * in describe-command.ts, which loads this module (and the schemas) only when it runs.
  */
 
 /** The docs page of each family, under docs/runbooks/. */
@@ -93,30 +90,4 @@ export function describeText(procedure: ProcedureId): string {
   const example = JSON.stringify(exampleInput(procedure));
   lines.push('', `example: runbook run ${procedure} --input '${example}'`);
   return lines.join('\n');
-}
-
-export function registerDescribeCommand(program: Command): void {
-  program
-    .command('describe')
-    .description("a procedure's input fields, defaults and an example (from its schema)")
-    .argument('[procedure]', `one of ${PROCEDURE_IDS.join(', ')}`)
-    .option('--json', "print the input's JSON Schema")
-    .option('--update-docs <dir>', 'rewrite the generated input tables of the family pages in <dir> (docs/runbooks)')
-    .action((procedure: string | undefined, opts: { json?: boolean; updateDocs?: string }) => {
-      if (opts.updateDocs !== undefined) {
-        for (const page of Object.keys(FAMILY_PAGES)) {
-          const file = path.join(opts.updateDocs, page);
-          const { text, procedures } = refreshInputTables(fs.readFileSync(file, 'utf8'));
-          fs.writeFileSync(file, text);
-          console.log(`${file}: ${procedures.length} input tables`);
-        }
-        return;
-      }
-      if (procedure === undefined) {
-        for (const [page, ids] of Object.entries(FAMILY_PAGES)) console.log(`${page.replace('.md', '')}: ${ids.join(', ')}`);
-        return;
-      }
-      if (!isProcedureId(procedure)) throw new UserError(`unknown procedure ${JSON.stringify(procedure)}: expected one of ${PROCEDURE_IDS.join(', ')}`);
-      console.log(opts.json ? JSON.stringify(inputJsonSchema(procedure), null, 2) : describeText(procedure));
-    });
 }

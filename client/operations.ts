@@ -12,7 +12,6 @@ import {
 import type { temporal } from '@temporalio/proto';
 import { clip } from '../common/bounds.js';
 import { accountIn, describeApproval, PROGRESS_MEMO, RUN_CANCELLED, type ProgressMemo, type RunAccount } from '../common/run-account.js';
-import { parseInput } from '../common/inputs.js';
 import { approvalsQuery, approveUpdate, pendingApprovalQuery, progressQuery, rejectUpdate } from '../common/messages.js';
 import { type ProcedureId, isProcedureId, PROCEDURE_IDS, workflowIdFor } from '../common/procedures.js';
 import { RunbookProcedure } from '../common/search-attributes.js';
@@ -51,6 +50,8 @@ export interface StartOptions {
 /** Validates before starting anything, then starts the run with its search attributes set. */
 export async function startRun(opts: StartOptions): Promise<WorkflowHandle> {
   let input: CommonInput;
+  // Every procedure's input schema (zod): loaded by the command that starts a run, not by `status`.
+  const { parseInput } = await import('../common/inputs.js');
   try {
     input = parseInput(opts.procedure, opts.input);
   } catch (err) {

@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { status } from '@grpc/grpc-js';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { decodeOptionalFailureToOptionalError } from '@temporalio/common/lib/internal-non-workflow/index.js';
 // CommonJS without named exports Node can detect: the default import is the module object.
@@ -52,13 +52,32 @@ async function taskFailure(client: Client, failure: proto.temporal.api.failure.v
 /**
  * Waits until a worker has run the first workflow task of a run this CLI just started, so that
  * a run no worker can decrypt (another payload key) never looks started and fine. Returns at
- * once when no worker polls the task queue: the run then simply waits for one.
+ * once when no worker polls the task queue: the run then simply waits for one. Reads the history
+ * as a long poll (the server answers as soon as the task's events are written), so a healthy run
+ * costs no polling delay.
  */
 export async function firstWorkflowTask(client: Client, handle: WorkflowHandle, taskQueue: string, timeoutMs = 10_000): Promise<FirstTask> {
   if (!(await hasWorkflowPoller(client, taskQueue))) return { kind: 'no-worker' };
   const deadline = Date.now() + timeoutMs;
+  const notTaken: FirstTask = { kind: 'not-taken', seconds: Math.round(timeoutMs / 1000) };
+  const events: proto.temporal.api.history.v1.IHistoryEvent[] = [];
+  let nextPageToken: Uint8Array | undefined;
   for (;;) {
-    const events = (await handle.fetchHistory()).events ?? [];
+    let page: proto.temporal.api.workflowservice.v1.IGetWorkflowExecutionHistoryResponse;
+    try {
+      page = await client.connection.withDeadline(deadline, () =>
+        client.workflowService.getWorkflowExecutionHistory({
+          namespace: client.options.namespace,
+          execution: { workflowId: handle.workflowId },
+          waitNewEvent: true,
+          nextPageToken,
+        }),
+      );
+    } catch (err) {
+      if ((err as { code?: unknown }).code === status.DEADLINE_EXCEEDED) return notTaken;
+      throw err;
+    }
+    events.push(...(page.history?.events ?? []));
     for (const [i, event] of events.entries()) {
       if (event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) {
         // The events the first task's commands wrote, up to the next task: did one of them end the run?
@@ -71,7 +90,9 @@ export async function firstWorkflowTask(client: Client, handle: WorkflowHandle, 
       }
       if (CLOSED.has(event.eventType ?? 0)) return { kind: 'closed' };
     }
-    if (Date.now() >= deadline) return { kind: 'not-taken', seconds: Math.round(timeoutMs / 1000) };
-    await sleep(200);
+    // No page token: the history is complete (the run is closed).
+    if (!page.nextPageToken?.length) return { kind: 'closed' };
+    nextPageToken = page.nextPageToken;
+    if (Date.now() >= deadline) return notTaken;
   }
 }

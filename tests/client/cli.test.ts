@@ -169,3 +169,11 @@ describe('runbook CLI', () => {
     });
   });
 });
+
+describe('runbook codec-server help', () => {
+  it('shows the defaults lib/codec/server.ts uses (the CLI defines them without loading the server)', async () => {
+    const [cli, lib] = await Promise.all([import('../../client/codec-server.js'), import('../../lib/codec/server.js')]);
+    expect(cli.CLI_CODEC_PORT).toBe(lib.DEFAULT_CODEC_PORT);
+    expect([...cli.CLI_CORS_ORIGINS]).toEqual(lib.DEFAULT_CORS_ORIGINS);
+  });
+});
