@@ -1,7 +1,9 @@
 /**
  * Benchmarks for the foundation's speed targets, printed as tables. Not part of `npm test`.
- *   npm run bench
- * Starts its own Temporal dev server (in memory) unless TEMPORAL_ADDRESS is set.
+ *   npm run bench                  (every section)
+ *   npm run bench -- steps bundle  (only those: bundle, steps, health, stack, cli)
+ * Starts its own Temporal dev server (in memory, and one on a SQLite file for the step
+ * benchmark) unless TEMPORAL_ADDRESS is set.
  */
 import { spawn } from 'node:child_process';
 import http from 'node:http';
@@ -18,18 +20,19 @@ import type { StackStartResult } from '../common/stack/types.js';
 import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { payloadEncryptionFromEnv } from '../lib/codec/index.js';
+import { workflowBundleReport } from '../lib/temporal/workflow-bundle.js';
 import { bundleRunbookWorkflows, createRunbookWorker, installRuntime } from '../worker/main.js';
 import { freePort } from '../tests/fixtures/servers.js';
 import { quantile, quietLogger as quiet, table } from './report.js';
-import { benchTemporal } from './temporal.js';
+import { benchTemporal, type BenchTemporal } from './temporal.js';
 import { cliStartup } from './cli.js';
 
 const logger = createLogger({ component: 'bench' }, 'warn');
 
-async function stepOverhead(client: Client, native: NativeConnection, namespace: string): Promise<void> {
-  const n = 200;
+/** Gaps between the starts of consecutive steps of one run of `workflowType` (bench/workflows.ts), after a warm-up run. */
+async function stepGaps(client: Client, native: NativeConnection, namespace: string, workflowType: 'sequentialSteps' | 'sequentialLocalSteps', n: number): Promise<number[]> {
   const starts: number[] = [];
-  const taskQueue = `bench-steps-${Date.now()}`;
+  const taskQueue = `bench-steps-${workflowType}-${Date.now()}`;
   const worker = await Worker.create({
     connection: native,
     namespace,
@@ -45,11 +48,42 @@ async function stepOverhead(client: Client, native: NativeConnection, namespace:
     },
   });
   await worker.runUntil(async () => {
-    await client.workflow.execute('sequentialSteps', { taskQueue, workflowId: `bench-warm-${Date.now()}`, args: [20] });
+    await client.workflow.execute(workflowType, { taskQueue, workflowId: `bench-warm-${Date.now()}`, args: [20] });
     starts.length = 0;
-    await client.workflow.execute('sequentialSteps', { taskQueue, workflowId: `bench-steps-${Date.now()}`, args: [n] });
+    await client.workflow.execute(workflowType, { taskQueue, workflowId: `bench-steps-${Date.now()}`, args: [n] });
   });
-  const gaps = starts.slice(1).map((t, i) => t - starts[i]!).sort((a, b) => a - b);
+  return starts.slice(1).map((t, i) => t - starts[i]!).sort((a, b) => a - b);
+}
+
+/**
+ * Per-step cost of sequential steps on dev servers started as the project starts them
+ * (lib/temporal/server-settings.ts): in memory (tests, benchmarks) and on a SQLite file (`runbook dev`).
+ */
+async function stepOverhead(temporal: BenchTemporal): Promise<void> {
+  const n = 200;
+  const row = (variant: string, targetMs: number | undefined, gaps: number[], digits = 2) => ({
+    variant,
+    median_ms: quantile(gaps, 0.5).toFixed(digits),
+    p99_ms: quantile(gaps, 0.99).toFixed(digits),
+    target: targetMs === undefined ? '-' : `median <= ${targetMs} ms`,
+    met: targetMs === undefined ? '-' : quantile(gaps, 0.5) <= targetMs ? 'yes' : 'no',
+  });
+  const where = process.env.TEMPORAL_ADDRESS ? `the server at ${process.env.TEMPORAL_ADDRESS}` : 'in-memory dev server';
+  const rows = [
+    row(`activity step, ${where}`, 15, await stepGaps(temporal.client, temporal.native, temporal.namespace, 'sequentialSteps', n)),
+    row(`local activity step, ${where}`, 5, await stepGaps(temporal.client, temporal.native, temporal.namespace, 'sequentialLocalSteps', n)),
+  ];
+  // A dev server of its own on a SQLite file, as `runbook dev` runs it; skipped against TEMPORAL_ADDRESS.
+  if (!process.env.TEMPORAL_ADDRESS) {
+    const dir = await mkdtemp(path.join(tmpdir(), 'bench-sqlite-'));
+    const onFile = await benchTemporal(logger, { stateDir: dir });
+    try {
+      rows.push(row('activity step, dev server on SQLite (runbook dev)', 15, await stepGaps(onFile.client, onFile.native, onFile.namespace, 'sequentialSteps', n)));
+    } finally {
+      await onFile.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
   // The same steps as plain function calls.
   const plain: number[] = [];
   const fn = async (i: number) => i;
@@ -59,9 +93,24 @@ async function stepOverhead(client: Client, native: NativeConnection, namespace:
     plain.push(performance.now() - t);
   }
   plain.sort((a, b) => a - b);
-  table(`Orchestration overhead per activity step (${n} sequential steps, local dev server) - target median <= 5 ms`, [
-    { variant: 'Temporal activity step', median_ms: quantile(gaps, 0.5).toFixed(2), p99_ms: quantile(gaps, 0.99).toFixed(2) },
-    { variant: 'plain function call', median_ms: quantile(plain, 0.5).toFixed(4), p99_ms: quantile(plain, 0.99).toFixed(4) },
+  rows.push(row('plain function call', undefined, plain, 4));
+  table(`Orchestration overhead per step (${n} sequential steps of one run, after a 20-step warm-up run)`, rows);
+}
+
+/** Size of the workers' workflow bundle, evaluated afresh for every run, against its budget (tests/worker/bundle.test.ts). */
+async function bundleSize(): Promise<void> {
+  const report = workflowBundleReport((await bundleRunbookWorkflows({ logger: quiet })).code);
+  const mb = (bytes: number) => (bytes / 1e6).toFixed(2);
+  table('Workflow bundle of the runbook worker', [
+    {
+      measure: 'bundle size',
+      MB: mb(report.bytes),
+      budget_MB: mb(report.budgetBytes),
+      modules: report.modules.length,
+      packages: report.packages.join(' '),
+      zod: report.packages.includes('zod') ? 'yes' : 'no',
+      met: report.bytes <= report.budgetBytes && !report.packages.includes('zod') ? 'yes' : 'no',
+    },
   ]);
 }
 
@@ -188,16 +237,24 @@ const c = spawn(process.execPath, process.argv.slice(2), { detached: true, stdio
   ]);
 }
 
+const SECTIONS = ['bundle', 'steps', 'health', 'stack', 'cli'] as const;
+
+/** `npm run bench -- steps bundle` runs only those sections; no argument, all of them. */
 async function main(): Promise<void> {
+  const wanted = process.argv.slice(2);
+  const unknown = wanted.filter((w) => !(SECTIONS as readonly string[]).includes(w));
+  if (unknown.length > 0) throw new Error(`unknown bench section ${unknown.join(', ')}; choose from ${SECTIONS.join(', ')}`);
+  const run = (section: (typeof SECTIONS)[number]) => wanted.length === 0 || wanted.includes(section);
   // The SDK's default runtime logs every worker state change at INFO: keep the tables readable.
   installRuntime({ logger });
   const temporal = await benchTemporal(logger);
   const { address, namespace, client, native } = temporal;
   try {
-    await stepOverhead(client, native, namespace);
-    await healthFanOut(client, native, namespace, address);
-    await stackStartOverhead(client, native, namespace, address);
-    await cliStartup(temporal, logger);
+    if (run('bundle')) await bundleSize();
+    if (run('steps')) await stepOverhead(temporal);
+    if (run('health')) await healthFanOut(client, native, namespace, address);
+    if (run('stack')) await stackStartOverhead(client, native, namespace, address);
+    if (run('cli')) await cliStartup(temporal, logger);
   } finally {
     await temporal.close();
   }

@@ -13,13 +13,16 @@ export interface BenchTemporal {
   close(): Promise<void>;
 }
 
-/** TEMPORAL_ADDRESS when set, else an in-memory dev server of the benchmark's own. */
-export async function benchTemporal(logger: Logger): Promise<BenchTemporal> {
+/**
+ * TEMPORAL_ADDRESS when set, else a dev server of the benchmark's own: in memory, or with
+ * `stateDir` on a SQLite file there, as `runbook dev` runs it (`stateDir` ignores TEMPORAL_ADDRESS).
+ */
+export async function benchTemporal(logger: Logger, opts: { stateDir?: string } = {}): Promise<BenchTemporal> {
   let server: DevServer | undefined;
-  let address = process.env.TEMPORAL_ADDRESS;
-  let namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
+  let address = opts.stateDir ? undefined : process.env.TEMPORAL_ADDRESS;
+  let namespace = opts.stateDir ? 'default' : (process.env.TEMPORAL_NAMESPACE ?? 'default');
   if (!address) {
-    server = await startDevServer({ port: 0, ui: false, logger });
+    server = await startDevServer({ port: 0, ui: false, logger, stateDir: opts.stateDir });
     address = server.address;
     namespace = server.namespace;
   }
