@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { status } from '@grpc/grpc-js';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { decodeOptionalFailureToOptionalError } from '@temporalio/common/lib/internal-non-workflow/index.js';
@@ -90,9 +91,14 @@ export async function firstWorkflowTask(client: Client, handle: WorkflowHandle, 
       }
       if (CLOSED.has(event.eventType ?? 0)) return { kind: 'closed' };
     }
-    // No page token: the history is complete (the run is closed).
-    if (!page.nextPageToken?.length) return { kind: 'closed' };
-    nextPageToken = page.nextPageToken;
     if (Date.now() >= deadline) return notTaken;
+    if (page.nextPageToken?.length) {
+      nextPageToken = page.nextPageToken;
+    } else {
+      // The server gives a token to wait on while a run is open; without one, read the history anew.
+      events.length = 0;
+      nextPageToken = undefined;
+      await sleep(200);
+    }
   }
 }
