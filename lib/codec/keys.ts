@@ -2,7 +2,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, open, rename } from 'node:fs/promises';
 import path from 'node:path';
-import { z } from 'zod';
 
 /**
  * Encryption keys for workflow payloads. Key material lives only inside a Keyring's
@@ -78,13 +77,30 @@ function checkKeyId(id: string, where: string): string {
   return id;
 }
 
-const keyFileSchema = z
-  .object({
-    comment: z.string().optional(),
-    current: z.string().min(1),
-    keys: z.record(z.string(), z.string()).refine((k) => Object.keys(k).length > 0, 'must hold at least one key'),
-  })
-  .strict();
+interface KeyFile {
+  current: string;
+  keys: Record<string, string>;
+}
+
+/**
+ * The key file's shape, checked by hand: every CLI command that talks to a server reads it,
+ * and a schema library would add ~100 ms to each start. Returns the first problem as
+ * `field: what is wrong`, or the file.
+ */
+function checkKeyFile(json: unknown): KeyFile | string {
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) return '(top level): expected an object';
+  const { comment, current, keys, ...rest } = json as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length > 0) return `(top level): unknown field ${JSON.stringify(unknown[0]!.slice(0, 40))}`;
+  if (comment !== undefined && typeof comment !== 'string') return 'comment: expected a string';
+  if (typeof current !== 'string' || current === '') return 'current: expected the id of one of the keys';
+  if (keys === null || typeof keys !== 'object' || Array.isArray(keys)) return 'keys: expected an object of key ids to base64 keys';
+  const entries = Object.entries(keys as Record<string, unknown>);
+  if (entries.length === 0) return 'keys: must hold at least one key';
+  const bad = entries.find(([, v]) => typeof v !== 'string');
+  if (bad) return `keys.${bad[0].slice(0, 64)}: expected a base64 key (a string)`;
+  return { current, keys: keys as Record<string, string> };
+}
 
 function keyringFromFile(file: string, source: string): Keyring {
   let text: string;
@@ -100,23 +116,19 @@ function keyringFromFile(file: string, source: string): Keyring {
     // The parser's message can quote the file's text, which is key material.
     throw new CodecKeyError(`${source}: not valid JSON; expected {"current": "<id>", "keys": {"<id>": "<base64 key>"}}`);
   }
-  const parsed = keyFileSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const field = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
-    throw new CodecKeyError(`${source}: ${field}: ${issue.message}; expected {"current": "<id>", "keys": {"<id>": "<base64 key>"}}`);
-  }
+  const content = checkKeyFile(json);
+  if (typeof content === 'string') throw new CodecKeyError(`${source}: ${content}; expected {"current": "<id>", "keys": {"<id>": "<base64 key>"}}`);
   const keys = new Map<string, Buffer>();
-  for (const [id, value] of Object.entries(parsed.data.keys)) {
+  for (const [id, value] of Object.entries(content.keys)) {
     checkKeyId(id, source);
     keys.set(id, parseKey(value, `${source}: keys.${id}`, 'replace it with a new key'));
   }
-  if (!keys.has(parsed.data.current)) {
+  if (!keys.has(content.current)) {
     throw new CodecKeyError(
-      `${source}: current is "${parsed.data.current}" but keys has only ${[...keys.keys()].join(', ')}: add that key or point current at one of them`,
+      `${source}: current is "${content.current}" but keys has only ${[...keys.keys()].join(', ')}: add that key or point current at one of them`,
     );
   }
-  return new Keyring(parsed.data.current, keys, source);
+  return new Keyring(content.current, keys, source);
 }
 
 function nonEmpty(env: NodeJS.ProcessEnv, name: string): string | undefined {
