@@ -10,7 +10,7 @@ import type { ApprovalInput, PendingApproval } from '../../common/types.js';
 import type { StackStopResult } from '../../common/stack/types.js';
 import { createApproverKeyFile, loadApproverKey, signAnswer, type ApproverKey } from '../../lib/approval-keys.js';
 import type { AuditEntry } from '../../client/audit.js';
-import { runbookCli, uniqueQueue, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { recordHistory, runbookCli, uniqueQueue, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 
 /**
  * Approvals that prove who gave them, against the real dev server: a destructive step
@@ -46,7 +46,22 @@ async function markerFile(name: string): Promise<string> {
   return file;
 }
 
+/**
+ * Waits for the run's first workflow task to complete before querying it: a query answered while
+ * that task's local activity (the input check) runs splits the task in two, and such a history
+ * does not replay (the constructor's patch markers land in a task the replay does not expect);
+ * this test restarts the worker and audits a closed run, both of which replay.
+ */
+async function started(handle: WorkflowHandle): Promise<void> {
+  for (let i = 0; i < 150; i++) {
+    if ((await handle.describe()).historyLength >= 7) return;
+    await sleep(100);
+  }
+  throw new Error('the run\'s first workflow task never completed');
+}
+
 async function pendingWith(handle: WorkflowHandle, done: (p: PendingApproval) => boolean): Promise<PendingApproval> {
+  await started(handle);
   for (let i = 0; i < 150; i++) {
     const p = await handle.query(pendingApprovalQuery);
     if (p && done(p)) return p;
@@ -150,7 +165,7 @@ describe('signed approvals on a destructive step', () => {
     const after = await writeConfig(stackConfig(marker, approvals([carol2.line])));
     await withWorker(
       after,
-      async () => {
+      async ({ client }) => {
         expect(await refusedWith(handle, replayable)).toMatch(/key carol-1 is not \(or no longer\) one of carol's keys in approvals.keys \(revoked/);
         await sleep(200);
         expect(existsSync(marker)).toBe(true);
@@ -171,6 +186,7 @@ describe('signed approvals on a destructive step', () => {
           }),
         ]);
         expect(existsSync(marker)).toBe(false);
+        await recordHistory(client, workflowId, 'stack-stop-clean-signed-approvals');
 
         // The audit of the closed run: every answer, accepted with its key, refused with its reason.
         const audit = await cli({ RUNBOOK_TASK_QUEUE: taskQueue })('audit', workflowId, '--json');
