@@ -8,7 +8,7 @@ import type { FieldKind, FieldSpec } from './field-spec.js';
  * and the CLI's config checks.
  *
  * Not for workflow code: zod stays out of the workflow bundle (it is re-evaluated per run).
- * Workflows import only the types; the worker validates in a local activity.
+ * Workflows import only the types; the worker validates in the run's first activity.
  */
 
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;

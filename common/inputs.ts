@@ -11,7 +11,7 @@ import { STACK_INPUTS } from './stack/inputs.js';
  * Every procedure's input schema, and what is derived from them: validation that returns
  * the procedure's own type, the field descriptions (`runbook describe`, the docs tables, the
  * CLI's config checks) and the JSON Schema. The CLI validates before starting a run; the
- * worker validates again in the run's first local activity (a start from the UI skips the
+ * worker validates again in the run's first activity (a start from the UI skips the
  * CLI). zod is not imported by workflow code: workflows use the types only.
  */
 

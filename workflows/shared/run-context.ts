@@ -8,6 +8,7 @@ import {
   log,
   metricMeter,
   patched,
+  proxyActivities,
   proxyLocalActivities,
   setCurrentDetails,
   setHandler,
@@ -37,7 +38,7 @@ import { SIGNED_ANSWER_MAX_AGE_SECONDS, SIGNED_ANSWER_MAX_SKEW_SECONDS, signedPr
 import type { Activities } from '../../activities/index.js';
 import type { VerifyApprovalResult } from '../../activities/approvals.js';
 import { keepRefusal } from './commands.js';
-import { localQuick } from './profiles.js';
+import { localQuick, quick } from './profiles.js';
 import {
   accountText,
   compactProgress,
@@ -67,13 +68,16 @@ type Decision = 'approved' | 'rejected';
  * How the worker's codec reports a payload encrypted with a key it does not hold, or with
  * another key under the same id (lib/codec/aes-gcm.ts): fixable by giving the worker the key.
  */
-const { checkInput, verifyApproval } = proxyLocalActivities<Activities>(localQuick);
+const { checkInput: checkInputLocally, verifyApproval } = proxyLocalActivities<Activities>(localQuick);
+const { checkInput } = proxyActivities<Activities>(quick);
 
 /** Registers a family's query with the answer it has before the run begins (see RunContext.input). */
 export type EarlyAnswer = () => void;
 
-/** The change that moved input checking from the sandbox to the worker's local activity. */
+/** The change that moved input checking from the sandbox to a local activity in the worker. */
 const INPUT_CHECKED_BY_WORKER = 'input-checked-by-worker';
+/** The change that made it a regular activity. */
+const INPUT_CHECKED_BY_ACTIVITY = 'input-checked-by-activity';
 
 /**
  * The change that made the worker verify each answer (signature, key, run, age) in a local
@@ -150,7 +154,7 @@ export class RunContext {
   }
 
   /**
-   * The run's input checked against its procedure's schema, by the worker in a local activity
+   * The run's input checked against its procedure's schema, by the worker in the run's first activity
    * (the schema library stays out of the workflow bundle): a bad input fails the run at once
    * with every problem named, never its workflow task.
    */
@@ -168,16 +172,26 @@ export class RunContext {
       if (MISSING_KEY.test(undecodable)) throw new Error(`the run's input cannot be decrypted by this worker: ${undecodable}`);
       throw ApplicationFailure.nonRetryable(`invalid input for ${procedure}: the input could not be decoded (${clip(undecodable, 300)})`, ErrorTypes.InvalidInput);
     }
-    // Runs recorded before the check moved to the worker were checked here when they ran; their
-    // histories hold no marker for it, and replaying them must not add one.
-    if (!patched(INPUT_CHECKED_BY_WORKER)) return raw as ProcedureInput<P>;
     try {
-      return await checkInput(procedure, raw);
+      return await RunContext.checked(procedure, raw);
     } catch (err) {
       const cause = err instanceof ActivityFailure ? err.cause : undefined;
       if (cause instanceof ApplicationFailure && cause.type === ErrorTypes.InvalidInput) throw ApplicationFailure.nonRetryable(cause.message, ErrorTypes.InvalidInput);
       throw err;
     }
+  }
+
+  /**
+   * The check is a regular activity: a local one could end the first workflow task early (a
+   * query arriving while it ran does that) and the patch markers after it then replayed in
+   * another task than the one they were recorded in. Runs started while it was a local
+   * activity replay that way; runs recorded before either were checked in the sandbox when
+   * they ran and hold no marker, so replaying them adds none.
+   */
+  private static async checked<P extends ProcedureId>(procedure: P, raw: unknown): Promise<ProcedureInput<P>> {
+    if (patched(INPUT_CHECKED_BY_ACTIVITY)) return checkInput(procedure, raw);
+    if (patched(INPUT_CHECKED_BY_WORKER)) return checkInputLocally(procedure, raw);
+    return raw as ProcedureInput<P>;
   }
 
   /**
