@@ -68,8 +68,8 @@ type Decision = 'approved' | 'rejected';
  * How the worker's codec reports a payload encrypted with a key it does not hold, or with
  * another key under the same id (lib/codec/aes-gcm.ts): fixable by giving the worker the key.
  */
-const { checkInput: checkInputLocally, verifyApproval } = proxyLocalActivities<Activities>(localQuick);
-const { checkInput } = proxyActivities<Activities>(quick);
+const { checkInput: checkInputLocally, verifyApproval: verifyApprovalLocally } = proxyLocalActivities<Activities>(localQuick);
+const { checkInput, verifyApproval } = proxyActivities<Activities>(quick);
 
 /** Registers a family's query with the answer it has before the run begins (see RunContext.input). */
 export type EarlyAnswer = () => void;
@@ -84,6 +84,8 @@ const INPUT_CHECKED_BY_ACTIVITY = 'input-checked-by-activity';
  * activity before it counts. Answers in histories without the marker were counted as they came.
  */
 const APPROVALS_VERIFIED = 'approvals-verified';
+/** The change that made the verification a regular activity (see RunContext.checked for why). */
+const APPROVALS_VERIFIED_BY_ACTIVITY = 'approvals-verified-by-activity';
 
 const MISSING_KEY = /no key is configured here|not among the configured keys|failed authentication/;
 
@@ -512,8 +514,11 @@ export class RunContext {
       this.keepRefused(decision, input, reason);
       return reason;
     }
-    if (!patched(APPROVALS_VERIFIED)) return this.accept(decision, input);
-    const verdict = await this.verify(decision, input);
+    // Verified by a regular activity since the change below; runs recorded while it was a local
+    // activity (which a query could split from the task that recorded it) replay that way.
+    const byActivity = patched(APPROVALS_VERIFIED_BY_ACTIVITY);
+    if (!byActivity && !patched(APPROVALS_VERIFIED)) return this.accept(decision, input);
+    const verdict = await this.verify(decision, input, byActivity);
     if (!verdict.ok) {
       this.keepRefused(decision, input, verdict.reason);
       return verdict.reason;
@@ -528,7 +533,7 @@ export class RunContext {
   }
 
   /** The worker's verdict on an answer; a verification that cannot run refuses the answer (it can be sent again). */
-  private async verify(decision: Decision, input: ApprovalInput): Promise<VerifyApprovalResult> {
+  private async verify(decision: Decision, input: ApprovalInput, byActivity: boolean): Promise<VerifyApprovalResult> {
     const { workflowId, runId } = workflowInfo();
     const answer: ApprovalInput = {
       by: input.by,
@@ -538,7 +543,8 @@ export class RunContext {
       ...(input.signed ? { signed: input.signed } : {}),
     };
     try {
-      return await verifyApproval({ workflowId, runId, decision: decision === 'approved' ? 'approve' : 'reject', answer });
+      const request = { workflowId, runId, decision: decision === 'approved' ? ('approve' as const) : ('reject' as const), answer };
+      return await (byActivity ? verifyApproval(request) : verifyApprovalLocally(request));
     } catch (err) {
       return { ok: false, reason: `the answer could not be verified (${clip(err instanceof Error ? rootMessage(err) : String(err), 200)}): send it again` };
     }
