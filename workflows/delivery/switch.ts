@@ -34,7 +34,7 @@ interface RollbackControl {
  * The `rollback` signal and update: accepted only while the old color is still up (the
  * rollback window); the first accepted one wins.
  */
-function rollbackControl(to: Color): RollbackControl {
+function rollbackControl(to: () => Color): RollbackControl {
   const control: RollbackControl = { window: 'before' };
   handleCommand(rollbackSignal, rollbackUpdate, {
     validate: (i?: DeliveryControlInput) => {
@@ -46,7 +46,7 @@ function rollbackControl(to: Color): RollbackControl {
     },
     apply: (i?: DeliveryControlInput) => {
       control.requested ??= { by: typeof i?.by === 'string' && i.by.trim() ? i.by.trim() : 'unknown', ...(i?.reason ? { reason: i.reason } : {}) };
-      return { accepted: true, detail: `switching back from ${to} now` };
+      return { accepted: true, detail: `switching back from ${to()} now` };
     },
     refuse: (_i, reason) => log.warn('rollback refused', { reason }),
     failure: (reason) => new Error(reason),
@@ -77,12 +77,14 @@ async function checkPreview(plan: DeliveryPlan, to: Color, skipAnalysis: boolean
 
 /** `blue-green-switch`: Fulcrum 8.1's blue-green-switch.sh blue|green [--dry-run], with a rollback window. */
 export async function blueGreenSwitch(rawInput?: BlueGreenInput): Promise<BlueGreenResult> {
+  // Registered before the input check so a rollback sent at once gets its answer (nothing switched yet).
+  let to: Color = 'green';
+  const control = rollbackControl(() => to);
   const input = await RunContext.input(PROCEDURES.blueGreenSwitch, rawInput);
-  const to = input.to;
+  to = input.to;
   const ctx = new RunContext(PROCEDURES.blueGreenSwitch, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration and the active color'],
   ]);
-  const control = rollbackControl(to);
   return ctx.run(async () => {
     const { plan, current, commands } = await ctx.step('plan', async () => {
       const plan = await deliveryPlan({ procedure: PROCEDURES.blueGreenSwitch, router: input.router });
