@@ -27,6 +27,11 @@ export type FirstTask =
   /** `undecryptable`: the worker could not decrypt the input, or this CLI cannot decrypt the worker's error. */
   | { kind: 'failed'; message: string; undecryptable: boolean };
 
+/** The run's input check, its first activity (activities/inputs.ts). */
+function schedulesInputCheck(e: proto.temporal.api.history.v1.IHistoryEvent): boolean {
+  return e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED && e.activityTaskScheduledEventAttributes?.activityType?.name === 'checkInput';
+}
+
 async function hasWorkflowPoller(client: Client, taskQueue: string): Promise<boolean> {
   const { pollers } = await client.workflowService.describeTaskQueue({
     namespace: client.options.namespace,
@@ -51,7 +56,8 @@ async function taskFailure(client: Client, failure: proto.temporal.api.failure.v
 }
 
 /**
- * Waits until a worker has run the first workflow task of a run this CLI just started, so that
+ * Waits until a worker has run the first workflow task of a run this CLI just started (and, when
+ * that task only scheduled the input check, the task after it), so that
  * a run no worker can decrypt (another payload key) never looks started and fine. Returns at
  * once when no worker polls the task queue: the run then simply waits for one. Reads the history
  * as a long poll (the server answers as soon as the task's events are written), so a healthy run
@@ -84,7 +90,11 @@ export async function firstWorkflowTask(client: Client, handle: WorkflowHandle, 
         // The events the first task's commands wrote, up to the next task: did one of them end the run?
         const next = events.slice(i + 1).findIndex((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
         const written = events.slice(i + 1, next < 0 ? undefined : i + 1 + next);
-        return { kind: written.some((e) => CLOSED.has(e.eventType ?? 0)) ? 'closed' : 'completed' };
+        if (written.some((e) => CLOSED.has(e.eventType ?? 0))) return { kind: 'closed' };
+        // A task that only scheduled the input check is not the end of the first steps: the task
+        // after the check is where a refused input or an unknown service ends the run.
+        if (!written.some(schedulesInputCheck)) return { kind: 'completed' };
+        continue;
       }
       if (event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED) {
         return { kind: 'failed', ...(await taskFailure(client, event.workflowTaskFailedEventAttributes?.failure)) };
