@@ -4,7 +4,7 @@ import { DELIVERY_INPUTS } from './delivery/inputs.js';
 import type { FieldSpec } from './field-spec.js';
 import { INCIDENT_INPUTS } from './incident/inputs.js';
 import { FIELD_META, MAX_OBJECT_CHARS } from './input-fields.js';
-import type { ProcedureId } from './procedures.js';
+import { isProcedureId, type ProcedureId } from './procedures.js';
 import { STACK_INPUTS } from './stack/inputs.js';
 
 /**
@@ -39,10 +39,6 @@ export class InputError extends Error {
 }
 
 const MAX_UNKNOWN_SHOWN = 5;
-
-export function isKnownProcedure(procedure: string): procedure is ProcedureId {
-  return Object.hasOwn(PROCEDURE_INPUTS, procedure);
-}
 
 /** The registered description of a field's schema, looking through `.optional()`. */
 function fieldSpec(schema: z.ZodType): FieldSpec {
@@ -96,7 +92,7 @@ function problemsOf(procedure: ProcedureId, issues: z.core.$ZodIssue[]): string[
 
 /** The input with the procedure's own type, or an InputError naming every bad field and the fix. */
 export function parseInput<P extends ProcedureId>(procedure: P, input: unknown): ProcedureInput<P> {
-  if (!isKnownProcedure(procedure)) {
+  if (!isProcedureId(procedure)) {
     throw new InputError(String(procedure), [`unknown procedure: expected one of ${Object.keys(PROCEDURE_INPUTS).join(', ')}`]);
   }
   const value = input === undefined || input === null ? {} : input;
