@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_KEPT_REFUSALS } from '../../common/bounds.js';
 import {
@@ -21,6 +21,7 @@ import type { LoadedConfig } from '../../lib/config.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../fixtures/webhook-receiver.js';
 import { withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import { incidentTestConfig, webhookEnv } from './helpers.js';
+import { updateRefusal } from '../fixtures/updates.js';
 
 /**
  * Anyone who can reach the server can signal an incident run. What they send cannot wedge
@@ -41,15 +42,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await receiver?.close();
 });
-
-async function updateRefusal(p: Promise<unknown>): Promise<string> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(WorkflowUpdateFailedError);
-  return (err as WorkflowUpdateFailedError).cause?.message ?? '';
-}
 
 async function refusedSoFar(handle: WorkflowHandle, n: number): Promise<IncidentRefusals> {
   for (let i = 0; i < 200; i++) {

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acknowledgeSignal, acknowledgeUpdate, noteSignal, noteUpdate, refusalsQuery, resolvedUpdate, timelineQuery } from '../../common/incident/messages.js';
@@ -9,6 +9,7 @@ import type { LoadedConfig } from '../../lib/config.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../fixtures/webhook-receiver.js';
 import { withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import { incidentTestConfig, webhookEnv } from '../incident/helpers.js';
+import { updateRefusal } from '../fixtures/updates.js';
 
 /**
  * A command sent as a signal and as an update of the same name passes the same checks
@@ -28,15 +29,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await receiver?.close();
 });
-
-async function updateRefusal(p: Promise<unknown>): Promise<string> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(WorkflowUpdateFailedError);
-  return (err as WorkflowUpdateFailedError).cause?.message ?? '';
-}
 
 async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string): Promise<T> {
   for (let i = 0; i < 200; i++) {
