@@ -11,6 +11,7 @@ import { ErrorTypes } from '../../common/errors.js';
 import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
 import { runCommand } from '../../lib/exec.js';
 import { heartbeating } from '../context.js';
+import { deleteStoredBackup, type Fetched, fetchStoredBackup, storedBackups, uploadBackup } from './backup-store.js';
 import type { ActivityDeps, LoggingDeps } from '../deps.js';
 import { commandFailure, countTables, type ResolvedDb, libpqEnv, pgBinDir, resolveDb, tool, urlWithDatabase, withClient } from './pg.js';
 
@@ -36,7 +37,7 @@ export function backupsConfig(deps: ActivityDeps): BackupsConfig {
   return b;
 }
 
-function repoDir(deps: ActivityDeps, database: string): string {
+export function repoDir(deps: ActivityDeps, database: string): string {
   // `${RUNBOOK_STATE_DIR:-.runbook}/...` keeps the demo's backups in the state dir of `runbook dev`.
   let repository: string;
   try {
@@ -117,6 +118,7 @@ export function createBackupActivities(deps: ActivityDeps) {
     dumpDatabase: (req: DumpRequest) => dumpDatabase(d, req),
     verifyBackup: (req: { database: string; id: string }) => verifyBackup(d, req),
     applyRetention: (req: RetentionRequest) => applyRetention(d, req),
+    uploadBackup: (req: { database: string; id: string }) => uploadBackup(d, req),
     chooseBackup: (req: { database: string; backupId?: string }) => chooseBackup(d, req),
     databaseState: (req: { database: string; name: string }) => databaseState(d, req),
     restoreInto: (req: RestoreRequest) => restoreInto(d, req),
@@ -208,8 +210,10 @@ async function dumpInSnapshot(
 }
 
 /** Checksum against the manifest and `pg_restore --list`; records verifiedAt in the manifest. */
-export async function verifyBackup(d: BackupDeps, req: { database: string; id: string }): Promise<{ checksum: boolean; tocEntries: number }> {
+export async function verifyBackup(d: BackupDeps, req: { database: string; id: string }): Promise<{ checksum: boolean; tocEntries: number; fetched?: Fetched }> {
   const dir = path.join(repoDir(d, req.database), req.id);
+  // Only the object store has it (another machine took it, or the local copy is gone): fetch, checking the SHA-256 on the way.
+  const fetched = (await readManifest(dir)) ? undefined : await fetchStoredBackup(d, req);
   const m = await readManifest(dir);
   if (!m) throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database} has no manifest in ${dir}`, 'BackupInvalid');
   const file = path.join(dir, m.file);
@@ -226,7 +230,7 @@ export async function verifyBackup(d: BackupDeps, req: { database: string; id: s
   const entries = listed.value;
   if (entries === 0) throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database}: pg_restore --list shows no entries`, 'BackupInvalid');
   await writeManifest(dir, { ...m, tocEntries: entries, verifiedAt: new Date().toISOString() });
-  return { checksum: true, tocEntries: entries };
+  return { checksum: true, tocEntries: entries, ...(fetched ? { fetched } : {}) };
 }
 
 export interface RetentionRequest {
@@ -242,16 +246,26 @@ export interface RetentionRequest {
  * `only` when given (the list an approver saw). With `dryRun`, only says which would go.
  */
 export async function applyRetention(d: BackupDeps, req: RetentionRequest): Promise<string[]> {
-  const all = await listBackups(d, req.database);
+  // The same policy over the local repository and the object store: a backup is one id in either or both.
+  const all = withStored(await listBackups(d, req.database), await storedBackups(d, req.database));
   const doomed = all.slice(req.keep).filter((m) => m.id !== req.protect && (!req.only || req.only.includes(m.id)));
   if (req.dryRun) return doomed.map((m) => m.id);
-  for (const m of doomed) await rm(path.join(repoDir(d, req.database), m.id), { recursive: true, force: true });
+  for (const m of doomed) {
+    await rm(path.join(repoDir(d, req.database), m.id), { recursive: true, force: true });
+    await deleteStoredBackup(d, req.database, m.id);
+  }
   return doomed.map((m) => m.id);
+}
+
+/** Local and stored manifests by id (the local one where both are), newest first. */
+function withStored<T extends BackupManifest>(local: T[], stored: T[]): T[] {
+  const ids = new Set(local.map((m) => m.id));
+  return [...local, ...stored.filter((m) => !ids.has(m.id))].sort((a, b) => b.startedAt.localeCompare(a.startedAt) || b.id.localeCompare(a.id));
 }
 
 /** The backup a restore uses: the given id, else the newest verified one. */
 export async function chooseBackup(d: BackupDeps, req: { database: string; backupId?: string }): Promise<BackupManifest> {
-  const all = await listBackups(d, req.database);
+  const all = withStored(await listBackups(d, req.database), await storedBackups(d, req.database));
   const m = req.backupId ? all.find((b) => b.id === req.backupId) : all.find((b) => b.verifiedAt);
   if (!m) {
     throw ApplicationFailure.nonRetryable(

@@ -1,18 +1,20 @@
-import path from 'node:path';
 import { approvalPolicyFor } from '../../common/approvals.js';
+import { threshold } from '../../common/thresholds.js';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
 import type { DatabasePlan } from '../../common/database/types.js';
 import type { MigrationInfo } from '../../common/types.js';
 import type { ActivityDeps } from '../deps.js';
-import { createMigrator, type Migrator } from './migrations.js';
+import { createMigrateActivities, migratorFor } from './migrate.js';
 import { createAppVersionActivities } from './apps.js';
 import { createBackupActivities } from './backup.js';
 import { createMaintenanceActivities } from './maintenance.js';
 import { createPitrActivities } from './pitr.js';
+import { createRedisOpsActivities } from './redis.js';
 import { createVolumeActivities } from './volume.js';
-import { databaseNamed, resolveDb } from './pg.js';
+import { createTableRestoreActivities } from './table-restore.js';
+import { databaseNamed } from './pg.js';
 
 /** Activities of the database runbook family; spread into the worker's activities by activities/index.ts. */
 export function createDatabaseActivities(deps: ActivityDeps) {
@@ -21,24 +23,14 @@ export function createDatabaseActivities(deps: ActivityDeps) {
     ...createBackupActivities(deps),
     ...createMaintenanceActivities(deps),
     ...createPitrActivities(deps),
+    ...createRedisOpsActivities(deps),
     ...createVolumeActivities(deps),
+    ...createMigrateActivities(deps),
+    ...createTableRestoreActivities(deps),
     loadDatabasePlan: (req: { database: string; procedure: string }) => loadDatabasePlan(deps, req),
     planRollback: (req: { database: string; steps?: number; to?: string }) => planRollback(deps, req),
     rollbackMigrations: (req: { database: string; to: string; expect: string[] }) => rollbackMigrations(deps, req),
   };
-}
-
-function migratorFor(deps: ActivityDeps, database: string): Migrator {
-  const db = resolveDb(deps, database);
-  if (!db.cfg.migrationsDir) {
-    throw ApplicationFailure.nonRetryable(`databases.${database}.migrationsDir is not set: nothing to roll back`, ErrorTypes.InvalidConfig);
-  }
-  return createMigrator({
-    url: db.url,
-    dir: path.resolve(deps.configDir, db.cfg.migrationsDir),
-    database,
-    logger: deps.logger.child({ database }),
-  });
 }
 
 /** What a database runbook needs from the config, captured once per run. */
@@ -53,6 +45,7 @@ export async function loadDatabasePlan(deps: ActivityDeps, req: { database: stri
     service: db.service,
     hasMigrations: Boolean(db.migrationsDir),
     backupsConfigured: Boolean(b),
+    objectStorage: ops?.objectStorage ? `s3://${ops.objectStorage.bucket}/${ops.objectStorage.prefix.replace(/\/+$/, '')}${ops.objectStorage.prefix ? '/' : ''}` : null,
     format: b?.format ?? 'custom',
     jobs: b?.jobs ?? 1,
     retention: b?.retention ?? 7,
@@ -63,7 +56,7 @@ export async function loadDatabasePlan(deps: ActivityDeps, req: { database: stri
     approvalTimeoutSeconds: config.approvals.timeoutSeconds,
     lock: ops?.lock ?? { mode: 'fail', waitTimeoutSeconds: 3600, pollSeconds: 5 },
     vacuum: ops?.vacuum ?? { deadTuplesThreshold: 1000, deadRatioThreshold: 0.1 },
-    triage: ops?.triage ?? { connectionsAlertPercent: 80, longQuerySeconds: 300, idleMinutes: 10, seqScanMinRows: 10000, cacheHitWarnRatio: 0.99 },
+    triage: ops?.triage ?? { connectionsAlertPercent: threshold('db-connection-pool').value, longQuerySeconds: threshold('slow-query').value / 1000, idleMinutes: 10, seqScanMinRows: 10000, cacheHitWarnRatio: 0.99 },
   };
 }
 

@@ -32,6 +32,9 @@ const dbRestore = procedureInput({
   target: field.name('new database to restore into (default <database>_restored_<time>)').optional(),
   replace: field.boolean('replace the database itself, after an approval confirmed with REPLACE').optional(),
   dropReplaced: field.boolean('drop the replaced database instead of keeping it renamed').optional(),
+  tables: field
+    .tableList('restore only these tables\' rows from the backup into the live database (pg_restore -t), after an approval confirmed with RESTORE TABLES')
+    .optional(),
 });
 
 const previousImages = z.record(z.string().regex(NAME_PATTERN), z.string().regex(IMAGE_PATTERN));
@@ -81,6 +84,25 @@ const pitrRestore = procedureInput({
 
 const restoreDrill = procedureInput({ database });
 
+const dbMigrate = procedureInput({
+  database,
+  mode: field
+    .enum(['plan', 'status', 'apply'], 'plan (dry run: pending migrations and their SQL, default), status (applied with times, and pending) or apply (approval, backup, apply, verify)')
+    .optional(),
+  to: field.id('plan/apply: stop after this migration, a version or <version>_<description> of databases[].migrationsDir (default: all pending)').optional(),
+  backup: field.boolean('apply: take a verified pg_dump before applying (default: true when databaseOps.backups is configured)').optional(),
+});
+
+const redisService = field.name('a Redis service from databaseOps.redis[].service (it has a redis probe)', { ref: 'service' });
+
+const redisSnapshot = procedureInput({ service: redisService });
+
+const redisRestore = procedureInput({
+  service: redisService,
+  snapshotId: field.id('snapshot id as listed in the snapshots directory (<id>.rdb; default: the newest)').optional(),
+  waitTimeoutSeconds: field.positiveInteger('seconds to wait for Redis to answer PING and finish loading (default databaseOps.redis[].readyTimeoutSeconds)').optional(),
+});
+
 export const DATABASE_INPUTS = {
   'db-backup': dbBackup,
   'db-restore': dbRestore,
@@ -90,6 +112,9 @@ export const DATABASE_INPUTS = {
   'db-base-backup': dbBaseBackup,
   'pitr-restore': pitrRestore,
   'restore-drill': restoreDrill,
+  'db-migrate': dbMigrate,
+  'redis-snapshot': redisSnapshot,
+  'redis-restore': redisRestore,
 } satisfies Record<DatabaseProcedureId, z.ZodType>;
 
 export type DbBackupInput = z.output<typeof dbBackup>;
@@ -100,3 +125,6 @@ export type DbTriageInput = z.output<typeof dbTriage>;
 export type DbBaseBackupInput = z.output<typeof dbBaseBackup>;
 export type PitrRestoreInput = z.output<typeof pitrRestore>;
 export type RestoreDrillInput = z.output<typeof restoreDrill>;
+export type DbMigrateInput = z.output<typeof dbMigrate>;
+export type RedisSnapshotInput = z.output<typeof redisSnapshot>;
+export type RedisRestoreInput = z.output<typeof redisRestore>;

@@ -8,6 +8,9 @@ export const DATABASE_PROCEDURES = {
   dbBaseBackup: 'db-base-backup',
   pitrRestore: 'pitr-restore',
   restoreDrill: 'restore-drill',
+  dbMigrate: 'db-migrate',
+  redisSnapshot: 'redis-snapshot',
+  redisRestore: 'redis-restore',
 } as const;
 
 export type DatabaseProcedureId = (typeof DATABASE_PROCEDURES)[keyof typeof DATABASE_PROCEDURES];

@@ -1,6 +1,8 @@
 import type { ApprovalPolicy } from '../approvals.js';
 import type { ApprovalRecord, MigrationInfo, RefusedApproval, RunProgress, ServiceActionResult, HealthCheckResult } from '../types.js';
 export type { DbBackupInput, DbRestoreInput, DbMigrationRollbackInput, DbVacuumInput, DbTriageInput, DbBaseBackupInput, PitrRestoreInput, RestoreDrillInput } from './inputs.js';
+export type { RedisRestoreInput, RedisSnapshotInput } from './inputs.js';
+export type { DbMigrateInput } from './inputs.js';
 
 /** Workflow-safe shapes of the database runbooks: inputs, activity requests and results. Plain JSON only. */
 
@@ -11,6 +13,8 @@ export interface DatabasePlan {
   service?: string;
   hasMigrations: boolean;
   backupsConfigured: boolean;
+  /** `s3://bucket/prefix/` of databaseOps.objectStorage (no credentials), when configured. */
+  objectStorage?: string | null;
   format: 'custom' | 'directory';
   jobs: number;
   retention: number;
@@ -54,7 +58,23 @@ export interface DbBackupResult {
   verified: { checksum: boolean; tocEntries: number };
   deleted: string[];
   throughputMBps: number;
+  /** The off-host copy in databaseOps.objectStorage; absent when none is configured. */
+  upload?: BackupUpload | null;
   progress: RunProgress;
+}
+
+/** A backup's upload to the object store, each object's SHA-256 checked by the server and compared after. */
+export interface BackupUpload {
+  /** `s3://bucket/<prefix>/<database>/<id>/` */
+  location: string;
+  objects: number;
+  bytes: number;
+  /** Multipart parts (1 per file uploaded in a single PUT). */
+  parts: number;
+  durationMs: number;
+  throughputMBps: number;
+  /** The store already held this backup with the same checksum (a retried upload). */
+  already: boolean;
 }
 
 export interface TableCount {
@@ -70,6 +90,8 @@ export interface DbRestoreResult {
   replaced: boolean;
   /** Where the replaced database went (renamed), or null when dropped or nothing was replaced. */
   keptAs: string | null;
+  /** A single-table restore (input `tables`): the tables whose rows were restored into the live database. */
+  tables?: string[];
   counts: TableCount[];
   durationMs: number;
   approvals: ApprovalRecord[];
@@ -145,9 +167,14 @@ export interface TriageReport {
   connectionsPercent: number;
   longRunning: Array<{ pid: number; state: string; seconds: number; query: string; user: string }>;
   blocked: Array<{ blockedPid: number; blockedQuery: string; blockingPid: number; blockingQuery: string; seconds: number }>;
-  topStatements: Array<{ query: string; calls: number; totalMs: number; meanMs: number }> | null;
+  /** pg_stat_statements of this database, slowest mean first (Fulcrum 4.2); null without the extension. */
+  topStatements: Array<{ query: string; calls: number; totalMs: number; meanMs: number; maxMs?: number }> | null;
   statStatementsNote: string;
-  seqScanHeavy: Array<{ table: string; seqScans: number; seqRows: number; indexScans: number }>;
+  /** The plan of the slowest explainable statement: EXPLAIN without ANALYZE, so it never runs. */
+  worstPlan?: { query: string; meanMs: number; plan: string[]; seqScans: string[] } | null;
+  worstPlanNote?: string;
+  /** Tables with over 100 sequential scans, most first, with their share of index scans (Fulcrum 4.2). */
+  seqScanHeavy: Array<{ table: string; seqScans: number; seqRows: number; indexScans: number; idxHitRate?: number }>;
   cacheHitRatio: number | null;
   idleOlderThan: Array<{ pid: number; user: string; idleSeconds: number }>;
   findings: TriageFinding[];
@@ -229,7 +256,8 @@ export interface PitrRestoreResult {
 
 export interface RestoreDrillResult {
   ok: boolean;
-  logical: { backupId: string; restoreMs: number; counts: TableCount[] } | null;
+  /** fetchedFrom: the object-storage location the backup was downloaded from (no local copy). */
+  logical: { backupId: string; restoreMs: number; counts: TableCount[]; fetchedFrom?: string } | null;
   pitr: { baseBackupId: string; targetTime: string; recoveredTo: string | null; restoreMs: number; counts: Record<string, number> } | null;
   rtoSeconds: number;
   rpoSeconds: number;
@@ -302,4 +330,152 @@ export interface DbVolumeRestoreResult {
   /** Refused answers beyond those kept in `refusals`. */
   refusalsDropped?: number;
   progress: RunProgress;
+}
+
+// ---------------------------------------------------------------- Redis (AlphaPulse 5.3)
+
+/** Keys per logical database, as INFO keyspace reports them: `{ db0: { keys: 12, expires: 3 } }`. */
+export type RedisKeyCounts = Record<string, { keys: number; expires: number }>;
+
+/** What redis-restore needs from databaseOps.redis[] and the service, captured once per run. */
+export interface RedisOpsPlan {
+  service: string;
+  /** `<snapshots>/<service>`, resolved. */
+  snapshotsDir: string;
+  readyTimeoutSeconds: number;
+  snapshotTimeoutSeconds: number;
+  /** The service's driver can stop and start it. */
+  managed: boolean;
+}
+
+/** `<id>.json` beside a snapshot redis-snapshot took. */
+export interface RedisSnapshotManifest {
+  id: string;
+  service: string;
+  file: string;
+  sizeBytes: number;
+  sha256: string;
+  /** The BGSAVE's LASTSAVE, ISO time. */
+  takenAt: string;
+  redisVersion: string;
+  /** INFO keyspace just before the BGSAVE (writes during it may be in the file or not). */
+  keyCountsAtSnapshot: RedisKeyCounts;
+}
+
+export interface RedisSnapshotCheck {
+  id: string;
+  file: string;
+  sizeBytes: number;
+  sha256: string;
+  /** The first 9 bytes: "REDIS" and a 4-digit RDB version. */
+  header: string;
+  /** redis-check-rdb passed, or only the header was checked (the tool was not found). */
+  checkedWith: 'redis-check-rdb' | 'header';
+  /** Keys in the file: loaded into a scratch redis-server, else the manifest's count at snapshot time. */
+  expected: RedisKeyCounts;
+  expectedFrom: 'scratch-load' | 'manifest';
+  takenAt: string | null;
+}
+
+export interface RedisServerState {
+  pid: number;
+  runId: string;
+  role: string;
+  redisVersion: string;
+  dir: string;
+  dbfilename: string;
+  appendonly: boolean;
+  keyCounts: RedisKeyCounts;
+}
+
+export interface RedisCountCheck {
+  db: string;
+  expected: number;
+  actual: number;
+  /** Keys with a TTL in the snapshot: they may expire between the check and the load. */
+  volatile: number;
+  ok: boolean;
+}
+
+export interface RedisSnapshotResult {
+  ok: boolean;
+  snapshot: RedisSnapshotManifest;
+  progress: RunProgress;
+}
+
+export interface RedisRestoreResult {
+  ok: boolean;
+  service: string;
+  snapshotId: string;
+  expectedFrom: 'scratch-load' | 'manifest';
+  before: RedisKeyCounts;
+  after: RedisKeyCounts;
+  counts: RedisCountCheck[];
+  /** Where the replaced dump file was kept (never deleted). */
+  keptAs: string | null;
+  pidBefore: number;
+  pidAfter: number;
+  commands: string[];
+  durationMs: number;
+  approvals: ApprovalRecord[];
+  refusals: RefusedApproval[];
+  refusalsDropped?: number;
+  progress: RunProgress;
+}
+
+// ---------------------------------------------------------------- db-migrate (Fulcrum 4.1)
+
+/** A row of schema_migrations. */
+export interface AppliedMigration extends MigrationInfo {
+  appliedAt: string;
+}
+
+/** What db-migrate would do, read without changing anything. */
+export interface MigrationPlan {
+  /** The migrations directory, as configured (databases[].migrationsDir). */
+  dir: string;
+  /** Every migration file there, in version order, as <version>_<description>. */
+  known: string[];
+  applied: AppliedMigration[];
+  /** Every pending migration, in order. */
+  pending: MigrationInfo[];
+  /** The pending ones up to `to` (all without it): what apply runs. */
+  selected: MigrationInfo[];
+  /** The up SQL of each selected migration, by version, as its file holds it. */
+  upSql: Record<string, string>;
+  /** `to` resolved to a version, or null when not given. */
+  to: string | null;
+}
+
+export interface DbMigrateResult {
+  ok: boolean;
+  mode: 'plan' | 'status' | 'apply';
+  database: string;
+  /** schema_migrations when the run looked (before anything was applied). */
+  applied: AppliedMigration[];
+  pending: MigrationInfo[];
+  /** plan and apply: the migrations selected (up to `to`) and their SQL. */
+  selected: MigrationInfo[];
+  upSql: Record<string, string>;
+  /** apply: what this run applied, and schema_migrations afterwards. */
+  appliedNow: MigrationInfo[];
+  after: AppliedMigration[] | null;
+  /** apply: the verified pre-migration backup, or null (skipped: see the backup step's detail). */
+  backupId: string | null;
+  /** apply: tables and columns ("table", "table.column type") that appeared or went away. */
+  schemaChanges: { added: string[]; removed: string[] } | null;
+  approvals: ApprovalRecord[];
+  refusals: RefusedApproval[];
+  /** Refused answers beyond those kept in `refusals`. */
+  refusalsDropped?: number;
+  progress: RunProgress;
+}
+
+/** A table of a single-table restore, checked against the backup and the live database before the approval. */
+export interface TableRestoreCheck {
+  table: string;
+  /** Rows of the table in the backup (COPY lines of its TABLE DATA). */
+  rowsInBackup: number;
+  /** Rows in the live table now, which the restore replaces. */
+  rowsLive: number;
 }

@@ -5,6 +5,7 @@ import { ErrorTypes } from '../../common/errors.js';
 import type {
   AppRestart,
   BackupManifest,
+  BackupUpload,
   DatabasePlan,
   DbBackupInput,
   DbBackupResult,
@@ -25,6 +26,7 @@ import type { HealthCheckResult, PlanService, RunbookPlan, ServiceActionResult }
 import { withDatabaseLock } from './lock.js';
 import { appServices, mb, shortRun, stamp, startServices, stopServices } from './services.js';
 import { dbVolumeBackup, dbVolumeRestore } from './volume.js';
+import { dbRestoreTables } from './table-restore.js';
 import { checkHealth, summarizeHealth } from '../shared/health.js';
 import { longRunning, quick } from '../shared/profiles.js';
 import { RunContext } from '../shared/run-context.js';
@@ -33,7 +35,7 @@ export { dbBackup, dbRestore, dbMigrationRollback, dbVacuum, dbTriage };
 
 const { loadDatabasePlan, loadPlan, chooseBackup, applyRetention, bloatReport, triageReport, signalBackends, planRollback, serviceStatus } =
   proxyActivities<Activities>(quick);
-const { dumpDatabase, verifyBackup, restoreInto, verifyRestore, swapDatabases, vacuumTables, rollbackMigrations, serviceAction, waitHealthy, startAtPreviousVersion } =
+const { dumpDatabase, verifyBackup, uploadBackup, restoreInto, verifyRestore, swapDatabases, vacuumTables, rollbackMigrations, serviceAction, waitHealthy, startAtPreviousVersion } =
   proxyActivities<Activities>(longRunning);
 // One attempt: `rollout undo` run twice undoes the undo, so a failure goes to a human, never to a retry.
 const { rollbackAppRevision } = proxyActivities<Activities>({ ...longRunning, heartbeatTimeout: undefined, startToCloseTimeout: '30 minutes', retry: { maximumAttempts: 1 } });
@@ -91,6 +93,16 @@ async function dbBackup(rawInput?: DbBackupInput): Promise<DbBackupResult | DbVo
       (m) => `${m.id}: ${mb(m.sizeBytes)}, sha256 ${m.sha256.slice(0, 12)}…, WAL ${m.walLsn}`,
     );
     const verified = await ctx.step('verify', () => verifyBackup({ database: plan.database, id: manifest.id }), (v) => `checksum ok, ${v.tocEntries} TOC entries`);
+    // AlphaPulse 3.4: the dump goes off-host before retention may delete older copies. Runs begun before this step skip it on replay.
+    let upload: BackupUpload | null = null;
+    if (plan.objectStorage && patched('backup-object-storage')) {
+      ctx.addStep('upload', `Upload to ${plan.objectStorage}`, 'verify');
+      upload = await ctx.step(
+        'upload',
+        () => uploadBackup({ database: plan.database, id: manifest.id }),
+        (u) => (u.already ? `already in ${u.location}` : `${u.location}: ${u.objects} object(s), ${mb(u.bytes)} at ${u.throughputMBps} MB/s, SHA-256 checked by the store`),
+      );
+    }
     const keep = input.retention ?? plan.retention;
     let approved: string[] | undefined;
     if (input.retention !== undefined) {
@@ -129,6 +141,7 @@ async function dbBackup(rawInput?: DbBackupInput): Promise<DbBackupResult | DbVo
       verified,
       deleted,
       throughputMBps: Math.round((manifest.sizeBytes / 1024 / 1024 / seconds) * 100) / 100,
+      ...(plan.objectStorage ? { upload } : {}),
       progress: ctx.progress,
     };
   });
@@ -137,6 +150,7 @@ async function dbBackup(rawInput?: DbBackupInput): Promise<DbBackupResult | DbVo
 /** `db-restore`: AlphaPulse 3.4 — restore a backup into a new database, or replace the database after an approval. */
 async function dbRestore(rawInput?: DbRestoreInput): Promise<DbRestoreResult | DbVolumeRestoreResult> {
   const input = await RunContext.input(PROCEDURES.dbRestore, rawInput);
+  if (input.tables !== undefined) return dbRestoreTables({ ...input, tables: input.tables });
   if (input.mode === 'docker-volume') return dbVolumeRestore(input);
   notWithLogical(input);
   const replace = input.replace === true;

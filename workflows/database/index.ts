@@ -8,3 +8,5 @@ export {
 } from './database.js';
 export { dbLock as 'db-lock' } from './lock.js';
 export { dbBaseBackup as 'db-base-backup', pitrRestore as 'pitr-restore', restoreDrill as 'restore-drill' } from './pitr.js';
+export { dbMigrate as 'db-migrate' } from './migrate.js';
+export { redisRestore as 'redis-restore', redisSnapshot as 'redis-snapshot' } from './redis.js';
