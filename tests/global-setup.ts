@@ -6,6 +6,7 @@ import { startCodecServer } from '../lib/codec/server.js';
 import { createLogger } from '../lib/logger.js';
 import { startDevServer } from '../lib/temporal/dev-server.js';
 import { findTemporalCli } from '../lib/temporal/install.js';
+import { findVersitygw } from '../lib/local/versitygw.js';
 import { useTestCodecKeys } from './fixtures/test-codec.js';
 
 declare module 'vitest' {
@@ -26,6 +27,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const logger = createLogger({ component: 'test-temporal' }, process.env.TEST_LOG_LEVEL ?? 'warn');
   // Found or built up front so a first-time build shows its progress instead of a silent wait.
   await findTemporalCli({ install: true, logger, onProgress: (line) => process.stderr.write(`${line}\n`) });
+  // The S3-compatible server of the object-storage tests, built the same way (cached after the first time).
+  await findVersitygw({ install: true, onProgress: (line) => process.stderr.write(`${line}\n`) });
   useTestCodecKeys();
   // Before the server: the UI is started with its address. The UI's origin is allowed once known.
   const codec = await startCodecServer({ codec: payloadEncryptionFromEnv().codec, port: 0, corsOrigins: [], logger });

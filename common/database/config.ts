@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { threshold } from '../thresholds.js';
 
 /**
  * The `databaseOps` config section: backup repository, destructive-run lock, vacuum
@@ -37,6 +38,41 @@ export const scheduleSchema = z.strictObject({
   paused: z.boolean().default(false),
   note: z.string().optional(),
 });
+
+/** A value that must come from the worker's environment: `${NAME}`, never written in the config. */
+const fromEnv = (what: string) =>
+  z
+    .string()
+    .regex(/^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/, `${what} must not be written in the config: write \${NAME} and set NAME in the worker's environment`);
+
+/**
+ * Off-host copies of the backups in an S3-compatible store (AlphaPulse 3.4: daily dumps uploaded
+ * to object storage; 5.2: restored from it). Credentials come from the environment only.
+ */
+export const objectStorageSchema = z
+  .strictObject({
+    endpoint: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('S3 endpoint URL, e.g. https://s3.eu-central-1.amazonaws.com or http://127.0.0.1:7070 (default: AWS for the region); may use ${NAME}'),
+    region: z.string().min(1).default('us-east-1'),
+    bucket: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name: 3-63 lower-case letters, digits, "." or "-"'),
+    prefix: z
+      .string()
+      .regex(/^([A-Za-z0-9!_.*'()-]+\/)*[A-Za-z0-9!_.*'()-]*$/, 'expected a key prefix like "backups" or "prod/db" (no leading "/", no "//")')
+      .default('durable-runbooks')
+      .describe('objects are <prefix>/<database>/<backup id>/<file>; WAL under <prefix>/wal/<database>/'),
+    forcePathStyle: z.boolean().default(false).describe('bucket in the path (http://host/bucket/key), as MinIO/Versity gateways usually need'),
+    accessKeyId: fromEnv('accessKeyId').optional().describe('${NAME} of the access key id; without it the AWS SDK default chain (AWS_ACCESS_KEY_ID, profile, instance role)'),
+    secretAccessKey: fromEnv('secretAccessKey').optional().describe('${NAME} of the secret access key'),
+    sessionToken: fromEnv('sessionToken').optional(),
+    partSizeMiB: z.number().int().min(5).max(5120).default(16).describe('multipart part size; files larger than one part are uploaded in parts'),
+    queueSize: z.number().int().min(1).max(16).default(4).describe('parts uploaded at once (memory used: queueSize x partSizeMiB)'),
+  })
+  .refine((o) => !o.accessKeyId === !o.secretAccessKey, { message: 'give both accessKeyId and secretAccessKey, or neither (the SDK default chain)', path: ['secretAccessKey'] });
 
 /** A cluster this project manages for point-in-time recovery (continuous WAL archiving + base backups). */
 export const pitrSchema = z.strictObject({
@@ -77,6 +113,23 @@ export const volumeSchema = z.strictObject({
   timeoutSeconds: z.number().int().positive().default(3600),
 });
 
+/**
+ * A Redis this project snapshots and restores (AlphaPulse 5.3): its service (a redis probe for
+ * the connection, a driver that can stop and start it) and the directory of its RDB snapshots.
+ * The worker must see the server's `dir` (same host, or a bind mount named by dataDir).
+ */
+export const redisOpsSchema = z.strictObject({
+  service: name.describe('a services[] entry with a redis probe (the connection) and a driver with stop and start'),
+  snapshots: z
+    .string()
+    .min(1)
+    .describe('directory of <service>/<id>.rdb snapshots (with <id>.json from redis-snapshot); relative to the config file; may use ${NAME}'),
+  dataDir: z.string().min(1).optional().describe("where the worker sees Redis's dump file (default: the server's CONFIG GET dir)"),
+  binDir: z.string().min(1).optional().describe('where redis-server and redis-check-rdb live (default: PATH)'),
+  readyTimeoutSeconds: z.number().int().positive().default(1800).describe('AlphaPulse 5.1: Redis RTO 30 minutes; how long a restored Redis may take to load'),
+  snapshotTimeoutSeconds: z.number().int().positive().default(3600).describe('how long a BGSAVE may take'),
+});
+
 /** An IANA time zone name, as Temporal Schedules take it. */
 const timeZone = z
   .string()
@@ -94,6 +147,7 @@ export const databaseOpsSchema = z
   .strictObject({
     timezone: timeZone.default('UTC').describe('time zone of the schedules\' cron expressions (daylight saving time included)'),
     backups: backupsSchema.optional(),
+    objectStorage: objectStorageSchema.optional().describe('S3-compatible store for off-host copies of db-backup dumps'),
     lock: z
       .strictObject({
         mode: z.enum(['wait', 'fail']).default('fail').describe('what a destructive run does when another holds its database'),
@@ -109,8 +163,8 @@ export const databaseOpsSchema = z
       .prefault({}),
     triage: z
       .strictObject({
-        connectionsAlertPercent: z.number().min(1).max(100).default(80),
-        longQuerySeconds: z.number().positive().default(300).describe('Fulcrum 3.2: queries running longer than 5 minutes'),
+        connectionsAlertPercent: z.number().min(1).max(100).default(threshold('db-connection-pool').value).describe('AlphaPulse 4.2 DB Connection Pool: >80% connections used'),
+        longQuerySeconds: z.number().positive().default(threshold('slow-query').value / 1000).describe('AlphaPulse 2.1 Slow Queries: active queries running longer than 1 second'),
         idleMinutes: z.number().positive().default(10),
         seqScanMinRows: z.number().int().min(0).default(10000),
         cacheHitWarnRatio: z.number().min(0).max(1).default(0.99),
@@ -119,6 +173,7 @@ export const databaseOpsSchema = z
     schedules: z.array(scheduleSchema).default([]),
     pitr: z.array(pitrSchema).default([]),
     volumes: z.array(volumeSchema).default([]),
+    redis: z.array(redisOpsSchema).default([]),
     disasterRecovery: z
       .strictObject({
         rtoSeconds: z.number().positive().default(3600).describe('AlphaPulse 5.1: PostgreSQL RTO 1 hour'),
@@ -132,6 +187,11 @@ export const databaseOpsSchema = z
     ops.volumes.forEach((v, i) => {
       if (withVolume.has(v.database)) ctx.addIssue({ code: 'custom', path: ['volumes', i, 'database'], message: `database "${v.database}" already has a volume entry` });
       withVolume.add(v.database);
+    });
+    const withRedis = new Set<string>();
+    ops.redis.forEach((r, i) => {
+      if (withRedis.has(r.service)) ctx.addIssue({ code: 'custom', path: ['redis', i, 'service'], message: `service "${r.service}" already has a redis entry` });
+      withRedis.add(r.service);
     });
     const ids = new Set<string>();
     ops.schedules.forEach((s, i) => {
@@ -148,3 +208,5 @@ export type BackupsConfig = z.output<typeof backupsSchema>;
 export type ScheduleConfig = z.output<typeof scheduleSchema>;
 export type PitrConfig = z.output<typeof pitrSchema>;
 export type VolumeConfig = z.output<typeof volumeSchema>;
+export type ObjectStorageConfig = z.output<typeof objectStorageSchema>;
+export type RedisOpsConfig = z.output<typeof redisOpsSchema>;

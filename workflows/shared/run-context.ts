@@ -223,8 +223,11 @@ export class RunContext {
     }
   }
 
-  addStep(id: string, title: string): void {
-    this.progress.steps.push({ id, title, status: 'pending' });
+  /** Adds a step at the end, or right after the step `after` (known only once the plan is loaded). */
+  addStep(id: string, title: string, after?: string): void {
+    const at = after === undefined ? -1 : this.progress.steps.findIndex((s) => s.id === after);
+    if (at < 0) this.progress.steps.push({ id, title, status: 'pending' });
+    else this.progress.steps.splice(at + 1, 0, { id, title, status: 'pending' });
   }
 
   /** What the system is in, and how to finish or undo, if the run stops during (or after) `step`. */

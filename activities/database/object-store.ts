@@ -1,0 +1,285 @@
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, rm, stat } from 'node:fs/promises';
+import { pipeline as pipe, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { ApplicationFailure } from '@temporalio/common';
+import type { ObjectStorageConfig } from '../../common/database/config.js';
+import { ErrorTypes } from '../../common/errors.js';
+import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
+import { redactSecrets } from '../../lib/redact.js';
+import type { ActivityDeps } from '../deps.js';
+
+/**
+ * The S3-compatible store of databaseOps.objectStorage: streamed uploads whose SHA-256 the
+ * server checks (per part for multipart uploads) and that are compared with the server's
+ * checksum afterwards, streamed downloads hashed on the way to disk. Credentials are resolved
+ * here, inside the activity, from the worker's environment; they never reach a result or a log.
+ */
+
+export interface ObjectStore {
+  client: S3Client;
+  bucket: string;
+  /** Key prefix without a trailing "/" ('' for the bucket's root). */
+  prefix: string;
+  partSize: number;
+  queueSize: number;
+  secrets: string[];
+}
+
+const stores = new WeakMap<ObjectStorageConfig, ObjectStore>();
+
+function fromEnv(value: string, env: NodeJS.ProcessEnv, field: string): string {
+  try {
+    return resolveEnvRefs(value, env, field);
+  } catch (err) {
+    if (err instanceof MissingEnvError) throw ApplicationFailure.nonRetryable(`${err.message}; set it in the worker's environment`, ErrorTypes.InvalidConfig);
+    throw err;
+  }
+}
+
+export function storeClient(cfg: ObjectStorageConfig, env: NodeJS.ProcessEnv): ObjectStore {
+  const at = 'databaseOps.objectStorage';
+  const secretAccessKey = cfg.secretAccessKey ? fromEnv(cfg.secretAccessKey, env, `${at}.secretAccessKey`) : undefined;
+  const sessionToken = cfg.sessionToken ? fromEnv(cfg.sessionToken, env, `${at}.sessionToken`) : undefined;
+  const client = new S3Client({
+    region: cfg.region,
+    ...(cfg.endpoint ? { endpoint: fromEnv(cfg.endpoint, env, `${at}.endpoint`) } : {}),
+    forcePathStyle: cfg.forcePathStyle,
+    ...(cfg.accessKeyId && secretAccessKey
+      ? { credentials: { accessKeyId: fromEnv(cfg.accessKeyId, env, `${at}.accessKeyId`), secretAccessKey, ...(sessionToken ? { sessionToken } : {}) } }
+      : {}),
+    // Checksums are asked for explicitly (SHA-256) where they matter, not a default CRC on every call.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    maxAttempts: 3,
+  });
+  return {
+    client,
+    bucket: cfg.bucket,
+    prefix: cfg.prefix.replace(/\/+$/, ''),
+    partSize: cfg.partSizeMiB * 1024 * 1024,
+    queueSize: cfg.queueSize,
+    secrets: [secretAccessKey, sessionToken].filter((s): s is string => Boolean(s)),
+  };
+}
+
+/** The configured store (one client per worker), or undefined when databaseOps.objectStorage is not set. */
+export function objectStore(deps: ActivityDeps): ObjectStore | undefined {
+  const cfg = deps.config.databaseOps?.objectStorage;
+  if (!cfg) return undefined;
+  let s = stores.get(cfg);
+  if (!s) {
+    s = storeClient(cfg, deps.env);
+    stores.set(cfg, s);
+  }
+  return s;
+}
+
+export function storeKey(store: ObjectStore, ...parts: string[]): string {
+  return [store.prefix, ...parts].filter(Boolean).join('/');
+}
+
+export const storeUrl = (store: ObjectStore, key: string) => `s3://${store.bucket}/${key}`;
+
+/** An S3 error as a message naming the object; retryable unless the store refused us (credentials, bucket). */
+export function storeFailure(store: ObjectStore, key: string, err: unknown): never {
+  if (err instanceof ApplicationFailure) throw err;
+  const e = err as Error & { $metadata?: { httpStatusCode?: number }; Code?: string };
+  const status = e.$metadata?.httpStatusCode;
+  const message = redactSecrets(`object storage ${storeUrl(store, key)}: ${e.name}${status ? ` (HTTP ${status})` : ''}: ${e.message}`, store.secrets);
+  const refused = err instanceof S3ServiceException && (status === 403 || status === 401 || e.name === 'NoSuchBucket' || e.name === 'InvalidAccessKeyId' || e.name === 'SignatureDoesNotMatch');
+  if (refused) throw ApplicationFailure.nonRetryable(`${message}; check databaseOps.objectStorage (bucket, endpoint) and the credentials in the worker's environment`, ErrorTypes.InvalidConfig);
+  throw ApplicationFailure.retryable(message, 'ObjectStorageError');
+}
+
+const isMissing = (err: unknown) => {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+};
+
+/**
+ * Hashes what flows through: the whole stream, and each `partSize` slice as the multipart upload
+ * cuts it, so the server's composite checksum can be computed here and compared.
+ */
+class Hasher extends Transform {
+  readonly whole = createHash('sha256');
+  readonly parts: Buffer[] = [];
+  bytes = 0;
+  private part: Hash = createHash('sha256');
+  private inPart = 0;
+
+  constructor(private readonly partSize = Number.POSITIVE_INFINITY) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.whole.update(chunk);
+    this.bytes += chunk.length;
+    let rest = chunk;
+    while (rest.length > 0) {
+      const take = Math.min(rest.length, this.partSize - this.inPart);
+      this.part.update(rest.subarray(0, take));
+      this.inPart += take;
+      rest = rest.subarray(take);
+      if (this.inPart === this.partSize) this.closePart();
+    }
+    done(null, chunk);
+  }
+
+  override _flush(done: TransformCallback): void {
+    if (this.inPart > 0 || this.parts.length === 0) this.closePart();
+    done();
+  }
+
+  private closePart(): void {
+    this.parts.push(this.part.digest());
+    this.part = createHash('sha256');
+    this.inPart = 0;
+  }
+}
+
+export interface Uploaded {
+  key: string;
+  bytes: number;
+  /** Hex SHA-256 of what was read and sent. */
+  sha256: string;
+  parts: number;
+}
+
+/**
+ * Streams `file` to `key` (one PUT, or a multipart upload of partSize parts), each request with
+ * its x-amz-checksum-sha256 for the server to check; then compares the server's checksum of the
+ * stored object with the one computed while reading.
+ */
+export async function uploadFile(store: ObjectStore, key: string, file: string, onProgress: (bytes: number) => void = () => undefined): Promise<Uploaded> {
+  const size = (await stat(file)).size;
+  const hasher = new Hasher(store.partSize);
+  const source = createReadStream(file, { highWaterMark: 1024 * 1024 });
+  pipe(source, hasher, (err) => {
+    if (err) hasher.destroy(err);
+  });
+  try {
+    const upload = new Upload({
+      client: store.client,
+      params: { Bucket: store.bucket, Key: key, Body: hasher, ChecksumAlgorithm: 'SHA256', ContentType: 'application/octet-stream' },
+      partSize: store.partSize,
+      queueSize: store.queueSize,
+      leavePartsOnError: false,
+    });
+    upload.on('httpUploadProgress', (p) => onProgress(p.loaded ?? 0));
+    await upload.done();
+  } catch (err) {
+    source.destroy();
+    storeFailure(store, key, err);
+  }
+  const sha256 = hasher.whole.digest('hex');
+  const expected =
+    hasher.parts.length <= 1
+      ? Buffer.from(sha256, 'hex').toString('base64')
+      : `${createHash('sha256').update(Buffer.concat(hasher.parts)).digest('base64')}-${hasher.parts.length}`;
+  const head = await store.client.send(new HeadObjectCommand({ Bucket: store.bucket, Key: key, ChecksumMode: 'ENABLED' })).catch((err: unknown) => storeFailure(store, key, err));
+  if (hasher.bytes !== size || head.ContentLength !== size) {
+    throw ApplicationFailure.retryable(`upload of ${file} to ${storeUrl(store, key)}: ${head.ContentLength} bytes stored, ${hasher.bytes} read, file has ${size}`, 'ObjectStorageError');
+  }
+  if (head.ChecksumSHA256 !== expected) {
+    throw ApplicationFailure.retryable(
+      `upload of ${file} to ${storeUrl(store, key)}: the server's SHA-256 ${head.ChecksumSHA256 ?? '(none returned)'} differs from the one sent, ${expected}`,
+      'ObjectStorageError',
+    );
+  }
+  return { key, bytes: size, sha256, parts: hasher.parts.length };
+}
+
+/** A small object (a manifest) in one PUT with its SHA-256. */
+export async function putSmall(store: ObjectStore, key: string, body: string): Promise<void> {
+  await store.client
+    .send(new PutObjectCommand({ Bucket: store.bucket, Key: key, Body: body, ChecksumAlgorithm: 'SHA256', ContentType: 'application/json' }))
+    .catch((err: unknown) => storeFailure(store, key, err));
+}
+
+/** A small object's text, or undefined when there is no such key. */
+export async function getSmall(store: ObjectStore, key: string): Promise<string | undefined> {
+  try {
+    const r = await store.client.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
+    return await r.Body!.transformToString('utf8');
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    return storeFailure(store, key, err);
+  }
+}
+
+/** Streams `key` into `dest` (through `dest.part`, renamed when complete); returns the SHA-256 of what arrived. */
+export async function downloadFile(
+  store: ObjectStore,
+  key: string,
+  dest: string,
+  onProgress: (bytes: number) => void = () => undefined,
+  signal?: AbortSignal,
+): Promise<{ bytes: number; sha256: string }> {
+  const part = `${dest}.part`;
+  const hasher = new Hasher();
+  try {
+    const r = await store.client.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }), { abortSignal: signal });
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        onProgress(hasher.bytes + chunk.length);
+        done(null, chunk);
+      },
+    });
+    await pipeline(r.Body as Readable, counter, hasher, createWriteStream(part), { signal });
+  } catch (err) {
+    await rm(part, { force: true });
+    storeFailure(store, key, err);
+  }
+  await rename(part, dest);
+  return { bytes: hasher.bytes, sha256: hasher.whole.digest('hex') };
+}
+
+/** Keys under `prefix/` (all pages). */
+export async function listKeys(store: ObjectStore, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const r = await store.client
+      .send(new ListObjectsV2Command({ Bucket: store.bucket, Prefix: `${prefix}/`, ContinuationToken: token }))
+      .catch((err: unknown) => storeFailure(store, prefix, err));
+    for (const o of r.Contents ?? []) if (o.Key) keys.push(o.Key);
+    token = r.IsTruncated ? r.NextContinuationToken : undefined;
+  } while (token);
+  return keys;
+}
+
+/** The "folders" directly under `prefix/`. */
+export async function listFolders(store: ObjectStore, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  let token: string | undefined;
+  do {
+    const r = await store.client
+      .send(new ListObjectsV2Command({ Bucket: store.bucket, Prefix: `${prefix}/`, Delimiter: '/', ContinuationToken: token }))
+      .catch((err: unknown) => storeFailure(store, prefix, err));
+    for (const p of r.CommonPrefixes ?? []) if (p.Prefix) out.push(p.Prefix.slice(prefix.length + 1).replace(/\/$/, ''));
+    token = r.IsTruncated ? r.NextContinuationToken : undefined;
+  } while (token);
+  return out;
+}
+
+/** Deletes every object under `prefix/`, `first` (the manifest) before the others: without it the rest is no backup. */
+export async function deletePrefix(store: ObjectStore, prefix: string, first?: string): Promise<number> {
+  const keys = await listKeys(store, prefix);
+  const ordered = first ? [...keys.filter((k) => k === first), ...keys.filter((k) => k !== first)] : keys;
+  for (const key of ordered) {
+    await store.client.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key })).catch((err: unknown) => storeFailure(store, key, err));
+  }
+  return ordered.length;
+}
