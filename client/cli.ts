@@ -6,6 +6,7 @@ import { registerIncidentCommands } from './incident/commands.js';
 import { registerDeliveryCommands } from './delivery/commands.js';
 import { registerCodecKeysCommand, registerCodecServerCommand } from './codec-server.js';
 import { registerAuditCommand } from './audit.js';
+import { registerAlertsCommand } from './alerts.js';
 import { registerKeysCommand } from './keys.js';
 import { registerDescribeCommand } from './describe-command.js';
 import type { PendingApproval, StepProgress } from '../common/types.js';
@@ -342,6 +343,7 @@ registerCodecServerCommand(program);
 registerCodecKeysCommand(program);
 registerKeysCommand(program);
 registerAuditCommand(program);
+registerAlertsCommand(program);
 
 const temporalCmd = program.command('temporal').description('the Temporal server');
 temporalCmd
@@ -377,6 +379,21 @@ temporalCmd
     } finally {
       await connection.close();
     }
+  });
+temporalCmd
+  .command('cluster')
+  .description(
+    'run temporal-server (built into the cache) on PostgreSQL until Ctrl-C: schema set up or upgraded, namespace and search attributes created; the frontend address is printed on stdout',
+  )
+  .option('--data-dir <dir>', "config, logs, ports and (without --postgres-url) PostgreSQL's data", '.runbook/temporal-cluster')
+  .option('--postgres-url <url>', 'an existing PostgreSQL (postgres://USER:PASSWORD@HOST:PORT); default $RUNBOOK_TEMPORAL_POSTGRES_URL, else our own in the data dir')
+  .option('--ip <ip>', 'address the services bind to', '127.0.0.1')
+  .option('--port <port>', 'frontend gRPC port (0 = a free one)', '7233')
+  .option('--namespace <name>', 'namespace to create', process.env.TEMPORAL_NAMESPACE?.trim() || 'default')
+  .option('--log-level <level>', 'server log level: debug, info, warn, error', 'warn')
+  .action(async (opts: { dataDir: string; postgresUrl?: string; ip: string; port: string; namespace: string; logLevel: string }) => {
+    const { runTemporalCluster } = await import('./temporal-cluster.js');
+    await runTemporalCluster(opts);
   });
 
 /** A gRPC status error (what the server, or whatever answers at the address, said), if `err` is or wraps one. */
@@ -427,4 +444,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// Not awaited at the top level: the same module runs as the one-file CommonJS bundle (bin/bundle-cli.mjs).
+void main();

@@ -2,7 +2,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Connection } from '@temporalio/client';
+import { Connection, type TLSConfig } from '@temporalio/client';
 import { execa } from 'execa';
 import { assertPortFree, freePort } from '../local/ports.js';
 import { silentLogger, type Logger } from '../logger.js';
@@ -52,13 +52,14 @@ export interface DevServer {
 }
 
 
-function hostPort(ip: string, port: number): string {
+export function hostPort(ip: string, port: number): string {
   // A wildcard bind is reachable on loopback; IPv6 literals need brackets in an address.
   const host = ip === '0.0.0.0' ? '127.0.0.1' : ip === '::' ? '::1' : ip;
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-class OutputTail {
+/** The last `max` lines of a server's output (and all of it to `file`), for error messages. */
+export class OutputTail {
   private readonly lines: string[] = [];
   private partial = '';
   constructor(
@@ -239,11 +240,13 @@ async function spawnDevServer(cli: string, r: DevServerLaunch, opts: DevServerOp
   return { address, namespace: r.namespace, uiUrl, metricsUrl, pid: child.pid, readyMs, stop };
 }
 
-async function waitUntilReady(o: {
+/** Resolves once `namespace` answers at `address` (and the UI, if given); throws when the server exits or the time is up. */
+export async function waitUntilReady(o: {
   address: string;
   namespace: string;
   uiUrl?: string;
   timeoutMs: number;
+  tls?: TLSConfig;
   exited: () => { code?: number; signal?: string; failure?: string } | undefined;
 }): Promise<void> {
   const deadline = Date.now() + o.timeoutMs;
@@ -251,6 +254,7 @@ async function waitUntilReady(o: {
   const connection = Connection.lazy({
     address: o.address,
     interceptors: [],
+    ...(o.tls ? { tls: o.tls } : {}),
     channelArgs: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 500 },
   });
   let last = 'no answer yet';

@@ -31,11 +31,15 @@ export interface FindCliOptions {
 
 /** `$RUNBOOK_CACHE_DIR/temporal-v1.5.1`, else `${XDG_CACHE_HOME:-~/.cache}/durable-runbooks/temporal-v1.5.1`. */
 export function temporalCliCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  const root = env.RUNBOOK_CACHE_DIR || path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'durable-runbooks');
-  return path.resolve(root, `temporal-${TEMPORAL_CLI_VERSION}`);
+  return path.join(runbookCacheRoot(env), `temporal-${TEMPORAL_CLI_VERSION}`);
 }
 
-async function isExecutableFile(file: string): Promise<boolean> {
+/** `$RUNBOOK_CACHE_DIR`, else `${XDG_CACHE_HOME:-~/.cache}/durable-runbooks`: where built tools are kept. */
+export function runbookCacheRoot(env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(env.RUNBOOK_CACHE_DIR || path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'durable-runbooks'));
+}
+
+export async function isExecutableFile(file: string): Promise<boolean> {
   try {
     if (!(await stat(file)).isFile()) return false;
     await access(file, constants.X_OK);
@@ -55,7 +59,7 @@ async function findOnPath(name: string, env: NodeJS.ProcessEnv): Promise<string 
 }
 
 /** Go is often installed without being on a non-login shell's PATH. */
-async function findGo(env: NodeJS.ProcessEnv): Promise<string | undefined> {
+export async function findGo(env: NodeJS.ProcessEnv): Promise<string | undefined> {
   const onPath = await findOnPath('go', env);
   if (onPath) return onPath;
   for (const candidate of [env.GOROOT && path.join(env.GOROOT, 'bin', 'go'), '/usr/local/go/bin/go']) {
@@ -74,7 +78,7 @@ export class TemporalCliBuildError extends Error {
   }
 }
 
-function formatDuration(ms: number): string {
+export function formatDuration(ms: number): string {
   const s = Math.round(ms / 1000);
   return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
 }
@@ -108,9 +112,51 @@ export async function findTemporalCli(opts: FindCliOptions = {}): Promise<string
     logger.warn({ cacheDir }, 'no Temporal CLI found and Go is not installed to build one');
     return undefined;
   }
+  await goInstallCached(
+    {
+      label: `Temporal CLI ${TEMPORAL_CLI_VERSION}`,
+      cacheDir,
+      packages: [`${CLI_PACKAGE}@${TEMPORAL_CLI_VERSION}`],
+      // Without this the binary reports 0.0.0-DEV; release builds set it the same way.
+      ldflags: `-X github.com/temporalio/cli/temporalcli.Version=${TEMPORAL_CLI_VERSION.slice(1)}`,
+      binaries: { temporal: 'temporal' },
+      minGo: MIN_GO,
+    },
+    { go, env, logger, onProgress: opts.onProgress },
+  );
+  return cached;
+}
+
+/** One `go install` of packages of one module version, whose binaries are kept in a cache directory. */
+export interface GoBuild {
+  /** For progress lines and errors, e.g. "Temporal CLI v1.5.1". */
+  label: string;
+  cacheDir: string;
+  /** `import/path@version`, all of the same module version (one `go install`). */
+  packages: string[];
+  ldflags?: string;
+  /** Name `go install` gives a binary -> its name in cacheDir. */
+  binaries: Record<string, string>;
+  /** The Go release the module's go.mod asks for, named in messages. */
+  minGo: string;
+}
+
+/**
+ * Builds `build` into its cache directory unless all its binaries are there. One build at a
+ * time per cache: a second process (another test run, a second `runbook dev`) waits for the
+ * first instead of compiling the same thing again on the same cores. Throws
+ * TemporalCliBuildError with the end of Go's output when the build fails.
+ */
+export async function goInstallCached(
+  build: GoBuild,
+  opts: { go: string; env?: NodeJS.ProcessEnv; logger?: Logger; onProgress?: (line: string) => void },
+): Promise<void> {
+  const env = opts.env ?? process.env;
+  const logger = opts.logger ?? silentLogger;
   const progress = opts.onProgress ?? (() => undefined);
-  // One build at a time per cache: a second process (another test run, a second `runbook dev`)
-  // waits for the first instead of compiling the same thing again on the same cores.
+  const { cacheDir } = build;
+  const allThere = async () => (await Promise.all(Object.values(build.binaries).map((b) => isExecutableFile(path.join(cacheDir, b))))).every(Boolean);
+  if (await allThere()) return;
   const lock = path.join(cacheDir, '.build.lock');
   await mkdir(cacheDir, { recursive: true });
   for (let waitedMs = 0; ; waitedMs += 2000) {
@@ -125,39 +171,27 @@ export async function findTemporalCli(opts: FindCliOptions = {}): Promise<string
       await rm(lock, { force: true });
       continue;
     }
-    if (waitedMs % 20_000 === 0) progress(`another process (pid ${holder}) is building the Temporal CLI into ${cacheDir}; waiting for it`);
+    if (waitedMs % 20_000 === 0) progress(`another process (pid ${holder}) is building the ${build.label} into ${cacheDir}; waiting for it`);
     await sleep(2000);
-    if (await isExecutableFile(cached)) return cached;
+    if (await allThere()) return;
   }
   try {
-    if (await isExecutableFile(cached)) return cached;
-    await buildTemporalCli(go, cacheDir, env, logger, progress);
+    if (await allThere()) return;
+    await runGoInstall(build, opts.go, env, logger, progress);
   } finally {
     await rm(lock, { force: true });
   }
-  return cached;
 }
 
-async function buildTemporalCli(
-  go: string,
-  cacheDir: string,
-  env: NodeJS.ProcessEnv,
-  logger: Logger,
-  progress: (line: string) => void,
-): Promise<void> {
+async function runGoInstall(build: GoBuild, go: string, env: NodeJS.ProcessEnv, logger: Logger, progress: (line: string) => void): Promise<void> {
+  const { cacheDir } = build;
   await mkdir(cacheDir, { recursive: true });
   // Built into a private directory and renamed into place, so a concurrent run never sees half a binary.
   const buildDir = await mkdtemp(path.join(cacheDir, '.build-'));
   const started = Date.now();
-  const args = [
-    'install',
-    '-v',
-    // Without this the binary reports 0.0.0-DEV; release builds set it the same way.
-    `-ldflags=-X github.com/temporalio/cli/temporalcli.Version=${TEMPORAL_CLI_VERSION.slice(1)}`,
-    `${CLI_PACKAGE}@${TEMPORAL_CLI_VERSION}`,
-  ];
-  progress(`building Temporal CLI ${TEMPORAL_CLI_VERSION} with ${go} into ${cacheDir} (several minutes the first time; needs Go ${MIN_GO}+)`);
-  logger.info({ go, cacheDir, version: TEMPORAL_CLI_VERSION }, 'building Temporal CLI');
+  const args = ['install', '-v', ...(build.ldflags ? [`-ldflags=${build.ldflags}`] : []), ...build.packages];
+  progress(`building ${build.label} with ${go} into ${cacheDir} (several minutes the first time; needs Go ${build.minGo}+)`);
+  logger.info({ go, cacheDir, packages: build.packages }, `building ${build.label}`);
 
   let downloaded = 0;
   let compiled = 0;
@@ -182,16 +216,19 @@ async function buildTemporalCli(
       if (tail.length > 25) tail.shift();
     }
     const result = await sub;
-    if (result.exitCode !== 0 || !(await isExecutableFile(path.join(buildDir, 'temporal')))) {
+    const missing = [];
+    for (const built of Object.keys(build.binaries)) if (!(await isExecutableFile(path.join(buildDir, built)))) missing.push(built);
+    if (result.exitCode !== 0 || missing.length > 0) {
       throw new TemporalCliBuildError(
-        `go install ${CLI_PACKAGE}@${TEMPORAL_CLI_VERSION} failed (exit ${result.exitCode ?? result.signal}); Go ${MIN_GO}+ and access to the Go module proxy are needed. Last output:`,
+        `go install ${build.packages.join(' ')} failed (exit ${result.exitCode ?? result.signal}); Go ${build.minGo}+ and access to the Go module proxy are needed. Last output:`,
         tail.join('\n'),
       );
     }
-    await rename(path.join(buildDir, 'temporal'), path.join(cacheDir, 'temporal'));
+    for (const [built, name] of Object.entries(build.binaries)) await rename(path.join(buildDir, built), path.join(cacheDir, name));
     const took = formatDuration(Date.now() - started);
-    progress(`built ${path.join(cacheDir, 'temporal')} in ${took} (${downloaded} modules downloaded, ${compiled} packages compiled)`);
-    logger.info({ path: path.join(cacheDir, 'temporal'), tookMs: Date.now() - started }, 'built Temporal CLI');
+    const names = Object.values(build.binaries).map((b) => path.join(cacheDir, b));
+    progress(`built ${names.join(' and ')} in ${took} (${downloaded} modules downloaded, ${compiled} packages compiled)`);
+    logger.info({ paths: names, tookMs: Date.now() - started }, `built ${build.label}`);
   } finally {
     clearInterval(ticker);
     await rm(buildDir, { recursive: true, force: true });

@@ -1,0 +1,78 @@
+import path from 'node:path';
+import { createLogger } from '../lib/logger.js';
+import { startTemporalCluster, TEMPORAL_SERVER_VERSION } from '../lib/temporal/cluster.js';
+import { UserError } from './user-error.js';
+
+export interface ClusterCommandOptions {
+  dataDir: string;
+  postgresUrl?: string;
+  ip: string;
+  port: string;
+  namespace: string;
+  logLevel: string;
+}
+
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+
+/**
+ * `runbook temporal cluster`: temporal-server on PostgreSQL in the foreground until SIGINT or
+ * SIGTERM, which stop the server and then the PostgreSQL it started. Progress on stderr; the
+ * frontend address is the one line on stdout, for scripts.
+ */
+export async function runTemporalCluster(opts: ClusterCommandOptions): Promise<void> {
+  const port = Number(opts.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`--port ${opts.port}: give a TCP port number (0-65535; 0 = a free one)`);
+  const logLevel = opts.logLevel as (typeof LOG_LEVELS)[number];
+  if (!LOG_LEVELS.includes(logLevel)) throw new UserError(`--log-level ${opts.logLevel}: use one of ${LOG_LEVELS.join(', ')}`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/.test(opts.namespace)) {
+    throw new UserError(`--namespace ${JSON.stringify(opts.namespace)}: letters, digits, '.', '_' and '-', starting with a letter or digit, at most 255`);
+  }
+  // A URL with a password on the command line is visible to every user of the machine: the variable is the better place.
+  const postgresUrl = opts.postgresUrl ?? (process.env.RUNBOOK_TEMPORAL_POSTGRES_URL?.trim() || undefined);
+  const dataDir = path.resolve(opts.dataDir);
+  const logger = createLogger({ component: 'temporal-cluster' }, process.env.LOG_LEVEL ?? 'warn');
+  const started = Date.now();
+  const say = (line: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${line}`);
+
+  let cluster: Awaited<ReturnType<typeof startTemporalCluster>> | undefined;
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`\n${signal}: stopping temporal-server${postgresUrl ? '' : ' and its PostgreSQL'} ...`);
+    await cluster?.stop();
+    console.error('stopped');
+    process.exit(0);
+  };
+  // Registered before start-up: a Ctrl-C during the build or the schema setup must not leave PostgreSQL running.
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+
+  try {
+    cluster = await startTemporalCluster({ dataDir, postgresUrl, ip: opts.ip, port, namespace: opts.namespace, logLevel, logger, onProgress: say });
+  } catch (err) {
+    throw new UserError(`the Temporal cluster did not start: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  say(`ready in ${(cluster.readyMs / 1000).toFixed(1)} s after the server was started`);
+  console.error(
+    [
+      '',
+      `Temporal server:  ${TEMPORAL_SERVER_VERSION} on PostgreSQL ${cluster.postgresUrl} (databases temporal, temporal_visibility)`,
+      `Temporal address: ${cluster.address} (namespace ${cluster.namespace}, runbook search attributes registered)`,
+      `Server metrics:   ${cluster.metricsUrl}`,
+      `Data and logs:    ${dataDir} (server log ${cluster.serverLogFile})`,
+      `In other terminals: export TEMPORAL_ADDRESS=${cluster.address} TEMPORAL_NAMESPACE=${cluster.namespace}; then \`runbook worker\``,
+      'Ctrl-C stops it.',
+      '',
+    ].join('\n'),
+  );
+  console.log(cluster.address);
+  // Stays up until a signal; the server's exit on its own is reported and ends the command.
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    if (!stopping && cluster.pid() === undefined) {
+      await cluster.stop();
+      throw new UserError(`temporal-server exited on its own: see ${cluster.serverLogFile}`);
+    }
+  }
+}
