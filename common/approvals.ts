@@ -26,12 +26,13 @@ export const APPROVAL_STEPS: Partial<Record<ProcedureId, readonly string[]>> = {
   'db-vacuum': ['approve-full'],
   'db-triage': ['approve-idle', 'approve-pids'],
   'pitr-restore': ['approve-restore', 'approve-cleanup'],
+  'redis-restore': ['approve-restore'],
   'canary-deploy': ['approve-<weight>'],
   release: ['approve-<weight>', 'approve-migration-rollback'],
   'blue-green-switch': ['approve-switch'],
   'redis-triage': ['approve-flush', 'approve-restart'],
   'nats-lag-triage': ['approve-restart', 'approve-purge'],
-  'service-error-triage': ['approve-remediation'],
+  'service-error-triage': ['approve-remediation', 'approve-build-cache'],
 };
 
 /** Whether `step` is one `procedure` can ask for (`approve-<weight>` matches `approve-25`). */
