@@ -4,15 +4,16 @@ import pg from 'pg';
 import { ErrorTypes } from '../../common/errors.js';
 import { defaultIncidentConfig, NOTIFICATION_KINDS, SEVERITIES, type IncidentConfig } from '../../common/incident/config.js';
 import { oncallAt } from '../../common/incident/oncall.js';
-import type { IncidentPlan, Notification, NotificationResult, TriageFinding } from '../../common/incident/types.js';
+import type { IncidentPlan, Notification, NotificationResult, TicketRef, TicketRequest, TriageFinding } from '../../common/incident/types.js';
 import { resolveEnvRefs } from '../../lib/env.js';
 import { redactUrlsIn } from '../../lib/redact.js';
 import type { ServiceConfig } from '../../common/config-schema.js';
 import type { ActivityDeps } from '../deps.js';
 import { configFailure } from '../drivers/support.js';
 import { classifyStreams, connectNats, purgeOlderThan, readStreams, type StreamReading } from './nats.js';
-import { classifyRedis, connectRedis, countByPattern, parseInfo, readRedis, unlinkByPattern, type RedisReading } from './redis.js';
-import { sendWebhook } from './webhooks.js';
+import { classifyRedis, connectRedis, REDIS_THRESHOLDS, countByPattern, parseInfo, readRedis, unlinkByPattern, type RedisReading } from './redis.js';
+import { classifyReplication, readReplication, REPLICATION_THRESHOLDS, type ReplicationNode } from './redis-replication.js';
+import { sendTicket, sendWebhook } from './webhooks.js';
 
 export interface IncidentDeps extends ActivityDeps {
   /** The config's incident section, defaults filled in. */
@@ -25,11 +26,13 @@ export function createIncidentActivities(deps: ActivityDeps) {
   return {
     incidentPlan: () => incidentPlan(d),
     notify: (n: Notification) => notify(d, n),
+    createTicket: (req: TicketRequest) => createTicket(d, req),
     redisTriageRead: (req: { service: string; slowlogEntries: number }) => redisTriageRead(d, req),
     redisCountMatching: (req: { service: string; pattern: string }) => redisCountMatching(d, req),
     redisUnlink: (req: { service: string; pattern: string }) => redisUnlink(d, req),
     redisFlush: (req: { service: string }) => redisFlush(d, req),
     redisClientCount: (req: { service: string }) => redisClientCount(d, req),
+    redisReplicationRead: (req: { service: string; peers?: string[]; linkDownSeconds?: number }) => redisReplicationRead(d, req),
     cacheCheck: (req: { service: string; pattern?: string }) => cacheCheck(d, req),
     natsTriageRead: (req: { service: string; stream?: string }) => natsTriageRead(d, req),
     natsPurge: (req: { service: string; stream: string; cutoff?: number }) => natsPurge(d, req),
@@ -153,7 +156,25 @@ export async function incidentPlan(d: IncidentDeps): Promise<IncidentPlan> {
     oncall: oncall ? { primary: oncall.now.primary, secondary: oncall.now.secondary, shiftEnds: oncall.now.end } : null,
     statusPageUrl: incident.statusPageUrl,
     history: { ...incident.history },
+    matrix: { l2For: incident.escalation.l2For, p0Immediate: incident.escalation.p0Immediate, security: incident.escalation.contacts.security },
+    ticketFor: incident.ticket ? incident.ticket.for : [],
+    verification: {
+      requiredFor: incident.verification.requiredFor,
+      ...(incident.verification.errorRateQuery ? { errorRateQuery: incident.verification.errorRateQuery } : {}),
+      maxErrorRatePercent: incident.verification.maxErrorRatePercent,
+      prometheus: !!incident.prometheusUrl,
+    },
+    watchSeconds: Object.fromEntries(SEVERITIES.filter((s) => sev[s].watch !== undefined).map((s) => [s, sev[s].watch!])),
   };
+}
+
+/** Creates the incident's ticket (AlphaPulse 1.4 step 2); the tracker's answer says where it is. */
+export async function createTicket(d: IncidentDeps, req: TicketRequest): Promise<TicketRef> {
+  if (!d.incident.ticket) throw ApplicationFailure.nonRetryable('incident.ticket is not configured', ErrorTypes.InvalidConfig);
+  const ctx = Context.current();
+  const ref = await sendTicket(d.incident.ticket, req, d.env, ctx.cancellationSignal);
+  d.logger.info({ incidentId: req.incidentId, key: ref.key, status: ref.status }, 'ticket created');
+  return ref;
 }
 
 /** One webhook delivery; throws on failure so the notify profile retries it. */
@@ -169,8 +190,7 @@ export async function notify(d: IncidentDeps, n: Notification): Promise<Notifica
 export async function redisTriageRead(deps: ActivityDeps, req: { service: string; slowlogEntries: number }): Promise<{ reading: RedisReading; findings: TriageFinding[] }> {
   return withRedis(deps, req.service, async (redis) => {
     const reading = await readRedis(redis, req.slowlogEntries);
-    const warn = deps.config.thresholds.memoryWarnPercent;
-    return { reading, findings: classifyRedis(reading, { memoryWarnPercent: warn, memoryCriticalPercent: 90, hitRateMinPercent: 85, expectedPolicy: 'allkeys-lru' }) };
+    return { reading, findings: classifyRedis(reading, { ...REDIS_THRESHOLDS, table: deps.config.thresholds }) };
   });
 }
 
@@ -297,4 +317,26 @@ export async function promQuery(d: IncidentDeps, req: { query: string }): Promis
   if (raw === undefined) return null;
   const v = Number(raw);
   return Number.isFinite(v) ? v : null;
+}
+
+/**
+ * AlphaPulse 2.2 split-brain symptoms across the triaged node and its peers: role, link and
+ * offsets of each. A node that cannot be reached is a finding, not a failure (a dead master is
+ * what this looks for); a peer that is not a Redis service of the config is refused.
+ */
+export async function redisReplicationRead(
+  deps: ActivityDeps,
+  req: { service: string; peers?: string[]; linkDownSeconds?: number },
+): Promise<{ nodes: ReplicationNode[]; findings: TriageFinding[]; recommendations: string[] }> {
+  const nodes: ReplicationNode[] = [];
+  for (const service of [req.service, ...(req.peers ?? []).filter((p) => p !== req.service)]) {
+    redisUrl(deps, service);
+    try {
+      nodes.push({ service, reading: await withRedis(deps, service, readReplication) });
+    } catch (err) {
+      if (err instanceof ApplicationFailure) throw err;
+      nodes.push({ service, error: redactUrlsIn((err as Error).message).slice(0, 200) });
+    }
+  }
+  return { nodes, ...classifyReplication(nodes, { ...REPLICATION_THRESHOLDS, ...(req.linkDownSeconds !== undefined ? { linkDownSeconds: req.linkDownSeconds } : {}) }) };
 }

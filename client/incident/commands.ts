@@ -14,7 +14,7 @@ const loadConfig = async (file?: string) => {
   return config.loadConfig(file ?? config.configPathFromEnv());
 };
 
-/** `runbook oncall`, `runbook intake` and `runbook incident <action>`: the incident family's CLI. */
+/** `runbook oncall [handoff]`, `runbook intake` and `runbook incident <action>`: the incident family's CLI. */
 export function registerIncidentCommands(program: Command): void {
   program
     .command('oncall')
@@ -38,6 +38,30 @@ export function registerIncidentCommands(program: Command): void {
       const local = (iso: string) => fmt.format(new Date(iso));
       console.log(`on call now:  primary ${answer.now.primary}, secondary ${answer.now.secondary} (until ${local(answer.now.end)} ${answer.timezone})`);
       console.log(`next:         primary ${answer.next.primary}, secondary ${answer.next.secondary} (from ${local(answer.next.start)} ${answer.timezone})`);
+    });
+
+  program
+    .commands.find((c) => c.name() === 'oncall')!
+    .command('handoff')
+    .description('the shift handoff: open incidents, pending postmortems, the next shift; posted to the webhooks routed "handoff"')
+    .option('--at <iso>', 'at this instant instead of now')
+    .option('--config <file>', 'configuration file')
+    .option('--no-post', 'print only, post nowhere')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { at?: string; config?: string; post: boolean; json?: boolean }) => {
+      const { config } = await loadConfig(opts.config);
+      const incident = config.incident ?? (await incidentConfig()).defaultIncidentConfig();
+      const at = opts.at ? new Date(opts.at) : new Date();
+      if (Number.isNaN(at.getTime())) throw new UserError(`--at: not a date: "${opts.at}" (expected ISO 8601, e.g. 2026-03-09T08:00:00Z)`);
+      const { buildHandoff, postHandoff, renderHandoff } = await import('./handoff.js');
+      const handoff = await withClient((c) => buildHandoff(c, incident, at));
+      if (opts.post) handoff.posted = await postHandoff(handoff, incident, process.env);
+      if (opts.json) console.log(JSON.stringify(handoff, null, 2));
+      else {
+        console.log(renderHandoff(handoff));
+        for (const p of handoff.posted) console.log(p.error ? `not posted to ${p.webhook}: ${p.error}` : `posted to ${p.webhook} (HTTP ${p.status})`);
+      }
+      if (handoff.posted.some((p) => p.error)) process.exitCode = 1;
     });
 
   program
@@ -82,11 +106,15 @@ export function registerIncidentCommands(program: Command): void {
       .option('--summary <text>', 'resolution summary (postmortem)')
       .option('--root-cause <text>', 'root cause (postmortem)')
       .option('--impact <text>', 'impact (postmortem)')
+      .option('--force', 'resolve: skip the verification (smoke checks, error rate); needs --reason, which the timeline keeps')
       .action(async (workflowId: string, opts: Record<string, string | undefined>) => {
         const [m, { SEVERITIES }] = await Promise.all([messages(), incidentConfig()]);
         const { update, args } = build(opts, m, SEVERITIES);
         const state = await withClient((c) => sendUpdate(c, workflowId, update, { by: opts.as ?? defaultIdentity(), ...args }));
         console.log(`${name}: ${state.incidentId} is ${state.status}, ${state.severity}, level ${state.level}${state.acknowledgedBy ? `, acknowledged by ${state.acknowledgedBy}` : ''}`);
+        if (name === 'resolve' && state.status !== 'resolved' && state.verification && !state.verification.ok) {
+          throw new UserError(`not resolved: ${state.verification.reason}. Fix it and resolve again, or: runbook incident resolve ${workflowId} --force --reason "<why>"`);
+        }
       });
   act('ack', 'acknowledge the page', (_o, m) => ({ update: m.acknowledgeUpdate, args: {} }));
   act('note', 'add a note to the timeline', (o, m) => ({ update: m.noteUpdate, args: { text: required(o.text, '--text') } }));
@@ -96,10 +124,11 @@ export function registerIncidentCommands(program: Command): void {
     return { update: m.setSeverityUpdate, args: { severity, reason: o.reason } };
   });
   act('mitigated', 'impact has stopped (escalation stops)', (o, m) => ({ update: m.mitigatedUpdate, args: { text: o.text } }));
-  act('resolve', 'resolve: status page and channel say resolved; the postmortem is drafted', (o, m) => ({
-    update: m.resolvedUpdate,
-    args: { summary: o.summary, rootCause: o.rootCause, impact: o.impact },
-  }));
+  act('resolve', 'resolve after the verification (P0/P1: smoke checks, error rate); status page and channel say resolved; the postmortem is drafted', (o, m) => {
+    const force = (o.force as unknown) === true;
+    if (force && !o.reason) throw new UserError('--force needs --reason "<why the verification is skipped>"');
+    return { update: m.resolvedUpdate, args: { summary: o.summary, rootCause: o.rootCause, impact: o.impact, ...(force ? { force: true, reason: o.reason } : {}) } };
+  });
   act('escalate', 'escalate now (to the next level, or --level)', (o, m) => ({ update: m.escalateUpdate, args: { level: o.level, reason: o.reason } }));
   act('postmortem-done', 'mark the postmortem complete (stops the reminders)', (_o, m) => ({ update: m.postmortemCompleteUpdate, args: {} }));
 

@@ -38,7 +38,7 @@ export interface AlertmanagerPayload {
 
 export interface IntakeOutcome {
   workflowId: string;
-  action: 'started-or-signalled' | 'mitigated' | 'ignored';
+  action: 'started-or-signalled' | 'mitigated' | 'ignored' | 'reopened';
   severity?: string;
   triage?: string;
 }
@@ -100,6 +100,7 @@ export function incidentFromAlert(config: RunbookConfig, p: AlertmanagerPayload)
     labels: Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, clip(v)])),
     ...(labels.service && /^[a-z0-9][a-z0-9._-]{0,62}$/.test(labels.service) ? { service: labels.service } : {}),
     ...(rule ? { triage: rule.procedure, triageInput: rule.input } : {}),
+    ...breachOf(labels.security),
   };
   const firing = p.alerts.filter((a) => a.status === 'firing').length;
   return {
@@ -107,6 +108,35 @@ export function incidentFromAlert(config: RunbookConfig, p: AlertmanagerPayload)
     input,
     alert: { by: 'alertmanager', status: p.status, alerts: p.status === 'firing' ? firing : p.alerts.length, summary },
   };
+}
+
+/** An alert labelled `security` (any value but false/no/0/none) is a data breach; `security: major` a major one (AlphaPulse 6.1). */
+export function breachOf(label: string | undefined): Pick<IncidentInput, 'dataBreach'> {
+  const v = label?.trim().toLowerCase();
+  if (!v || ['false', 'no', '0', 'none'].includes(v)) return {};
+  return { dataBreach: v === 'major' || v === 'major-breach' ? 'major' : 'breach' };
+}
+
+/** Running incidents looked at when an alert group is new: the watched one of the same service takes it. */
+const MAX_WATCHED_LOOKUP = 50;
+
+/**
+ * A resolved incident still in its watch (AlphaPulse 1.3) for `service`, other than `workflowId`:
+ * a new alert group for the same service is the same problem coming back.
+ */
+async function watchedIncidentOf(client: Client, service: string, workflowId: string): Promise<string | undefined> {
+  const { incidentQuery } = await import('../../common/incident/messages.js');
+  let seen = 0;
+  for await (const w of client.workflow.list({ query: 'RunbookProcedure = "incident" AND ExecutionStatus = "Running"' })) {
+    if (++seen > MAX_WATCHED_LOOKUP) break;
+    if (w.workflowId === workflowId) continue;
+    const state = await client.workflow
+      .getHandle(w.workflowId)
+      .query(incidentQuery)
+      .catch(() => undefined);
+    if (state?.service === service && state.status === 'resolved' && state.watchUntil && Date.parse(state.watchUntil) > Date.now()) return w.workflowId;
+  }
+  return undefined;
 }
 
 export async function handleAlert(client: Client, taskQueue: string, config: RunbookConfig, p: AlertmanagerPayload): Promise<IntakeOutcome> {
@@ -119,6 +149,17 @@ export async function handleAlert(client: Client, taskQueue: string, config: Run
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return { workflowId, action: 'ignored' };
       throw err;
+    }
+  }
+  if (input.service) {
+    const running = await client.workflow
+      .getHandle(workflowId)
+      .describe()
+      .then((d) => d.status.name === 'RUNNING', () => false);
+    const watched = running ? undefined : await watchedIncidentOf(client, input.service, workflowId).catch(() => undefined);
+    if (watched) {
+      await client.workflow.getHandle(watched).signal('alert', alert);
+      return { workflowId: watched, action: 'reopened', severity: input.severity };
     }
   }
   await client.workflow.signalWithStart('incident', {

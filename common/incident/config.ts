@@ -6,8 +6,11 @@ export { HISTORY_DEFAULTS, NOTIFICATION_KINDS, SEVERITIES, type IncidentSeverity
 /**
  * The `incident:` section of runbooks.yaml. Defaults are AlphaPulse's incident
  * procedure (sections 1, 6, 7 and Appendix B): response times 15 min / 1 h / 4 h /
- * 24 h, secondary paged after 10 min without an ack, L2 past the response time,
- * L3 and L4 for P0 past 1 h and 2 h, P1 stakeholder updates every 30 min, P0
+ * 24 h, secondary paged after 10 min without an ack, a P0's CTO, tech lead and
+ * security lead paged at once, L2 past the response time for P0/P1 (P2/P3 stay with
+ * the team and get a ticket), L3 and L4 for P0 past 1 h and 2 h and for a data breach
+ * at once, P1 stakeholder updates every 30 min, verification (smoke checks, error rate
+ * under 0.1 %) before P0/P1 resolve, a one-hour watch after a P1 resolves, P0
  * postmortem within 24 h and its meeting within 48 h.
  */
 
@@ -37,6 +40,7 @@ const person = z.string().min(1);
 const severitySchema = z.strictObject({
   response: duration.describe('respond (and resolve at L1) within this, else escalate to L2'),
   stakeholderUpdates: duration.optional().describe('post a stakeholder update this often while open'),
+  watch: duration.optional().describe('after resolution, watch this long: the alert firing again re-opens the incident (AlphaPulse 1.3)'),
 });
 
 const HANDOFF = /^(Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday) ([01]\d|2[0-3]):([0-5]\d)$/;
@@ -82,6 +86,36 @@ export const webhookSchema = z.strictObject({
   timeoutMs: z.number().int().positive().default(5000),
 });
 
+/** A ticket for P2/P3 (AlphaPulse 1.4 step 2), as Jira/Linear-style JSON to a tracker or a bridge in front of one. */
+export const ticketSchema = z.strictObject({
+  url: z.string().min(1).describe('where tickets are POSTed; may carry ${ENV_NAME} references'),
+  token: z
+    .string()
+    .regex(/^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/, 'the Bearer token is a secret: write ${ENV_NAME} and set it in the worker environment')
+    .optional()
+    .describe('sent as Authorization: Bearer'),
+  for: z.array(z.enum(SEVERITIES)).default(['P2', 'P3']),
+  labels: z.array(z.string().min(1).max(50)).max(20).default(['incident']),
+  timeoutMs: z.number().int().positive().default(5000),
+});
+
+/**
+ * A dashboard service-error-triage checks as Fulcrum 3.5 does: its backend reachable, its
+ * required settings present (names only, never values) and its build cache, which the
+ * triage can clear after an approval.
+ */
+export const dashboardSchema = z.strictObject({
+  service: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected the name of a configured service'),
+  backendUrl: z.string().min(1).describe('the backend the dashboard calls, e.g. http://fulcrum-server:8080/metrics (Fulcrum 3.5 step 2); may carry ${ENV_NAME}'),
+  requiredEnv: z
+    .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'))
+    .max(100)
+    .default(['API_URL', 'GRPC_URL', 'CLERK_SECRET_KEY', 'NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY'])
+    .describe('settings that must be set (Fulcrum 3.5 step 3 and its Clerk check)'),
+  envFile: z.string().min(1).optional().describe("the service's env file (KEY=value lines), relative to the config; its command driver env is checked too"),
+  buildCacheDir: z.string().min(1).optional().describe('the build cache, e.g. the app\'s .next directory (Fulcrum 3.5 step 4), relative to the config'),
+});
+
 const triageRuleSchema = z.strictObject({
   match: z.record(z.string(), z.string()).describe('labels that must all be equal, e.g. {alertname: RedisMemoryHigh}'),
   procedure: z.enum(['redis-triage', 'nats-lag-triage', 'service-error-triage', 'latency-triage']),
@@ -94,7 +128,7 @@ export const incidentConfigSchema = z
       .strictObject({ P0: severitySchema, P1: severitySchema, P2: severitySchema, P3: severitySchema })
       .default({
         P0: { response: 900 },
-        P1: { response: 3600, stakeholderUpdates: 1800 },
+        P1: { response: 3600, stakeholderUpdates: 1800, watch: 3600 },
         P2: { response: 14_400 },
         P3: { response: 86_400 },
       }),
@@ -103,8 +137,18 @@ export const incidentConfigSchema = z
       .strictObject({
         l3After: duration.default(3600).describe('P0 open longer than this: engineering leadership (L3)'),
         l4After: duration.default(7200).describe('P0 open longer than this: CTO (L4)'),
+        l2For: z
+          .array(z.enum(SEVERITIES))
+          .default(['P0', 'P1'])
+          .describe('severities escalated to the tech lead (L2) past their response time; P2/P3 stay with the team (AlphaPulse 1.1, 6.1)'),
+        p0Immediate: z.boolean().default(true).describe('a P0 pages the CTO (L4), the tech lead (L2) and the security lead at once (AlphaPulse 1.1)'),
         contacts: z
-          .strictObject({ L2: z.array(person).default([]), L3: z.array(person).default([]), L4: z.array(person).default([]) })
+          .strictObject({
+            L2: z.array(person).default([]).describe('tech lead'),
+            L3: z.array(person).default([]).describe('engineering leadership'),
+            L4: z.array(person).default([]).describe('CTO'),
+            security: z.array(person).default([]).describe('security lead: P0 and data breaches'),
+          })
           .prefault({}),
       })
       .prefault({}),
@@ -125,7 +169,16 @@ export const incidentConfigSchema = z
       .prefault({}),
     oncall: oncallSchema.optional(),
     webhooks: z.array(webhookSchema).default([]),
+    ticket: ticketSchema.optional(),
+    verification: z
+      .strictObject({
+        requiredFor: z.array(z.enum(SEVERITIES)).default(['P0', 'P1']).describe('severities verified before they may be resolved (AlphaPulse 1.2 step 8, 1.3)'),
+        errorRateQuery: z.string().min(1).max(2000).optional().describe("PromQL for the error ratio 0..1 (default: latency-triage's)"),
+        maxErrorRatePercent: z.number().min(0).max(100).default(0.1).describe('resolved only when the error rate is below this (AlphaPulse 1.2 step 8: <0.1%)'),
+      })
+      .prefault({}),
     statusPageUrl: z.string().url().optional().describe('shown in status notifications'),
+    dashboards: z.array(dashboardSchema).default([]),
     prometheusUrl: z.string().min(1).optional().describe('Prometheus HTTP API base for latency-triage, e.g. http://127.0.0.1:9090'),
     intake: z
       .strictObject({
@@ -151,6 +204,8 @@ export const incidentConfigSchema = z
 export type IncidentConfig = z.output<typeof incidentConfigSchema>;
 export type OncallConfig = z.output<typeof oncallSchema>;
 export type WebhookConfig = z.output<typeof webhookSchema>;
+export type DashboardConfig = z.output<typeof dashboardSchema>;
+export type TicketConfig = z.output<typeof ticketSchema>;
 
 /** The defaults, for code paths where the config has no `incident:` section. */
 export function defaultIncidentConfig(): IncidentConfig {

@@ -3,7 +3,7 @@
 export const SEVERITIES = ['P0', 'P1', 'P2', 'P3'] as const;
 export type IncidentSeverity = (typeof SEVERITIES)[number];
 
-export const NOTIFICATION_KINDS = ['page', 'status', 'channel', 'stakeholder', 'escalation', 'postmortem'] as const;
+export const NOTIFICATION_KINDS = ['page', 'status', 'channel', 'stakeholder', 'escalation', 'postmortem', 'handoff'] as const;
 export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
 
 /**

@@ -16,6 +16,12 @@ export const TIMELINE_KEPT: Partial<Record<TimelineKind, { first: number; last: 
   'stakeholder-update': { first: 3, last: 5 },
   'notification-failed': { first: 5, last: 10 },
   'postmortem-reminder': { first: 3, last: 5 },
+  verification: { first: 5, last: 10 },
+  watch: { first: 5, last: 10 },
+  reopened: { first: 5, last: 10 },
+  // A re-opened incident pages and resolves again.
+  paged: { first: 10, last: 10 },
+  resolved: { first: 3, last: 5 },
 };
 
 /**
@@ -31,6 +37,11 @@ const PLURAL: Partial<Record<TimelineKind, string>> = {
   'stakeholder-update': 'stakeholder updates',
   'notification-failed': 'failed notifications',
   'postmortem-reminder': 'postmortem reminders',
+  verification: 'verifications',
+  watch: 'watch events',
+  reopened: 're-openings',
+  paged: 'pages',
+  resolved: 'resolutions',
 };
 
 function omittedText(kind: TimelineKind, count: number, from: string, to: string): string {

@@ -1,6 +1,7 @@
 import type { RunProgress, StepProgress } from '../types.js';
 import type { IncidentSeverity, NotificationKind } from './constants.js';
 import type { TriageProcedureId } from './procedures.js';
+import type { LogSearchResult } from './service-checks.js';
 export type { IncidentInput } from './inputs.js';
 
 /** Workflow-safe shapes of the incident family. Plain JSON only. */
@@ -27,6 +28,13 @@ export type TimelineKind =
   | 'postmortem-drafted'
   | 'postmortem-reminder'
   | 'postmortem-completed'
+  /** A P2/P3 ticket was created (`data`: key, url) or could not be. */
+  | 'ticket'
+  /** A resolution checked before it applies (`data`: ok, checks). */
+  | 'verification'
+  /** The watch after resolution started, saw the alert again or ended quietly. */
+  | 'watch'
+  | 'reopened'
   /** Stands for events of one kind dropped from the middle of a long run (`data`: of, count, from, to). */
   | 'omitted';
 
@@ -55,6 +63,17 @@ export interface IncidentPlan {
   statusPageUrl?: string;
   /** When a run continues as new; absent in plans recorded before it was configurable. */
   history?: { maxEvents: number; maxBytes: number };
+  /**
+   * The seed's escalation matrix (AlphaPulse 1.1, 6.1); absent in plans recorded before it, whose
+   * runs escalate every severity to L2 on time and page nobody at once.
+   */
+  matrix?: { l2For: IncidentSeverity[]; p0Immediate: boolean; security: string[] };
+  /** Severities that get a ticket, when a ticket endpoint is configured. */
+  ticketFor?: IncidentSeverity[];
+  /** Checks before a resolution applies; absent in older plans (resolved at once). */
+  verification?: { requiredFor: IncidentSeverity[]; errorRateQuery?: string; maxErrorRatePercent: number; prometheus: boolean };
+  /** How long to watch after resolution, per severity. */
+  watchSeconds?: Partial<Record<IncidentSeverity, number>>;
 }
 
 export interface Notification {
@@ -91,6 +110,44 @@ export interface IncidentState {
   postmortemComplete: boolean;
   /** How many times the incident continued as a new run (same workflow id) to keep each history small. */
   continuedAsNew?: number;
+  service?: string;
+  /** Flagged at declaration (input `dataBreach` or an alert's `security` label). */
+  dataBreach?: 'breach' | 'major';
+  /** The P2/P3 ticket, as its tracker answered. */
+  ticket?: TicketRef;
+  /** The last verification of a resolution. */
+  verification?: Verification;
+  /** While resolved and watched: until when a recurring alert re-opens it. */
+  watchUntil?: string;
+  reopened?: number;
+}
+
+export interface TicketRef {
+  key?: string;
+  url?: string;
+  status: number;
+}
+
+export interface TicketRequest {
+  incidentId: string;
+  title: string;
+  description: string;
+  severity: IncidentSeverity;
+  labels: string[];
+}
+
+export interface VerificationCheck {
+  check: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface Verification {
+  at: string;
+  ok: boolean;
+  checks: VerificationCheck[];
+  /** Why the incident stays open, when not ok. */
+  reason?: string;
 }
 
 /** A message the run refused, kept without the payload that was refused. */
@@ -121,7 +178,7 @@ export interface IncidentResult extends IncidentRefusals {
  * because the timeline and refusals it carries are.
  */
 export interface IncidentCarry {
-  phase: 'respond' | 'postmortem-complete';
+  phase: 'respond' | 'watch' | 'postmortem-complete';
   plan: IncidentPlan;
   state: IncidentState;
   timeline: TimelineEvent[];
@@ -154,6 +211,9 @@ export interface MitigatedInput extends ActorInput {
   text?: string;
 }
 export interface ResolvedInput extends ActorInput {
+  /** Resolve without the verification (smoke checks, error rate); needs `reason`, which the timeline keeps. */
+  force?: boolean;
+  reason?: string;
   summary?: string;
   rootCause?: string;
   impact?: string;
@@ -185,4 +245,6 @@ export interface TriageResult {
   remediations: string[];
   table: string;
   progress: RunProgress;
+  /** service-error-triage with traceId/since/until: the lines found (Fulcrum 6.3). */
+  logSearch?: LogSearchResult;
 }

@@ -59,14 +59,19 @@ import type {
   NoteInput,
   ResolvedInput,
   SeverityInput,
+  TicketRequest,
   TimelineEvent,
   TimelineKind,
   TriageResult,
+  Verification,
+  VerificationCheck,
 } from '../../common/incident/types.js';
 import { PROCEDURES } from '../../common/procedures.js';
 import { quick } from '../shared/profiles.js';
 import { handleCommand, keepRefusal } from '../shared/commands.js';
+import { checkHealth, selectServices } from '../shared/health.js';
 import { RunContext } from '../shared/run-context.js';
+import { DEFAULT_ERROR_RATE_QUERY } from './triage.js';
 
 /** Webhooks: a few quick retries, then the failure is recorded in the timeline and the incident goes on. */
 const notifyProfile: ActivityOptions = {
@@ -75,7 +80,16 @@ const notifyProfile: ActivityOptions = {
 };
 
 const { incidentPlan } = proxyActivities<Activities>(quick);
-const { notify } = proxyActivities<Activities>(notifyProfile);
+const { notify, createTicket } = proxyActivities<Activities>(notifyProfile);
+// Regular activities, not local ones: the run answers queries while it verifies (see RunContext.checked).
+const { loadPlan: loadServices, runProbe, promQuery } = proxyActivities<Activities>(quick);
+
+/** The seed's escalation matrix: P0 pages the leads at once, a breach escalates, P2/P3 stay with the team and get a ticket. */
+const SEED_ESCALATION = 'incident-seed-escalation';
+/** A P0/P1 resolution applies only after its verification (or with force and a reason). */
+const VERIFIED_RESOLUTION = 'incident-verified-resolution';
+/** The watch after a resolution, where the alert firing again re-opens the incident. */
+const WATCH_AFTER_RESOLUTION = 'incident-watch-after-resolution';
 
 const LEVELS: EscalationLevel[] = ['L1', 'L2', 'L3', 'L4'];
 const LEVEL_NAMES: Record<EscalationLevel, string> = {
@@ -87,6 +101,11 @@ const LEVEL_NAMES: Record<EscalationLevel, string> = {
 
 function levelIndex(l: EscalationLevel): number {
   return LEVELS.indexOf(l);
+}
+
+function failureMessage(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
 }
 
 function actor(input: ActorInput | undefined): string | undefined {
@@ -141,6 +160,8 @@ const SHAPES = {
   mitigated: (i: MitigatedInput) => byProblem(i) ?? textProblem('text', i.text),
   resolved: (i: ResolvedInput) =>
     byProblem(i) ??
+    (i.force !== undefined && typeof i.force !== 'boolean' ? '"force" must be true or false' : undefined) ??
+    textProblem('reason', i.reason) ??
     textProblem('summary', i.summary) ??
     textProblem('rootCause', i.rootCause) ??
     textProblem('impact', i.impact) ??
@@ -181,7 +202,7 @@ function isCarry(c: IncidentCarry): boolean {
   const isObject = (v: unknown) => !!v && typeof v === 'object' && !Array.isArray(v);
   return (
     isObject(c) &&
-    (c.phase === 'respond' || c.phase === 'postmortem-complete') &&
+    (c.phase === 'respond' || c.phase === 'watch' || c.phase === 'postmortem-complete') &&
     isObject(c.plan) &&
     isObject(c.state) &&
     typeof c.state.declaredAt === 'string' &&
@@ -249,6 +270,8 @@ class IncidentRun {
   reminders: number;
   reminderAt: number | undefined;
   triageRunning = false;
+  /** A resolution being verified: a second one waits for its answer. */
+  verifying = false;
   readonly inflight = new Set<Promise<void>>();
   readonly refused: IncidentRefusals;
 
@@ -278,6 +301,8 @@ class IncidentRun {
       declaredAt: new Date().toISOString(),
       triageRuns: [],
       postmortemComplete: false,
+      ...(input.service ? { service: input.service } : {}),
+      ...(input.dataBreach ? { dataBreach: input.dataBreach } : {}),
     };
     this.plan = carried?.plan;
     this.resolution = carried?.resolution;
@@ -349,6 +374,70 @@ class IncidentRun {
   page(to: string, role: string, why: string): void {
     this.record('paged', 'runbook', `Paged ${to} (${role}): ${why}`, { to, role });
     this.send('page', `PAGE ${to} (${role}): ${this.header()} — ${why}. Acknowledge: runbook incident ack ${this.incidentId} --as ${to}`, { to, role });
+  }
+
+  /** Whether this run follows the seed's escalation matrix (plans and code from before it do not). */
+  seedMatrix(p: IncidentPlan): p is IncidentPlan & { matrix: NonNullable<IncidentPlan['matrix']> } {
+    return p.matrix !== undefined && patched(SEED_ESCALATION);
+  }
+
+  /** Pages named people outside the ladder at once (a P0's leads, a breach's security lead). */
+  escalateNow(to: Array<[role: string, people: string[]]>, why: string): void {
+    const named = to.filter(([, people]) => people.length > 0);
+    const everyone = [...new Set(named.flatMap(([, people]) => people))];
+    const list = to.map(([role, people]) => `${role}${people.length ? ` ${people.join(', ')}` : ' (no contact configured)'}`).join('; ');
+    this.record('escalated', 'runbook', `Escalated at once to ${list}: ${why}`, { immediate: true, to: everyone, roles: Object.fromEntries(to) });
+    if (everyone.length > 0) this.send('escalation', `ESCALATION (immediate): ${this.header()} — ${why}. ${list}`, { to: everyone, escalationLevel: 'immediate', roles: to.map(([r]) => r) });
+  }
+
+  /** AlphaPulse 1.1 (P0: CTO, tech lead, security lead at once) and 6.1 (a data breach: L3, a major one L4), on top of the on-call ladder. */
+  escalateAtDeclaration(p: IncidentPlan & { matrix: NonNullable<IncidentPlan['matrix']> }): void {
+    const { state } = this;
+    const contacts = p.contacts;
+    if (state.severity === 'P0' && p.matrix.p0Immediate) {
+      this.escalateNow([['CTO', contacts.L4], ['Tech Lead', contacts.L2], ['Security Lead', p.matrix.security]], 'P0 escalates immediately (AlphaPulse 1.1)');
+    }
+    if (state.dataBreach) {
+      const why = `${state.dataBreach === 'major' ? 'major data breach' : 'data breach'} (AlphaPulse 6.1)`;
+      this.escalateTo('L3', 'runbook', why);
+      if (state.dataBreach === 'major') this.escalateTo('L4', 'runbook', why);
+      if (!(state.severity === 'P0' && p.matrix.p0Immediate)) this.escalateNow([['Security Lead', p.matrix.security]], why);
+    }
+  }
+
+  /** AlphaPulse 1.4 step 2: a P2/P3 gets a ticket; where it landed goes into the timeline and the state. */
+  openTicket(p: IncidentPlan): void {
+    const { state, input } = this;
+    const req: TicketRequest = {
+      incidentId: this.incidentId,
+      title: clip(`[${state.severity}] ${state.title}`, 250),
+      description: [
+        input.summary ?? state.title,
+        '',
+        `Severity: ${state.severity} (respond within ${formatDuration(p.responseSeconds[state.severity] * 1000)})`,
+        ...(input.service ? [`Service: ${input.service}`] : []),
+        `Environment: ${p.environment}`,
+        `Declared: ${state.declaredAt} by ${this.requestedBy}${input.source ? ` via ${input.source}` : ''}`,
+        `Incident run: ${this.incidentId} (runbook incident timeline ${this.incidentId})`,
+      ].join('\n'),
+      severity: state.severity,
+      labels: [state.severity, ...(input.service ? [`service:${input.service}`] : []), `env:${p.environment}`],
+    };
+    const created: Promise<void> = createTicket(req)
+      .then(
+        (ref) => {
+          state.ticket = ref;
+          const where = [ref.key, ref.url].filter(Boolean).join(' ');
+          this.record('ticket', 'runbook', `Ticket created${where ? `: ${where}` : ` (HTTP ${ref.status}, no key in the answer)`}`, { ...ref });
+          this.send('channel', `${this.header()}: ticket ${where || 'created'}`);
+        },
+        (err: unknown) => {
+          const cause = err instanceof ActivityFailure && err.cause ? err.cause.message : String(err);
+          this.record('ticket', 'runbook', `Ticket could not be created: ${cause}`, { failed: true });
+        },
+      )
+      .finally(() => this.inflight.delete(created));
+    this.inflight.add(created);
   }
 
   escalateTo(level: EscalationLevel, by: string, why: string): void {
@@ -467,6 +556,139 @@ class IncidentRun {
     });
   }
 
+  /**
+   * `resolved` answers after its verification, so unlike the other messages its update
+   * handler is async; the checks are the same for the signal and the update.
+   */
+  wireResolved(check: Check<ResolvedInput>, apply: (i: ResolvedInput) => void): void {
+    const validate = (i: ResolvedInput, via: 'signal' | 'update'): string | undefined => {
+      const shape = shapeProblem('resolved', i);
+      if (shape !== undefined && (via === 'update' || this.bounded())) return shape;
+      const refused = check(i);
+      if (refused !== undefined || shape !== undefined) return refused;
+      if (i.force === true && !(typeof i.reason === 'string' && i.reason.trim())) return '"reason" is required with force: say why the verification is skipped';
+      if (this.verifying && i.force !== true) return 'a verification of this resolution is running: wait for its answer, or resolve with force and a reason';
+      return undefined;
+    };
+    setHandler(resolvedSignal, (i: ResolvedInput) => {
+      const reason = validate(i, 'signal');
+      if (reason !== undefined) this.refuse('resolved', i, reason);
+      else void this.resolve(i, apply);
+    });
+    setHandler(resolvedUpdate, (i: ResolvedInput) => this.resolve(i, apply), {
+      validator: (i: ResolvedInput) => {
+        const reason = validate(i, 'update');
+        if (reason !== undefined) throw ApplicationFailure.create({ type: INCIDENT_MESSAGE_REFUSED, message: reason, nonRetryable: true });
+      },
+    });
+  }
+
+  /**
+   * AlphaPulse 1.2 step 8 (and 1.3, "same as P0"): a P0/P1 is resolved only when the smoke
+   * checks pass and the error rate is under the limit; otherwise it stays open and the
+   * timeline says why. `force` with a reason skips the checks and is recorded as such.
+   */
+  async resolve(i: ResolvedInput, apply: (i: ResolvedInput) => void): Promise<IncidentState> {
+    const state = this.state;
+    if (!patched(VERIFIED_RESOLUTION)) {
+      apply(i);
+      return { ...state };
+    }
+    const by = actor(i)!;
+    if (i.force === true) {
+      this.record('verification', by, `Resolved by ${by} without verification (force): ${i.reason!.trim()}`, { ok: false, forced: true });
+      apply(i);
+      return { ...state };
+    }
+    await condition(() => this.plan !== undefined);
+    const v = this.plan!.verification;
+    if (!v || !v.requiredFor.includes(state.severity)) {
+      apply(i);
+      return { ...state };
+    }
+    this.verifying = true;
+    this.record('verification', by, `Resolution requested by ${by}: verifying first (smoke checks, error rate below ${v.maxErrorRatePercent}%)`);
+    let verdict: Verification;
+    try {
+      verdict = await this.verify(v);
+    } finally {
+      this.verifying = false;
+    }
+    state.verification = verdict;
+    // Resolved with force while the checks ran: that answer stands.
+    if (state.status === 'resolved') return { ...state };
+    const lines = verdict.checks.map((c) => `${c.check}: ${c.detail}`).join('; ');
+    if (verdict.ok) {
+      this.record('verification', 'runbook', `Verified: ${lines}`, { ok: true, checks: verdict.checks });
+      apply(i);
+    } else {
+      this.record('verification', 'runbook', `Not resolved, the incident stays ${state.status}: ${verdict.reason}. Fix it and resolve again, or resolve --force --reason "..."`, {
+        ok: false,
+        checks: verdict.checks,
+      });
+      this.send('channel', `${this.header()}: resolution by ${by} refused by its verification: ${verdict.reason}`);
+    }
+    return { ...state };
+  }
+
+  /** The smoke checks (the service's health probes, as health-check runs them) and the error rate from Prometheus. */
+  async verify(v: NonNullable<IncidentPlan['verification']>): Promise<Verification> {
+    const checks: VerificationCheck[] = [];
+    const smoke = async (): Promise<VerificationCheck> => {
+      try {
+        const plan = await loadServices({ procedure: PROCEDURES.incident });
+        const service = this.state.service;
+        const known = service !== undefined && plan.services.some((x) => x.name === service);
+        const services = known ? selectServices(plan, [service]) : plan.services;
+        const scope = known ? `service ${service}` : 'all services';
+        if (services.every((x) => x.probes.length === 0)) return { check: 'smoke checks', ok: true, detail: `no health probes configured for ${scope}` };
+        const h = await checkHealth(plan, services, runProbe);
+        const bad = h.results.filter((r) => r.severity === 'P0' || r.severity === 'P1');
+        return {
+          check: 'smoke checks',
+          ok: bad.length === 0,
+          detail: bad.length === 0 ? `${h.results.length} probes of ${scope} healthy` : `unhealthy: ${bad.map((r) => `${r.service} ${r.severity} ${r.reason}`).join(', ')}`,
+        };
+      } catch (err) {
+        return { check: 'smoke checks', ok: false, detail: `could not run: ${clip(failureMessage(err), 300)}` };
+      }
+    };
+    const errorRate = async (): Promise<VerificationCheck> => {
+      if (!v.prometheus) return { check: 'error rate', ok: true, detail: 'not checked: incident.prometheusUrl is not set' };
+      const query = v.errorRateQuery ?? DEFAULT_ERROR_RATE_QUERY;
+      try {
+        const ratio = await promQuery({ query });
+        if (ratio === null) return { check: 'error rate', ok: false, detail: `no data from Prometheus for ${query}` };
+        const percent = Math.round(ratio * 100 * 1000) / 1000;
+        return {
+          check: 'error rate',
+          ok: percent < v.maxErrorRatePercent,
+          detail: `${percent}% ${percent < v.maxErrorRatePercent ? 'below' : 'not below'} ${v.maxErrorRatePercent}% (${query})`,
+        };
+      } catch (err) {
+        return { check: 'error rate', ok: false, detail: `could not read it from Prometheus: ${clip(failureMessage(err), 300)}` };
+      }
+    };
+    checks.push(...(await Promise.all([smoke(), errorRate()])));
+    const failed = checks.filter((c) => !c.ok);
+    return { at: new Date().toISOString(), ok: failed.length === 0, checks, ...(failed.length ? { reason: failed.map((c) => `${c.check}: ${c.detail}`).join('; ') } : {}) };
+  }
+
+  /** A firing alert during the watch: the incident opens again, pages the primary and, where the matrix says so, the tech lead. */
+  reopen(by: string, why: string): void {
+    const state = this.state;
+    state.status = 'open';
+    state.reopened = (state.reopened ?? 0) + 1;
+    state.resolvedAt = undefined;
+    state.watchUntil = undefined;
+    this.record('reopened', by, `Re-opened (#${state.reopened}): ${why}`);
+    this.send('status', `Investigating: ${state.title}. The issue has come back; we are investigating.`, { statusPage: 'investigating' });
+    this.send('channel', `${this.header()}: RE-OPENED — ${why}`);
+    this.page(state.commander ?? this.plan?.oncall?.primary ?? 'on-call', 'primary', `re-opened: ${why}`);
+    const p = this.plan;
+    if (p && this.seedMatrix(p) && p.matrix.l2For.includes(state.severity)) this.escalateTo('L2', 'runbook', `recurred within the watch after resolution`);
+  }
+
   listen(): void {
     const checks = this.checks();
     const apply = this.appliers();
@@ -474,7 +696,7 @@ class IncidentRun {
     this.wire('note', noteSignal, noteUpdate, checks.note, apply.note);
     this.wire('set-severity', setSeveritySignal, setSeverityUpdate, checks['set-severity'], apply['set-severity']);
     this.wire('mitigated', mitigatedSignal, mitigatedUpdate, checks.mitigated, apply.mitigated);
-    this.wire('resolved', resolvedSignal, resolvedUpdate, checks.resolved, apply.resolved);
+    this.wireResolved(checks.resolved, apply.resolved);
     this.wire('escalate', escalateSignal, escalateUpdate, checks.escalate, apply.escalate);
     this.wire('postmortem-complete', postmortemCompleteSignal, postmortemCompleteUpdate, checks['postmortem-complete'], apply['postmortem-complete']);
     setHandler(alertSignal, (a: AlertInput) => {
@@ -489,6 +711,7 @@ class IncidentRun {
         else this.record('alert', by, `Alert resolved: ${a.summary}`);
       } else {
         this.record('alert', by, `Alert firing (${a.alerts} alert${a.alerts === 1 ? '' : 's'}): ${a.summary}`, { alerts: a.alerts });
+        if (this.state.status === 'resolved' && this.state.watchUntil !== undefined) this.reopen(by, `the alert fired again within the watch: ${a.summary}`);
       }
     });
     setHandler(timelineQuery, () => this.timeline);
@@ -505,11 +728,24 @@ class IncidentRun {
     if (!carried) await this.declare(p);
     if (!carried && this.input.triage) await this.startTriage(this.input.triage);
 
-    if (!carried || carried.phase === 'respond') {
-      const responded = await this.ctx.step('respond', () => this.respond(p), (s) =>
-        s === CONTINUE ? 'continued in a new run' : `resolved at ${s.resolvedAt}, highest level ${s.level}`,
-      );
-      if (responded === CONTINUE) return this.carryOn('respond', 'respond');
+    if (!carried || carried.phase === 'respond' || carried.phase === 'watch') {
+      let watching = carried?.phase === 'watch';
+      for (;;) {
+        if (!watching) {
+          const responded = await this.ctx.step('respond', () => this.respond(p), (s) =>
+            s === CONTINUE ? 'continued in a new run' : `resolved at ${s.resolvedAt}, highest level ${s.level}`,
+          );
+          if (responded === CONTINUE) return this.carryOn('respond', 'respond');
+        }
+        watching = false;
+        const watchFor = this.watchSeconds(p);
+        if (watchFor === undefined) break;
+        const watched = await this.ctx.step('watch', () => this.watch(watchFor), (w) =>
+          w === CONTINUE ? 'continued in a new run' : w === 'reopened' ? `re-opened by a recurring alert (#${this.state.reopened})` : `no recurrence within ${formatDuration(watchFor * 1000)}`,
+        );
+        if (watched === CONTINUE) return this.carryOn('watch', 'watch');
+        if (watched === 'quiet') break;
+      }
       this.postmortem = await this.ctx.step('postmortem', async () => this.draftPostmortem(p), () => 'drafted');
     }
 
@@ -558,6 +794,10 @@ class IncidentRun {
         }
         this.send('channel', `${this.header()} declared by ${requestedBy}${input.summary ? `: ${input.summary}` : ''}. Response time ${formatDuration(p.responseSeconds[state.severity] * 1000)}.`);
         this.page(p.oncall?.primary ?? 'on-call', 'primary', `new ${state.severity} incident`);
+        if (this.seedMatrix(p)) {
+          this.escalateAtDeclaration(p);
+          if (p.ticketFor?.includes(state.severity)) this.openTicket(p);
+        }
       },
       () => `paged ${p.oncall?.primary ?? 'on-call'}`,
     );
@@ -620,6 +860,39 @@ class IncidentRun {
     return state;
   }
 
+  /** How long to watch the resolved incident (AlphaPulse 1.3 step 4: P1, one hour), with the step shown before the postmortem. */
+  watchSeconds(p: IncidentPlan): number | undefined {
+    const seconds = p.watchSeconds?.[this.state.severity];
+    if (seconds === undefined || !patched(WATCH_AFTER_RESOLUTION)) return undefined;
+    const steps = this.ctx.progress.steps;
+    if (!steps.some((x) => x.id === 'watch')) {
+      const at = steps.findIndex((x) => x.id === 'postmortem');
+      steps.splice(at < 0 ? steps.length : at, 0, { id: 'watch', title: `Watch after resolution (${formatDuration(seconds * 1000)})`, status: 'pending' });
+    }
+    return seconds;
+  }
+
+  /** A durable timer: quiet until it ends closes the incident; the alert firing again (see `reopen`) opens it. */
+  async watch(seconds: number): Promise<'quiet' | 'reopened' | typeof CONTINUE> {
+    const state = this.state;
+    if (state.watchUntil === undefined) {
+      state.watchUntil = new Date(Date.now() + seconds * 1000).toISOString();
+      this.record('watch', 'runbook', `Watching for ${formatDuration(seconds * 1000)} after resolution: the alert firing again before ${state.watchUntil} re-opens the incident (AlphaPulse 1.3)`);
+    }
+    for (;;) {
+      if (state.status !== 'resolved') return 'reopened';
+      const left = Date.parse(state.watchUntil!) - Date.now();
+      if (left <= 0) break;
+      if (this.historyFull()) return CONTINUE;
+      const target = this.version;
+      await condition(() => this.version !== target || state.status !== 'resolved', left);
+    }
+    state.watchUntil = undefined;
+    this.record('watch', 'runbook', `No recurrence within ${formatDuration(seconds * 1000)} of the resolution; the incident is closed`);
+    this.send('channel', `${this.header()}: no recurrence within ${formatDuration(seconds * 1000)}; closed`);
+    return 'quiet';
+  }
+
   /** Pages the secondary when nobody acknowledged in time; returns when that is due, if not yet. */
   pageSecondary(p: IncidentPlan, now: number, declaredMs: number): number[] {
     if (this.state.acknowledgedBy || this.secondaryPaged) return [];
@@ -637,7 +910,9 @@ class IncidentRun {
     if (state.status !== 'open' && state.status !== 'acknowledged') return deadlines;
     const elapsed = now - declaredMs;
     const response = p.responseSeconds[state.severity] * 1000;
-    if (levelIndex(state.level) < 1) {
+    // AlphaPulse 1.1: P2/P3 stay with the team; the tech lead (L2) is for P0/P1 past their response time.
+    const toL2 = this.seedMatrix(p) ? p.matrix.l2For.includes(state.severity) : true;
+    if (levelIndex(state.level) < 1 && toL2) {
       if (elapsed >= response) this.escalateTo('L2', 'runbook', `not resolved within the ${state.severity} response time (${formatDuration(response)})`);
       else deadlines.push(declaredMs + response);
     }

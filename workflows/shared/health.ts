@@ -11,10 +11,13 @@ import { RunContext } from './run-context.js';
 const { runProbe } = proxyLocalActivities<Activities>(localProbe);
 const { loadPlan } = proxyLocalActivities<Activities>(localQuick);
 
-/** Every probe of the named services, in parallel, classified with the runbook's alert thresholds. */
-export async function checkHealth(plan: RunbookPlan, services: readonly PlanService[]): Promise<HealthCheckResult> {
+/**
+ * Every probe of the named services, in parallel, classified with the runbook's alert thresholds.
+ * `probe` is the local activity unless a caller that answers queries meanwhile passes a regular one.
+ */
+export async function checkHealth(plan: RunbookPlan, services: readonly PlanService[], probe: typeof runProbe = runProbe): Promise<HealthCheckResult> {
   const started = Date.now();
-  const raw = await Promise.all(services.flatMap((s) => s.probes.map((p) => runProbe({ service: s.name, index: p.index }))));
+  const raw = await Promise.all(services.flatMap((s) => s.probes.map((p) => probe({ service: s.name, index: p.index }))));
   const results = raw
     .map((r) => classifyProbe(r, plan.thresholds))
     .sort((a, b) => SEVERITY_ORDER.indexOf(a.severity) - SEVERITY_ORDER.indexOf(b.severity) || a.service.localeCompare(b.service));
