@@ -5,6 +5,7 @@ import { parsePublicKeyLine } from './signed-approvals.js';
 import { databaseOpsSchema } from './database/config.js';
 import { incidentConfigSchema } from './incident/config.js';
 import { deliverySchema } from './delivery/config.js';
+import { alertsSchema, thresholdsSchema } from './thresholds-config.js';
 
 /**
  * The one configuration file (runbooks.yaml). Values may reference the environment
@@ -173,6 +174,11 @@ export const driverSchema = z.discriminatedUnion('type', [
     forceRecreate: argv.optional(),
     status: argv.optional(),
     logs: argv.optional(),
+    logFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('the file the service writes its log to (relative to the config); searching logs by trace id or time reads it instead of the tail of `logs`'),
     clean: argv.optional().describe('deletes the service data; runs only after an approved clean stop'),
     rollback: argv.optional().describe('starts the service at its previous version (db-migration-rollback); without it the service is started as deployed'),
     cwd: z.string().optional(),
@@ -273,13 +279,8 @@ export const configSchema = z
     databaseOps: databaseOpsSchema.optional(),
     incident: incidentConfigSchema.optional(),
     delivery: deliverySchema.optional(),
-    thresholds: z
-      .object({
-        slowProbeMs: z.number().positive().default(100),
-        memoryWarnPercent: z.number().min(1).max(100).default(80),
-        natsLagMessages: z.number().int().positive().default(1000),
-      })
-      .prefault({}),
+    thresholds: thresholdsSchema,
+    alerts: alertsSchema,
   })
   .superRefine((cfg, ctx) => {
     const names = new Set<string>();

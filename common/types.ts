@@ -1,5 +1,6 @@
 import type { ApprovalPolicy } from './approvals.js';
 import type { SignedApproval } from './signed-approvals.js';
+import type { ThresholdSettings } from './thresholds.js';
 /** Workflow-safe data shapes shared by workflows, activities and the CLI. Plain JSON only. */
 
 export type ProbeType = 'http' | 'grpc' | 'postgres' | 'redis' | 'nats' | 'tcp';
@@ -84,7 +85,8 @@ export interface RunbookPlan {
   databases: Array<{ name: string; hasMigrations: boolean }>;
   approvalPolicy: ApprovalPolicy;
   approvalTimeoutSeconds: number;
-  thresholds: { slowProbeMs: number; memoryWarnPercent: number; natsLagMessages: number };
+  /** The config's `thresholds` (common/thresholds.ts); plans recorded before the table carry only the first three keys. */
+  thresholds: ThresholdSettings;
 }
 
 /** `interrupted`: the step was running (or waiting for an answer) when the run was cancelled or ended. */

@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import type { TriageFinding } from '../../common/incident/types.js';
+import { breaches, describeThreshold, threshold, type ThresholdSettings } from '../../common/thresholds.js';
 
 /**
  * Redis readings and remediations for redis-triage (Fulcrum 3.4, AlphaPulse 2.2
@@ -24,13 +25,14 @@ export interface RedisReading {
 }
 
 export interface RedisThresholds {
-  memoryWarnPercent: number;
-  memoryCriticalPercent: number;
+  /** The config's `thresholds`: Memory Usage (Fulcrum 2.3) and Redis Memory (AlphaPulse 4.2) rows of common/thresholds.ts. */
+  table: Partial<ThresholdSettings>;
   hitRateMinPercent: number;
   expectedPolicy: string;
 }
 
-export const REDIS_THRESHOLDS: RedisThresholds = { memoryWarnPercent: 80, memoryCriticalPercent: 90, hitRateMinPercent: 85, expectedPolicy: 'allkeys-lru' };
+/** AlphaPulse 2.2: hit rate target >85 %, eviction policy allkeys-lru. */
+export const REDIS_THRESHOLDS: RedisThresholds = { table: {}, hitRateMinPercent: 85, expectedPolicy: 'allkeys-lru' };
 
 export function connectRedis(url: string, name: string): Redis {
   const redis = new Redis(url, {
@@ -89,8 +91,17 @@ export function classifyRedis(r: RedisReading, t: RedisThresholds = REDIS_THRESH
   if (r.memoryPercent === null) {
     f.push({ check: 'memory', severity: 'P2', detail: `used ${mb(r.usedMemory)}; no maxmemory limit set (Redis can grow until the host runs out)` });
   } else {
-    const sev = r.memoryPercent >= t.memoryCriticalPercent ? 'P0' : r.memoryPercent >= t.memoryWarnPercent ? 'P1' : 'OK';
-    f.push({ check: 'memory', severity: sev, detail: `${r.memoryPercent}% of maxmemory (${mb(r.usedMemory)} / ${mb(r.maxMemory)}); warn ${t.memoryWarnPercent}%, critical ${t.memoryCriticalPercent}%` });
+    // Graded by every row it is over, the worst one winning: Redis Memory >90% is P2 (AlphaPulse 4.2),
+    // and the same reading is over Memory Usage >80% (Fulcrum 2.3, P1).
+    const rows = [threshold('memory-usage', t.table), threshold('redis-memory', t.table)];
+    const over = rows.filter((row) => breaches(row, r.memoryPercent!)).sort((a, b) => a.severity.localeCompare(b.severity));
+    f.push({
+      check: 'memory',
+      severity: over[0]?.severity ?? 'OK',
+      detail:
+        `${r.memoryPercent}% of maxmemory (${mb(r.usedMemory)} / ${mb(r.maxMemory)}); ` +
+        (over.length > 0 ? `over ${over.map((row) => `${describeThreshold(row)} ${row.severity}`).join(', ')}` : `under ${rows.map((row) => `${row.value}%`).join(' and ')}`),
+    });
   }
   f.push({
     check: 'maxmemory-policy',
@@ -98,10 +109,14 @@ export function classifyRedis(r: RedisReading, t: RedisThresholds = REDIS_THRESH
     detail: r.policy === t.expectedPolicy ? r.policy : `${r.policy}, should be ${t.expectedPolicy}: CONFIG SET maxmemory-policy ${t.expectedPolicy}`,
   });
   f.push({ check: 'evictions', severity: r.evictedKeys > 0 ? 'P2' : 'OK', detail: `${r.evictedKeys} keys evicted` });
+  const missRow = threshold('cache-miss-rate', t.table);
   f.push({
     check: 'hit rate',
-    severity: r.hitRatePercent !== null && r.hitRatePercent < t.hitRateMinPercent ? 'P2' : 'OK',
-    detail: r.hitRatePercent === null ? 'no lookups yet' : `${r.hitRatePercent}% (${r.hits} hits, ${r.misses} misses); minimum ${t.hitRateMinPercent}%`,
+    severity: r.hitRatePercent !== null && (r.hitRatePercent < t.hitRateMinPercent || breaches(missRow, 100 - r.hitRatePercent)) ? missRow.severity : 'OK',
+    detail:
+      r.hitRatePercent === null
+        ? 'no lookups yet'
+        : `${r.hitRatePercent}% (${r.hits} hits, ${r.misses} misses); minimum ${t.hitRateMinPercent}% (AlphaPulse 2.2), Cache Miss Rate >${missRow.value}% (Fulcrum 2.3)`,
   });
   const slow = r.slowlog[0];
   f.push({

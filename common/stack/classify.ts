@@ -1,30 +1,58 @@
-import type { ClassifiedProbe, ProbeResult, RunbookPlan, Severity } from '../types.js';
+import { breaches, threshold, type ThresholdId, type ThresholdSettings } from '../thresholds.js';
+import type { ClassifiedProbe, ProbeResult, Severity } from '../types.js';
 
 export const SEVERITY_ORDER: readonly Severity[] = ['P0', 'P1', 'P2', 'OK'];
 
-/** The Fulcrum runbook's alert thresholds (section 2.3) applied to one probe result. */
-export function classifyProbe(r: ProbeResult, t: RunbookPlan['thresholds']): ClassifiedProbe {
+/** The threshold rows a probe reading can be over: what `health-watch` can see. */
+export const PROBE_THRESHOLDS: readonly ThresholdId[] = ['service-down', 'database-down', 'memory-usage', 'redis-memory', 'nats-lag', 'slow-probe'];
+
+/** One threshold row a probe result is over, with the reason shown in the health table. */
+export interface ProbeCondition {
+  threshold: ThresholdId;
+  severity: Exclude<Severity, 'OK'>;
+  reason: string;
+}
+
+/**
+ * Every row of the threshold table (common/thresholds.ts: Fulcrum 2.3, AlphaPulse 4.2)
+ * one probe result is over, worst first. `health-watch` tracks each of them over time.
+ */
+export function probeConditions(r: ProbeResult, t: Partial<ThresholdSettings>): ProbeCondition[] {
+  const out: ProbeCondition[] = [];
   if (r.status !== 'healthy') {
-    return r.type === 'postgres'
-      ? { ...r, severity: 'P0', reason: 'Database Down: connection refused or not answering' }
-      : { ...r, severity: 'P0', reason: 'Service Down: 0 healthy' };
+    const row = threshold(r.type === 'postgres' ? 'database-down' : 'service-down', t);
+    out.push({ threshold: row.id, severity: row.severity, reason: r.type === 'postgres' ? 'Database Down: connection refused or not answering' : 'Service Down: 0 healthy' });
+    return out;
   }
   const memory = r.metrics?.memoryPercent;
-  if (memory !== undefined && memory > t.memoryWarnPercent) {
-    return { ...r, severity: 'P1', reason: `Memory Usage >${t.memoryWarnPercent}% (${memory.toFixed(1)}%)` };
+  const mem = threshold('memory-usage', t);
+  if (memory !== undefined && breaches(mem, memory)) {
+    out.push({ threshold: mem.id, severity: mem.severity, reason: `Memory Usage >${mem.value}% (${memory.toFixed(1)}%)` });
+  }
+  const redisMem = threshold('redis-memory', t);
+  if (r.type === 'redis' && memory !== undefined && breaches(redisMem, memory)) {
+    out.push({ threshold: redisMem.id, severity: redisMem.severity, reason: `Redis Memory >${redisMem.value}% (${memory.toFixed(1)}%)` });
   }
   const lag = r.metrics?.maxConsumerPending;
-  if (lag !== undefined && lag > t.natsLagMessages) {
-    return { ...r, severity: 'P1', reason: `NATS Lag >${t.natsLagMessages} messages (${lag})` };
+  const nats = threshold('nats-lag', t);
+  if (lag !== undefined && breaches(nats, lag)) {
+    out.push({ threshold: nats.id, severity: nats.severity, reason: `NATS Lag >${nats.value} messages (${lag})` });
   }
+  const slow = threshold('slow-probe', t);
   const queryMs = r.metrics?.queryMs;
   if (r.type === 'postgres' && queryMs !== undefined) {
-    if (queryMs > t.slowProbeMs) return { ...r, severity: 'P2', reason: `Slow Queries >${t.slowProbeMs}ms (${Math.round(queryMs)}ms)` };
-  } else if (r.latencyMs > t.slowProbeMs) {
+    if (breaches(slow, queryMs)) out.push({ threshold: slow.id, severity: slow.severity, reason: `Slow Queries >${slow.value}ms (${Math.round(queryMs)}ms)` });
+  } else if (breaches(slow, r.latencyMs)) {
     const what = r.type === 'postgres' ? 'Slow Queries' : 'Slow response';
-    return { ...r, severity: 'P2', reason: `${what} >${t.slowProbeMs}ms (${Math.round(r.latencyMs)}ms)` };
+    out.push({ threshold: slow.id, severity: slow.severity, reason: `${what} >${slow.value}ms (${Math.round(r.latencyMs)}ms)` });
   }
-  return { ...r, severity: 'OK', reason: '' };
+  return out.sort((a, b) => SEVERITY_ORDER.indexOf(a.severity) - SEVERITY_ORDER.indexOf(b.severity));
+}
+
+/** The worst threshold row one probe result is over (Fulcrum 2.3). */
+export function classifyProbe(r: ProbeResult, t: Partial<ThresholdSettings>): ClassifiedProbe {
+  const worst = probeConditions(r, t)[0];
+  return worst ? { ...r, severity: worst.severity, reason: worst.reason } : { ...r, severity: 'OK', reason: '' };
 }
 
 export function worstSeverity(results: ReadonlyArray<{ severity: Severity }>): Severity {

@@ -8,6 +8,12 @@ const healthCheck = procedureInput({
   services: field.nameList('service names to check (default: all)', { ref: 'service' }).optional(),
 });
 
+const healthWatch = procedureInput({
+  services: field.nameList('service names to watch (default: all)', { ref: 'service' }).optional(),
+  windowSeconds: field.positiveInteger('how long to watch (default: the longest duration of the thresholds, 10 min, Fulcrum 2.3)').optional(),
+  sampleEverySeconds: field.positiveInteger('seconds between samples (default: a twentieth of the window, 1..30; at most 240 samples)').optional(),
+});
+
 const stackStart = procedureInput({
   skipPreflight: field.boolean('skip the preflight checks').optional(),
   skipMigrations: field.boolean('skip database migrations').optional(),
@@ -26,12 +32,14 @@ const serviceRestart = procedureInput({
 
 export const STACK_INPUTS = {
   'health-check': healthCheck,
+  'health-watch': healthWatch,
   'stack-start': stackStart,
   'stack-stop': stackStop,
   'service-restart': serviceRestart,
 } satisfies Record<StackProcedureId, z.ZodType>;
 
 export type HealthCheckInput = z.output<typeof healthCheck>;
+export type HealthWatchInput = z.output<typeof healthWatch>;
 export type StackStartInput = z.output<typeof stackStart>;
 export type StackStopInput = z.output<typeof stackStop>;
 export type ServiceRestartInput = z.output<typeof serviceRestart>;

@@ -1,6 +1,7 @@
 /** The stack runbook family: procedure ids, which are the workflow types (their inputs: inputs.ts). */
 export const STACK_PROCEDURES = {
   healthCheck: 'health-check',
+  healthWatch: 'health-watch',
   stackStart: 'stack-start',
   stackStop: 'stack-stop',
   serviceRestart: 'service-restart',
