@@ -114,7 +114,7 @@ export async function triageReport(deps: ActivityDeps, req: TriageRequest): Prom
       seqScanHeavy: tables.seqScanHeavy,
       cacheHitRatio: tables.cacheHitRatio,
       idleOlderThan: idle,
-      findings: triageFindings(req, sessions, tables),
+      findings: triageFindings(req, sessions, tables, statements.worstPlan ?? null),
     };
   });
 }
@@ -160,23 +160,84 @@ async function readSessions(c: pg.Client, req: TriageRequest): Promise<Sessions>
   };
 }
 
-async function readTopStatements(c: pg.Client): Promise<Pick<TriageReport, 'topStatements' | 'statStatementsNote'>> {
+/** Fulcrum 4.2 "Check Missing Indexes": tables with more sequential scans than this are listed. */
+export const SEQ_SCAN_LIST_MIN = 100;
+/** Statements whose plan may be shown: what PREPARE accepts, never utility commands. */
+const EXPLAINABLE = /^\s*(select|with|values|table|insert|update|delete)\b/i;
+
+async function readTopStatements(c: pg.Client): Promise<Pick<TriageReport, 'topStatements' | 'statStatementsNote' | 'worstPlan' | 'worstPlanNote'>> {
   const preload = (await c.query<{ s: string }>(`SELECT current_setting('shared_preload_libraries') AS s`)).rows[0]!.s;
   if (!/\bpg_stat_statements\b/.test(preload)) {
-    return { topStatements: null, statStatementsNote: 'pg_stat_statements is not in shared_preload_libraries: add it (and restart PostgreSQL) to see the top queries' };
+    const note = 'pg_stat_statements is not in shared_preload_libraries: add it (and restart PostgreSQL) to see the top queries';
+    return { topStatements: null, statStatementsNote: note, worstPlan: null, worstPlanNote: note };
   }
+  let top: pg.QueryResult<{ query: string; calls: string; total: number; mean: number; max: number }>;
   try {
     await c.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
-    const top = await c.query<{ query: string; calls: string; total: number; mean: number }>(
-      `SELECT left(query, 300) AS query, calls, total_exec_time::float8 AS total, mean_exec_time::float8 AS mean
-         FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 10`,
+    // Fulcrum 4.2 "Find Slow Queries": this database's statements, slowest mean first.
+    top = await c.query(
+      `SELECT query, calls, total_exec_time::float8 AS total, mean_exec_time::float8 AS mean, max_exec_time::float8 AS max
+         FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+        ORDER BY mean_exec_time DESC LIMIT 10`,
     );
-    return {
-      topStatements: top.rows.map((r) => ({ query: r.query, calls: Number(r.calls), totalMs: r.total, meanMs: r.mean })),
-      statStatementsNote: 'top 10 by total execution time',
-    };
   } catch (err) {
-    return { topStatements: null, statStatementsNote: `pg_stat_statements unavailable: ${(err as Error).message}` };
+    const note = `pg_stat_statements unavailable: ${(err as Error).message}`;
+    return { topStatements: null, statStatementsNote: note, worstPlan: null, worstPlanNote: note };
+  }
+  const round = (ms: number) => Math.round(ms * 100) / 100;
+  const worst = top.rows.find((r) => EXPLAINABLE.test(r.query));
+  const plan = worst ? await explainStatement(c, worst.query) : { plan: null, note: 'no SELECT/INSERT/UPDATE/DELETE among the top statements to explain' };
+  return {
+    topStatements: top.rows.map((r) => ({ query: r.query.slice(0, 300), calls: Number(r.calls), totalMs: round(r.total), meanMs: round(r.mean), maxMs: round(r.max) })),
+    statStatementsNote: 'top 10 by mean execution time (Fulcrum 4.2)',
+    worstPlan: worst && plan.plan ? { query: worst.query.slice(0, 300), meanMs: round(worst.mean), plan: plan.plan, seqScans: seqScansIn(plan.plan) } : null,
+    worstPlanNote: plan.note,
+  };
+}
+
+/** Tables a text plan reads with a sequential scan. */
+function seqScansIn(plan: string[]): string[] {
+  return [...new Set(plan.flatMap((l) => /Seq Scan on (\S+)/.exec(l)?.[1] ?? []))];
+}
+
+/**
+ * The plan of a statement from pg_stat_statements, without ever running it. Its text is
+ * normalized (constants became $1, $2, ...), so it cannot be explained as it stands:
+ * PostgreSQL 16+ has EXPLAIN (GENERIC_PLAN) for exactly that; before 16 the text is
+ * PREPAREd (parameter types inferred) and the generic plan of EXECUTE with NULLs is
+ * explained (plan_cache_mode = force_generic_plan, so the NULLs are not folded into the
+ * plan). Both only plan: no ANALYZE, inside a READ ONLY transaction that is rolled back,
+ * and a text holding a second statement is refused.
+ */
+export async function explainStatement(c: pg.Client, text: string): Promise<{ plan: string[] | null; note: string }> {
+  const statement = text.trim().replace(/;\s*$/, '');
+  if (!EXPLAINABLE.test(statement)) return { plan: null, note: 'only SELECT, INSERT, UPDATE and DELETE statements are explained' };
+  if (statement.includes(';')) return { plan: null, note: 'not explained: the text holds more than one statement' };
+  const version = Number((await c.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]!.v);
+  const generic = version >= 160000;
+  const params = Math.max(0, ...[...statement.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
+  await c.query('BEGIN READ ONLY');
+  try {
+    await c.query(`SET LOCAL statement_timeout = '5s'`);
+    let rows: Array<Record<string, string>>;
+    if (generic) {
+      rows = (await c.query<Record<string, string>>(`EXPLAIN (GENERIC_PLAN, FORMAT TEXT) ${statement}`)).rows;
+    } else {
+      await c.query(`SET LOCAL plan_cache_mode = force_generic_plan`);
+      await c.query(`PREPARE runbook_explain AS ${statement}`);
+      try {
+        const args = params > 0 ? `(${Array.from({ length: params }, () => 'NULL').join(', ')})` : '';
+        rows = (await c.query<Record<string, string>>(`EXPLAIN (FORMAT TEXT) EXECUTE runbook_explain${args}`)).rows;
+      } finally {
+        await c.query('DEALLOCATE runbook_explain').catch(() => undefined);
+      }
+    }
+    const how = generic ? 'EXPLAIN (GENERIC_PLAN), not executed' : 'PREPARE + EXPLAIN EXECUTE with NULL parameters (generic plan, PostgreSQL < 16), not executed';
+    return { plan: rows.map((r) => r['QUERY PLAN'] ?? Object.values(r)[0] ?? ''), note: how };
+  } catch (err) {
+    return { plan: null, note: `could not explain the normalized text${generic ? '' : ' on PostgreSQL < 16 (no GENERIC_PLAN)'}: ${(err as Error).message}` };
+  } finally {
+    await c.query('ROLLBACK').catch(() => undefined);
   }
 }
 
@@ -184,23 +245,28 @@ async function readTopStatements(c: pg.Client): Promise<Pick<TriageReport, 'topS
 type TableScans = Pick<TriageReport, 'seqScanHeavy' | 'cacheHitRatio'> & { relnames: string[] };
 
 async function readTableScans(c: pg.Client, req: TriageRequest): Promise<TableScans> {
-  const seq = await c.query<{ schemaname: string; relname: string; seq_scan: string; seq_tup_read: string; idx_scan: string | null }>(
-    `SELECT schemaname, relname, seq_scan, seq_tup_read, idx_scan FROM pg_stat_user_tables
-      WHERE seq_tup_read >= $1 AND seq_scan > coalesce(idx_scan, 0) ORDER BY seq_tup_read DESC LIMIT 10`,
-    [req.seqScanMinRows],
+  // Fulcrum 4.2 "Check Missing Indexes": seq_scan > 100, most first, with the index hit rate.
+  const seq = await c.query<{ schemaname: string; relname: string; seq_scan: string; seq_tup_read: string; idx_scan: string | null; idx_hit_rate: number }>(
+    `SELECT schemaname, relname, seq_scan, seq_tup_read, idx_scan,
+            CASE WHEN seq_scan + coalesce(idx_scan, 0) > 0 THEN round(100.0 * coalesce(idx_scan, 0) / (seq_scan + coalesce(idx_scan, 0)), 2) ELSE 0 END::float8 AS idx_hit_rate
+       FROM pg_stat_user_tables WHERE seq_scan > $1 ORDER BY seq_scan DESC LIMIT 10`,
+    [SEQ_SCAN_LIST_MIN],
   );
   const hit = await c.query<{ ratio: number | null }>(
     `SELECT (sum(heap_blks_hit) / nullif(sum(heap_blks_hit) + sum(heap_blks_read), 0))::float8 AS ratio FROM pg_statio_user_tables`,
   );
+  // An index candidate: more sequential than index scans, and the scans read many rows (a small table is cheaper to scan).
+  const candidates = seq.rows.filter((r) => Number(r.seq_scan) > Number(r.idx_scan ?? 0) && Number(r.seq_tup_read) >= req.seqScanMinRows);
   return {
     seqScanHeavy: seq.rows.map((r) => ({
       table: tableName(r.schemaname, r.relname),
       seqScans: Number(r.seq_scan),
       seqRows: Number(r.seq_tup_read),
       indexScans: Number(r.idx_scan ?? 0),
+      idxHitRate: r.idx_hit_rate,
     })),
     cacheHitRatio: hit.rows[0]?.ratio ?? null,
-    relnames: seq.rows.map((r) => r.relname),
+    relnames: candidates.map((r) => r.relname),
   };
 }
 
@@ -216,7 +282,7 @@ async function readIdle(c: pg.Client, req: TriageRequest): Promise<TriageReport[
   return idle.rows.map((r) => ({ pid: r.pid, user: r.usename, idleSeconds: Math.round(r.seconds) }));
 }
 
-function triageFindings(req: TriageRequest, s: Sessions, t: TableScans): TriageFinding[] {
+function triageFindings(req: TriageRequest, s: Sessions, t: TableScans, worst: TriageReport['worstPlan']): TriageFinding[] {
   const { maxConnections: max, total, connectionsPercent: percent } = s;
   const cacheHitRatio = t.cacheHitRatio;
   const findings: TriageFinding[] = [
@@ -235,6 +301,13 @@ function triageFindings(req: TriageRequest, s: Sessions, t: TableScans): TriageF
   ];
   if (t.relnames.length > 0) {
     findings.push({ severity: 'P2', check: 'sequential scans', detail: `index candidates: ${t.relnames.join(', ')}` });
+  }
+  if (worst && worst.seqScans.length > 0) {
+    findings.push({
+      severity: 'P2',
+      check: 'slowest statement plan',
+      detail: `mean ${worst.meanMs} ms; its plan scans ${worst.seqScans.join(', ')} sequentially (an index may help): ${worst.query.slice(0, 120)}`,
+    });
   }
   return findings;
 }
