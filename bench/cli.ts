@@ -5,7 +5,9 @@
  *   runbook status <id>                 <= 600 ms (a run waiting for approval, as status usually meets one)
  *   runbook run health-check --wait     <= 500 ms end to end (a healthy service: an HTTP probe and a TCP probe)
  * beside Node's own start-up and the health-check workflow alone (started and awaited in this process),
- * which tell how much of a figure the CLI can still change. Part of `npm run bench`; alone:
+ * which tell how much of a figure the CLI can still change.
+ * status and run are also timed from the compiled ES modules (RUNBOOK_CLI_BUNDLE=0), alternated with
+ * the bundle, to show what the one-file bundle and its code cache save (bin/bundle-cli.mjs). Part of `npm run bench`; alone:
  * `npx tsx bench/cli.ts` (TEMPORAL_ADDRESS or its own in-memory dev server). Payloads are encrypted
  * as in the demo when RUNBOOK_CODEC_KEY(_FILE) is set, for the CLI and the worker alike.
  */
@@ -44,6 +46,19 @@ async function series(run: () => Promise<number>): Promise<number[]> {
   const walls: number[] = [];
   for (let i = 0; i < RUNS; i++) walls.push(await run());
   return walls;
+}
+
+/** Two commands alternated, one warm-up each: their figures meet the same load. */
+async function pair(a: () => Promise<number>, b: () => Promise<number>): Promise<[number[], number[]]> {
+  await a();
+  await b();
+  const xs: number[] = [];
+  const ys: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    xs.push(await a());
+    ys.push(await b());
+  }
+  return [xs, ys];
 }
 
 /** A stats row with the target and whether the median meets it. */
@@ -91,6 +106,7 @@ export async function cliStartup(temporal: BenchTemporal, logger = createLogger(
   await writeFile(configFile, text);
   const env = { ...process.env, TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: namespace, RUNBOOK_TASK_QUEUE: taskQueue, RUNBOOK_CONFIG: configFile };
   const runbook = (...args: string[]) => () => timed([process.execPath, 'bin/runbook.mjs', ...args], env);
+  const esm = (...args: string[]) => () => timed([process.execPath, 'bin/runbook.mjs', ...args], { ...env, RUNBOOK_CLI_BUNDLE: '0' });
 
   try {
     await worker.runUntil(async () => {
@@ -104,8 +120,10 @@ export async function cliStartup(temporal: BenchTemporal, logger = createLogger(
       const loadBefore = loadavg()[0]!.toFixed(1);
       const node = await series(() => timed([process.execPath, '-e', '0'], env));
       const help = await series(runbook('--help'));
-      const status = await series(runbook('status', workflowId));
-      const run = await series(runbook('run', 'health-check', '--wait'));
+      // The one-file bundle with its code cache (what short commands run) against the compiled ES
+      // modules it replaces (RUNBOOK_CLI_BUNDLE=0), alternated run by run so both meet the same load.
+      const [status, statusEsm] = await pair(runbook('status', workflowId), esm('status', workflowId));
+      const [run, runEsm] = await pair(runbook('run', 'health-check', '--wait'), esm('run', 'health-check', '--wait'));
       let n = 0;
       const workflow = await series(async () => {
         const started = performance.now();
@@ -117,7 +135,9 @@ export async function cliStartup(temporal: BenchTemporal, logger = createLogger(
         judged('node -e 0 (Node alone)', node),
         judged('runbook --help', help, 300),
         judged('runbook status <id> (run waiting for approval)', status, 600),
+        judged('  the same from the ES modules, not the bundle', statusEsm),
         judged('runbook run health-check --wait (2 probes, healthy)', run, 500),
+        judged('  the same from the ES modules, not the bundle', runEsm),
         judged('  of which the workflow alone (start -> result, in-process client)', workflow),
       ]);
       await handle.terminate('benchmark done');

@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { bundleCli } from './bundle-cli.mjs';
 import { BUILD_TSCONFIG, DIST, ROOT, STAMP, distState, sourceDirs } from './dist-state.mjs';
 
 if (process.argv.includes('--if-stale') && distState() === 'fresh') process.exit(0);
@@ -35,6 +36,16 @@ for (const dir of sourceDirs()) {
     copied++;
   }
 }
+const bundled = await bundleCli(next).catch((err) => err);
+if (bundled instanceof Error) {
+  rmSync(next, { recursive: true, force: true });
+  console.error(`build failed: bundling the CLI: ${bundled.message}; dist/ is unchanged`);
+  process.exit(1);
+}
+// The bundle's compiled code, cached by a separate process that loads it (bin/cli-loader.mjs).
+const loader = new URL('./cli-loader.mjs', import.meta.url).href;
+const cached = spawnSync(process.execPath, ['--input-type=module', '-e', `await (await import(${JSON.stringify(loader)})).writeCodeCache(${JSON.stringify(bundled.outfile)})`], { cwd: ROOT, stdio: 'inherit' });
+if (cached.status !== 0) console.error('build: warning: no code cache for the CLI bundle (the first short command writes one)');
 writeFileSync(path.join(next, path.basename(STAMP)), `${new Date().toISOString()}\n`);
 const old = `${DIST}.old-${process.pid}`;
 if (existsSync(DIST)) renameSync(DIST, old);

@@ -444,5 +444,13 @@ async function main(): Promise<void> {
   }
 }
 
+/**
+ * Loads the modules the actions load, without running one: `npm run build` runs this in the CLI
+ * bundle to cache their compiled code (bin/cli-loader.mjs).
+ */
+export async function preloadForCodeCache(): Promise<void> {
+  await Promise.all([sdk(), codec(), configModule(), operations(), import('./run-input.js'), import('./run-check.js'), connectionSettings(), import('../common/messages.js'), import('../common/search-attributes.js')]);
+}
+
 // Not awaited at the top level: the same module runs as the one-file CommonJS bundle (bin/bundle-cli.mjs).
-void main();
+if (process.env.RUNBOOK_CLI_PRELOAD !== '1') void main();
