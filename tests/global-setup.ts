@@ -1,10 +1,13 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
 import { payloadEncryptionFromEnv } from '../lib/codec/index.js';
 import { startCodecServer } from '../lib/codec/server.js';
-import { createLogger } from '../lib/logger.js';
+import { createLogger, type Logger } from '../lib/logger.js';
 import { startDevServer } from '../lib/temporal/dev-server.js';
+import { startTemporalCluster } from '../lib/temporal/cluster.js';
 import { findTemporalCli } from '../lib/temporal/install.js';
 import { findVersitygw } from '../lib/local/versitygw.js';
 import { useTestCodecKeys } from './fixtures/test-codec.js';
@@ -32,6 +35,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   useTestCodecKeys();
   // Before the server: the UI is started with its address. The UI's origin is allowed once known.
   const codec = await startCodecServer({ codec: payloadEncryptionFromEnv().codec, port: 0, corsOrigins: [], logger });
+  if (process.env.RUNBOOK_TEST_TEMPORAL === 'cluster') return startCluster(project, logger, codec);
   const server = await startDevServer({
     codecEndpoint: codec.url,
     port: 0,
@@ -53,5 +57,36 @@ export default async function setup(project: TestProject): Promise<() => Promise
   return async () => {
     await server.stop();
     await codec.close();
+  };
+}
+
+/**
+ * RUNBOOK_TEST_TEMPORAL=cluster (`npm run test:cluster`): the run's Temporal is temporal-server
+ * on its own PostgreSQL (lib/temporal/cluster.ts), as production runs it, instead of the dev
+ * server; no UI. Its output goes to tests/artifacts/temporal-cluster.log.
+ */
+async function startCluster(project: TestProject, logger: Logger, codec: { url: string; close(): Promise<void> }): Promise<() => Promise<void>> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'runbook-test-cluster-'));
+  const cluster = await startTemporalCluster({
+    dataDir,
+    port: 0,
+    ephemeral: true,
+    logFile: path.resolve('tests/artifacts/temporal-cluster.log'),
+    logger,
+    onProgress: (line) => process.stderr.write(`${line}\n`),
+  }).catch(async (err: unknown) => {
+    await codec.close();
+    await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  });
+  process.stderr.write(`Temporal cluster for tests: ${cluster.address} on ${cluster.postgresUrl} (ready in ${cluster.readyMs} ms)\n`);
+  project.provide('temporalAddress', cluster.address);
+  project.provide('temporalNamespace', cluster.namespace);
+  project.provide('temporalUiUrl', '');
+  project.provide('codecEndpoint', codec.url);
+  return async () => {
+    await cluster.stop();
+    await codec.close();
+    await rm(dataDir, { recursive: true, force: true });
   };
 }

@@ -270,6 +270,8 @@ export interface ClusterOptions {
   ephemeral?: boolean;
   /** mTLS on the frontend: clients must present a certificate signed by clientCaFile. */
   tls?: { certFile: string; keyFile: string; clientCaFile: string };
+  /** The server's output; default `<dataDir>/temporal-server.log`. */
+  logFile?: string;
 }
 
 export interface SchemaReport {
@@ -472,7 +474,8 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
   let server: ResultPromise | undefined;
   let exited: Promise<void> = Promise.resolve();
   let exit: { code?: number; signal?: string; failure?: string } | undefined;
-  const serverLogFile = path.join(dataDir, 'temporal-server.log');
+  const serverLogFile = opts.logFile ? path.resolve(opts.logFile) : path.join(dataDir, 'temporal-server.log');
+  await mkdir(path.dirname(serverLogFile), { recursive: true });
   const output = new OutputTail(200, createWriteStream(serverLogFile, { flags: 'a' }));
   const address = hostPort(ip, ports.frontend);
   // temporal-server 1.29 reads `<root>/<config dir>/<env>.yaml`: --root dataDir --config config --env runbook.

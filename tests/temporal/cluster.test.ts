@@ -1,0 +1,120 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import type { StackStopResult } from '../../common/stack/types.js';
+import { SEARCH_ATTRIBUTES } from '../../common/search-attributes.js';
+import { composeDynamicConfigFile, findTemporalServerTools, setupClusterSchema, TEMPORAL_SERVER_VERSION } from '../../lib/temporal/cluster.js';
+import {
+  activityRuns,
+  approveDelete,
+  destructiveStack,
+  startCleanStop,
+  startTestCluster,
+  waitForJournal,
+  waitForPending,
+  type DestructiveStack,
+  type TestCluster,
+} from '../fixtures/cluster.js';
+import { uniqueQueue } from '../fixtures/runbook-worker.js';
+import { killWorkers, spawnWorker, type WorkerProcess } from '../fixtures/worker-process.js';
+
+/**
+ * `runbook temporal cluster` as production runs Temporal: temporal-server 1.29.1 on PostgreSQL,
+ * one `runbook worker` process; the server crashes (SIGKILL) while a destructive run waits for
+ * its approval and while the destructive step runs. The longer platform failures (PostgreSQL
+ * restarted, a worker killed) are in cluster-failures.test.ts (`npm run test:cluster`).
+ */
+let c: TestCluster;
+let stack: DestructiveStack;
+let worker: WorkerProcess;
+const taskQueue = uniqueQueue('cluster');
+
+beforeAll(async () => {
+  [c, stack] = await Promise.all([startTestCluster('cluster-test'), destructiveStack()]);
+  worker = await spawnWorker(stack.loaded.path, taskQueue, { temporal: { address: c.cluster.address, namespace: c.cluster.namespace } });
+}, 600_000);
+
+afterAll(async () => {
+  killWorkers();
+  await c?.stop();
+});
+
+describe('the cluster', () => {
+  it('has the schema of its release, and setting it up again changes nothing', async () => {
+    const tools = (await findTemporalServerTools())!;
+    const latest = async (schema: string) => {
+      const { readdir } = await import('node:fs/promises');
+      const versions = (await readdir(path.join(tools.schemaDir, schema, 'versioned'))).map((v) => v.slice(1));
+      return versions.sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1])).at(-1);
+    };
+    expect(c.cluster.schema.map((s) => [s.database, s.after])).toEqual([
+      ['temporal', await latest('temporal')],
+      ['temporal_visibility', await latest('visibility')],
+    ]);
+    const port = c.cluster.localPostgres!.port;
+    const target = { host: '127.0.0.1', port, user: 'postgres', password: '' };
+    const tables = async () => {
+      const db = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'temporal' });
+      await db.connect();
+      const r = await db.query<{ n: string }>("SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'public'");
+      await db.end();
+      return Number(r.rows[0]!.n);
+    };
+    const before = await tables();
+    const again = await setupClusterSchema(tools, target);
+    expect(again.every((s) => s.before === s.after)).toBe(true);
+    expect(await tables()).toBe(before);
+  });
+
+  it('runs temporal-server with the compose file’s dynamic config, and the namespace has the runbook search attributes', async () => {
+    const config = parse(await readFile(path.join(c.dataDir, 'config', 'runbook.yaml'), 'utf8')) as { dynamicConfigClient: { filepath: string } };
+    expect(config.dynamicConfigClient.filepath).toBe(composeDynamicConfigFile());
+    const info = await c.connection.workflowService.getSystemInfo({});
+    expect(info.serverVersion).toBe(TEMPORAL_SERVER_VERSION.slice(1));
+    const { customAttributes } = await c.connection.operatorService.listSearchAttributes({ namespace: c.cluster.namespace });
+    expect(Object.keys(customAttributes ?? {})).toEqual(expect.arrayContaining(SEARCH_ATTRIBUTES.map((a) => a.name)));
+  });
+});
+
+describe('a destructive run while temporal-server crashes', () => {
+  it('server SIGKILLed while the run waits for approval: nothing ran; after the restart the approval finishes it, the clean ran once', async () => {
+    await stack.reset(0);
+    const { handle, pending } = await startCleanStop(c.client, taskQueue, 'cluster-approval-kill');
+    expect(pending.step).toBe('approve-delete');
+    expect(await stack.journal()).toEqual([]);
+
+    const pid = c.cluster.pid();
+    await c.cluster.killServer('SIGKILL');
+    expect(c.cluster.pid()).toBeUndefined();
+    await c.cluster.startServer();
+    expect(c.cluster.pid()).not.toBe(pid);
+
+    // Still waiting after the crash, and still nothing done.
+    expect((await waitForPending(handle)).step).toBe('approve-delete');
+    expect(await stack.journal()).toEqual([]);
+    await approveDelete(handle);
+    const result = (await handle.result()) as StackStopResult;
+    expect(result.dataDeleted).toBe(true);
+    expect((await stack.journal()).map((l) => l.split(' ')[0])).toEqual(['stop', 'clean-start', 'clean-done']);
+    expect(worker.child.exitCode).toBeNull();
+  }, 90_000);
+
+  it('server SIGKILLed while the clean runs: the worker finishes it after the restart, exactly once', async () => {
+    await stack.reset(5);
+    const { handle } = await startCleanStop(c.client, taskQueue, 'cluster-activity-kill');
+    await approveDelete(handle);
+    await waitForJournal(stack, 'clean-start');
+    await c.cluster.killServer('SIGKILL');
+    await c.cluster.startServer();
+
+    const result = (await handle.result()) as StackStopResult;
+    expect(result.dataDeleted).toBe(true);
+    expect((await stack.journal()).map((l) => l.split(' ')[0])).toEqual(['stop', 'clean-start', 'clean-done']);
+    const runs = await activityRuns(handle, 'cleanServices');
+    expect(runs.scheduled).toBe(1);
+    expect(runs.attempts).toEqual([1]);
+    expect(worker.child.exitCode).toBeNull();
+  }, 90_000);
+});
