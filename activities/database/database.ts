@@ -45,6 +45,7 @@ export async function loadDatabasePlan(deps: ActivityDeps, req: { database: stri
     service: db.service,
     hasMigrations: Boolean(db.migrationsDir),
     backupsConfigured: Boolean(b),
+    pitrObjectStorage: Boolean(ops?.objectStorage && ops.pitr.find((p) => p.database === db.name)?.objectStorage),
     objectStorage: ops?.objectStorage ? `s3://${ops.objectStorage.bucket}/${ops.objectStorage.prefix.replace(/\/+$/, '')}${ops.objectStorage.prefix ? '/' : ''}` : null,
     format: b?.format ?? 'custom',
     jobs: b?.jobs ?? 1,

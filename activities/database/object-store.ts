@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
-import { pipeline as pipe, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline as pipe, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   DeleteObjectCommand,
@@ -164,8 +164,27 @@ export interface Uploaded {
  */
 export async function uploadFile(store: ObjectStore, key: string, file: string, onProgress: (bytes: number) => void = () => undefined): Promise<Uploaded> {
   const size = (await stat(file)).size;
+  const up = await uploadStream(store, key, createReadStream(file, { highWaterMark: 1024 * 1024 }), onProgress);
+  if (up.bytes !== size) throw ApplicationFailure.retryable(`upload of ${file} to ${storeUrl(store, key)}: ${up.bytes} bytes sent, the file has ${size}`, 'ObjectStorageError');
+  return up;
+}
+
+/** The checksum the server reports for `file` uploaded in store.partSize parts (composite "…-N" for several). */
+export async function expectedChecksum(store: ObjectStore, file: string): Promise<{ checksum: string; sha256: string }> {
   const hasher = new Hasher(store.partSize);
-  const source = createReadStream(file, { highWaterMark: 1024 * 1024 });
+  await pipeline(createReadStream(file), hasher, new Writable({ write: (_chunk, _enc, done) => done() }));
+  return { checksum: serverChecksum(hasher), sha256: hasher.whole.digest('hex') };
+}
+
+function serverChecksum(hasher: Hasher, wholeHex?: string): string {
+  return hasher.parts.length <= 1
+    ? Buffer.from(wholeHex ?? hasher.whole.copy().digest('hex'), 'hex').toString('base64')
+    : `${createHash('sha256').update(Buffer.concat(hasher.parts)).digest('base64')}-${hasher.parts.length}`;
+}
+
+/** {@link uploadFile} for a stream of unknown length (a tar of a data directory). */
+export async function uploadStream(store: ObjectStore, key: string, source: Readable, onProgress: (bytes: number) => void = () => undefined): Promise<Uploaded> {
+  const hasher = new Hasher(store.partSize);
   pipe(source, hasher, (err) => {
     if (err) hasher.destroy(err);
   });
@@ -183,22 +202,30 @@ export async function uploadFile(store: ObjectStore, key: string, file: string, 
     source.destroy();
     storeFailure(store, key, err);
   }
+  onProgress(hasher.bytes);
   const sha256 = hasher.whole.digest('hex');
-  const expected =
-    hasher.parts.length <= 1
-      ? Buffer.from(sha256, 'hex').toString('base64')
-      : `${createHash('sha256').update(Buffer.concat(hasher.parts)).digest('base64')}-${hasher.parts.length}`;
-  const head = await store.client.send(new HeadObjectCommand({ Bucket: store.bucket, Key: key, ChecksumMode: 'ENABLED' })).catch((err: unknown) => storeFailure(store, key, err));
-  if (hasher.bytes !== size || head.ContentLength !== size) {
-    throw ApplicationFailure.retryable(`upload of ${file} to ${storeUrl(store, key)}: ${head.ContentLength} bytes stored, ${hasher.bytes} read, file has ${size}`, 'ObjectStorageError');
+  const expected = serverChecksum(hasher, sha256);
+  const head = await headObject(store, key);
+  if (head?.ContentLength !== hasher.bytes) {
+    throw ApplicationFailure.retryable(`upload to ${storeUrl(store, key)}: ${head?.ContentLength} bytes stored, ${hasher.bytes} sent`, 'ObjectStorageError');
   }
   if (head.ChecksumSHA256 !== expected) {
     throw ApplicationFailure.retryable(
-      `upload of ${file} to ${storeUrl(store, key)}: the server's SHA-256 ${head.ChecksumSHA256 ?? '(none returned)'} differs from the one sent, ${expected}`,
+      `upload to ${storeUrl(store, key)}: the server's SHA-256 ${head.ChecksumSHA256 ?? '(none returned)'} differs from the one sent, ${expected}`,
       'ObjectStorageError',
     );
   }
-  return { key, bytes: size, sha256, parts: hasher.parts.length };
+  return { key, bytes: hasher.bytes, sha256, parts: hasher.parts.length };
+}
+
+/** Size and stored SHA-256 of an object, or undefined when there is none. */
+export async function headObject(store: ObjectStore, key: string): Promise<{ ContentLength?: number; ChecksumSHA256?: string; LastModified?: Date } | undefined> {
+  try {
+    return await store.client.send(new HeadObjectCommand({ Bucket: store.bucket, Key: key, ChecksumMode: 'ENABLED' }));
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    return storeFailure(store, key, err);
+  }
 }
 
 /** A small object (a manifest) in one PUT with its SHA-256. */
@@ -226,38 +253,63 @@ export async function downloadFile(
   dest: string,
   onProgress: (bytes: number) => void = () => undefined,
   signal?: AbortSignal,
-): Promise<{ bytes: number; sha256: string }> {
+): Promise<{ bytes: number; sha256: string; storedChecksum?: string; checksum: string }> {
   const part = `${dest}.part`;
-  const hasher = new Hasher();
+  const got = await downloadTo(store, key, createWriteStream(part), onProgress, signal).catch(async (err: unknown) => {
+    await rm(part, { force: true });
+    throw err;
+  });
+  await rename(part, dest);
+  return got;
+}
+
+/**
+ * Streams `key` into `sink` (a file, tar's stdin), hashing it: the SHA-256 of what arrived, the
+ * checksum the server stored for it, and the same computed from what arrived, to compare.
+ */
+export async function downloadTo(
+  store: ObjectStore,
+  key: string,
+  sink: NodeJS.WritableStream,
+  onProgress: (bytes: number) => void = () => undefined,
+  signal?: AbortSignal,
+): Promise<{ bytes: number; sha256: string; storedChecksum?: string; checksum: string }> {
+  const hasher = new Hasher(store.partSize);
+  let stored: string | undefined;
   try {
-    const r = await store.client.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }), { abortSignal: signal });
+    const r = await store.client.send(new GetObjectCommand({ Bucket: store.bucket, Key: key, ChecksumMode: 'ENABLED' }), { abortSignal: signal });
+    stored = r.ChecksumSHA256;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         onProgress(hasher.bytes + chunk.length);
         done(null, chunk);
       },
     });
-    await pipeline(r.Body as Readable, counter, hasher, createWriteStream(part), { signal });
+    await pipeline(r.Body as Readable, counter, hasher, sink, { signal });
   } catch (err) {
-    await rm(part, { force: true });
     storeFailure(store, key, err);
   }
-  await rename(part, dest);
-  return { bytes: hasher.bytes, sha256: hasher.whole.digest('hex') };
+  const sha256 = hasher.whole.digest('hex');
+  return { bytes: hasher.bytes, sha256, storedChecksum: stored, checksum: serverChecksum(hasher, sha256) };
 }
 
 /** Keys under `prefix/` (all pages). */
 export async function listKeys(store: ObjectStore, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
+  return (await listObjects(store, prefix)).map((o) => o.key);
+}
+
+/** Objects under `prefix/` with their time and size (all pages). */
+export async function listObjects(store: ObjectStore, prefix: string): Promise<Array<{ key: string; lastModified: Date; size: number }>> {
+  const out: Array<{ key: string; lastModified: Date; size: number }> = [];
   let token: string | undefined;
   do {
     const r = await store.client
       .send(new ListObjectsV2Command({ Bucket: store.bucket, Prefix: `${prefix}/`, ContinuationToken: token }))
       .catch((err: unknown) => storeFailure(store, prefix, err));
-    for (const o of r.Contents ?? []) if (o.Key) keys.push(o.Key);
+    for (const o of r.Contents ?? []) if (o.Key) out.push({ key: o.Key, lastModified: o.LastModified ?? new Date(0), size: o.Size ?? 0 });
     token = r.IsTruncated ? r.NextContinuationToken : undefined;
   } while (token);
-  return keys;
+  return out;
 }
 
 /** The "folders" directly under `prefix/`. */

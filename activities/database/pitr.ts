@@ -12,6 +12,9 @@ import { freePort } from '../../lib/local/index.js';
 import { heartbeating } from '../context.js';
 import type { ActivityDeps, LoggingDeps } from '../deps.js';
 import { backupsConfig } from './backup.js';
+import { requireStore } from './backup-store.js';
+import { deleteStoredBase, fetchStoredBase, ownTree, storedBases, uploadBaseBackup } from './base-store.js';
+import { listWal, syncWal } from './wal-store.js';
 import { commandFailure, countTables, databaseOfUrl, libpqEnv, pgBinDir, resolveDb, tool, withClient } from './pg.js';
 
 /**
@@ -48,6 +51,7 @@ export function createPitrActivities(deps: ActivityDeps) {
   return {
     archiveStatus: (req: { database: string }) => archiveStatus(d, req),
     baseBackup: (req: { database: string; id: string; workflowId: string }) => baseBackup(d, req),
+    uploadBaseBackup: (req: { database: string; id: string }) => uploadBaseBackup(d, req),
     baseRetention: (req: { database: string; protect: string }) => baseRetention(d, req),
     pitrWindow: (req: { database: string }) => pitrWindow(d, req),
     startRecovery: (req: RecoveryRequest) => startRecovery(d, req),
@@ -61,7 +65,7 @@ export function createPitrActivities(deps: ActivityDeps) {
   };
 }
 
-const abs = (deps: ActivityDeps, p: string) => path.resolve(deps.configDir, p);
+export const abs = (deps: ActivityDeps, p: string) => path.resolve(deps.configDir, p);
 const bin = (deps: ActivityDeps) => pgBinDir(deps.config.databaseOps?.backups?.binDir, deps.configDir);
 // runuser keeps the caller's cwd, which the server's user may not be allowed to enter.
 const serverOpts = (d: PitrDeps) => ({ cwd: '/', logger: d.log });
@@ -77,20 +81,20 @@ async function osIds(d: PitrDeps, user: string): Promise<{ uid: number; gid: num
 }
 
 /** PostgreSQL refuses to run as root: server-side programs run as the cluster's user. */
-const asUser = (c: PitrConfig, argv: string[]) => (isRoot() ? ['runuser', '-u', c.osUser, '--', ...argv] : argv);
+export const asUser = (c: PitrConfig, argv: string[]) => (isRoot() ? ['runuser', '-u', c.osUser, '--', ...argv] : argv);
 
-async function own(d: PitrDeps, c: PitrConfig, p: string): Promise<void> {
+export async function own(d: PitrDeps, c: PitrConfig, p: string): Promise<void> {
   if (!isRoot()) return;
   const { uid, gid } = await osIds(d, c.osUser);
   await chown(p, uid, gid);
 }
 
-async function ownedDir(d: PitrDeps, c: PitrConfig, p: string): Promise<void> {
+export async function ownedDir(d: PitrDeps, c: PitrConfig, p: string): Promise<void> {
   await mkdir(p, { recursive: true, mode: 0o700 });
   await own(d, c, p);
 }
 
-async function readBase(dir: string): Promise<BaseBackupManifest | undefined> {
+export async function readBase(dir: string): Promise<BaseBackupManifest | undefined> {
   try {
     return JSON.parse(await readFile(path.join(dir, MANIFEST), 'utf8')) as BaseBackupManifest;
   } catch {
@@ -98,15 +102,18 @@ async function readBase(dir: string): Promise<BaseBackupManifest | undefined> {
   }
 }
 
-/** Base backups with a manifest, oldest first. */
+/** Base backups with a manifest, here or (pitr[].objectStorage) in the store, oldest first. */
 async function listBase(deps: ActivityDeps, c: PitrConfig): Promise<BaseBackupManifest[]> {
   const root = abs(deps, c.baseBackups);
-  if (!existsSync(root)) return [];
   const out: BaseBackupManifest[] = [];
-  for (const id of await readdir(root)) {
-    const m = await readBase(path.join(root, id));
-    if (m) out.push(m);
+  if (existsSync(root)) {
+    for (const id of await readdir(root)) {
+      const m = await readBase(path.join(root, id));
+      if (m) out.push(m);
+    }
   }
+  const ids = new Set(out.map((m) => m.id));
+  if (c.objectStorage) out.push(...(await storedBases(deps, c)).filter((m) => !ids.has(m.id)));
   return out.sort((a, b) => a.endedAt.localeCompare(b.endedAt));
 }
 
@@ -162,6 +169,7 @@ export async function baseBackup(d: PitrDeps, req: { database: string; id: strin
     startedAt,
     endedAt: new Date().toISOString(),
     startLsn: /START WAL LOCATION: (\S+)/.exec(label)?.[1] ?? '',
+    startWal: /START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)/.exec(label)?.[1],
     sizeBytes: 0,
     workflowId: req.workflowId,
   };
@@ -176,7 +184,10 @@ export async function baseRetention(deps: ActivityDeps, req: { database: string;
   const c = pitrConfig(deps, req.database);
   const all = (await listBase(deps, c)).reverse();
   const doomed = all.slice(c.retention).filter((m) => m.id !== req.protect);
-  for (const m of doomed) await rm(path.join(abs(deps, c.baseBackups), m.id), { recursive: true, force: true });
+  for (const m of doomed) {
+    await rm(path.join(abs(deps, c.baseBackups), m.id), { recursive: true, force: true });
+    if (c.objectStorage) await deleteStoredBase(deps, c, m.id);
+  }
   return doomed.map((m) => m.id);
 }
 
@@ -185,14 +196,22 @@ export async function pitrWindow(deps: ActivityDeps, req: { database: string }):
   const c = pitrConfig(deps, req.database);
   const archive = abs(deps, c.walArchive);
   let last = 0;
-  let segments = 0;
+  const names = new Set<string>();
   if (existsSync(archive)) {
     for (const f of await readdir(archive)) {
       if (!WAL_SEGMENT.test(f)) continue;
-      segments += 1;
+      names.add(f);
       last = Math.max(last, (await stat(path.join(archive, f))).mtimeMs);
     }
   }
+  if (c.objectStorage) {
+    for (const o of await listWal(requireStore(deps), req.database)) {
+      if (!WAL_SEGMENT.test(o.name)) continue;
+      names.add(o.name);
+      last = Math.max(last, o.lastModified.getTime());
+    }
+  }
+  const segments = names.size;
   return { backups: await listBase(deps, c), lastArchivedAt: last ? new Date(last).toISOString() : null, segments };
 }
 
@@ -219,11 +238,27 @@ export async function startRecovery(d: PitrDeps, req: RecoveryRequest): Promise<
   await rm(dataDir, { recursive: true, force: true });
   await ownedDir(d, c, restoreDir);
   const source = path.join(abs(d, c.baseBackups), req.baseBackupId, 'data');
-  await heartbeating(
-    () => ({ copying: req.baseBackupId }),
-    (signal) => runCommand(asUser(c, ['cp', '-a', source, dataDir]), { ...serverOpts(d), signal, timeoutMs: 6 * 3600_000 }),
-  ).catch(commandFailure);
-  await configureRecovery(d, c, dataDir, req.targetTime);
+  let walDir: string | undefined;
+  if (c.objectStorage && !existsSync(source)) {
+    await fetchStoredBase(d, c, req.database, req.baseBackupId, dataDir);
+  } else {
+    await heartbeating(
+      () => ({ copying: req.baseBackupId }),
+      (signal) => runCommand(asUser(c, ['cp', '-a', source, dataDir]), { ...serverOpts(d), signal, timeoutMs: 6 * 3600_000 }),
+    ).catch(commandFailure);
+  }
+  if (c.objectStorage) {
+    // AlphaPulse 5.2 step 3: the archived WAL from the store, from the base backup's first segment on.
+    walDir = path.join(restoreDir, `${req.restoreId}.wal`);
+    const startWal = (await listBase(d, c)).find((b) => b.id === req.baseBackupId)?.startWal;
+    let got = { files: 0, bytes: 0 };
+    await heartbeating(
+      () => ({ fetchingWal: got.files, bytes: got.bytes }),
+      () => syncWal(requireStore(d), req.database, walDir!, startWal, (files, bytes) => (got = { files, bytes })),
+    );
+    await ownTree(d, c, walDir);
+  }
+  await configureRecovery(d, c, dataDir, req.targetTime, walDir);
   const port = await freePort();
   const logFile = path.join(restoreDir, `${req.restoreId}.log`);
   await runCommand(
@@ -237,13 +272,14 @@ export async function startRecovery(d: PitrDeps, req: RecoveryRequest): Promise<
 }
 
 /** Recovery settings (restore_command from the archive, the target time when given) and recovery.signal in a copied data directory. */
-async function configureRecovery(d: PitrDeps, c: PitrConfig, dataDir: string, targetTime: string | undefined): Promise<void> {
+async function configureRecovery(d: PitrDeps, c: PitrConfig, dataDir: string, targetTime: string | undefined, walDir?: string): Promise<void> {
   const q = (v: string) => `'${v.replace(/'/g, "''")}'`;
   const archive = abs(d, c.walArchive);
+  const fromStore = walDir ? ` || cp "${walDir}/%f" "%p"` : '';
   const settings = [
     '',
     '# added by durable-runbooks pitr-restore',
-    `restore_command = ${q(`cp "${archive}/%f" "%p"`)}`,
+    `restore_command = ${q(`cp "${archive}/%f" "%p" 2>/dev/null${fromStore}`)}`,
     ...(targetTime ? [`recovery_target_time = ${q(pgTimestamp(targetTime))}`, `recovery_target_action = 'promote'`] : []),
     '',
   ];
@@ -291,6 +327,7 @@ export async function stopRecovered(d: PitrDeps, req: { database: string; restor
   if (await running(d, c, dataDir)) await runCommand(pgCtl(d, c, dataDir, '-m', 'fast', '-w', '-t', '120', 'stop'), { ...serverOpts(d), timeoutMs: 180_000 }).catch(commandFailure);
   if (req.remove) {
     await rm(dataDir, { recursive: true, force: true });
+    await rm(`${dataDir}.wal`, { recursive: true, force: true });
     await rm(path.join(abs(d, c.restoreDir), `${req.restoreId}.${MARKER}`), { force: true });
     await rm(path.join(abs(d, c.restoreDir), `${req.restoreId}.log`), { force: true });
   }
@@ -315,6 +352,7 @@ export async function switchDataDir(d: PitrDeps, req: { database: string; restor
     if (existsSync(live) && !existsSync(old)) await rename(live, old);
     await rename(restored, live);
   }
+  await rm(`${restored}.wal`, { recursive: true, force: true });
   await rm(path.join(abs(d, c.restoreDir), `${req.restoreId}.${MARKER}`), { force: true });
   await rm(path.join(abs(d, c.restoreDir), `${req.restoreId}.log`), { force: true });
   return { oldDataDir: old };

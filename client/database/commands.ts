@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { ScheduleChange } from './schedules.js';
 import { connectCli } from '../connect.js';
 import { defaultIdentity } from '../user-error.js';
+import { registerWalCommands } from './wal.js';
 
 // Loaded by the actions: defining the commands (and `--help`) needs neither the config parser nor the SDK.
 const loadConfig = async (file?: string) => {
@@ -13,6 +14,7 @@ const schedulesModule = () => import('./schedules.js');
 /** The database family's CLI: `runbook schedules apply|list|trigger|pause|unpause`. */
 export function registerDatabaseCommands(program: Command): void {
   const connect = () => connectCli();
+  registerWalCommands(program);
 
   const schedules = program.command('schedules').description('Temporal Schedules declared in databaseOps.schedules');
 

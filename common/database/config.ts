@@ -64,7 +64,7 @@ export const objectStorageSchema = z
       .string()
       .regex(/^([A-Za-z0-9!_.*'()-]+\/)*[A-Za-z0-9!_.*'()-]*$/, 'expected a key prefix like "backups" or "prod/db" (no leading "/", no "//")')
       .default('durable-runbooks')
-      .describe('objects are <prefix>/<database>/<backup id>/<file>; WAL under <prefix>/wal/<database>/'),
+      .describe('objects are <prefix>/<database>/<backup id>/<file>; base backups under <prefix>/<database>/base/, WAL under <prefix>/<database>/wal/'),
     forcePathStyle: z.boolean().default(false).describe('bucket in the path (http://host/bucket/key), as MinIO/Versity gateways usually need'),
     accessKeyId: fromEnv('accessKeyId').optional().describe('${NAME} of the access key id; without it the AWS SDK default chain (AWS_ACCESS_KEY_ID, profile, instance role)'),
     secretAccessKey: fromEnv('secretAccessKey').optional().describe('${NAME} of the secret access key'),
@@ -85,6 +85,10 @@ export const pitrSchema = z.strictObject({
   retention: z.number().int().min(1).default(3),
   verifyTables: z.array(tableName).default([]),
   recoveryTimeoutSeconds: z.number().int().positive().default(3600),
+  objectStorage: z
+    .boolean()
+    .default(false)
+    .describe('AlphaPulse 5.2: base backups uploaded to databaseOps.objectStorage, WAL archived there by archive_command = \'runbook wal push %p %f --database <name>\'; PITR and drills fetch both'),
 });
 
 /**
@@ -183,6 +187,11 @@ export const databaseOpsSchema = z
       .prefault({}),
   })
   .superRefine((ops, ctx) => {
+    ops.pitr.forEach((p, i) => {
+      if (p.objectStorage && !ops.objectStorage) {
+        ctx.addIssue({ code: 'custom', path: ['pitr', i, 'objectStorage'], message: 'needs databaseOps.objectStorage (endpoint, bucket and credentials of the store)' });
+      }
+    });
     const withVolume = new Set<string>();
     ops.volumes.forEach((v, i) => {
       if (withVolume.has(v.database)) ctx.addIssue({ code: 'custom', path: ['volumes', i, 'database'], message: `database "${v.database}" already has a volume entry` });

@@ -15,6 +15,8 @@ export interface DatabasePlan {
   backupsConfigured: boolean;
   /** `s3://bucket/prefix/` of databaseOps.objectStorage (no credentials), when configured. */
   objectStorage?: string | null;
+  /** databaseOps.pitr[].objectStorage of this database: base backups and WAL in the store. */
+  pitrObjectStorage?: boolean;
   format: 'custom' | 'directory';
   jobs: number;
   retention: number;
@@ -209,6 +211,8 @@ export interface BaseBackupManifest {
   /** The backup is consistent from here on: the earliest time a PITR from it can reach. */
   endedAt: string;
   startLsn: string;
+  /** The first WAL segment the backup needs (backup_label's "file"). */
+  startWal?: string;
   sizeBytes: number;
   workflowId: string;
 }
@@ -224,6 +228,8 @@ export interface ArchiveStatus {
 export interface DbBaseBackupResult {
   ok: boolean;
   backup: BaseBackupManifest;
+  /** The tar of the data directory in databaseOps.objectStorage (pitr[].objectStorage). */
+  upload?: BackupUpload | null;
   archive: ArchiveStatus;
   deleted: string[];
   progress: RunProgress;

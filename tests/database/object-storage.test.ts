@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3Client as S3 } from '@aws-sdk/client-s3';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BackupManifest, DbBackupResult, RestoreDrillResult } from '../../common/database/types.js';
+import type { BackupManifest, DbBackupResult, DbBaseBackupResult, RestoreDrillResult } from '../../common/database/types.js';
 import { parseConfig, type LoadedConfig } from '../../lib/config.js';
-import { withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { runbookCli, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import { startPostgres, type PgServer } from '../fixtures/servers.js';
 import { startVersitygw, type S3Server } from '../fixtures/versitygw.js';
 import { failureText, pgConfigService, sql } from './helpers.js';
@@ -80,12 +81,12 @@ async function keysUnder(prefix: string): Promise<string[]> {
   return (r.Contents ?? []).map((o) => o.Key!).sort();
 }
 
-async function run<T>(procedure: string, input: Record<string, unknown>): Promise<T> {
+async function run<T>(procedure: string, input: Record<string, unknown>, config = loaded, database = 'app'): Promise<T> {
   return withWorker(
-    loaded,
+    config,
     async ({ client: temporal, taskQueue }) => {
       const workflowId = `${procedure}-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`;
-      const handle = await temporal.workflow.start(procedure, { taskQueue, workflowId, args: [{ database: 'app', requestedBy: 'alice', ...input }] });
+      const handle = await temporal.workflow.start(procedure, { taskQueue, workflowId, args: [{ database, requestedBy: 'alice', ...input }] });
       try {
         return (await handle.result()) as T;
       } finally {
@@ -196,5 +197,109 @@ describe('db-backup to object storage and restores from it', () => {
     expect(existsSync(path.join(repo, 'app', newest.id, 'dump.pgcustom'))).toBe(true);
     const left = await sql<{ datname: string }>(pgs.url, `SELECT datname FROM pg_database WHERE datname LIKE 'app_drill_%'`);
     expect(left).toEqual([]);
+  });
+});
+
+describe('PITR from object storage: base backups uploaded, WAL archived by `runbook wal push`', () => {
+  let pg2: PgServer;
+  let root: string;
+  let ledgerUrl: string;
+  let pitrConfig: LoadedConfig;
+  const walKey = (name: string) => `${PREFIX}/ledger/wal/${name}`;
+  const cli = () => runbookCli({ S3_ENDPOINT: s3.endpoint, S3_ACCESS_KEY_ID: s3.accessKeyId, S3_SECRET_ACCESS_KEY: s3.secretAccessKey });
+
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(tmpdir(), 'runbook-s3-pitr-'));
+    // archive_command reads the credentials from an env file only the server's OS user can read.
+    const envFile = path.join(root, 's3.env');
+    await writeFile(envFile, `S3_ENDPOINT=${s3.endpoint}\nS3_ACCESS_KEY_ID=${s3.accessKeyId}\nS3_SECRET_ACCESS_KEY=${s3.secretAccessKey}\n`, { mode: 0o600 });
+    if (process.getuid?.() === 0) {
+      const id = async (flag: string) => Number((await execa('id', [flag, 'postgres'])).stdout);
+      for (const p of [root, envFile]) await chown(p, await id('-u'), await id('-g'));
+    }
+    await chmod(root, 0o755);
+    pg2 = await startPostgres({ settings: { autovacuum: 'off', archive_mode: 'on' } });
+    ledgerUrl = await pg2.createDatabase('ledger');
+    pitrConfig = await writeConfig(
+      {
+        environment: 's3pitr',
+        services: [pgConfigService(pg2.url)],
+        databases: [{ name: 'ledger', url: ledgerUrl, service: 'postgres' }],
+        approvals: { approvers: { default: ['alice', 'bob'] } },
+        databaseOps: {
+          objectStorage: { endpoint: '${S3_ENDPOINT}', bucket: BUCKET, prefix: PREFIX, forcePathStyle: true, accessKeyId: '${S3_ACCESS_KEY_ID}', secretAccessKey: '${S3_SECRET_ACCESS_KEY}' },
+          pitr: [
+            {
+              database: 'ledger',
+              dataDir: pg2.dataDir,
+              walArchive: path.join(root, 'wal'),
+              baseBackups: path.join(root, 'base'),
+              restoreDir: path.join(root, 'restore'),
+              verifyTables: ['entries'],
+              objectStorage: true,
+            },
+          ],
+        },
+      },
+      root,
+    );
+    const runbook = path.resolve('bin/runbook.mjs');
+    await sql(pg2.url, `ALTER SYSTEM SET archive_command = '${process.execPath} --env-file=${path.join(root, 's3.env')} ${runbook} wal push %p %f --database ledger --config ${pitrConfig.path}'`);
+    await sql(pg2.url, 'SELECT pg_reload_conf()');
+    await sql(ledgerUrl, 'CREATE TABLE entries (id int PRIMARY KEY, amount numeric NOT NULL)');
+    await sql(ledgerUrl, 'INSERT INTO entries SELECT g, g * 1.5 FROM generate_series(1, 1000) g');
+  }, 60_000);
+
+  afterAll(async () => {
+    await pg2?.stop();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  /** Switches to a new segment and waits until archive_command has put the old one in the store. */
+  async function archiveCurrentWal(): Promise<string> {
+    const f = (await sql<{ f: string }>(ledgerUrl, 'SELECT pg_walfile_name(pg_switch_wal()) AS f'))[0]!.f;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const a = (await sql<{ last: string | null; failed: string }>(ledgerUrl, 'SELECT last_archived_wal AS last, failed_count::text AS failed FROM pg_stat_archiver'))[0]!;
+      if (a.last && a.last >= f) return f;
+      if (Number(a.failed) > 0) throw new Error(`archive_command failed ${a.failed} time(s); server log:\n${await readFile(path.join(path.dirname(pg2.dataDir), 'postgres.log'), 'utf8').catch(() => '')}`);
+      if (Date.now() > deadline) throw new Error(`${f} not archived after 30 s`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  it('db-base-backup uploads the base backup; archive_command puts each WAL segment in the store, checked', async () => {
+    const r = await run<DbBaseBackupResult>('db-base-backup', {}, pitrConfig, 'ledger');
+    expect(r.upload).toMatchObject({ location: `s3://${BUCKET}/${PREFIX}/ledger/base/${r.backup.id}/`, objects: 2, already: false });
+    expect(r.progress.steps.map((s) => s.id)).toEqual(['plan', 'wal-check', 'base-backup', 'upload', 'retention']);
+    expect(await keysUnder(`${PREFIX}/ledger/base/${r.backup.id}/`)).toEqual([`${PREFIX}/ledger/base/${r.backup.id}/base.tar`, `${PREFIX}/ledger/base/${r.backup.id}/manifest.json`]);
+    await sql(ledgerUrl, 'INSERT INTO entries SELECT g, g * 1.5 FROM generate_series(1001, 1500) g');
+    const segment = await archiveCurrentWal();
+    expect(await keysUnder(walKey(segment))).toEqual([walKey(segment)]);
+    expect(existsSync(path.join(root, 'wal', segment))).toBe(false);
+
+    // `runbook wal fetch` (a restore_command) gets the same bytes; a name the archive lacks exits 1.
+    const dest = path.join(root, 'fetched');
+    const fetched = await cli()('wal', 'fetch', segment, dest, '--database', 'ledger', '--config', pitrConfig.path);
+    expect(fetched.exitCode, fetched.stderr).toBe(0);
+    expect(sha256(await readFile(dest))).toBe(sha256(await getBytes(walKey(segment))));
+    const missing = await cli()('wal', 'fetch', 'FFFFFFFF0000000000000001', dest, '--database', 'ledger', '--config', pitrConfig.path);
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr).toMatch(/not in the archive/);
+    // Another file under an archived name is refused, never overwritten.
+    await writeFile(path.join(root, 'other'), 'not a WAL segment');
+    const clash = await cli()('wal', 'push', path.join(root, 'other'), segment, '--database', 'ledger', '--config', pitrConfig.path);
+    expect(clash.exitCode).toBe(1);
+    expect(clash.stderr).toMatch(/already exists with other content/);
+    expect(sha256(await getBytes(walKey(segment)))).toBe(sha256(await readFile(dest)));
+  });
+
+  it('restore-drill recovers base backup + WAL from the store on a machine without them', async () => {
+    await rm(path.join(root, 'base'), { recursive: true, force: true });
+    const r = await run<RestoreDrillResult>('restore-drill', {}, pitrConfig, 'ledger');
+    expect(r.pitr).toMatchObject({ counts: { entries: 1500 } });
+    expect(r.logical).toBeNull();
+    expect(existsSync(path.join(root, 'restore'))).toBe(true);
+    expect((await execa('ls', [path.join(root, 'restore')])).stdout).toBe('');
   });
 });

@@ -1,8 +1,9 @@
 import { policyOf } from '../../common/approvals.js';
-import { ApplicationFailure, CancellationScope, proxyActivities, upsertMemo, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, patched, proxyActivities, upsertMemo, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../../activities/index.js';
 import { ErrorTypes } from '../../common/errors.js';
 import type {
+  BackupUpload,
   BaseBackupManifest,
   DbBaseBackupInput,
   DbBaseBackupResult,
@@ -22,7 +23,7 @@ import { RunContext } from '../shared/run-context.js';
 
 const { loadDatabasePlan, loadPlan, archiveStatus, pitrWindow, baseRetention, countRecovered, removeOldDataDir, drillSources, chooseBackup, verifyRestore, dropRestored, notifyDr } =
   proxyActivities<Activities>(quick);
-const { baseBackup, startRecovery, waitRecovered, stopRecovered, switchDataDir, restoreInto, verifyBackup } = proxyActivities<Activities>(longRunning);
+const { baseBackup, uploadBaseBackup, startRecovery, waitRecovered, stopRecovered, switchDataDir, restoreInto, verifyBackup } = proxyActivities<Activities>(longRunning);
 
 /** `db-base-backup`: pg_basebackup of a WAL-archiving cluster, with the archiver's health. */
 export async function dbBaseBackup(rawInput?: DbBaseBackupInput): Promise<DbBaseBackupResult> {
@@ -51,8 +52,18 @@ export async function dbBaseBackup(rawInput?: DbBaseBackupInput): Promise<DbBase
       () => baseBackup({ database: plan.database, id: `${stamp()}-${shortRun()}`, workflowId: workflowInfo().workflowId }),
       (b) => `${b.id}: ${(b.sizeBytes / 1024 / 1024).toFixed(1)} MB from ${b.startLsn}`,
     );
+    // AlphaPulse 5.2: the base backup off-host, beside the WAL that `runbook wal push` archives there.
+    let upload: BackupUpload | null = null;
+    if (plan.pitrObjectStorage && patched('base-backup-object-storage')) {
+      ctx.addStep('upload', `Upload to ${plan.objectStorage}`, 'base-backup');
+      upload = await ctx.step(
+        'upload',
+        () => uploadBaseBackup({ database: plan.database, id: backup.id }),
+        (u) => (!u ? 'not configured' : u.already ? `already in ${u.location}` : `${u.location}: ${(u.bytes / 1024 / 1024).toFixed(1)} MB tar at ${u.throughputMBps} MB/s, SHA-256 checked by the store`),
+      );
+    }
     const deleted = await ctx.step('retention', () => baseRetention({ database: plan.database, protect: backup.id }), (d) => (d.length ? `deleted ${d.join(', ')}` : 'nothing to delete'));
-    return { ok: true, backup, archive, deleted, progress: ctx.progress };
+    return { ok: true, backup, archive, deleted, ...(plan.pitrObjectStorage ? { upload } : {}), progress: ctx.progress };
   });
 }
 
