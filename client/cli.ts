@@ -6,6 +6,7 @@ import { registerIncidentCommands } from './incident/commands.js';
 import { registerDeliveryCommands } from './delivery/commands.js';
 import { registerCodecKeysCommand, registerCodecServerCommand } from './codec-server.js';
 import { registerAuditCommand } from './audit.js';
+import { registerResumeCommand } from './resume.js';
 import { registerAlertsCommand } from './alerts.js';
 import { registerKeysCommand } from './keys.js';
 import { registerDescribeCommand } from './describe-command.js';
@@ -343,6 +344,7 @@ registerCodecServerCommand(program);
 registerCodecKeysCommand(program);
 registerKeysCommand(program);
 registerAuditCommand(program);
+registerResumeCommand(program);
 registerAlertsCommand(program);
 
 const temporalCmd = program.command('temporal').description('the Temporal server');
@@ -391,7 +393,8 @@ temporalCmd
   .option('--port <port>', 'frontend gRPC port (0 = a free one)', '7233')
   .option('--namespace <name>', 'namespace to create', process.env.TEMPORAL_NAMESPACE?.trim() || 'default')
   .option('--log-level <level>', 'server log level: debug, info, warn, error', 'warn')
-  .action(async (opts: { dataDir: string; postgresUrl?: string; ip: string; port: string; namespace: string; logLevel: string }) => {
+  .option('--build-only', 'only find or build temporal-server and temporal-sql-tool (progress on stderr, the server path on stdout), then exit')
+  .action(async (opts: { dataDir: string; postgresUrl?: string; ip: string; port: string; namespace: string; logLevel: string; buildOnly?: boolean }) => {
     const { runTemporalCluster } = await import('./temporal-cluster.js');
     await runTemporalCluster(opts);
   });

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { createLogger } from '../lib/logger.js';
-import { startTemporalCluster, TEMPORAL_SERVER_VERSION } from '../lib/temporal/cluster.js';
+import { findTemporalServerTools, startTemporalCluster, TEMPORAL_SERVER_VERSION, temporalServerCacheDir } from '../lib/temporal/cluster.js';
 import { UserError } from './user-error.js';
 
 export interface ClusterCommandOptions {
@@ -10,6 +10,7 @@ export interface ClusterCommandOptions {
   port: string;
   namespace: string;
   logLevel: string;
+  buildOnly?: boolean;
 }
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -20,6 +21,14 @@ const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
  * frontend address is the one line on stdout, for scripts.
  */
 export async function runTemporalCluster(opts: ClusterCommandOptions): Promise<void> {
+  if (opts.buildOnly) {
+    const started = Date.now();
+    console.error(`looking for temporal-server ${TEMPORAL_SERVER_VERSION} in ${temporalServerCacheDir()} ...`);
+    const tools = await findTemporalServerTools({ install: true, onProgress: (line) => console.error(line) });
+    console.error(`temporal-server, temporal-sql-tool and the schema are in ${path.dirname(tools!.server)} [${((Date.now() - started) / 1000).toFixed(1)} s]`);
+    console.log(tools!.server);
+    return;
+  }
   const port = Number(opts.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`--port ${opts.port}: give a TCP port number (0-65535; 0 = a free one)`);
   const logLevel = opts.logLevel as (typeof LOG_LEVELS)[number];
