@@ -99,7 +99,7 @@ const redisSnapshot = procedureInput({ service: redisService });
 
 const redisRestore = procedureInput({
   service: redisService,
-  snapshotId: field.id('snapshot id as listed in the snapshots directory (<id>.rdb; default: the newest)').optional(),
+  snapshotId: field.id('snapshot id: <id>.rdb in the snapshots directory (default: the most recently written)').optional(),
   waitTimeoutSeconds: field.positiveInteger('seconds to wait for Redis to answer PING and finish loading (default databaseOps.redis[].readyTimeoutSeconds)').optional(),
 });
 
