@@ -48,7 +48,9 @@ export function registerIncidentCommands(program: Command): void {
     .option('--config <file>', 'configuration file')
     .option('--no-post', 'print only, post nowhere')
     .option('--json', 'machine-readable output')
-    .action(async (opts: { at?: string; config?: string; post: boolean; json?: boolean }) => {
+    .action(async (_opts: unknown, cmd: Command) => {
+      // --at, --config and --json are also `oncall`'s options: commander hands them to whichever command comes first.
+      const opts = cmd.optsWithGlobals<{ at?: string; config?: string; post: boolean; json?: boolean }>();
       const { config } = await loadConfig(opts.config);
       const incident = config.incident ?? (await incidentConfig()).defaultIncidentConfig();
       const at = opts.at ? new Date(opts.at) : new Date();
