@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Command } from 'commander';
 import type { temporal } from '@temporalio/proto';
 import type Long from 'long';
@@ -122,24 +123,32 @@ export function planResume(events: readonly HistoryEvent[], run: FailedRunFacts,
     }
   }
 
-  // A child started before the reset point that has ended since would be believed running (a lock no longer held).
+  // A child started before the reset point and not seen to end before it (a database lock, released
+  // when the run failed: its end is not even in the parent's history) would be believed still held.
+  const closedAt = new Map<number, number>();
+  for (const e of events) {
+    const c =
+      e.childWorkflowExecutionCompletedEventAttributes ??
+      e.childWorkflowExecutionFailedEventAttributes ??
+      e.childWorkflowExecutionCanceledEventAttributes ??
+      e.childWorkflowExecutionTimedOutEventAttributes ??
+      e.childWorkflowExecutionTerminatedEventAttributes ??
+      e.startChildWorkflowExecutionFailedEventAttributes;
+    if (c) closedAt.set(num(c.initiatedEventId), num(e.eventId));
+  }
   for (let moved = true; moved; ) {
     moved = false;
     for (const e of events) {
-      const closed =
-        e.childWorkflowExecutionCompletedEventAttributes ??
-        e.childWorkflowExecutionFailedEventAttributes ??
-        e.childWorkflowExecutionCanceledEventAttributes ??
-        e.childWorkflowExecutionTimedOutEventAttributes ??
-        e.childWorkflowExecutionTerminatedEventAttributes;
-      if (!closed || num(e.eventId) <= reset) continue;
-      const initiated = byId.get(num(closed.initiatedEventId));
-      const task = num(initiated?.startChildWorkflowExecutionInitiatedEventAttributes?.workflowTaskCompletedEventId);
-      if (initiated && task > 0 && task < reset) {
+      const child = e.startChildWorkflowExecutionInitiatedEventAttributes;
+      const id = num(e.eventId);
+      if (!child || id >= reset) continue;
+      const closed = closedAt.get(id);
+      if (closed !== undefined && closed <= reset) continue;
+      const task = num(child.workflowTaskCompletedEventId);
+      if (task > 0 && task < reset) {
         reset = task;
         moved = true;
-        const child = initiated.startChildWorkflowExecutionInitiatedEventAttributes;
-        why.push(`moved before child workflow ${child?.workflowId ?? '?'} (${child?.workflowType?.name ?? '?'}, event ${num(initiated.eventId)}): it has ended since, so the resumed run starts it again`);
+        why.push(`moved before child workflow ${child.workflowId ?? '?'} (${child.workflowType?.name ?? '?'}, event ${id}): it has ended since, so the resumed run starts it again`);
       }
     }
   }
@@ -147,8 +156,16 @@ export function planResume(events: readonly HistoryEvent[], run: FailedRunFacts,
   // Everything scheduled after the reset point runs again; each must be known to be safe to repeat.
   const repeats = new Map<string, string>();
   const unsafe: string[] = [];
+  // Activities in flight at the reset point are dispatched again too.
+  const activityDone = new Map<number, number>();
   for (const e of events) {
-    if (num(e.eventId) <= reset) continue;
+    const c = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes ?? e.activityTaskCanceledEventAttributes;
+    if (c) activityDone.set(num(c.scheduledEventId), num(e.eventId));
+  }
+  for (const e of events) {
+    const id = num(e.eventId);
+    const inFlight = !!e.activityTaskScheduledEventAttributes && (activityDone.get(id) ?? Infinity) > reset;
+    if (id <= reset && !inFlight) continue;
     const type = e.activityTaskScheduledEventAttributes?.activityType?.name ?? localActivityType(e);
     if (!type || repeats.has(type) || unsafe.includes(type)) continue;
     const because = repeatableBecause(type);
@@ -195,12 +212,11 @@ export async function resumeRun(
   workflowId: string,
   opts: { by: string; dryRun?: boolean; waitSeconds?: number },
 ): Promise<ResumeOutcome> {
-  const [{ closedRun }, { RUN_CANCELLED }, { AwaitingApproval }, proto, { randomUUID }] = await Promise.all([
+  const [{ closedRun }, { RUN_CANCELLED }, { AwaitingApproval }, proto] = await Promise.all([
     import('./operations.js'),
     import('../common/run-account.js'),
     import('../common/search-attributes.js'),
     import('@temporalio/proto'),
-    import('node:crypto'),
   ]);
   const by = opts.by.trim();
   const problem = textProblem('--as', by, { name: true, required: true }) ?? (by ? undefined : '--as: your name is required');
