@@ -393,8 +393,9 @@ temporalCmd
   .option('--port <port>', 'frontend gRPC port (0 = a free one)', '7233')
   .option('--namespace <name>', 'namespace to create', process.env.TEMPORAL_NAMESPACE?.trim() || 'default')
   .option('--log-level <level>', 'server log level: debug, info, warn, error', 'warn')
+  .option('--mtls', 'require client certificates: a CA, server and client certificates are made with openssl in <data-dir>/tls (once)')
   .option('--build-only', 'only find or build temporal-server and temporal-sql-tool (progress on stderr, the server path on stdout), then exit')
-  .action(async (opts: { dataDir: string; postgresUrl?: string; ip: string; port: string; namespace: string; logLevel: string; buildOnly?: boolean }) => {
+  .action(async (opts: { dataDir: string; postgresUrl?: string; ip: string; port: string; namespace: string; logLevel: string; buildOnly?: boolean; mtls?: boolean }) => {
     const { runTemporalCluster } = await import('./temporal-cluster.js');
     await runTemporalCluster(opts);
   });

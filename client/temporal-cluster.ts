@@ -11,6 +11,7 @@ export interface ClusterCommandOptions {
   namespace: string;
   logLevel: string;
   buildOnly?: boolean;
+  mtls?: boolean;
 }
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -57,8 +58,17 @@ export async function runTemporalCluster(opts: ClusterCommandOptions): Promise<v
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
 
+  let tlsEnv: Record<string, string> | undefined;
+  let tls: { certFile: string; keyFile: string; clientCaFile: string } | undefined;
+  if (opts.mtls) {
+    const { clusterTlsEnv, ensureClusterCerts } = await import('../lib/temporal/cluster-tls.js');
+    const certs = await ensureClusterCerts(path.join(dataDir, 'tls'));
+    say(`mTLS: clients need a certificate signed by ${certs.caFile}`);
+    tls = { certFile: certs.serverCertFile, keyFile: certs.serverKeyFile, clientCaFile: certs.caFile };
+    tlsEnv = clusterTlsEnv(certs);
+  }
   try {
-    cluster = await startTemporalCluster({ dataDir, postgresUrl, ip: opts.ip, port, namespace: opts.namespace, logLevel, logger, onProgress: say });
+    cluster = await startTemporalCluster({ dataDir, postgresUrl, ip: opts.ip, port, namespace: opts.namespace, logLevel, logger, onProgress: say, tls });
   } catch (err) {
     throw new UserError(`the Temporal cluster did not start: ${err instanceof Error ? err.message : String(err)}`);
   }
@@ -70,7 +80,14 @@ export async function runTemporalCluster(opts: ClusterCommandOptions): Promise<v
       `Temporal address: ${cluster.address} (namespace ${cluster.namespace}, runbook search attributes registered)`,
       `Server metrics:   ${cluster.metricsUrl}`,
       `Data and logs:    ${dataDir} (server log ${cluster.serverLogFile})`,
-      `In other terminals: export TEMPORAL_ADDRESS=${cluster.address} TEMPORAL_NAMESPACE=${cluster.namespace}; then \`runbook worker\``,
+      ...(tlsEnv ? [`mTLS:             on; a client without a certificate from ${tlsEnv.TEMPORAL_TLS_CA} is refused`] : []),
+      `In other terminals: export TEMPORAL_ADDRESS=${cluster.address} TEMPORAL_NAMESPACE=${cluster.namespace}${
+        tlsEnv
+          ? ` ${Object.entries(tlsEnv)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(' ')}`
+          : ''
+      }; then \`runbook worker\``,
       'Ctrl-C stops it.',
       '',
     ].join('\n'),

@@ -1,5 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { Connection } from '@temporalio/client';
+import { execa } from 'execa';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -32,8 +34,11 @@ let worker: WorkerProcess;
 const taskQueue = uniqueQueue('cluster');
 
 beforeAll(async () => {
-  [c, stack] = await Promise.all([startTestCluster('cluster-test'), destructiveStack()]);
-  worker = await spawnWorker(stack.loaded.path, taskQueue, { temporal: { address: c.cluster.address, namespace: c.cluster.namespace } });
+  [c, stack] = await Promise.all([startTestCluster('cluster-test', { mtls: true }), destructiveStack()]);
+  worker = await spawnWorker(stack.loaded.path, taskQueue, {
+    temporal: { address: c.cluster.address, namespace: c.cluster.namespace },
+    env: { ...process.env, ...c.tlsEnv },
+  });
 }, 600_000);
 
 afterAll(async () => {
@@ -75,6 +80,43 @@ describe('the cluster', () => {
     expect(info.serverVersion).toBe(TEMPORAL_SERVER_VERSION.slice(1));
     const { customAttributes } = await c.connection.operatorService.listSearchAttributes({ namespace: c.cluster.namespace });
     expect(Object.keys(customAttributes ?? {})).toEqual(expect.arrayContaining(SEARCH_ATTRIBUTES.map((a) => a.name)));
+  });
+});
+
+describe('mTLS (runbook temporal cluster --mtls)', () => {
+  it('refuses a client without a certificate of its CA; the CLI with TEMPORAL_TLS_* gets in (the worker too: it runs every run here)', async () => {
+    const { address, namespace } = c.cluster;
+    // Without TLS, and with TLS but no client certificate: the server ends the handshake.
+    const [plain, caOnly] = await Promise.all([
+      Connection.connect({ address, connectTimeout: 2000 }).catch((err: Error) => err),
+      Connection.connect({
+        address,
+        connectTimeout: 2000,
+        tls: { serverRootCACertificate: await readFile(c.tlsEnv.TEMPORAL_TLS_CA!), serverNameOverride: 'localhost' },
+      }).catch((err: Error) => err),
+    ]);
+    expect(plain).toBeInstanceOf(Error);
+    expect(caOnly).toBeInstanceOf(Error);
+
+    const cli = (env: Record<string, string>) =>
+      execa(process.execPath, ['bin/runbook.mjs', 'list', '--limit', '1'], { reject: false, env: { TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: namespace, ...env } });
+    const allowed = await cli(c.tlsEnv);
+    expect(allowed.stderr).toBe('');
+    expect(allowed.exitCode).toBe(0);
+  });
+});
+
+describe('docker-compose.temporal.yml', () => {
+  it('pins the server release the cluster runs, and mounts the same dynamic config file', async () => {
+    const root = path.resolve(import.meta.dirname, '../..');
+    const compose = parse(await readFile(path.join(root, 'docker-compose.temporal.yml'), 'utf8')) as {
+      services: Record<string, { image?: string; volumes?: string[] }>;
+    };
+    const version = TEMPORAL_SERVER_VERSION.slice(1);
+    expect(compose.services.temporal!.image).toBe(`temporalio/server:${version}`);
+    for (const job of ['temporal-schema', 'temporal-setup']) expect(compose.services[job]!.image).toMatch(new RegExp(`^temporalio/admin-tools:${version.replace(/\./g, '\\.')}\\b`));
+    const mounted = (compose.services.temporal!.volumes ?? []).map((v) => path.resolve(root, v.split(':')[0]!));
+    expect(mounted).toContain(composeDynamicConfigFile());
   });
 });
 
