@@ -24,6 +24,8 @@ import { commandFailure, libpqEnv, pgBinDir, quoteTable, resolveDb, splitTableNa
 
 /** psql waits this long for the tables' locks before giving up (a long transaction of an app holds them). */
 const LOCK_TIMEOUT = '60s';
+/** Prefix of the row counts the restore script prints, told apart from pg_restore's own output. */
+const COUNT_MARK = 'restored-rows:';
 
 interface TableRef {
   table: string;
@@ -201,18 +203,21 @@ export async function restoreTables(deps: ActivityDeps, req: TableRestoreRequest
       () => ({ restoring: req.tables, from: req.backupId }),
       async (signal) => {
         const expected = await extractData(deps, file, tables, dir, signal);
-        const truncate = await withClient(db.url, db.secrets, async (c) => `TRUNCATE TABLE ${tables.map((t) => quoteTable(c, t.table)).join(', ')};`);
+        // Schema-qualified: pg_restore's script empties search_path.
+        const quoted = await withClient(db.url, db.secrets, async (c) => tables.map((t) => `${c.escapeIdentifier(t.schema)}.${c.escapeIdentifier(t.name)}`));
+        // Counted inside the transaction: an app writing right after the commit cannot make the check fail.
         const script = [
           '\\set ON_ERROR_STOP on',
           `SET lock_timeout = '${LOCK_TIMEOUT}';`,
-          truncate,
+          `TRUNCATE TABLE ${quoted.join(', ')};`,
           ...tables.map((_t, i) => `\\ir ${i}.sql`),
+          ...quoted.map((q) => `SELECT '${COUNT_MARK}' || count(*) FROM ${q};`),
           '',
         ].join('\n');
         await writeFile(path.join(dir, 'restore.sql'), script);
         const bin = pgBinDir(cfg.binDir, deps.configDir);
-        const argv = [tool(bin, 'psql'), '--no-psqlrc', '--quiet', '--single-transaction', '--set=ON_ERROR_STOP=1', `--file=${path.join(dir, 'restore.sql')}`];
-        await runCommand(argv, { env: libpqEnv(db.url), secrets: db.secrets, signal, timeoutMs: cfg.timeoutSeconds * 1000, cwd: dir }).catch((err: unknown) => {
+        const argv = [tool(bin, 'psql'), '--no-psqlrc', '--quiet', '--tuples-only', '--no-align', '--single-transaction', '--set=ON_ERROR_STOP=1', `--file=${path.join(dir, 'restore.sql')}`];
+        const res = await runCommand(argv, { env: libpqEnv(db.url), secrets: db.secrets, signal, timeoutMs: cfg.timeoutSeconds * 1000, cwd: dir }).catch((err: unknown) => {
           // An SQL error is not worth a retry unless it is a lock wait or a lost connection.
           if (err instanceof CommandError && /ERROR:/.test(err.stderrTail) && !/lock timeout|could not connect|terminating connection/.test(err.stderrTail)) {
             throw ApplicationFailure.nonRetryable(
@@ -222,7 +227,8 @@ export async function restoreTables(deps: ActivityDeps, req: TableRestoreRequest
           }
           return commandFailure(err);
         });
-        const actual = await withClient(db.url, db.secrets, (c) => liveCounts(c, tables));
+        const actual = res.stdout.split('\n').flatMap((l) => (l.trim().startsWith(COUNT_MARK) ? [Number(l.trim().slice(COUNT_MARK.length))] : []));
+        if (actual.length !== tables.length) throw ApplicationFailure.retryable(`psql printed ${actual.length} row count(s) for ${tables.length} table(s): ${res.stdout.slice(0, 500)}`, ErrorTypes.CommandFailed);
         return tables.map((t, i) => ({ table: t.table, expected: expected[i]!, actual: actual[i]! }));
       },
     );

@@ -42,6 +42,8 @@ beforeAll(async () => {
   await sql(appUrl, `INSERT INTO accounts SELECT g, 'account-' || g FROM generate_series(1, 50) g`);
   await sql(appUrl, `CREATE TABLE ledger (id serial PRIMARY KEY, account_id int NOT NULL REFERENCES accounts(id), amount int NOT NULL)`);
   await sql(appUrl, `INSERT INTO ledger(account_id, amount) SELECT 1 + g % 50, g FROM generate_series(1, 100) g`);
+  await sql(appUrl, `CREATE SCHEMA billing; CREATE TABLE billing.trades (id int PRIMARY KEY, total int NOT NULL)`);
+  await sql(appUrl, `INSERT INTO billing.trades SELECT g, g * 2 FROM generate_series(1, 20) g`);
   loaded = await writeConfig({
     environment: 'tbltest',
     services: [pgConfigService(pgs.url)],
@@ -146,5 +148,31 @@ describe('db-restore with tables (AlphaPulse 3.4 selective restore)', () => {
       { table: 'ledger', expected: 100, actual: 100 },
     ]);
     expect(await digests()).toEqual(atBackup);
+  });
+
+  it('schema.table names the table in that schema, not the one of the same name in public', async () => {
+    const original = await tableDigest(appUrl, 'billing.trades');
+    await sql(appUrl, 'UPDATE billing.trades SET total = 0');
+    await sql(appUrl, 'DELETE FROM trades WHERE id > 400');
+    const publicTrades = await tableDigest(appUrl, 'trades');
+    const handle = await restore({ tables: ['billing.trades'] }, 'schema');
+    expect((await waitForPending(handle)).summary).toMatch(/billing\.trades now has 20 rows, the backup 20/);
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'RESTORE TABLES', step: 'approve-tables' }] });
+    const r = (await handle.result()) as DbRestoreResult;
+    expect(r.counts).toEqual([{ table: 'billing.trades', expected: 20, actual: 20 }]);
+    expect(await tableDigest(appUrl, 'billing.trades')).toBe(original);
+    expect(await tableDigest(appUrl, 'trades')).toBe(publicTrades);
+  });
+
+  it('a load that breaks a foreign key to a table left out fails and rolls back: the table keeps its rows', async () => {
+    await sql(appUrl, 'DELETE FROM ledger WHERE account_id = 5');
+    await sql(appUrl, 'DELETE FROM accounts WHERE id = 5');
+    const before = await digests();
+    const handle = await restore({ tables: ['ledger'] }, 'fk');
+    await waitForPending(handle);
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'RESTORE TABLES', step: 'approve-tables' }] });
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(failureText(err)).toMatch(/restoring ledger of app from backup \S+ failed and was rolled back \(the tables are as they were\): .*violates foreign key constraint "ledger_account_id_fkey"/s);
+    expect(await digests()).toEqual(before);
   });
 });
