@@ -21,7 +21,8 @@ export interface ApprovalPolicy extends ApprovalRule {
  */
 export const APPROVAL_STEPS: Partial<Record<ProcedureId, readonly string[]>> = {
   'stack-stop': ['approve-delete'],
-  'db-restore': ['approve-replace'],
+  'db-restore': ['approve-replace', 'approve-tables'],
+  'db-migrate': ['approve-migrate'],
   'db-migration-rollback': ['approve-rollback'],
   'db-vacuum': ['approve-full'],
   'db-triage': ['approve-idle', 'approve-pids'],
