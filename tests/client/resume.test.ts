@@ -9,7 +9,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMigrator } from '../../activities/database/migrations.js';
 import type { DbMigrationRollbackResult } from '../../common/database/types.js';
-import { approveUpdate } from '../../common/messages.js';
+import { approveUpdate, rejectUpdate } from '../../common/messages.js';
 import type { StackStartResult } from '../../common/stack/types.js';
 import { createLogger } from '../../lib/logger.js';
 import { runbookCli, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
@@ -191,6 +191,41 @@ describe('runbook resume', () => {
       expect(await a.actions()).toEqual(['start', 'stop', 'start', 'stop', 'start']);
       expect(await backups()).toHaveLength(2);
       expect((await resetRecord(client, workflowId, runId))?.failure?.message).toMatch(/runbook resume by carol: from step start-apps .*approval of approve-rollback to be given again/);
+    });
+  });
+
+  it('refused: a step that would repeat an unchecked activity, and a run that failed on an answer rather than a step', async () => {
+    const a = await app('stop');
+    const loaded = await writeConfig({
+      environment: 'resume-stop',
+      services: [{ ...a.service, driver: { ...a.service.driver, clean: [process.execPath, '-e', 'process.exit(1)'] } }],
+      stack: { groups: [{ name: 'apps', waitTimeoutSeconds: 5 }], pollIntervalSeconds: 0.2 },
+      approvals: { approvers: { default: ['alice', 'bob'] } },
+    }, a.dir);
+    await a.start();
+    await withWorker(loaded, async ({ client, taskQueue }) => {
+      const run = cli(taskQueue);
+      // Deleting data is not on the list of activities checked safe to repeat.
+      const failedId = `resume-clean-${Date.now()}`;
+      const failed = await client.workflow.start('stack-stop', { taskQueue, workflowId: failedId, args: [{ clean: true, requestedBy: 'alice' }] });
+      await waitForPending(failed);
+      await failed.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'DELETE', step: 'approve-delete' }] });
+      expect(failureText(await failed.result().catch((e: unknown) => e))).toMatch(/exit|code 1|failed/i);
+      const r = await run('resume', failedId, '--as', 'carol');
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`run ${failedId} cannot be resumed from step delete-data: it would run cleanServices again, which is not known to be safe to repeat`));
+      const { runId } = await failed.describe();
+      expect(runId).toBe(failed.firstExecutionRunId);
+
+      // A rejected approval is an answer: nothing to resume.
+      const rejectedId = `resume-reject-${Date.now()}`;
+      const rejected = await client.workflow.start('stack-stop', { taskQueue, workflowId: rejectedId, args: [{ clean: true, requestedBy: 'alice' }] });
+      await waitForPending(rejected);
+      await rejected.executeUpdate(rejectUpdate, { args: [{ by: 'bob', comment: 'not today', step: 'approve-delete' }] });
+      await rejected.result().catch(() => undefined);
+      const n = await run('resume', rejectedId, '--as', 'carol');
+      expect(n.exitCode).toBe(1);
+      expect(n.stderr).toMatch(/did not fail in a step: step approve-delete rejected by bob .*A resume cannot change an answer: start a new run \(runbook run stack-stop\)/);
     });
   });
 });
