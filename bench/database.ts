@@ -7,7 +7,10 @@
  *      directory format with 2 jobs against 1;
  *   2. pitr-restore wall time against the same steps by hand (copy base backup, recovery
  *      settings, start, wait for promotion);
- *   3. restore-drill RTO and RPO.
+ *   3. restore-drill RTO and RPO;
+ *   4. db-backup to object storage (a real Versity S3 gateway) against pg_dump, pg_restore --list
+ *      and an upload by hand, and the restore drill's RTO from object storage on a machine
+ *      without the local backups. BENCH_DB_ONLY=object-storage runs only this part.
  */
 import { chmod, chown, mkdir, mkdtemp, rm, stat, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,7 +24,10 @@ import { approveUpdate, pendingApprovalQuery } from '../common/messages.js';
 import { parseConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { asPostgres, pgCtl } from '../lib/local/index.js';
+import { createReadStream } from 'node:fs';
+import { Upload } from '@aws-sdk/lib-storage';
 import { freePort, startPostgres } from '../tests/fixtures/servers.js';
+import { startVersitygw } from '../tests/fixtures/versitygw.js';
 import { bundleRunbookWorkflows, createRunbookWorker, installRuntime } from '../worker/main.js';
 import { quietLogger as quiet, table } from './report.js';
 import { benchTemporal } from './temporal.js';
@@ -63,6 +69,14 @@ async function main(): Promise<void> {
     await q(appUrl, `ALTER TABLE ${table} ADD PRIMARY KEY (id)`);
   }
   const size = Number((await q(appUrl, `SELECT pg_database_size('app') AS s`))[0]!.s);
+  const pgEnv0 = { PGHOST: '127.0.0.1', PGPORT: String(pgs.port), PGUSER: 'postgres', PGDATABASE: 'app' };
+  await objectStorageBench({ root, size, appUrl, binDir: pgs.binDir, pgEnv: pgEnv0, address, namespace, native, client });
+  if (process.env.BENCH_DB_ONLY === 'object-storage') {
+    await temporal.close();
+    await pgs.stop();
+    await rm(root, { recursive: true, force: true });
+    return;
+  }
 
   const ctl = (...args: string[]) => pgCtl(pgs, ...args);
   const config = parseConfig(
@@ -208,6 +222,98 @@ async function main(): Promise<void> {
   await temporal.close();
   await pgs.stop();
   await rm(root, { recursive: true, force: true });
+}
+
+type BenchTemporal = Awaited<ReturnType<typeof benchTemporal>>;
+
+/** 4. Off-host backups (AlphaPulse 3.4 / 5.2) against a real S3-compatible server. */
+async function objectStorageBench(o: {
+  root: string;
+  size: number;
+  appUrl: string;
+  binDir: string;
+  pgEnv: Record<string, string>;
+  address: string;
+  namespace: string;
+  native: BenchTemporal['native'];
+  client: BenchTemporal['client'];
+}): Promise<void> {
+  const s3 = await startVersitygw();
+  const bucket = 'bench-backups';
+  await s3.createBucket(bucket);
+  const repository = path.join(o.root, 'dumps-s3');
+  const config = parseConfig(
+    stringify({
+      environment: 'bench-s3',
+      services: [{ name: 'postgres', group: 'infra', driver: { type: 'command', status: ['true'] }, probes: [{ type: 'postgres', url: o.appUrl }] }],
+      databases: [{ name: 'app', url: o.appUrl, service: 'postgres' }],
+      approvals: { approvers: { default: ['alice', 'bob'] } },
+      databaseOps: {
+        backups: { repository, retention: 10, verifyTables: { app: ['events'] } },
+        objectStorage: { endpoint: '${S3_ENDPOINT}', bucket, prefix: 'bench', forcePathStyle: true, accessKeyId: '${S3_ACCESS_KEY_ID}', secretAccessKey: '${S3_SECRET_ACCESS_KEY}' },
+      },
+    }),
+    'bench-s3.yaml',
+  );
+  const taskQueue = `bench-db-s3-${Date.now()}`;
+  const { worker } = await createRunbookWorker({
+    loaded: { config, path: 'bench-s3.yaml', dir: o.root },
+    settings: { address: o.address, namespace: o.namespace, taskQueue },
+    connection: o.native,
+    logger,
+    env: { ...process.env, S3_ENDPOINT: s3.endpoint, S3_ACCESS_KEY_ID: s3.accessKeyId, S3_SECRET_ACCESS_KEY: s3.secretAccessKey },
+    workflowBundle: await bundleRunbookWorkflows({ logger: quiet }),
+  });
+  const s3client = s3.client();
+  try {
+    await worker.runUntil(async () => {
+      // By hand, as AlphaPulse 3.4 does it: pg_dump, upload (the same SDK, part size and parallelism), pg_restore --list.
+      const byHand = async (i: number) => {
+        const file = path.join(o.root, `hand-${i}.dump`);
+        const t = Date.now();
+        await execa(path.join(o.binDir, 'pg_dump'), ['--format=custom', `--file=${file}`], { env: { ...process.env, ...o.pgEnv } });
+        await new Upload({ client: s3client, params: { Bucket: bucket, Key: `by-hand/${i}.dump`, Body: createReadStream(file) }, partSize: 16 * 1024 * 1024, queueSize: 4 }).done();
+        await execa(path.join(o.binDir, 'pg_restore'), ['--list', file]);
+        const ms = Date.now() - t;
+        await rm(file, { force: true });
+        return ms;
+      };
+      const runbook = async () => {
+        const t = Date.now();
+        const r = (await o.client.workflow.execute('db-backup', { taskQueue, workflowId: `bench-s3-backup-${Date.now()}`, args: [{ database: 'app', requestedBy: 'bench' }] })) as DbBackupResult;
+        return { ms: Date.now() - t, r };
+      };
+      const handMs: number[] = [];
+      const wfMs: number[] = [];
+      let last: DbBackupResult | undefined;
+      for (let i = 0; i < 2; i++) {
+        handMs.push(await byHand(i));
+        const w = await runbook();
+        wfMs.push(w.ms);
+        last = w.r;
+      }
+      const best = (xs: number[]) => Math.min(...xs);
+      const mbps = (ms: number) => (o.size / 1024 / 1024 / (ms / 1000)).toFixed(1);
+      const dumpMB = ((last?.backup.sizeBytes ?? 0) / 1024 / 1024).toFixed(0);
+      table(`Backup to object storage (Versity S3 gateway ${s3.version}, ${(o.size / 1024 / 1024).toFixed(0)} MB database, ${dumpMB} MB dump) - target >= 0.9 of by hand; ratio ${(best(handMs) / best(wfMs)).toFixed(2)}`, [
+        { variant: 'by hand: pg_dump -Fc, upload (SDK, 16 MiB x 4 parts), pg_restore --list', best_ms: best(handMs), db_MB_per_s: mbps(best(handMs)) },
+        { variant: 'db-backup: dump, sha256 + pg_restore --list, upload with checked SHA-256 (per part), retention', best_ms: best(wfMs), db_MB_per_s: mbps(best(wfMs)) },
+        { variant: '  of which the upload step', best_ms: last?.upload?.durationMs ?? 0, db_MB_per_s: `${last?.upload?.throughputMBps ?? 0} (dump MB/s)` },
+      ]);
+
+      const drill = async () => (await o.client.workflow.execute('restore-drill', { taskQueue, workflowId: `bench-s3-drill-${Date.now()}`, args: [{ database: 'app', requestedBy: 'bench' }] })) as RestoreDrillResult;
+      const local = await drill();
+      await rm(repository, { recursive: true, force: true });
+      const remote = await drill();
+      table('restore-drill RTO from object storage (no local backup: download + SHA-256 check + pg_restore + verify)', [
+        { source: 'local repository', rto_seconds: local.rtoSeconds, fetched_from: '-' },
+        { source: 'object storage only', rto_seconds: remote.rtoSeconds, fetched_from: remote.logical?.fetchedFrom ?? '-' },
+      ]);
+    });
+  } finally {
+    s3client.destroy();
+    await s3.stop();
+  }
 }
 
 await main();

@@ -18,6 +18,8 @@ export function registerWalCommands(program: Command): void {
     }
     const cfg = c.databaseOps?.objectStorage;
     if (!cfg) throw new UserError(`${dir}: databaseOps.objectStorage is not configured: add its endpoint, bucket and credentials`);
+    // Run once per WAL segment by the server: its log would get the SDK's Node-version notice every time.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     const { storeClient } = await import('../../activities/database/object-store.js');
     return storeClient(cfg, process.env);
   };

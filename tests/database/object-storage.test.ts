@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BackupManifest, DbBackupResult, DbBaseBackupResult, RestoreDrillResult } from '../../common/database/types.js';
 import { parseConfig, type LoadedConfig } from '../../lib/config.js';
-import { runbookCli, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
+import { recordHistory, runbookCli, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import { startPostgres, type PgServer } from '../fixtures/servers.js';
 import { startVersitygw, type S3Server } from '../fixtures/versitygw.js';
 import { failureText, pgConfigService, sql } from './helpers.js';
@@ -81,14 +81,16 @@ async function keysUnder(prefix: string): Promise<string[]> {
   return (r.Contents ?? []).map((o) => o.Key!).sort();
 }
 
-async function run<T>(procedure: string, input: Record<string, unknown>, config = loaded, database = 'app'): Promise<T> {
+async function run<T>(procedure: string, input: Record<string, unknown>, config = loaded, database = 'app', record?: string): Promise<T> {
   return withWorker(
     config,
     async ({ client: temporal, taskQueue }) => {
       const workflowId = `${procedure}-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`;
       const handle = await temporal.workflow.start(procedure, { taskQueue, workflowId, args: [{ database, requestedBy: 'alice', ...input }] });
       try {
-        return (await handle.result()) as T;
+        const result = (await handle.result()) as T;
+        if (record) await recordHistory(temporal, workflowId, record);
+        return result;
       } finally {
         // Whatever the outcome, the credentials never reached the run's history.
         const history = JSON.stringify((await handle.fetchHistory()).events);
@@ -127,7 +129,7 @@ describe('db-backup to object storage and restores from it', () => {
   const backups: BackupManifest[] = [];
 
   it('db-backup uploads the dump and its manifest; the object is what was dumped, checked by the server', async () => {
-    const r = await run<DbBackupResult>('db-backup', {});
+    const r = await run<DbBackupResult>('db-backup', {}, loaded, 'app', 'db-backup-object-storage');
     backups.push(r.backup);
     const folder = `${PREFIX}/app/${r.backup.id}`;
     expect(r.upload).toMatchObject({ location: `s3://${BUCKET}/${folder}/`, objects: 2, bytes: r.backup.sizeBytes, parts: 2, already: false });
@@ -181,7 +183,7 @@ describe('db-backup to object storage and restores from it', () => {
   it('restore-drill on a machine without the local backups restores from the store and verifies the rows', async () => {
     await rm(path.join(repo, 'app'), { recursive: true, force: true });
     const newest = backups[2]!;
-    const r = await run<RestoreDrillResult>('restore-drill', {});
+    const r = await run<RestoreDrillResult>('restore-drill', {}, loaded, 'app', 'restore-drill-object-storage');
     expect(r.ok).toBe(true);
     expect(r.logical).toMatchObject({
       backupId: newest.id,
@@ -269,7 +271,7 @@ describe('PITR from object storage: base backups uploaded, WAL archived by `runb
   }
 
   it('db-base-backup uploads the base backup; archive_command puts each WAL segment in the store, checked', async () => {
-    const r = await run<DbBaseBackupResult>('db-base-backup', {}, pitrConfig, 'ledger');
+    const r = await run<DbBaseBackupResult>('db-base-backup', {}, pitrConfig, 'ledger', 'db-base-backup-object-storage');
     expect(r.upload).toMatchObject({ location: `s3://${BUCKET}/${PREFIX}/ledger/base/${r.backup.id}/`, objects: 2, already: false });
     expect(r.progress.steps.map((s) => s.id)).toEqual(['plan', 'wal-check', 'base-backup', 'upload', 'retention']);
     expect(await keysUnder(`${PREFIX}/ledger/base/${r.backup.id}/`)).toEqual([`${PREFIX}/ledger/base/${r.backup.id}/base.tar`, `${PREFIX}/ledger/base/${r.backup.id}/manifest.json`]);
@@ -296,7 +298,7 @@ describe('PITR from object storage: base backups uploaded, WAL archived by `runb
 
   it('restore-drill recovers base backup + WAL from the store on a machine without them', async () => {
     await rm(path.join(root, 'base'), { recursive: true, force: true });
-    const r = await run<RestoreDrillResult>('restore-drill', {}, pitrConfig, 'ledger');
+    const r = await run<RestoreDrillResult>('restore-drill', {}, pitrConfig, 'ledger', 'restore-drill-pitr-object-storage');
     expect(r.pitr).toMatchObject({ counts: { entries: 1500 } });
     expect(r.logical).toBeNull();
     expect(existsSync(path.join(root, 'restore'))).toBe(true);
