@@ -45,16 +45,25 @@ export async function runTemporalCluster(opts: ClusterCommandOptions): Promise<v
   const say = (line: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${line}`);
 
   let cluster: Awaited<ReturnType<typeof startTemporalCluster>> | undefined;
+  let starting: Promise<unknown> | undefined;
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second Ctrl-C while start-up is still under way: the user does not want to wait.
+      if (!cluster) process.exit(130);
+      return;
+    }
     stopping = true;
+    if (!cluster && starting) {
+      console.error(`\n${signal}: stopping as soon as start-up is done (Ctrl-C again to quit at once, leaving what was started running) ...`);
+      await starting.catch(() => undefined);
+    }
     console.error(`\n${signal}: stopping temporal-server${postgresUrl ? '' : ' and its PostgreSQL'} ...`);
     await cluster?.stop();
     console.error('stopped');
     process.exit(0);
   };
-  // Registered before start-up: a Ctrl-C during the build or the schema setup must not leave PostgreSQL running.
+  // Registered before start-up: a Ctrl-C during the schema setup must not leave PostgreSQL running.
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
 
@@ -68,10 +77,13 @@ export async function runTemporalCluster(opts: ClusterCommandOptions): Promise<v
     tlsEnv = clusterTlsEnv(certs);
   }
   try {
-    cluster = await startTemporalCluster({ dataDir, postgresUrl, ip: opts.ip, port, namespace: opts.namespace, logLevel, logger, onProgress: say, tls });
+    const start = startTemporalCluster({ dataDir, postgresUrl, ip: opts.ip, port, namespace: opts.namespace, logLevel, logger, onProgress: say, tls });
+    starting = start.then((started) => (cluster = started));
+    await starting;
   } catch (err) {
     throw new UserError(`the Temporal cluster did not start: ${err instanceof Error ? err.message : String(err)}`);
   }
+  if (stopping || !cluster) return new Promise(() => undefined); // the signal handler stops it and exits
   say(`ready in ${(cluster.readyMs / 1000).toFixed(1)} s after the server was started`);
   console.error(
     [

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { StackStopResult } from '../../common/stack/types.js';
 import { SEARCH_ATTRIBUTES } from '../../common/search-attributes.js';
-import { composeDynamicConfigFile, findTemporalServerTools, setupClusterSchema, TEMPORAL_SERVER_VERSION } from '../../lib/temporal/cluster.js';
+import { composeDynamicConfigFile, findTemporalServerTools, parsePostgresUrl, setupClusterSchema, TEMPORAL_SERVER_VERSION } from '../../lib/temporal/cluster.js';
 import {
   activityRuns,
   approveDelete,
@@ -80,6 +80,24 @@ describe('the cluster', () => {
     expect(info.serverVersion).toBe(TEMPORAL_SERVER_VERSION.slice(1));
     const { customAttributes } = await c.connection.operatorService.listSearchAttributes({ namespace: c.cluster.namespace });
     expect(Object.keys(customAttributes ?? {})).toEqual(expect.arrayContaining(SEARCH_ATTRIBUTES.map((a) => a.name)));
+  });
+});
+
+describe('--postgres-url', () => {
+  it('takes postgres://USER:PASSWORD@HOST:PORT; a database path or another scheme is refused naming the option, the password never shown', () => {
+    expect(parsePostgresUrl('postgres://temporal:s%40cret@db.internal:5433')).toEqual({ host: 'db.internal', port: 5433, user: 'temporal', password: 's@cret' });
+    expect(parsePostgresUrl('postgresql://pg@[::1]')).toEqual({ host: '::1', port: 5432, user: 'pg', password: '' });
+    expect(() => parsePostgresUrl('postgres://u:hunter2@h:5432/app')).toThrow(/--postgres-url names database app: leave the path out/);
+    expect(() => parsePostgresUrl('mysql://u@h')).toThrow(/--postgres-url must start with postgres:\/\//);
+    const bad = (() => {
+      try {
+        parsePostgresUrl('postgres://u:hunter2@h:notaport');
+      } catch (err) {
+        return (err as Error).message;
+      }
+    })();
+    expect(bad).toMatch(/--postgres-url "postgres:\/\/u:\*\*\*@h:notaport" is not a URL/);
+    expect(bad).not.toContain('hunter2');
   });
 });
 
