@@ -2,7 +2,7 @@ import { createApprovalActivities } from './approvals.js';
 import { createDatabaseActivities } from './database/index.js';
 import { createDeliveryActivities } from './delivery/index.js';
 import type { ActivityDeps } from './deps.js';
-import { createIncidentActivities } from './incident/index.js';
+import { createIncidentActivities, createServiceCheckActivities } from './incident/index.js';
 import { createInputActivities } from './inputs.js';
 import { createStackActivities } from './stack/index.js';
 
@@ -17,6 +17,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createDatabaseActivities(deps),
     ...createDeliveryActivities(deps),
     ...createIncidentActivities(deps),
+    ...createServiceCheckActivities(deps),
     ...createStackActivities(deps),
   };
 }

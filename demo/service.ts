@@ -77,7 +77,29 @@ class Metrics {
   }
 }
 
-export async function startDemoService(opts: DemoServiceOptions, onStateChange?: (state: DemoState) => void): Promise<DemoService> {
+/** One application request, for the access log: its trace id comes from a W3C traceparent or an x-trace-id header. */
+export interface DemoRequest {
+  traceId?: string;
+  method: string;
+  path: string;
+  code: number;
+  ms: number;
+}
+
+const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
+const TRACE_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+function traceIdOf(req: http.IncomingMessage): string | undefined {
+  const parent = TRACEPARENT.exec(String(req.headers.traceparent ?? ''))?.[1];
+  const own = String(req.headers['x-trace-id'] ?? '');
+  return parent ?? (TRACE_ID.test(own) ? own : undefined);
+}
+
+export async function startDemoService(
+  opts: DemoServiceOptions,
+  onStateChange?: (state: DemoState) => void,
+  onRequest?: (request: DemoRequest) => void,
+): Promise<DemoService> {
   const host = opts.host ?? '127.0.0.1';
   const state: DemoState = {
     healthy: true,
@@ -127,7 +149,9 @@ export async function startDemoService(opts: DemoServiceOptions, onStateChange?:
     const failed = Math.random() < state.errorRate;
     const code = failed ? 500 : 200;
     json(res, code, failed ? { version: state.version, ok: false, error: 'injected failure' } : { version: state.version, ok: true });
-    metrics.observe(code, (performance.now() - started) / 1000);
+    const seconds = (performance.now() - started) / 1000;
+    metrics.observe(code, seconds);
+    onRequest?.({ traceId: traceIdOf(req), method: req.method ?? 'GET', path, code, ms: Math.round(seconds * 1000) });
   }
 
   try {
@@ -220,6 +244,12 @@ async function main(argv: string[]): Promise<void> {
   const service = await startDemoService(
     { httpPort: o.httpPort, grpcPort: o.grpcPort, host: o.host, version: o.version, errorRate: o.errorRate, latencyMs: o.latencyMs },
     (state) => logger.info({ state }, 'state changed'),
+    // An access log line per application request, as structured as Fulcrum's server logs (Fulcrum 6.1): trace_id for correlation.
+    (r) => {
+      const fields = { trace_id: r.traceId, method: r.method, path: r.path, code: r.code, latency_ms: r.ms };
+      if (r.code >= 500) logger.error({ ...fields, error: 'injected failure' }, 'request failed');
+      else logger.info(fields, 'request');
+    },
   );
   logger.info({ httpUrl: service.httpUrl, grpcAddress: service.grpcAddress, version: o.version }, 'demo service ready');
 

@@ -108,6 +108,19 @@ export class CommandDriver implements ServiceDriver {
     return { running: false, detail: `status command exited ${answer.exitCode}${out ? `: ${out}` : ''}` };
   }
 
+  /**
+   * The configured log file, resolved against the config directory, and the values to
+   * redact from what is read of it (the same as from the `logs` command's output).
+   */
+  logSource(): { file: string; secrets: string[] } | undefined {
+    if (!this.cfg.logFile) return undefined;
+    try {
+      return { file: path.resolve(this.ctx.configDir, resolveEnvRefs(this.cfg.logFile, this.ctx.env, this.field('logFile'))), secrets: this.secrets() };
+    } catch (err) {
+      return configFailure(err);
+    }
+  }
+
   async logs(lines: number): Promise<string> {
     if (!this.cfg.logs) throw this.unsupported('show logs', 'logs');
     const inv = this.invocation('logs');

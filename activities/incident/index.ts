@@ -1,1 +1,2 @@
 export { createIncidentActivities } from './incident.js';
+export { createServiceCheckActivities } from './service-checks.js';

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,27 +11,45 @@ import type { TriageResult } from '../../common/incident/types.js';
 import { approveUpdate, pendingApprovalQuery } from '../../common/messages.js';
 import type { LoadedConfig } from '../../lib/config.js';
 import { demoServiceAction } from '../../demo/env.js';
+import { pidAlive } from '../../lib/local/index.js';
 import { freePort, startNats, startRedis, type NatsServer, type RedisServer } from '../fixtures/servers.js';
 import { recordHistory, withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 
 let redis: RedisServer;
 let nats: NatsServer;
 let loaded: LoadedConfig;
+// The stream's consumer: a real process (the demo API) that the nats-lag-triage restarts through its command driver.
+let processorDir: string;
+const processorPorts = { port: 0, port2: 0 };
+const processorUrl = () => `http://127.0.0.1:${processorPorts.port}`;
+const processorPid = async () => Number((await readFile(path.join(processorDir, 'demo', 'api', 'api.pid'), 'utf8')).trim());
 
 beforeAll(async () => {
+  processorDir = await mkdtemp(path.join(tmpdir(), 'runbook-processor-'));
+  [processorPorts.port, processorPorts.port2] = [await freePort(), await freePort()];
+  const processorCmd = (action: string) => [
+    process.execPath, path.resolve('bin/runbook.mjs'), 'demo', 'service', action, 'api', '--state-dir', processorDir, '--port', String(processorPorts.port), '--port2', String(processorPorts.port2),
+  ];
   [redis, nats] = await Promise.all([startRedis({ maxmemory: '4mb', maxmemoryPolicy: 'noeviction' }), startNats()]);
+  expect((await demoServiceAction('start', 'api', { stateDir: processorDir, ...processorPorts })).exitCode).toBe(0);
   loaded = await writeConfig({
     environment: 'test',
     services: [
       { name: 'redis', group: 'infra', driver: { type: 'command', status: ['true'] }, probes: [{ type: 'redis', url: redis.url }] },
       { name: 'nats', group: 'infra', driver: { type: 'command', status: ['true'] }, probes: [{ type: 'nats', servers: nats.url }] },
-      { name: 'processor', driver: { type: 'command', restart: ['true'], status: ['true'] } },
+      {
+        name: 'processor',
+        driver: { type: 'command', start: processorCmd('start'), stop: processorCmd('stop'), status: processorCmd('status') },
+        probes: [{ type: 'http', url: `${processorUrl()}/healthz` }],
+      },
     ],
     approvals: { approvers: { default: ['alice', 'bob'] } },
   });
 }, 60_000);
 
 afterAll(async () => {
+  await demoServiceAction('stop', 'api', { stateDir: processorDir, ...processorPorts });
+  await rm(processorDir, { recursive: true, force: true });
   await Promise.all([redis?.stop(), nats?.stop()]);
 });
 
@@ -85,8 +103,9 @@ describe('redis-triage', () => {
       const r = (await handle.result()) as TriageResult;
       const f = Object.fromEntries(r.findings.map((x) => [x.check, x]));
       expect(f.ping!.severity).toBe('OK');
-      expect(f.memory).toMatchObject({ severity: 'P0' });
-      expect(f.memory!.detail).toMatch(/^9\d(\.\d)?% of maxmemory/);
+      // Over 90 %: Redis Memory is P2 (AlphaPulse 4.2); the same reading is over Memory Usage >80% (Fulcrum 2.3, P1), the worse.
+      expect(f.memory).toMatchObject({ severity: 'P1' });
+      expect(f.memory!.detail).toMatch(/^9\d(\.\d)?% of maxmemory .*over memory usage > 80% for 10 min \(Fulcrum 2\.3\) P1, Redis memory of maxmemory > 90% \(AlphaPulse 4\.2\) P2$/);
       expect(f['maxmemory-policy']).toMatchObject({ severity: 'P1', detail: expect.stringContaining('noeviction, should be allkeys-lru') });
       expect(f['hit rate']).toMatchObject({ severity: 'P2' });
       expect(f.clients!.detail).toMatch(/connected/);
@@ -155,11 +174,13 @@ describe('nats-lag-triage', () => {
         await sleep(1200);
       }
       await sleep(1500);
-      await js.publish('events.new', 'fresh 1');
-      await js.publish('events.new', 'fresh 2');
     } finally {
       await nc.close();
     }
+    // The consumer is really stuck: its health endpoint fails until it is restarted.
+    expect((await fetch(`${processorUrl()}/admin/state`, { method: 'POST', body: JSON.stringify({ healthy: false }) })).status).toBe(200);
+    expect((await fetch(`${processorUrl()}/healthz`)).status).toBe(503);
+    const pidBefore = await processorPid();
 
     await withWorker(loaded, async ({ client, taskQueue }) => {
       const workflowId = `nats-lag-triage-${Date.now()}`;
@@ -172,6 +193,11 @@ describe('nats-lag-triage', () => {
       expect(await approve(handle, 'approve-purge', 'bob', 'DELETE')).toMatch(/exactly "EVENTS"/);
       const pending = await handle.query(pendingApprovalQuery);
       expect(pending?.summary).toMatch(/LOSES those unprocessed events/);
+      // Published after the real restart, just before the purge is approved: younger than the cutoff, kept.
+      const fresh = await connect({ servers: nats.url });
+      await jetstream(fresh).publish('events.new', 'fresh 1');
+      await jetstream(fresh).publish('events.new', 'fresh 2');
+      await fresh.close();
       expect(await approve(handle, 'approve-purge', 'bob', 'EVENTS')).toBeUndefined();
       const r = (await handle.result()) as TriageResult;
       const consumer = r.findings.find((f) => f.check === 'consumer EVENTS/processor')!;
@@ -180,10 +206,15 @@ describe('nats-lag-triage', () => {
       expect(consumer.detail).toMatch(/num_ack_pending 15/);
       expect(consumer.detail).toMatch(/num_redelivered 15 > 10 \(stuck messages/);
       expect(r.recommendations.join('\n')).toMatch(/restart the consumer service/);
-      expect(r.remediations[0]).toMatch(/processor restarted/);
+      expect(r.remediations[0]).toBe('processor restarted; healthy again: processor');
       expect(r.remediations[1]).toBe('purged 1500 messages from EVENTS older than 3s, approved by bob');
       await recordHistory(client, workflowId, 'nats-lag-triage');
     });
+    // Restarted for real: a new process, the old one gone, its probe healthy.
+    const pidAfter = await processorPid();
+    expect(pidAfter).not.toBe(pidBefore);
+    expect(pidAlive(pidBefore)).toBe(false);
+    expect((await fetch(`${processorUrl()}/healthz`)).status).toBe(200);
     const nc2 = await connect({ servers: nats.url });
     const si = await (await jetstreamManager(nc2)).streams.info('EVENTS');
     expect(si.state.messages).toBe(2);

@@ -5,15 +5,18 @@ import { clip } from '../../common/bounds.js';
 import { ErrorTypes } from '../../common/errors.js';
 import type { TriageProcedureId } from '../../common/incident/procedures.js';
 import type { TriageFinding, TriageResult } from '../../common/incident/types.js';
+import { LOG_SEARCH, type LogSearch } from '../../common/incident/service-checks.js';
 import { PROCEDURES } from '../../common/procedures.js';
+import { breaches, threshold } from '../../common/thresholds.js';
 import type { CommonInput, RunbookPlan } from '../../common/types.js';
 import { checkHealth, selectServices } from '../shared/health.js';
 import { longRunning, quick } from '../shared/profiles.js';
 import { RunContext } from '../shared/run-context.js';
 
-const { loadPlan, redisClientCount, redisCountMatching, redisTriageRead, natsTriageRead, cacheCheck, databaseCheck, fetchMetrics, promQuery, slowQueries, redisFlush, serviceLogs } =
+const { loadPlan, redisClientCount, redisCountMatching, redisReplicationRead, redisTriageRead, natsTriageRead, cacheCheck, databaseCheck, fetchMetrics, promQuery, slowQueries, redisFlush, serviceLogs } =
   proxyActivities<Activities>(quick);
 const { redisUnlink, natsPurge, serviceAction, waitHealthy } = proxyActivities<Activities>(longRunning);
+const { policyCheck, searchLogs, dashboardCheck, clearBuildCache } = proxyActivities<Activities>(quick);
 
 const BAD = new Set(['P0', 'P1', 'P2']);
 
@@ -70,6 +73,8 @@ export interface RedisTriageInput extends CommonInput {
   restart?: boolean;
   reconnectServices?: string[];
   slowlogEntries?: number;
+  peers?: string[];
+  linkDownSeconds?: number;
 }
 
 /** `redis-triage`: Fulcrum 3.4 and AlphaPulse 2.2 High Memory Usage, with the runbooks' remediations. */
@@ -78,6 +83,7 @@ export async function redisTriage(rawInput: RedisTriageInput): Promise<TriageRes
   const ctx = new RunContext(PROCEDURES.redisTriage, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration'],
     ['inspect', 'PING, memory, policy, evictions, hit rate, slowlog, clients'],
+    ['replication', 'Replication: role, link, offsets; split-brain across the peers'],
   ]);
   if (input.deletePattern) {
     ctx.addStep('approve-unlink', `Approval: delete keys matching ${input.deletePattern}`);
@@ -96,6 +102,7 @@ export async function redisTriage(rawInput: RedisTriageInput): Promise<TriageRes
     const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.redisTriage }), () => input.service);
     selectServices(plan, [input.service], 'service');
     if (input.reconnectServices) selectServices(plan, input.reconnectServices, 'reconnectServices');
+    if (input.peers) selectServices(plan, input.peers, 'peers');
     const { reading, findings } = await ctx.step('inspect', () => redisTriageRead({ service: input.service, slowlogEntries: input.slowlogEntries ?? 10 }), (r) => summarize(r.findings));
     const recommendations: string[] = [];
     const remediations: string[] = [];
@@ -104,6 +111,18 @@ export async function redisTriage(rawInput: RedisTriageInput): Promise<TriageRes
       recommendations.push('Free memory: delete stale keys by pattern (deletePattern), FLUSHDB if the cache can be rebuilt, or raise maxmemory');
     }
     if (reading.hitRatePercent !== null && reading.hitRatePercent < 85) recommendations.push('Hit rate under 85 %: check TTLs and evictions; tune the cache');
+    // AlphaPulse 2.2 split-brain. Runs recorded before this check replay without it.
+    if (patched('redis-replication-check')) {
+      const repl = await ctx.step(
+        'replication',
+        () => redisReplicationRead({ service: input.service, peers: input.peers, linkDownSeconds: input.linkDownSeconds }),
+        (r) => summarize(r.findings),
+      );
+      findings.push(...repl.findings);
+      recommendations.push(...repl.recommendations);
+    } else {
+      ctx.skip('replication', 'run started before the replication check');
+    }
 
     if (input.deletePattern) {
       const pattern = input.deletePattern;
@@ -271,27 +290,66 @@ export interface ServiceErrorTriageInput extends CommonInput {
   metricsUrl?: string;
   metricsMatch?: string;
   logLines?: number;
+  traceId?: string;
+  since?: string;
+  until?: string;
+  tenantId?: string;
   flushAndRestart?: boolean;
+  clearBuildCache?: boolean;
+}
+
+/** The log search an input asks for (Fulcrum 6.3), or the problems with it; `now` is the workflow's clock. */
+function logSearchOf(input: ServiceErrorTriageInput, now: number, problems: string[]): LogSearch | undefined {
+  if (input.traceId === undefined && input.since === undefined && input.until === undefined) return undefined;
+  const maxLines = input.logLines ?? LOG_SEARCH.defaultLines;
+  if (maxLines > LOG_SEARCH.maxLines) problems.push(`logLines: at most ${LOG_SEARCH.maxLines} lines are shown by a log search; narrow the search instead`);
+  if (input.traceId !== undefined && input.traceId.length < LOG_SEARCH.minTraceIdLength) {
+    problems.push(`traceId: at least ${LOG_SEARCH.minTraceIdLength} characters, so it matches one trace (a W3C trace id is 32 hex digits)`);
+  }
+  const search: LogSearch = { maxLines, ...(input.traceId ? { traceId: input.traceId } : {}) };
+  if (input.since === undefined && input.until === undefined) return search;
+  const hour = 3_600_000;
+  const until = input.until !== undefined ? Date.parse(input.until) : now;
+  const since = input.since !== undefined ? Date.parse(input.since) : until - LOG_SEARCH.defaultWindowHours * hour;
+  if (since > now) problems.push('since: in the future; give the start of the window to search');
+  if (until <= since) problems.push('until: must be after since');
+  else if (until - since > LOG_SEARCH.maxWindowHours * hour) problems.push(`since/until: the window is over ${LOG_SEARCH.maxWindowHours} h; search a shorter window`);
+  return { ...search, since: new Date(since).toISOString(), until: new Date(until).toISOString() };
+}
+
+function mb(bytes: number): string {
+  return `${Math.round((bytes / 1_048_576) * 10) / 10} MB`;
 }
 
 const ERROR_LINE = /\b(error|fatal|panic|exception|unavailable|internal)\b/i;
 
-/** `service-error-triage`: Fulcrum 3.1 (policy evaluation failures) and 3.5 (dashboard errors). */
+/** `service-error-triage`: Fulcrum 3.1 (policy evaluation failures), 3.5 (dashboard errors) and 6 (log analysis). */
 export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Promise<TriageResult> {
   const input = await RunContext.input(PROCEDURES.serviceErrorTriage, rawInput);
   if (input.flushAndRestart && !input.cacheService) throw invalid('invalid input for service-error-triage: cacheService: required with flushAndRestart (the cache to flush)');
+  const problems: string[] = [];
+  if (input.tenantId && !input.database) problems.push("tenantId: needs database (the database that holds the tenant's policies)");
+  const search = logSearchOf(input, Date.now(), problems);
+  if (problems.length > 0) throw invalid(`invalid input for service-error-triage: ${problems.join('; ')}`);
   const ctx = new RunContext(PROCEDURES.serviceErrorTriage, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration'],
     ['health', `Health of ${input.service}`],
-    ['logs', 'Recent error lines from the logs'],
+    ['logs', search ? `Log lines${search.traceId ? ` of trace ${search.traceId}` : ''}${search.since ? ` from ${search.since} to ${search.until}` : ''}` : 'Recent error lines from the logs'],
     ['cache', 'Cache check'],
     ['database', 'Database connectivity'],
+    ['policies', input.tenantId ? `Policies, and those of tenant ${input.tenantId}` : 'Policies'],
     ['metrics', 'Metrics'],
+    ['dashboard', 'Dashboard: backend reachable, settings present, build cache'],
   ]);
   if (input.flushAndRestart) {
     ctx.addStep('approve-remediation', 'Approval: flush the cache and restart');
     ctx.addStep('flush', `FLUSHDB ${input.cacheService}`);
     ctx.addStep('restart', `Restart ${input.service}`);
+  }
+  if (input.clearBuildCache) {
+    ctx.addStep('approve-build-cache', `Approval: delete the build cache of ${input.service} and restart it`);
+    ctx.addStep('clear-build-cache', `Delete the build cache of ${input.service}`);
+    ctx.addStep('restart-dashboard', `Restart ${input.service}`);
   }
   return ctx.run(async () => {
     const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.serviceErrorTriage }), () => input.service);
@@ -304,10 +362,18 @@ export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Pro
     const health = await ctx.step('health', () => checkHealth(plan, [svc!]), (h) => (h.results.length ? `worst ${h.worst}` : 'no probes'));
     for (const r of health.results) findings.push({ check: `health ${r.type} ${r.target}`, severity: r.severity === 'OK' ? 'OK' : r.severity, detail: r.detail });
 
+    // Policies (Fulcrum 3.1) and dashboard checks (3.5) came later: runs recorded before them replay without.
+    const v2 = patched('service-error-triage-policies-dashboard');
+    let logSearch: TriageResult['logSearch'];
     const logs = await ctx.step(
       'logs',
       async () => {
         try {
+          if (search) {
+            const found = await searchLogs({ service: input.service, ...search });
+            logSearch = found;
+            return { available: true, lines: found.lines.filter((l) => ERROR_LINE.test(l)).slice(-20), why: '' };
+          }
           const text = await serviceLogs({ service: input.service, lines: input.logLines ?? 100 });
           return { available: true, lines: text.split('\n').filter((l) => ERROR_LINE.test(l)).slice(-20), why: '' };
         } catch (err) {
@@ -319,9 +385,19 @@ export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Pro
     );
     findings.push(
       logs.available
-        ? { check: 'error log lines', severity: logs.lines.length > 0 ? 'P2' : 'OK', detail: logs.lines.length ? logs.lines.slice(-5).join(' ⏎ ') : 'none in the last lines' }
+        ? { check: 'error log lines', severity: logs.lines.length > 0 ? 'P2' : 'OK', detail: logs.lines.length ? logs.lines.slice(-5).join(' ⏎ ') : search ? 'none among the lines found' : 'none in the last lines' }
         : { check: 'error log lines', severity: 'INFO', detail: `logs unavailable: ${logs.why}` },
     );
+    if (search && logSearch) {
+      const what = [search.traceId ? `trace ${search.traceId}` : '', search.since ? `${search.since} to ${search.until}` : ''].filter(Boolean).join(', ');
+      findings.push({
+        check: 'log search',
+        severity: 'INFO',
+        detail:
+          `${logSearch.matched} of ${logSearch.scanned} lines match ${what} in ${logSearch.source}` +
+          `${logSearch.truncated ? `; first ${logSearch.lines.length} shown` : ''}${search.since && logSearch.undated ? `; ${logSearch.undated} lines without a timestamp left out` : ''}`,
+      });
+    }
 
     if (input.cacheService) {
       const cacheService = input.cacheService;
@@ -340,11 +416,60 @@ export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Pro
       if (!d.ok) recommendations.push('Database unreachable: see database runbooks; restart the service to reset its connection pool once it is back');
     } else ctx.skip('database', 'no database given');
 
+    if (input.database && v2) {
+      const database = input.database;
+      const p = await ctx.step('policies', () => policyCheck({ database, tenantId: input.tenantId }), (x) => x.detail);
+      findings.push({ check: 'policies', severity: !p.ok ? 'P1' : p.total === 0 ? 'P2' : 'OK', detail: p.detail });
+      if (p.tenant) {
+        const list = p.tenant.policies;
+        const enabled = list.filter((x) => x.enabled).length;
+        findings.push({
+          check: `tenant ${p.tenant.id} policies`,
+          severity: list.length === 0 || enabled === 0 ? 'P2' : 'INFO',
+          detail:
+            list.length === 0
+              ? `no policies for tenant ${p.tenant.id}`
+              : `${enabled} of the ${list.length} latest enabled: ${list.map((x) => `${x.id} ${x.name} ${x.enabled ? 'enabled' : 'disabled'} ${x.updatedAt}`).join(' ⏎ ')}`,
+        });
+        if (list.length === 0) recommendations.push(`Tenant ${p.tenant.id} has no policies: check the tenant id and whether its policies were deleted`);
+        else if (enabled === 0) recommendations.push(`Every recent policy of tenant ${p.tenant.id} is disabled: check the latest change (updated_at) with its owner`);
+      }
+    } else ctx.skip('policies', input.database ? 'run started before the policies check' : 'no database given');
+
     if (input.metricsUrl) {
       const url = input.metricsUrl;
       const m = await ctx.step('metrics', () => fetchMetrics({ url, match: input.metricsMatch }), (x) => x.detail);
       findings.push({ check: 'metrics', severity: m.ok ? 'INFO' : 'P1', detail: m.ok ? m.lines.slice(0, 8).join('; ') || m.detail : m.detail });
     } else ctx.skip('metrics', 'no metricsUrl given');
+
+    const dashboard = v2 ? await ctx.step('dashboard', () => dashboardCheck({ service: input.service }), (x) => (x ? `backend ${x.backend.ok ? 'ok' : 'unreachable'}, ${x.env.missing.length + x.env.empty.length} settings missing` : 'not a configured dashboard')) : null;
+    if (!dashboard) ctx.skip('dashboard', v2 ? `${input.service} is not in incident.dashboards` : 'run started before the dashboard checks');
+    else {
+      findings.push({ check: 'dashboard backend', severity: dashboard.backend.ok ? 'OK' : 'P1', detail: dashboard.backend.detail });
+      if (!dashboard.backend.ok) recommendations.push(`The backend is not reachable from ${input.service}: triage the backend service, then check the dashboard's API URL setting`);
+      const { env } = dashboard;
+      const unset = [...env.missing, ...env.empty];
+      findings.push({
+        check: 'dashboard settings',
+        severity: unset.length > 0 ? 'P1' : 'OK',
+        detail:
+          env.sources.length === 0
+            ? 'no env file or driver env configured to check'
+            : `${env.present.length} of ${env.checked.length} set${env.present.length ? ` (${env.present.join(', ')})` : ''}${env.missing.length ? `; missing: ${env.missing.join(', ')}` : ''}${env.empty.length ? `; empty: ${env.empty.join(', ')}` : ''} (in ${env.sources.join(', ')})`,
+      });
+      if (unset.length > 0) recommendations.push(`Set ${unset.join(', ')} for ${input.service} and restart it (Fulcrum 3.5: verify the Clerk keys are set)`);
+      const cache = dashboard.buildCache;
+      if (cache) {
+        findings.push({
+          check: 'dashboard build cache',
+          severity: cache.exists ? 'INFO' : 'P2',
+          detail: cache.exists ? `${cache.dir}: ${cache.files} files, ${mb(cache.bytes)}` : `${cache.dir} does not exist: the build did not run or did not finish`,
+        });
+      }
+    }
+    if (input.clearBuildCache && !dashboard?.buildCache) {
+      throw invalid(`invalid input for service-error-triage: clearBuildCache: ${input.service} has no build cache configured (incident.dashboards[].buildCacheDir); nothing was deleted`);
+    }
 
     const unhealthy = findings.some((f) => f.check.startsWith('health') && f.severity === 'P0');
     const errors = findings.some((f) => f.check === 'error log lines' && f.severity !== 'OK');
@@ -366,7 +491,25 @@ export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Pro
       remediations.push(`FLUSHDB ${cacheService} (${f.keysBefore} keys), approved by ${record.by}`);
       remediations.push(await restartAndVerify(ctx, plan, 'restart', input.service, []));
     }
-    return result('service-error-triage', ctx, findings, recommendations, remediations);
+    if (input.clearBuildCache && dashboard?.buildCache) {
+      const cache = dashboard.buildCache;
+      const record = await ctx.requestApproval({
+        step: 'approve-build-cache',
+        summary:
+          `Delete the build cache ${cache.dir} of ${input.service} (${cache.exists ? `${cache.files} files, ${mb(cache.bytes)}` : 'absent now'}) and restart ${input.service}; ` +
+          'it is rebuilt when the service starts (Fulcrum 3.5).',
+        destructive: true,
+        confirmPhrase: 'DELETE',
+        policy: policyOf(plan),
+        timeoutSeconds: approvalTimeout(input, plan),
+      });
+      RunContext.failUnlessApproved(record, 'the build cache was not deleted and nothing was restarted');
+      const c = await ctx.step('clear-build-cache', () => clearBuildCache({ service: input.service }), (x) => (x.existed ? `${x.files} files deleted` : 'already absent'));
+      remediations.push(`build cache ${c.dir} deleted (${c.files} files, ${mb(c.bytes)}), approved by ${record.by}`);
+      remediations.push(await restartAndVerify(ctx, plan, 'restart-dashboard', input.service, []));
+    }
+    const out = result('service-error-triage', ctx, findings, recommendations, remediations);
+    return logSearch ? { ...out, logSearch } : out;
   });
 }
 
@@ -397,8 +540,12 @@ export async function latencyTriage(rawInput: LatencyTriageInput): Promise<Triag
   return ctx.run(async () => {
     const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.latencyTriage }), () => 'ok');
     if (input.cacheService) selectServices(plan, [input.cacheService], 'cacheService');
-    const p99Limit = input.p99ThresholdMs ?? 500;
-    const errLimit = input.errorRateThresholdPercent ?? 5;
+    // Defaults from the threshold table (common/thresholds.ts): AlphaPulse 4.2 p99 >500 ms and error
+    // rate >0.5 % (P1), Fulcrum 2.3 error rate >20 % (P0); AlphaPulse 2.1 queries running >1 s.
+    const p99Limit = input.p99ThresholdMs ?? threshold('api-latency-p99', plan.thresholds).value;
+    const errLimit = input.errorRateThresholdPercent ?? threshold('api-error-rate', plan.thresholds).value;
+    const critical = threshold('error-rate-critical', plan.thresholds);
+    const slowQueryMs = input.slowQueryMs ?? threshold('slow-query', plan.thresholds).value;
     const findings: TriageFinding[] = [];
     const recommendations: string[] = [];
 
@@ -412,18 +559,23 @@ export async function latencyTriage(rawInput: LatencyTriageInput): Promise<Triag
     );
     const slow = m.p99Ms !== null && m.p99Ms > p99Limit;
     const failing = m.errorPercent !== null && m.errorPercent > errLimit;
+    const paging = m.errorPercent !== null && breaches(critical, m.errorPercent);
     findings.push({ check: 'p99 latency', severity: slow ? 'P1' : 'OK', detail: m.p99Ms === null ? 'no data' : `${m.p99Ms} ms (threshold ${p99Limit} ms)` });
-    findings.push({ check: 'error rate', severity: failing ? (m.errorPercent! > 20 ? 'P0' : 'P1') : 'OK', detail: m.errorPercent === null ? 'no data' : `${m.errorPercent}% (threshold ${errLimit}%)` });
+    findings.push({
+      check: 'error rate',
+      severity: paging ? critical.severity : failing ? 'P1' : 'OK',
+      detail: m.errorPercent === null ? 'no data' : `${m.errorPercent}% (threshold ${errLimit}%; ${critical.severity} over ${critical.value}%, ${critical.seed})`,
+    });
 
     let slowCount = 0;
     if (input.database) {
       const database = input.database;
-      const rows = await ctx.step('slow-queries', () => slowQueries({ database, slowQueryMs: input.slowQueryMs ?? 100 }), (r) => `${r.length} slow`);
+      const rows = await ctx.step('slow-queries', () => slowQueries({ database, slowQueryMs }), (r) => `${r.length} slow`);
       slowCount = rows.length;
       findings.push({
         check: `slow queries ${database}`,
         severity: rows.length > 0 ? 'P2' : 'OK',
-        detail: rows.length ? rows.slice(0, 3).map((r) => `pid ${r.pid} ${r.durationMs} ms: ${r.query}`).join(' ⏎ ') : `none over ${input.slowQueryMs ?? 100} ms`,
+        detail: rows.length ? rows.slice(0, 3).map((r) => `pid ${r.pid} ${r.durationMs} ms: ${r.query}`).join(' ⏎ ') : `none over ${slowQueryMs} ms`,
       });
     } else ctx.skip('slow-queries', 'no database given');
 
@@ -437,7 +589,8 @@ export async function latencyTriage(rawInput: LatencyTriageInput): Promise<Triag
 
     if (slowCount > 0) recommendations.push('Slow queries found: EXPLAIN them and add the missing index; terminate a runaway query with approval (AlphaPulse 2.1)');
     if (hitRate !== null && hitRate < 85) recommendations.push('Cache hit rate under 85 %: run redis-triage (memory, eviction policy) and tune TTLs');
-    if (failing) recommendations.push('Error rate over threshold: run service-error-triage; roll back a recent deployment if it started after one');
+    if (paging) recommendations.push(`Error rate over ${critical.value}% (${critical.severity}, ${critical.seed}): page on-call now; run service-error-triage and roll back a recent deployment if it started after one`);
+    else if (failing) recommendations.push('Error rate over threshold: run service-error-triage; roll back a recent deployment if it started after one');
     if (slow && slowCount === 0 && (hitRate === null || hitRate >= 85) && !failing) {
       recommendations.push('Latency high with healthy database and cache: scale up the service and check distributed traces for the slow endpoint');
     }
