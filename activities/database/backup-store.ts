@@ -125,6 +125,10 @@ export async function fetchStoredBackup(d: LoggingDeps, req: { database: string;
   const text = await getSmall(store, `${folder}/${MANIFEST}`);
   if (!text) return undefined;
   const m = JSON.parse(text) as StoredManifest;
+  // What the store says decides file names on this host: only the names db-backup writes.
+  if (m.id !== req.id || m.database !== req.database || !['dump.pgcustom', 'dump.d'].includes(m.file) || typeof m.sha256 !== 'string') {
+    throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database}: the manifest in ${storeUrl(store, `${folder}/`)} is not one db-backup wrote; nothing was fetched`, 'BackupInvalid');
+  }
   const dir = path.join(repoDir(d, req.database), req.id);
   const staging = `${dir}.fetching`;
   await rm(staging, { recursive: true, force: true });
@@ -140,6 +144,9 @@ export async function fetchStoredBackup(d: LoggingDeps, req: { database: string;
     async (signal) => {
       for (const key of keys) {
         const rel = key.slice(prefix.length);
+        if (!/^dump\.(pgcustom|d\/[A-Za-z0-9_][A-Za-z0-9._-]*)$/.test(rel)) {
+          throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database}: unexpected object ${storeUrl(store, key)}; nothing was restored from it`, 'BackupInvalid');
+        }
         const got = await downloadFile(store, key, path.join(staging, rel), (b) => (current = b), signal);
         sums.set(rel, got.sha256);
         done += got.bytes;
