@@ -115,13 +115,14 @@ export async function redisOpsPlan(deps: RedisOpsDeps, req: { service: string })
   redisUrl(deps, req.service);
   const svc = deps.config.services.find((s) => s.name === req.service)!;
   const d = svc.driver;
-  const managed = d.type !== 'command' || Boolean((d.stop || d.restart) && d.start);
+  const lock = deps.config.databaseOps?.lock ?? { mode: 'fail' as const, waitTimeoutSeconds: 3600, pollSeconds: 5 };
   return {
     service: cfg.service,
     snapshotsDir: snapshotsDir(deps, cfg),
     readyTimeoutSeconds: cfg.readyTimeoutSeconds,
     snapshotTimeoutSeconds: cfg.snapshotTimeoutSeconds,
-    managed: managed && (d.type !== 'command' || Boolean(d.stop)),
+    managed: d.type !== 'command' || Boolean(d.stop && d.start),
+    lock: { mode: lock.mode, waitTimeoutSeconds: lock.waitTimeoutSeconds, pollSeconds: lock.pollSeconds },
   };
 }
 

@@ -352,6 +352,8 @@ export interface RedisOpsPlan {
   snapshotTimeoutSeconds: number;
   /** The service's driver can stop and start it. */
   managed: boolean;
+  /** databaseOps.lock: redis-restore holds the lock `redis:<service>` as the database runbooks hold theirs. */
+  lock: { mode: 'wait' | 'fail'; waitTimeoutSeconds: number; pollSeconds: number };
 }
 
 /** `<id>.json` beside a snapshot redis-snapshot took. */

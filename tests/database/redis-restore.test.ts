@@ -178,7 +178,11 @@ describe('redis-snapshot and redis-restore', { timeout: 60_000 }, () => {
       const handle = await client.workflow.start('redis-restore', { taskQueue, workflowId: `redis-restore-reject-${Date.now()}`, args: [{ service: 'cache', snapshotId: snapshot.id, requestedBy: 'alice' }] });
       const pending = await waitForPending(handle);
       expect(pending).toMatchObject({ step: 'approve-restore', confirmPhrase: 'RESTORE', destructive: true });
-      await sleep(500);
+      // A second restore of the same Redis meanwhile is refused: the first holds its lock.
+      const second = await client.workflow
+        .execute('redis-restore', { taskQueue, workflowId: `redis-restore-second-${Date.now()}`, args: [{ service: 'cache', snapshotId: snapshot.id, requestedBy: 'alice' }] })
+        .catch((e: unknown) => e);
+      expect(failureText(second)).toMatch(/database redis:cache is busy: another destructive runbook holds its lock .*nothing was done/);
       expect(await digest()).toBe(changed);
       expect(await pid()).toBe(pidBefore);
       await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', step: 'approve-restore', comment: 'not now' }] });

@@ -43,7 +43,7 @@ export async function dbLock(input: DbLockInput): Promise<{ releasedBy: string }
  * run at once; with `wait` it retries every pollSeconds until waitTimeoutSeconds.
  */
 export async function withDatabaseLock<T>(
-  plan: DatabasePlan,
+  plan: Pick<DatabasePlan, 'environment' | 'database' | 'lock'>,
   holder: DbLockInput['holder'],
   body: () => Promise<T>,
   onWait?: (waitingFor: string) => void,

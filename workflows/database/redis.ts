@@ -1,5 +1,5 @@
 import { policyOf } from '../../common/approvals.js';
-import { ApplicationFailure, CancellationScope, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../../activities/index.js';
 import { ErrorTypes } from '../../common/errors.js';
 import type {
@@ -14,6 +14,7 @@ import { PROCEDURES } from '../../common/procedures.js';
 import { selectServices } from '../shared/health.js';
 import { longRunning, quick } from '../shared/profiles.js';
 import { RunContext } from '../shared/run-context.js';
+import { withDatabaseLock } from './lock.js';
 import { mb, shortRun, stamp } from './services.js';
 
 /**
@@ -125,84 +126,89 @@ export async function redisRestore(rawInput?: RedisRestoreInput): Promise<RedisR
       (s) => `pid ${s.pid}, ${counts(s.keyCounts)}; ${s.dir}/${s.dbfilename}`,
     );
     const keepAs = `${before.dbfilename}.replaced-${stamp()}-${shortRun()}`;
-    const record = await ctx.requestApproval({
-      step: 'approve-restore',
-      summary: [
-        `Restore Redis ${ops.service} from snapshot ${snap.id}${snap.takenAt ? ` (taken ${snap.takenAt})` : ''}: ${total(snap.expected)} keys (${counts(snap.expected)}) replace the ${total(before.keyCounts)} it holds now (${counts(before.keyCounts)}).`,
-        `Stops ${ops.service} (clients are disconnected until it has loaded); writes made since the snapshot are lost; the current ${before.dbfilename} is kept as ${keepAs} in ${before.dir}.`,
-      ].join(' '),
-      destructive: true,
-      confirmPhrase: 'RESTORE',
-      policy: policyOf(plan),
-      timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
-    });
-    RunContext.failUnlessApproved(record, `${ops.service} was not stopped and its data is unchanged`);
-    const commands: string[] = [];
-    let replaced = false;
-    try {
-      const stop = await ctx.step(
-        'stop',
-        async () => {
-          const r = await serviceAction({ service: ops.service, action: 'stop' });
-          await waitRedisDown({ service: ops.service, timeoutSeconds: STOP_WAIT_SECONDS });
-          return r;
-        },
-        (r) => r.command,
-      );
-      commands.push(stop.command);
-      const swap = await ctx.step(
-        'replace',
-        () => replaceRedisDump({ service: ops.service, snapshotId: snap.id, sha256: snap.sha256, dir: before.dir, dbfilename: before.dbfilename, keepAs }),
-        (r) => `${r.target} is ${snap.id}${r.keptAs ? `; previous kept as ${r.keptAs}` : '; there was no previous dump file'}`,
-      );
-      replaced = true;
-      const start = await ctx.step('start', () => serviceAction({ service: ops.service, action: 'start' }), (r) => r.command);
-      commands.push(start.command);
-      const ready = await ctx.step(
-        'wait-ready',
-        () => waitRedisReady({ service: ops.service, timeoutSeconds: timeout }),
-        (r) => `pid ${r.pid} answered after ${Math.round(r.waitedMs / 100) / 10} s: ${counts(r.counts)}`,
-      );
-      const checked = await ctx.step(
-        'verify',
-        async () => {
-          const c = compareCounts(snap.expected, ready.counts);
-          const bad = c.filter((x) => !x.ok);
-          if (bad.length > 0) {
-            throw ApplicationFailure.nonRetryable(
-              `${ops.service} does not hold snapshot ${snap.id}: ${bad.map((b) => `${b.db} has ${b.actual} keys, expected ${b.expected}`).join('; ')}; Redis is running; the previous dump file is ${swap.keptAs ?? '(none)'}`,
-              'RestoreVerificationFailed',
-            );
-          }
-          return c;
-        },
-        (c) => c.map((x) => `${x.db}: ${x.actual} of ${x.expected}`).join(', ') || 'no keys in the snapshot',
-      );
-      return {
-        ok: true,
-        service: ops.service,
-        snapshotId: snap.id,
-        expectedFrom: snap.expectedFrom,
-        before: before.keyCounts,
-        after: ready.counts,
-        counts: checked,
-        keptAs: swap.keptAs,
-        pidBefore: before.pid,
-        pidAfter: ready.pid,
-        commands,
-        durationMs: Date.now() - started,
-        approvals: ctx.approvals,
-        refusals: ctx.refusals,
-        refusalsDropped: ctx.refusalsDropped,
-        progress: ctx.progress,
-      };
-    } catch (err) {
-      // Before the dump file is replaced Redis comes back with its own data; after, a human
-      // decides (the kept file is named in the failure).
-      if (!replaced) {
-        await CancellationScope.nonCancellable(() => serviceAction({ service: ops.service, action: 'start' }).catch(() => undefined));
+    // One destructive run per Redis, as per database: the same lock, named redis:<service>.
+    const lockPlan = { environment: plan.environment, database: `redis:${ops.service}`, lock: ops.lock };
+    const holder = { workflowId: workflowInfo().workflowId, procedure: PROCEDURES.redisRestore, requestedBy: input.requestedBy ?? 'unknown' };
+    return withDatabaseLock(lockPlan, holder, async () => {
+      const record = await ctx.requestApproval({
+        step: 'approve-restore',
+        summary: [
+          `Restore Redis ${ops.service} from snapshot ${snap.id}${snap.takenAt ? ` (taken ${snap.takenAt})` : ''}: ${total(snap.expected)} keys (${counts(snap.expected)}) replace the ${total(before.keyCounts)} it holds now (${counts(before.keyCounts)}).`,
+          `Stops ${ops.service} (clients are disconnected until it has loaded); writes made since the snapshot are lost; the current ${before.dbfilename} is kept as ${keepAs} in ${before.dir}.`,
+        ].join(' '),
+        destructive: true,
+        confirmPhrase: 'RESTORE',
+        policy: policyOf(plan),
+        timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
+      });
+      RunContext.failUnlessApproved(record, `${ops.service} was not stopped and its data is unchanged`);
+      const commands: string[] = [];
+      let replaced = false;
+      try {
+        const stop = await ctx.step(
+          'stop',
+          async () => {
+            const r = await serviceAction({ service: ops.service, action: 'stop' });
+            await waitRedisDown({ service: ops.service, timeoutSeconds: STOP_WAIT_SECONDS });
+            return r;
+          },
+          (r) => r.command,
+        );
+        commands.push(stop.command);
+        const swap = await ctx.step(
+          'replace',
+          () => replaceRedisDump({ service: ops.service, snapshotId: snap.id, sha256: snap.sha256, dir: before.dir, dbfilename: before.dbfilename, keepAs }),
+          (r) => `${r.target} is ${snap.id}${r.keptAs ? `; previous kept as ${r.keptAs}` : '; there was no previous dump file'}`,
+        );
+        replaced = true;
+        const start = await ctx.step('start', () => serviceAction({ service: ops.service, action: 'start' }), (r) => r.command);
+        commands.push(start.command);
+        const ready = await ctx.step(
+          'wait-ready',
+          () => waitRedisReady({ service: ops.service, timeoutSeconds: timeout }),
+          (r) => `pid ${r.pid} answered after ${Math.round(r.waitedMs / 100) / 10} s: ${counts(r.counts)}`,
+        );
+        const checked = await ctx.step(
+          'verify',
+          async () => {
+            const c = compareCounts(snap.expected, ready.counts);
+            const bad = c.filter((x) => !x.ok);
+            if (bad.length > 0) {
+              throw ApplicationFailure.nonRetryable(
+                `${ops.service} does not hold snapshot ${snap.id}: ${bad.map((b) => `${b.db} has ${b.actual} keys, expected ${b.expected}`).join('; ')}; Redis is running; the previous dump file is ${swap.keptAs ?? '(none)'}`,
+                'RestoreVerificationFailed',
+              );
+            }
+            return c;
+          },
+          (c) => c.map((x) => `${x.db}: ${x.actual} of ${x.expected}`).join(', ') || 'no keys in the snapshot',
+        );
+        return {
+          ok: true,
+          service: ops.service,
+          snapshotId: snap.id,
+          expectedFrom: snap.expectedFrom,
+          before: before.keyCounts,
+          after: ready.counts,
+          counts: checked,
+          keptAs: swap.keptAs,
+          pidBefore: before.pid,
+          pidAfter: ready.pid,
+          commands,
+          durationMs: Date.now() - started,
+          approvals: ctx.approvals,
+          refusals: ctx.refusals,
+          refusalsDropped: ctx.refusalsDropped,
+          progress: ctx.progress,
+        };
+      } catch (err) {
+        // Before the dump file is replaced Redis comes back with its own data; after, a human
+        // decides (the kept file is named in the failure).
+        if (!replaced) {
+          await CancellationScope.nonCancellable(() => serviceAction({ service: ops.service, action: 'start' }).catch(() => undefined));
+        }
+        throw err;
       }
-      throw err;
-    }
+    });
   });
 }
