@@ -172,4 +172,20 @@ describe('db-migrate (Fulcrum 4.1)', () => {
     expect(none).toMatchObject({ ok: true, selected: [], appliedNow: [] });
     expect(none.progress.steps.filter((s) => s.status === 'skipped').map((s) => s.id)).toEqual(['approve-migrate', 'backup', 'apply', 'verify']);
   });
+
+  it('applies only what the approver saw: a migration file added while it waited is refused, nothing applied', async () => {
+    const dir = path.join(tmp, 'migrations');
+    await writeFile(path.join(dir, '004_add_owner.up.sql'), 'ALTER TABLE policies ADD COLUMN owner text;');
+    const handle = await run({ mode: 'apply', backup: false }, 'late-file');
+    expect((await waitForPending(handle)).summary).toMatch(/Apply 1 migration\(s\) .* up to 004_add_owner/);
+    // Merged from an older branch: its version sorts before the approved one.
+    await writeFile(path.join(dir, '000_early.up.sql'), 'CREATE TABLE early (id int);');
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'MIGRATE', step: 'approve-migrate' }] });
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(failureText(err)).toMatch(/database app: 000_early appeared after the approval and was not approved; nothing was applied by this step/);
+    expect(await versions()).toEqual(['001', '002', '003']);
+    expect(await sql(appUrl, `SELECT to_regclass('early') AS r`)).toEqual([{ r: null }]);
+    await rm(path.join(dir, '000_early.up.sql'));
+    await rm(path.join(dir, '004_add_owner.up.sql'));
+  });
 });
