@@ -25,7 +25,7 @@ export const backupsSchema = z.strictObject({
   format: z.enum(['custom', 'directory']).default('custom'),
   jobs: z.number().int().min(1).max(64).default(1).describe('pg_dump/pg_restore --jobs (directory format only for pg_dump)'),
   verifyTables: z.record(z.string(), z.array(tableName)).default({}).describe('database name -> tables whose row counts a restore must reproduce'),
-  binDir: z.string().optional().describe('where pg_dump, pg_restore, pg_basebackup live (default: newest /usr/lib/postgresql/*/bin, else PATH)'),
+  binDir: z.string().optional().describe('where pg_dump, pg_restore, pg_basebackup and psql (single-table restore) live (default: newest /usr/lib/postgresql/*/bin, else PATH)'),
   timeoutSeconds: z.number().int().positive().default(7200),
 });
 
