@@ -39,6 +39,8 @@ export interface Handoff {
 /** The most running incident runs read; more are reported as a count in `unanswered`. */
 const MAX_INCIDENTS = 200;
 
+const QUERY_DEADLINE_MS = 5000;
+
 const VISIBILITY_QUERY = 'RunbookProcedure = "incident" AND ExecutionStatus = "Running"';
 
 function summary(workflowId: string, s: IncidentState): HandoffIncident {
@@ -67,7 +69,9 @@ export async function buildHandoff(client: Client, incident: IncidentConfig, at:
     }
     ids.push(w.workflowId);
   }
-  const states = await Promise.all(ids.map((id) => client.workflow.getHandle(id).query(incidentQuery).then((s) => [id, s] as const, () => [id, undefined] as const)));
+  // A run whose worker is gone would hold its query until the server gives up: 5 s each, all at once.
+  const ask = (id: string) => client.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () => client.workflow.getHandle(id).query(incidentQuery));
+  const states = await Promise.all(ids.map((id) => ask(id).then((s) => [id, s] as const, () => [id, undefined] as const)));
   for (const [id, s] of states) {
     if (!s) unanswered.push(id);
     // Resolved but still watched counts as open: it re-opens if the alert fires again.

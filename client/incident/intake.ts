@@ -117,7 +117,7 @@ export function breachOf(label: string | undefined): Pick<IncidentInput, 'dataBr
   return { dataBreach: v === 'major' || v === 'major-breach' ? 'major' : 'breach' };
 }
 
-/** Running incidents looked at when an alert group is new: the watched one of the same service takes it. */
+/** Running incidents looked at when an alert group is new: the watched one of the same service (its memo says so) takes it. */
 const MAX_WATCHED_LOOKUP = 50;
 
 /**
@@ -125,16 +125,11 @@ const MAX_WATCHED_LOOKUP = 50;
  * a new alert group for the same service is the same problem coming back.
  */
 async function watchedIncidentOf(client: Client, service: string, workflowId: string): Promise<string | undefined> {
-  const { incidentQuery } = await import('../../common/incident/messages.js');
   let seen = 0;
   for await (const w of client.workflow.list({ query: 'RunbookProcedure = "incident" AND ExecutionStatus = "Running"' })) {
     if (++seen > MAX_WATCHED_LOOKUP) break;
-    if (w.workflowId === workflowId) continue;
-    const state = await client.workflow
-      .getHandle(w.workflowId)
-      .query(incidentQuery)
-      .catch(() => undefined);
-    if (state?.service === service && state.status === 'resolved' && state.watchUntil && Date.parse(state.watchUntil) > Date.now()) return w.workflowId;
+    const watch = w.memo?.incidentWatch as { service?: string | null; until?: string } | null | undefined;
+    if (w.workflowId !== workflowId && watch?.service === service && watch.until && Date.parse(watch.until) > Date.now()) return w.workflowId;
   }
   return undefined;
 }

@@ -56,13 +56,13 @@ describe('incident across a worker crash', () => {
     first.child.kill('SIGKILL');
     expect(await first.exited).toBeNull();
 
-    const esc = await receiver.waitFor((r) => mine(r) && r.body.event === 'escalation', 30_000);
+    const esc = await receiver.waitFor((r) => mine(r) && r.body.event === 'escalation' && r.body.escalationLevel === 'L2', 30_000);
     expect(esc.body).toMatchObject({ escalationLevel: 'L2', to: ['tess-techlead'] });
     expect(esc.at - started).toBeGreaterThanOrEqual(15_000);
     // On time: the timer fires on the server at 15 s; the dead worker's sticky queue hands the task over within 2 s.
     expect(esc.at - started).toBeLessThan(18_000);
-    // Exactly one escalation and one primary page, despite the crash.
-    expect(receiver.received.filter((r) => mine(r) && r.body.event === 'escalation' && r.status === 200)).toHaveLength(1);
+    // Exactly one L2 escalation (besides the P0's immediate one, AlphaPulse 1.1) and one primary page, despite the crash.
+    expect(receiver.received.filter((r) => mine(r) && r.body.event === 'escalation' && r.status === 200).map((r) => r.body.escalationLevel)).toEqual(['immediate', 'L2']);
     expect(receiver.received.filter((r) => mine(r) && r.body.event === 'page' && r.status === 200)).toHaveLength(1);
 
     await handle.executeUpdate(resolvedUpdate, { args: [{ by: 'bob', summary: 'Failover completed' }] });

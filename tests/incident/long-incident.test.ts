@@ -123,7 +123,8 @@ describe('a week-long incident', () => {
         const timeline = await handle.query(timelineQuery);
         expect(timeline[0]).toMatchObject({ kind: 'declared' });
         expect(timeline.filter((e) => e.kind === 'paged').map((e) => e.data?.role)).toEqual(['primary', 'secondary']);
-        expect(timeline.filter((e) => e.kind === 'escalated').map((e) => e.data?.level)).toEqual(['L2', 'L3', 'L4']);
+        // The P0's immediate escalation (AlphaPulse 1.1), then the ladder on its timers.
+        expect(timeline.filter((e) => e.kind === 'escalated').map((e) => e.data?.level ?? (e.data?.immediate ? 'immediate' : undefined))).toEqual(['immediate', 'L2', 'L3', 'L4']);
         expect(timeline.find((e) => e.kind === 'note')?.text).toBe('note 0: primary database at 100 % CPU');
 
         await handle.executeUpdate(resolvedUpdate, { args: [{ by: 'alice', summary: 'Runaway query killed; index added' }] });
@@ -153,7 +154,7 @@ describe('a week-long incident', () => {
         const delivered = receiver.received.filter((r) => mine(r) && r.status === 200);
         // Deliveries run concurrently: their order is not the timeline's.
         expect(delivered.filter((r) => r.body.event === 'page').map((r) => String(r.body.role)).sort()).toEqual(['primary', 'secondary']);
-        expect(delivered.filter((r) => r.body.event === 'escalation').map((r) => String(r.body.escalationLevel)).sort()).toEqual(['L2', 'L3', 'L4']);
+        expect(delivered.filter((r) => r.body.event === 'escalation').map((r) => String(r.body.escalationLevel)).sort()).toEqual(['L2', 'L3', 'L4', 'immediate']);
         const ids = delivered.map((r) => `${r.path} ${String(r.headers['x-runbook-event-id'])}`);
         expect(new Set(ids).size).toBe(ids.length);
         const stakeholder = delivered.filter((r) => String(r.body.text).startsWith('Update on [P0] Payments degraded'));

@@ -11,6 +11,7 @@ import {
   proxyActivities,
   setHandler,
   startChild,
+  upsertMemo,
   workflowInfo,
   type ActivityOptions,
   type SignalDefinition,
@@ -878,9 +879,14 @@ class IncidentRun {
     if (state.watchUntil === undefined) {
       state.watchUntil = new Date(Date.now() + seconds * 1000).toISOString();
       this.record('watch', 'runbook', `Watching for ${formatDuration(seconds * 1000)} after resolution: the alert firing again before ${state.watchUntil} re-opens the incident (AlphaPulse 1.3)`);
+      // The intake finds a watched incident of a service in its memo, without asking each run.
+      upsertMemo({ incidentWatch: { service: state.service ?? null, until: state.watchUntil } });
     }
     for (;;) {
-      if (state.status !== 'resolved') return 'reopened';
+      if (state.status !== 'resolved') {
+        upsertMemo({ incidentWatch: null });
+        return 'reopened';
+      }
       const left = Date.parse(state.watchUntil!) - Date.now();
       if (left <= 0) break;
       if (this.historyFull()) return CONTINUE;
@@ -888,6 +894,7 @@ class IncidentRun {
       await condition(() => this.version !== target || state.status !== 'resolved', left);
     }
     state.watchUntil = undefined;
+    upsertMemo({ incidentWatch: null });
     this.record('watch', 'runbook', `No recurrence within ${formatDuration(seconds * 1000)} of the resolution; the incident is closed`);
     this.send('channel', `${this.header()}: no recurrence within ${formatDuration(seconds * 1000)}; closed`);
     return 'quiet';
