@@ -1,7 +1,7 @@
 /**
  * Benchmarks for the foundation's speed targets, printed as tables. Not part of `npm test`.
  *   npm run bench                  (every section)
- *   npm run bench -- steps bundle  (only those: bundle, steps, health, stack, cli)
+ *   npm run bench -- steps bundle  (only those: bundle, steps, health, stack, cli, scale)
  * Starts its own Temporal dev server (in memory, and one on a SQLite file for the step
  * benchmark) unless TEMPORAL_ADDRESS is set.
  */
@@ -26,6 +26,7 @@ import { freePort } from '../tests/fixtures/servers.js';
 import { quantile, quietLogger as quiet, table } from './report.js';
 import { benchTemporal, type BenchTemporal } from './temporal.js';
 import { cliStartup } from './cli.js';
+import { scale } from './scale.js';
 
 const logger = createLogger({ component: 'bench' }, 'warn');
 
@@ -237,7 +238,7 @@ const c = spawn(process.execPath, process.argv.slice(2), { detached: true, stdio
   ]);
 }
 
-const SECTIONS = ['bundle', 'steps', 'health', 'stack', 'cli'] as const;
+const SECTIONS = ['bundle', 'steps', 'health', 'stack', 'cli', 'scale'] as const;
 
 /** `npm run bench -- steps bundle` runs only those sections; no argument, all of them. */
 async function main(): Promise<void> {
@@ -255,6 +256,8 @@ async function main(): Promise<void> {
     if (run('health')) await healthFanOut(client, native, namespace, address);
     if (run('stack')) await stackStartOverhead(client, native, namespace, address);
     if (run('cli')) await cliStartup(temporal, logger);
+    // Its own dev server per workload, started and stopped inside.
+    if (run('scale')) await scale(logger);
   } finally {
     await temporal.close();
   }

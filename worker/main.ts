@@ -6,6 +6,7 @@ import { payloadEncryptionFromEnv, WORKER_PAYLOAD_CONVERTER_PATH, workerDataConv
 import { loadConfig, type LoadedConfig } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { connectWorker, temporalSettingsFromEnv, type TemporalSettings } from '../lib/temporal/connection.js';
+import { cachedWorkflowBundle } from './bundle-cache.js';
 
 // Next to this module: dist/workflows/index.js when compiled, the TypeScript sources under vitest.
 const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
@@ -78,6 +79,23 @@ export interface RunbookWorkerOptions {
   identity?: string;
   /** Default: from RUNBOOK_CODEC_KEY / RUNBOOK_CODEC_KEY_FILE in process.env (not `env`, which is the activities'). */
   encryption?: PayloadEncryption;
+  /** Runs kept in memory between their tasks (the SDK's default follows the heap size); see maxCachedWorkflowsFromEnv. */
+  maxCachedWorkflows?: number;
+}
+
+/**
+ * RUNBOOK_MAX_CACHED_WORKFLOWS: how many runs a worker keeps in memory between their workflow
+ * tasks. Fewer bounds the worker's memory (about 0.25 MB a run); a run not in the cache is
+ * replayed from its history at its next task, which costs CPU. Unset: the SDK's default.
+ */
+export function maxCachedWorkflowsFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const raw = env.RUNBOOK_MAX_CACHED_WORKFLOWS?.trim();
+  if (!raw) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0 || n > 1_000_000) {
+    throw new Error(`RUNBOOK_MAX_CACHED_WORKFLOWS must be a whole number from 0 to 1000000 (runs kept in memory), got ${JSON.stringify(raw.slice(0, 40))}`);
+  }
+  return n;
 }
 
 export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<{ worker: Worker; connection: NativeConnection; ownsConnection: boolean }> {
@@ -88,6 +106,7 @@ export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<{
     opts.logger.warn(encryption.description);
   }
   const connection = opts.connection ?? (await connectWorker(opts.settings));
+  const workflowBundle = opts.workflowBundle ?? (await cachedWorkflowBundle(encryption, opts.logger));
   const activities = createActivities({
     config: opts.loaded.config,
     configDir: opts.loaded.dir,
@@ -102,8 +121,9 @@ export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<{
     // With a workflowsPath the bundler also takes the failure converter from here.
     dataConverter: workerDataConverter(encryption),
     // A prebuilt bundle carries its interceptors (bundleRunbookWorkflows); the worker warns if given them again.
-    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH, interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES } }),
+    ...(workflowBundle ? { workflowBundle } : { workflowsPath: WORKFLOWS_PATH, interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES } }),
     ...(opts.identity ? { identity: opts.identity } : {}),
+    ...(opts.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: opts.maxCachedWorkflows } : {}),
     // Let a running activity finish its current command before the worker exits on SIGTERM.
     shutdownGraceTime: '20 seconds',
     // A worker killed without shutdown leaves its cached runs on its sticky queue; move them
@@ -118,8 +138,9 @@ export async function runWorker(opts: { configPath?: string; metricsBind?: strin
   const logger = opts.logger ?? createLogger({ component: 'worker' });
   const loaded = await loadConfig(opts.configPath);
   const settings = temporalSettingsFromEnv();
+  const maxCachedWorkflows = maxCachedWorkflowsFromEnv();
   installRuntime({ logger, metricsBind: opts.metricsBind });
-  const { worker, connection } = await createRunbookWorker({ loaded, settings, logger });
+  const { worker, connection } = await createRunbookWorker({ loaded, settings, logger, maxCachedWorkflows });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -47,6 +48,30 @@ describe('runbook worker process', () => {
     expect(code).toBe(1);
     expect(err).toMatch(/services\[0\]\.probes\[0\]\.url: /);
     expect(err).not.toMatch(/\n\s+at /);
+  });
+
+  it('refuses a RUNBOOK_MAX_CACHED_WORKFLOWS that is not a whole number, naming it', async () => {
+    const child = spawn(process.execPath, ['bin/runbook.mjs', 'worker', '--config', loaded.path, '--metrics', 'off'], {
+      env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), RUNBOOK_MAX_CACHED_WORKFLOWS: '2.5' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).not.toBe(0);
+    expect(err).toMatch(/RUNBOOK_MAX_CACHED_WORKFLOWS must be a whole number/);
+  });
+
+  it('loads its workflow code from the bundle file built once beside dist/, not bundling in its own process', async () => {
+    // The workers of this file (and of earlier files) started from dist/: the first made the file.
+    const taskQueue = uniqueQueue('bundle-file');
+    const w = await spawnWorker(loaded.path, taskQueue);
+    workers.push(w);
+    expect(existsSync(path.join('dist', 'workflow-bundle.plain.js')) || existsSync(path.join('dist', 'workflow-bundle.encrypted.js'))).toBe(true);
+    const client = await testClient();
+    const r = (await client.workflow.execute('health-check', { taskQueue, workflowId: `bundle-file-${Date.now()}`, args: [{ requestedBy: 'alice', services: ['api'] }] })) as HealthCheckResult;
+    expect(r.results.length).toBeGreaterThan(0);
+    w.child.kill('SIGTERM');
   });
 
   it('a worker killed with SIGKILL during stack-start: a new worker finishes the run', async () => {
