@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -266,7 +266,8 @@ async function scratchLoad(deps: RedisOpsDeps, cfg: RedisOpsConfig, file: string
   const tmp = await mkdtemp(path.join(tmpdir(), 'runbook-redis-scratch-'));
   const pidFile = path.join(tmp, 'redis.pid');
   try {
-    await copyFile(file, path.join(tmp, 'dump.rdb'));
+    // A link, not a copy: a snapshot may be large; the scratch server never saves (NOSAVE, no save points).
+    await symlink(file, path.join(tmp, 'dump.rdb'));
     const port = await freePort();
     try {
       await runCommand(
