@@ -14,7 +14,7 @@ import { describeThreshold, formatDuration, thresholdTable, type ThresholdId, ty
 /**
  * The PromQL giving each row's value, in the row's unit, for the metric names the demo API
  * (`http_requests_total{code}`, `http_request_duration_seconds`), the seeds (Fulcrum 3.3 and
- * 8.1: `fulcrum_policy_evaluation_duration_seconds`, `fulcrum_db_query_duration_seconds`,
+ * 7.2: `fulcrum_policy_evaluation_duration_seconds`, `fulcrum_db_query_duration_seconds`,
  * `fulcrum_nats_pending_messages`; AlphaPulse 4.1: `redis_memory_used_bytes`,
  * `redis_keyspace_*_total`, `pg_stat_activity_count`) and the common exporters (node_exporter,
  * postgres_exporter, redis_exporter) expose. `alerts.expressions.<id>` replaces one;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorTypes } from '../../common/errors.js';
 import { INPUT_FIELDS, InputError, parseInput } from '../../common/inputs.js';
 import { incidentQuery, timelineQuery } from '../../common/incident/messages.js';
-import { pendingApprovalQuery } from '../../common/messages.js';
+import { pendingApprovalQuery, progressQuery } from '../../common/messages.js';
 import { PROCEDURE_IDS, type ProcedureId } from '../../common/procedures.js';
 import { withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import { freePort } from '../fixtures/servers.js';
@@ -123,6 +123,11 @@ async function checkOnce(procedure: ProcedureId, handle: WorkflowHandle, input: 
     // An incident stays open by design (it waits for people); it must have declared itself and paged.
     const timeline = await handle.query(timelineQuery).catch(() => null);
     if (timeline?.some((e) => e.kind === 'declared')) return { ...base, state: 'open', detail: 'declared, waiting for people' };
+  }
+  if (procedure === 'health-watch') {
+    // A watch samples for its window by design (by default the seed's 10 min); it must be sampling.
+    const progress = await handle.query(progressQuery).catch(() => null);
+    if (progress?.currentStep === 'watch' && progress.steps.find((s) => s.id === 'watch')?.detail) return { ...base, state: 'open', detail: 'watching' };
   }
   return pastDeadline ? { ...base, state: 'stuck', detail: 'still running without a pending approval' } : undefined;
 }
