@@ -22,7 +22,8 @@ export interface FailedRunFacts {
 export interface ResumePlan {
   /** The failed step (from the run's progress), or the activity when the run recorded no steps. */
   step: { id: string; title: string; detail?: string };
-  failedActivity: { type: string; scheduledEventId: number; local: boolean };
+  /** The failed activity; with `decided`, the first activity of a step that failed on what its activities returned. */
+  failedActivity: { type: string; scheduledEventId: number; local: boolean; decided?: boolean };
   /** The WorkflowTaskCompleted event to reset to: the resumed run continues from the task before it. */
   resetEventId: number;
   /** Why the reset point is where it is, one line each. */
@@ -36,6 +37,11 @@ export interface ResumePlan {
 }
 
 const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
+
+function eventMs(e: HistoryEvent): number | undefined {
+  const t = e.eventTime;
+  return t?.seconds ? Number(t.seconds) * 1000 + Math.floor((t.nanos ?? 0) / 1e6) : undefined;
+}
 
 /** The activity type a local activity's marker names (core writes this bookkeeping unencrypted). */
 function localActivityType(e: HistoryEvent): string | undefined {
@@ -84,8 +90,14 @@ export function planResume(events: readonly HistoryEvent[], run: FailedRunFacts,
     );
   }
 
-  let failed: { event: HistoryEvent; type: string; scheduledEventId: number; wftEventId: number; local: boolean } | undefined;
+  // The failed step's end, when the run recorded it: a cleanup activity that failed after the
+  // step (and was ignored) is not the failure to resume from.
+  const failedStep = failedSteps[failedSteps.length - 1];
+  const stepEnded = failedStep?.endedAt ? Date.parse(failedStep.endedAt) : NaN;
+  let failed: { event: HistoryEvent; type: string; scheduledEventId: number; wftEventId: number; local: boolean; decided?: boolean } | undefined;
   for (const e of events) {
+    const at = eventMs(e);
+    if (!Number.isNaN(stepEnded) && at !== undefined && at > stepEnded + 1000) continue;
     const f = e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
     if (f) {
       const scheduled = byId.get(num(f.scheduledEventId));
@@ -99,18 +111,38 @@ export function planResume(events: readonly HistoryEvent[], run: FailedRunFacts,
       failed = { event: e, type, scheduledEventId: num(e.eventId), wftEventId: num(e.markerRecordedEventAttributes.workflowTaskCompletedEventId), local: true };
     }
   }
+  // A step can fail on what its activities returned (a preflight check, a verification): no
+  // activity failed in it, so the whole step runs again, from its first activity.
+  const stepStarted = failedStep?.startedAt ? Date.parse(failedStep.startedAt) : NaN;
+  const failedAt = failed ? eventMs(failed.event) : undefined;
+  if (!Number.isNaN(stepStarted) && (!failed || (failedAt !== undefined && failedAt < stepStarted - 1000))) {
+    for (const e of events) {
+      const at = eventMs(e);
+      if (at === undefined || at < stepStarted - 1000 || (!Number.isNaN(stepEnded) && at > stepEnded + 1000)) continue;
+      const a = e.activityTaskScheduledEventAttributes;
+      const type = a?.activityType?.name ?? localActivityType(e);
+      const task = num(a ? a.workflowTaskCompletedEventId : e.markerRecordedEventAttributes?.workflowTaskCompletedEventId);
+      if (type && task > 0) {
+        failed = { event: e, type, scheduledEventId: num(e.eventId), wftEventId: task, local: !a, decided: true };
+        break;
+      }
+    }
+  }
   if (!failed || failed.wftEventId <= 0) {
     throw new UserError(
       `run ${run.workflowId} has no failed step to resume from: no activity failed or timed out in its history${run.failure ? ` (it failed with: ${clip(run.failure, 300)})` : ''}. Fix the cause and start a new run`,
     );
   }
-  const failedStep = failedSteps[failedSteps.length - 1];
   const step = failedStep
     ? { id: failedStep.id, title: failedStep.title, ...(failedStep.detail ? { detail: failedStep.detail } : {}) }
     : { id: `activity-${failed.scheduledEventId}`, title: `activity ${failed.type}` };
 
   let reset = failed.wftEventId;
-  const why = [`the workflow task (event ${reset}) that scheduled ${failed.local ? 'local activity' : 'activity'} ${failed.type} of step ${step.id}`];
+  const why = [
+    failed.decided
+      ? `the workflow task (event ${reset}) that scheduled ${failed.local ? 'local activity' : 'activity'} ${failed.type}, the first of step ${step.id}, which failed on what its activities returned`
+      : `the workflow task (event ${reset}) that scheduled ${failed.local ? 'local activity' : 'activity'} ${failed.type} of step ${step.id}`,
+  ];
 
   // The gate the failed step is behind: the last approval asked before the failed activity was scheduled.
   const requests = events.filter((e) => asksApproval(e, approvalAttribute));
@@ -184,7 +216,7 @@ export function planResume(events: readonly HistoryEvent[], run: FailedRunFacts,
   const freshApprovals = after.map((_, i) => run.approvals[firstRedone + i]?.step).filter((s): s is string => !!s);
   return {
     step,
-    failedActivity: { type: failed.type, scheduledEventId: failed.scheduledEventId, local: failed.local },
+    failedActivity: { type: failed.type, scheduledEventId: failed.scheduledEventId, local: failed.local, ...(failed.decided ? { decided: true } : {}) },
     resetEventId: reset,
     why,
     repeats: [...repeats].map(([type, because]) => ({ type, because })),
@@ -250,7 +282,7 @@ export async function resumeRun(
   const history = await client.workflow.getHandle(workflowId, desc.runId, { followRuns: false }).fetchHistory();
   const plan = planResume(history.events ?? [], { workflowId, progress: closed.progress, approvals: closed.approvals, failure: closed.failure }, AwaitingApproval.name);
   const reason = clip(
-    `runbook resume by ${by}: from step ${plan.step.id} (${plan.failedActivity.type} failed${plan.step.detail ? `: ${clip(plan.step.detail, 200)}` : ''})` +
+    `runbook resume by ${by}: from step ${plan.step.id} (${plan.failedActivity.decided ? 'failed' : `${plan.failedActivity.type} failed`}${plan.step.detail ? `: ${clip(plan.step.detail, 200)}` : ''})` +
       (plan.freshApprovals.length ? `; approval of ${plan.freshApprovals.join(', ')} to be given again` : ''),
     1000,
   );

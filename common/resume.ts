@@ -20,6 +20,7 @@ export const REPEATABLE_ACTIVITIES: Readonly<Record<string, string>> = {
   planRollback: 'reads schema_migrations and the down files; changes nothing',
   rollbackMigrations: 'rolls back only the migrations newer than the target that are still applied: a second run finds them gone and applies no down SQL',
   dumpDatabase: 'writes a new backup under a name made of the time and the (new) run id; never overwrites one',
+  preflight: 'checks ports, files and docker (version, info); changes nothing',
   verifyBackup: "reads a backup's checksum and pg_restore --list; changes nothing",
 };
 

@@ -74,6 +74,7 @@ describe('runbook resume', () => {
       environment: 'resume-stack',
       services: [a.service],
       stack: { groups: [{ name: 'apps', waitTimeoutSeconds: 2 }], pollIntervalSeconds: 0.2 },
+      preflight: { ports: [], minDiskGb: 0, minMemoryGb: 0, files: ['needed.env'] },
       approvals: { approvers: { default: ['alice', 'bob'] } },
     }, a.dir);
     await withWorker(loaded, async ({ client, taskQueue }) => {
@@ -106,6 +107,20 @@ describe('runbook resume', () => {
       const again = await run('resume', workflowId, '--as', 'carol');
       expect(again.exitCode).toBe(1);
       expect(again.stderr).toMatch(new RegExp(`run ${workflowId} completed at \\S+: only a failed run can be resumed; nothing was changed`));
+
+      // A step that fails on what its activity returned (preflight: a file is missing) runs again whole.
+      const preflightId = `resume-preflight-${Date.now()}`;
+      const pre = await client.workflow.start('stack-start', { taskQueue, workflowId: preflightId, args: [{ requestedBy: 'alice' }] });
+      expect(failureText(await pre.result().catch((e: unknown) => e))).toMatch(/preflight failed, nothing was started: file needed.env: missing/);
+      await writeFile(path.join(a.dir, 'needed.env'), 'X=1\n');
+      const p = await run('resume', preflightId, '--as', 'carol');
+      expect(p.exitCode, p.stderr).toBe(0);
+      expect(p.stdout).toMatch(/the first of step preflight, which failed on what its activities returned/);
+      expect(p.stdout).toMatch(/preflight: checks ports, files and docker/);
+      const second = (await client.workflow.getHandle(preflightId, /new run (\S+)/.exec(p.stdout)![1]!).result()) as StackStartResult;
+      expect(second.ok).toBe(true);
+      expect(second.progress.steps.find((s) => s.id === 'start-apps')?.detail).toMatch(/already healthy: api/);
+      expect(await a.actions()).toEqual(['start']);
     });
   });
 
