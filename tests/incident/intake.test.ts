@@ -102,6 +102,11 @@ describe('alert intake', () => {
         expect(receiver.received.filter((r) => r.body.event === 'page' && r.body.incidentId !== workflowId && String(r.body.title).startsWith('RedisMemoryHigh'))).toHaveLength(0);
 
         await handle.signal('resolved', { by: 'alice', summary: 'Set allkeys-lru' });
+        // A P0 resolves once its verification (the smoke checks) has answered.
+        for (let i = 0; i < 100 && state.status !== 'resolved'; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          state = await handle.query(incidentQuery);
+        }
         await handle.signal('postmortem-complete', { by: 'alice' });
         const result = (await handle.result()) as IncidentResult;
         expect(result.state.status).toBe('resolved');
