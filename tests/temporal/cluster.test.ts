@@ -1,5 +1,7 @@
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { execa } from 'execa';
 import pg from 'pg';
@@ -7,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { StackStopResult } from '../../common/stack/types.js';
 import { SEARCH_ATTRIBUTES } from '../../common/search-attributes.js';
+import { postgresRunning, postgresServerBinDir, stopPostgresServer } from '../../lib/local/postgres.js';
 import { composeDynamicConfigFile, findTemporalServerTools, parsePostgresUrl, setupClusterSchema, TEMPORAL_SERVER_VERSION } from '../../lib/temporal/cluster.js';
 import {
   activityRuns,
@@ -81,6 +84,51 @@ describe('the cluster', () => {
     const { customAttributes } = await c.connection.operatorService.listSearchAttributes({ namespace: c.cluster.namespace });
     expect(Object.keys(customAttributes ?? {})).toEqual(expect.arrayContaining(SEARCH_ATTRIBUTES.map((a) => a.name)));
   });
+});
+
+describe('the runbook temporal cluster command', () => {
+  it('prints the address on stdout, stops server and PostgreSQL on SIGTERM; run again on the same data dir it finds the schema up to date', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'runbook-cluster-cli-'));
+    const run = async () => {
+      const child = execa(process.execPath, ['bin/runbook.mjs', 'temporal', 'cluster', '--data-dir', dataDir, '--port', '0', '--namespace', 'ops'], {
+        reject: false,
+        env: { TEMPORAL_NAMESPACE: undefined },
+      });
+      let stdout = '';
+      child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+      for (let i = 0; i < 600 && !stdout.includes('\n') && child.exitCode === null; i++) await sleep(100);
+      const address = stdout.trim();
+      if (!address) {
+        child.kill('SIGTERM');
+        throw new Error(`no address on stdout; stderr:\n${(await child).stderr}`);
+      }
+      expect(address).toMatch(/^127\.0\.0\.1:\d+$/);
+      const conn = await Connection.connect({ address });
+      const ns = await conn.workflowService.describeNamespace({ namespace: 'ops' });
+      await conn.close();
+      child.kill('SIGTERM');
+      const r = await child;
+      return { address, r, retentionDays: Number(ns.config?.workflowExecutionRetentionTtl?.seconds) / 86400 };
+    };
+    try {
+      const first = await run();
+      expect(first.r.exitCode).toBe(0);
+      expect(first.retentionDays).toBe(30);
+      expect(first.r.stderr).toMatch(/schema of temporal: created at version/);
+      expect(first.r.stderr).toMatch(/SIGTERM: stopping temporal-server and its PostgreSQL/);
+      expect(await postgresRunning({ binDir: postgresServerBinDir(), dataDir: path.join(dataDir, 'postgres', 'data') })).toBe(false);
+
+      const second = await run();
+      expect(second.r.exitCode).toBe(0);
+      expect(second.address).toBe(first.address);
+      expect(second.r.stderr).toMatch(/schema of temporal: version [\d.]+, up to date/);
+      expect(second.r.stderr).toMatch(/schema of temporal_visibility: version [\d.]+, up to date/);
+    } finally {
+      const pgData = { binDir: postgresServerBinDir(), dataDir: path.join(dataDir, 'postgres', 'data') };
+      if (await postgresRunning(pgData)) await stopPostgresServer(pgData, 'immediate');
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 describe('--postgres-url', () => {
