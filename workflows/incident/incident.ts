@@ -763,7 +763,9 @@ class IncidentRun {
       if (completed === CONTINUE) return this.carryOn('postmortem-complete', 'postmortem-complete');
     }
 
-    // Every notification settles (sent or recorded as failed) before the run closes.
+    // Every notification settles (sent or recorded as failed) before the run closes, and a
+    // resolution still being verified when another was forced gets its answer.
+    await condition(allHandlersFinished);
     while (this.inflight.size > 0) await Promise.all([...this.inflight]);
     const refused = this.refused;
     if (refused.refusals.length > 0) log.info('refused incident messages', { count: refused.refusals.length + refused.refusalsDropped });
