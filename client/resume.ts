@@ -297,6 +297,8 @@ export async function resumeRun(
         // protobufjs writes an int64 from a plain number as well as from a Long (typed as Long only).
     workflowTaskFinishEventId: plan.resetEventId as unknown as Long,
     requestId: randomUUID(),
+    // The caller on the request; who resumed and why is in the reason, which the new run's history keeps.
+    identity: `${by} (runbook resume)`,
     // The old answers must not count again: the gate asks anew.
     resetReapplyExcludeTypes: plan.freshApprovals.length
       ? [ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL, ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE]
