@@ -10,7 +10,8 @@
  *   3. restore-drill RTO and RPO;
  *   4. db-backup to object storage (a real Versity S3 gateway) against pg_dump, pg_restore --list
  *      and an upload by hand, and the restore drill's RTO from object storage on a machine
- *      without the local backups. BENCH_DB_ONLY=object-storage runs only this part.
+ *      without the local backups. BENCH_DB_ONLY=object-storage runs only this part,
+ *      BENCH_DB_ONLY=backup only part 1.
  */
 import { chmod, chown, mkdir, mkdtemp, rm, stat, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -34,6 +35,8 @@ import { benchTemporal } from './temporal.js';
 
 const logger = createLogger({ component: 'bench' }, 'warn');
 const ROWS = Number(process.env.BENCH_DB_ROWS ?? 1_500_000);
+/** Runs of each variant, alternated (BENCH_DB_ROUNDS, default 2). */
+const ROUNDS = Math.max(1, Number(process.env.BENCH_DB_ROUNDS ?? 2));
 const isRoot = process.getuid?.() === 0;
 
 async function q(url: string, text: string): Promise<pg.QueryResultRow[]> {
@@ -70,8 +73,9 @@ async function main(): Promise<void> {
   }
   const size = Number((await q(appUrl, `SELECT pg_database_size('app') AS s`))[0]!.s);
   const pgEnv0 = { PGHOST: '127.0.0.1', PGPORT: String(pgs.port), PGUSER: 'postgres', PGDATABASE: 'app' };
-  await objectStorageBench({ root, size, appUrl, binDir: pgs.binDir, pgEnv: pgEnv0, address, namespace, native, client });
-  if (process.env.BENCH_DB_ONLY === 'object-storage') {
+  const only = process.env.BENCH_DB_ONLY;
+  if (only !== 'backup') await objectStorageBench({ root, size, appUrl, binDir: pgs.binDir, pgEnv: pgEnv0, address, namespace, native, client });
+  if (only === 'object-storage') {
     await temporal.close();
     await pgs.stop();
     await rm(root, { recursive: true, force: true });
@@ -124,15 +128,16 @@ async function main(): Promise<void> {
     const rows: Array<Record<string, string | number>> = [];
     const rawMs: number[] = [];
     const wfMs: number[] = [];
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < ROUNDS; i++) {
       rawMs.push(await raw(['--format=custom'], path.join(root, `raw-${i}.dump`)));
       wfMs.push((await run({})).ms);
     }
+    console.log(`alternated runs (ms): pg_dump -Fc ${rawMs.join(', ')}; db-backup ${wfMs.join(', ')}`);
     const best = (xs: number[]) => Math.min(...xs);
     const dumpBytes = (await stat(path.join(root, 'raw-0.dump'))).size;
     const mbps = (ms: number) => ((size / 1024 / 1024) / (ms / 1000)).toFixed(1);
     rows.push({ variant: 'plain pg_dump -Fc', best_ms: best(rawMs), db_MB_per_s: mbps(best(rawMs)) });
-    rows.push({ variant: 'db-backup (custom: dump + sha256 + pg_restore --list + retention)', best_ms: best(wfMs), db_MB_per_s: mbps(best(wfMs)) });
+    rows.push({ variant: 'db-backup (custom: dump hashed as written, pg_restore --list, retention)', best_ms: best(wfMs), db_MB_per_s: mbps(best(wfMs)) });
     // Directory format, 1 job against 2, alternating like the pair above.
     const dir1Ms: number[] = [];
     const dir2Ms: number[] = [];
@@ -149,6 +154,7 @@ async function main(): Promise<void> {
       rows,
     );
     console.log(`directory format over two equal tables: 2 jobs take ${(dir2 / dir1).toFixed(2)}x the time of 1 job (speed-up ${(dir1 / dir2).toFixed(2)}x)`);
+    if (only === 'backup') return;
 
     // 2. PITR: base backup, more writes, target T, then the runbook vs the same steps by hand.
     await client.workflow.execute('db-base-backup', { taskQueue, workflowId: `bench-base-${Date.now()}`, args: [{ database: 'app', requestedBy: 'bench' }] });
@@ -286,18 +292,19 @@ async function objectStorageBench(o: {
       const handMs: number[] = [];
       const wfMs: number[] = [];
       let last: DbBackupResult | undefined;
-      for (let i = 0; i < 2; i++) {
+      for (let i = 0; i < ROUNDS; i++) {
         handMs.push(await byHand(i));
         const w = await runbook();
         wfMs.push(w.ms);
         last = w.r;
       }
+      console.log(`alternated runs (ms): by hand ${handMs.join(', ')}; db-backup ${wfMs.join(', ')}`);
       const best = (xs: number[]) => Math.min(...xs);
       const mbps = (ms: number) => (o.size / 1024 / 1024 / (ms / 1000)).toFixed(1);
       const dumpMB = ((last?.backup.sizeBytes ?? 0) / 1024 / 1024).toFixed(0);
       table(`Backup to object storage (Versity S3 gateway ${s3.version}, ${(o.size / 1024 / 1024).toFixed(0)} MB database, ${dumpMB} MB dump) - target >= 0.9 of by hand; ratio ${(best(handMs) / best(wfMs)).toFixed(2)}`, [
         { variant: 'by hand: pg_dump -Fc, upload (SDK, 16 MiB x 4 parts), pg_restore --list', best_ms: best(handMs), db_MB_per_s: mbps(best(handMs)) },
-        { variant: 'db-backup: dump, sha256 + pg_restore --list, upload with checked SHA-256 (per part), retention', best_ms: best(wfMs), db_MB_per_s: mbps(best(wfMs)) },
+        { variant: 'db-backup: dump hashed and uploaded as written (SHA-256 per part), pg_restore --list, manifest, retention', best_ms: best(wfMs), db_MB_per_s: mbps(best(wfMs)) },
         ...(last?.progress.steps ?? []).map((st) => {
           const ms = st.startedAt && st.endedAt ? Date.parse(st.endedAt) - Date.parse(st.startedAt) : 0;
           return { variant: `  step ${st.id} (last run)`, best_ms: ms, db_MB_per_s: st.id === 'upload' ? `${last?.upload?.throughputMBps ?? 0} (dump MB/s)` : '' };

@@ -1,5 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Readable } from 'node:stream';
 import { execa } from 'execa';
 import type { Logger } from './logger.js';
 import { redactSecrets } from './redact.js';
@@ -25,6 +26,11 @@ export interface ExecOptions {
   signal?: AbortSignal;
   input?: string;
   logger?: Logger;
+  /**
+   * Takes the command's stdout as a stream instead of buffering it (result.stdout is then ''); called
+   * once the process is spawned. The consumer must read it (or abort `signal`): a full pipe blocks the command.
+   */
+  onStdout?: (stdout: Readable) => void;
 }
 
 export interface ExecResult {
@@ -201,9 +207,11 @@ export async function runCommand(argv: readonly string[], opts: ExecOptions = {}
     cleanup: false,
     reject: false,
     maxBuffer: opts.maxBuffer ?? DEFAULT_MAX_BUFFER,
+    ...(opts.onStdout ? { buffer: { stdout: false } } : {}),
     ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' as const }),
   });
   const pgid = subprocess.pid;
+  if (opts.onStdout && subprocess.stdout) opts.onStdout(subprocess.stdout);
 
   let stopReason: 'timeout' | 'cancelled' | undefined;
   let stopping: Promise<void> | undefined;

@@ -7,7 +7,7 @@ import { ErrorTypes } from '../../common/errors.js';
 import { heartbeating } from '../context.js';
 import type { ActivityDeps, LoggingDeps } from '../deps.js';
 import { readManifest, repoDir } from './backup.js';
-import { deletePrefix, downloadFile, getSmall, listFolders, listKeys, objectStore, type ObjectStore, putSmall, storeKey, storeUrl, uploadFile } from './object-store.js';
+import { deletePrefix, downloadFile, getSmall, headObject, listFolders, listKeys, objectStore, type ObjectStore, putSmall, storeKey, storeUrl, uploadFile } from './object-store.js';
 
 /**
  * db-backup's off-host copies: `<prefix>/<database>/<id>/` holds the dump (a file, or one object
@@ -38,6 +38,8 @@ function combined(m: BackupManifest, sums: Map<string, string>): string {
   return createHash('sha256').update(lines.join('')).digest('hex');
 }
 
+const mbps = (bytes: number, ms: number) => Math.round((bytes / 1024 / 1024 / Math.max(0.001, ms / 1000)) * 100) / 100;
+
 /** Uploads a verified local backup; a backup whose manifest is already in the store with the same checksum is left as is. */
 export async function uploadBackup(d: LoggingDeps, req: { database: string; id: string }): Promise<BackupUpload> {
   const store = requireStore(d);
@@ -51,6 +53,14 @@ export async function uploadBackup(d: LoggingDeps, req: { database: string; id: 
   const remote = await getSmall(store, `${folder}/${MANIFEST}`);
   if (remote && (JSON.parse(remote) as BackupManifest).sha256 === m.sha256) {
     return { location, objects: 0, bytes: m.sizeBytes, parts: 0, durationMs: 0, throughputMBps: 0, already: true };
+  }
+  const streamed = m.streamedTo && (await headObject(store, m.streamedTo.key));
+  if (m.streamedTo && streamed && streamed.ContentLength === m.sizeBytes && streamed.ChecksumSHA256 === m.streamedTo.checksum) {
+    // Uploaded while pg_dump wrote it, its SHA-256 checked per part by the store then: the manifest is all that is missing.
+    await putSmall(store, `${folder}/${MANIFEST}`, `${JSON.stringify(m, null, 2)}\n`);
+    const durationMs = m.streamedTo.durationMs;
+    d.log.info({ database: req.database, id: req.id, location, bytes: m.sizeBytes }, 'backup uploaded while dumping; manifest added');
+    return { location, objects: 2, bytes: m.sizeBytes, parts: m.streamedTo.parts, durationMs, throughputMBps: mbps(m.sizeBytes, durationMs), already: false, duringDump: true };
   }
   const started = Date.now();
   const files = await dumpFiles(dir, m);
@@ -83,7 +93,7 @@ export async function uploadBackup(d: LoggingDeps, req: { database: string; id: 
     bytes: done,
     parts,
     durationMs,
-    throughputMBps: Math.round((done / 1024 / 1024 / Math.max(0.001, durationMs / 1000)) * 100) / 100,
+    throughputMBps: mbps(done, durationMs),
     already: false,
   };
 }

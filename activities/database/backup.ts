@@ -1,17 +1,19 @@
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import type { BackupsConfig } from '../../common/database/config.js';
-import type { BackupManifest, TableCount } from '../../common/database/types.js';
+import type { BackupManifest, StreamedDump, TableCount } from '../../common/database/types.js';
 import { ErrorTypes } from '../../common/errors.js';
 import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
 import { runCommand } from '../../lib/exec.js';
 import { heartbeating } from '../context.js';
 import { deleteStoredBackup, type Fetched, fetchStoredBackup, storedBackups, uploadBackup } from './backup-store.js';
+import { Hasher, objectStore, type ObjectStore, openUpload, storeKey } from './object-store.js';
 import type { ActivityDeps, LoggingDeps } from '../deps.js';
 import { commandFailure, countTables, type ResolvedDb, libpqEnv, pgBinDir, resolveDb, tool, urlWithDatabase, withClient } from './pg.js';
 
@@ -116,7 +118,7 @@ export function createBackupActivities(deps: ActivityDeps) {
   const d: BackupDeps = { ...deps, log: deps.logger.child({ family: 'database' }) };
   return {
     dumpDatabase: (req: DumpRequest) => dumpDatabase(d, req),
-    verifyBackup: (req: { database: string; id: string }) => verifyBackup(d, req),
+    verifyBackup: (req: { database: string; id: string; justWritten?: boolean }) => verifyBackup(d, req),
     applyRetention: (req: RetentionRequest) => applyRetention(d, req),
     uploadBackup: (req: { database: string; id: string }) => uploadBackup(d, req),
     chooseBackup: (req: { database: string; backupId?: string }) => chooseBackup(d, req),
@@ -134,9 +136,15 @@ export interface DumpRequest {
   format: 'custom' | 'directory';
   jobs: number;
   workflowId: string;
+  /** Send a custom-format dump to databaseOps.objectStorage while it is written (db-backup's upload step adds the manifest). */
+  upload?: boolean;
 }
 
-/** pg_dump into `<repository>/<database>/<id>/`; returns the existing manifest when this id is already done. */
+/**
+ * pg_dump into `<repository>/<database>/<id>/`; returns the existing manifest when this id is already done.
+ * The dump is written under a temporary name, renamed once pg_dump exited 0 and `pg_restore --list`
+ * reads its TOC, and the manifest comes last: a failed or truncated dump leaves nothing behind.
+ */
 export async function dumpDatabase(d: BackupDeps, req: DumpRequest): Promise<BackupManifest> {
   const cfg = backupsConfig(d);
   const db = resolveDb(d, req.database);
@@ -148,39 +156,153 @@ export async function dumpDatabase(d: BackupDeps, req: DumpRequest): Promise<Bac
   await mkdir(dir, { recursive: true });
   const file = req.format === 'directory' ? 'dump.d' : 'dump.pgcustom';
   const target = path.join(dir, file);
+  const store = req.upload && req.format === 'custom' ? objectStore(d) : undefined;
 
   const startedAt = new Date().toISOString();
-  const facts = await dumpInSnapshot(d, cfg, db, req, target);
-  const manifest: BackupManifest = {
-    id: req.id,
-    database: req.database,
-    format: req.format,
-    file,
-    sizeBytes: await sizeOf(target),
-    sha256: await heartbeating(() => ({ checksum: req.id }), () => checksum(target)),
-    startedAt,
-    endedAt: new Date().toISOString(),
-    ...facts,
-    tocEntries: 0,
-    workflowId: req.workflowId,
-  };
-  await writeManifest(dir, manifest);
-  d.log.info({ database: req.database, id: req.id, sizeBytes: manifest.sizeBytes }, 'backup written');
-  return manifest;
+  try {
+    const { written, ...facts } = await dumpInSnapshot(d, cfg, db, req, (argv, signal) =>
+      req.format === 'custom'
+        ? dumpStreamed(d, cfg, db, req, argv, target, signal, store && { store, key: storeKey(store, req.database, req.id, file) })
+        : dumpDirectory(d, cfg, db, argv, target, signal),
+    );
+    const manifest: BackupManifest = {
+      id: req.id,
+      database: req.database,
+      format: req.format,
+      file,
+      sizeBytes: written.sizeBytes,
+      sha256: written.sha256,
+      startedAt,
+      endedAt: new Date().toISOString(),
+      ...facts,
+      tocEntries: written.tocEntries,
+      workflowId: req.workflowId,
+      ...(written.streamedTo ? { streamedTo: written.streamedTo } : {}),
+    };
+    await writeManifest(dir, manifest);
+    d.log.info({ database: req.database, id: req.id, sizeBytes: manifest.sizeBytes }, 'backup written');
+    return manifest;
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+interface Written {
+  sizeBytes: number;
+  sha256: string;
+  tocEntries: number;
+  streamedTo?: StreamedDump;
+}
+
+/** Entries of the dump's TOC; a dump pg_restore cannot list, or with none, is refused. */
+async function checkedToc(d: BackupDeps, req: { database: string; id: string }, file: string, signal: AbortSignal): Promise<number> {
+  const entries = await tocEntries(d, file, signal);
+  if (entries === 0) throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database}: pg_restore --list shows no entries`, 'BackupInvalid');
+  return entries;
 }
 
 /**
- * Runs pg_dump into `target` on an exported snapshot. One snapshot for the dump and the row
- * counts: the counts are exactly what the dump holds even under concurrent writes, and they
- * are taken while pg_dump runs.
+ * A custom-format dump through pg_dump's stdout: hashed on the way to `<target>.partial` (and
+ * to the object store when given, as a multipart upload with a SHA-256 per part), backpressure
+ * all along, so the dump is read once. Only an exit code 0 and a readable TOC rename the file
+ * and complete the upload; anything else removes the file and aborts the upload.
+ */
+async function dumpStreamed(
+  d: BackupDeps,
+  cfg: BackupsConfig,
+  db: ResolvedDb,
+  req: DumpRequest,
+  argv: string[],
+  target: string,
+  signal: AbortSignal,
+  upload?: { store: ObjectStore; key: string },
+): Promise<Written> {
+  const partial = `${target}.partial`;
+  const hasher = new Hasher(upload?.store.partSize);
+  const up = upload ? openUpload(upload.store, upload.key) : undefined;
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  signal.addEventListener('abort', onAbort, { once: true });
+  const started = Date.now();
+  const fh = await open(partial, 'wx');
+  let closed = false;
+  try {
+    let consumed: Promise<void> | undefined;
+    const ran = runCommand(argv, {
+      env: libpqEnv(db.url),
+      secrets: db.secrets,
+      signal: stop.signal,
+      timeoutMs: cfg.timeoutSeconds * 1000,
+      logger: d.log,
+      onStdout: (out) => {
+        consumed = pipeline(out, hasher, async (source: AsyncIterable<Buffer>) => {
+          for await (const chunk of source) {
+            if (up?.body.destroyed) throw up.body.errored ?? new Error('the upload stopped');
+            const sent = up && !up.body.write(chunk) ? once(up.body, 'drain', { signal: stop.signal }) : undefined;
+            await writeAll(fh, chunk);
+            await sent;
+          }
+        });
+        // The disk or the store failed: stop pg_dump rather than leave it blocked on a full pipe.
+        consumed.catch(() => stop.abort());
+      },
+    });
+    const [cmd, out] = await Promise.allSettled([ran, ran.then(() => consumed, () => consumed)]);
+    // A consumer that failed is why pg_dump was stopped: its error first. Then pg_dump's own exit.
+    if (out.status === 'rejected') throw out.reason;
+    if (cmd.status === 'rejected') commandFailure(cmd.reason);
+    await fh.sync();
+    await fh.close();
+    closed = true;
+    const entries = await checkedToc(d, req, partial, signal);
+    await rename(partial, target);
+    if (!up) return { sizeBytes: hasher.bytes, sha256: hasher.whole.digest('hex'), tocEntries: entries };
+    const stored = await up.finish(hasher);
+    return {
+      sizeBytes: hasher.bytes,
+      sha256: stored.sha256,
+      tocEntries: entries,
+      streamedTo: { key: stored.key, checksum: stored.checksum, parts: stored.parts, durationMs: Date.now() - started },
+    };
+  } catch (err) {
+    await up?.abort(err instanceof Error ? err : new Error(String(err)));
+    throw err;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    if (!closed) await fh.close().catch(() => undefined);
+  }
+}
+
+async function writeAll(fh: FileHandle, chunk: Buffer): Promise<void> {
+  let at = 0;
+  while (at < chunk.length) at += (await fh.write(chunk, at, chunk.length - at)).bytesWritten;
+}
+
+/** A directory-format dump (pg_dump writes several files, in parallel with jobs): hashed once after pg_dump exited 0. */
+async function dumpDirectory(d: BackupDeps, cfg: BackupsConfig, db: ResolvedDb, argv: string[], target: string, signal: AbortSignal): Promise<Written> {
+  const partial = `${target}.partial`;
+  await runCommand([...argv, `--file=${partial}`], { env: libpqEnv(db.url), secrets: db.secrets, signal, timeoutMs: cfg.timeoutSeconds * 1000, logger: d.log }).catch(
+    commandFailure,
+  );
+  const [sha256, entries] = await Promise.all([checksum(partial), tocEntries(d, partial, signal)]);
+  if (entries === 0) throw ApplicationFailure.nonRetryable(`pg_restore --list shows no entries in ${partial}`, 'BackupInvalid');
+  await rename(partial, target);
+  return { sizeBytes: await sizeOf(target), sha256, tocEntries: entries };
+}
+
+/**
+ * Runs pg_dump (`dump` gets its argv and appends where the output goes) on an exported snapshot.
+ * One snapshot for the dump and the row counts: the counts are exactly what the dump holds even
+ * under concurrent writes, and they are taken while pg_dump runs.
  */
 async function dumpInSnapshot(
   d: BackupDeps,
   cfg: BackupsConfig,
   db: ResolvedDb,
   req: DumpRequest,
-  target: string,
-): Promise<Pick<BackupManifest, 'serverVersion' | 'walLsn' | 'rowCounts'>> {
+  dump: (argv: string[], signal: AbortSignal) => Promise<Written>,
+): Promise<Pick<BackupManifest, 'serverVersion' | 'walLsn' | 'rowCounts'> & { written: Written }> {
   const bin = pgBinDir(cfg.binDir, d.configDir);
   return withClient(db.url, db.secrets, async (c) => {
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -195,40 +317,51 @@ async function dumpInSnapshot(
       ...(req.format === 'directory' && req.jobs > 1 ? [`--jobs=${req.jobs}`] : []),
       `--snapshot=${snapshot}`,
       '--no-password',
-      `--file=${target}`,
     ];
-    const [rowCounts] = await Promise.all([
+    const [rowCounts, written] = await Promise.all([
       countRows(c, cfg.verifyTables[req.database] ?? []),
-      heartbeating(
-        () => ({ database: req.database, id: req.id }),
-        (signal) => runCommand(argv, { env: libpqEnv(db.url), secrets: db.secrets, signal, timeoutMs: cfg.timeoutSeconds * 1000, logger: d.log }),
-      ).catch(commandFailure),
+      heartbeating(() => ({ database: req.database, id: req.id }), (signal) => dump(argv, signal)),
     ]);
     await c.query('COMMIT');
-    return { serverVersion: v, walLsn: lsn, rowCounts };
+    return { serverVersion: v, walLsn: lsn, rowCounts, written };
   });
 }
 
-/** Checksum against the manifest and `pg_restore --list`; records verifiedAt in the manifest. */
-export async function verifyBackup(d: BackupDeps, req: { database: string; id: string }): Promise<{ checksum: boolean; tocEntries: number; fetched?: Fetched }> {
+/**
+ * Checks a backup before it is trusted. Right after db-backup's dump (`justWritten`), whose SHA-256
+ * was computed as the bytes went to disk: the file's size against the manifest and the TOC with
+ * `pg_restore --list` (it reads the TOC only), without reading the dump again. Otherwise (a restore
+ * of an older backup) the whole checksum against the manifest as well. Records verifiedAt.
+ */
+export async function verifyBackup(
+  d: BackupDeps,
+  req: { database: string; id: string; justWritten?: boolean },
+): Promise<{ checksum: boolean; tocEntries: number; fetched?: Fetched }> {
   const dir = path.join(repoDir(d, req.database), req.id);
   // Only the object store has it (another machine took it, or the local copy is gone): fetch, checking the SHA-256 on the way.
   const fetched = (await readManifest(dir)) ? undefined : await fetchStoredBackup(d, req);
   const m = await readManifest(dir);
   if (!m) throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database} has no manifest in ${dir}`, 'BackupInvalid');
   const file = path.join(dir, m.file);
-  // Both read the whole dump: in parallel. A checksum mismatch explains a failed listing, so it is reported first.
+  const quick = Boolean(req.justWritten && !fetched && m.tocEntries > 0);
+  // In parallel. A checksum or size mismatch explains a failed listing, so it is reported first.
   const [sum, listed] = await heartbeating(
     () => ({ verifying: req.id }),
-    (signal) => Promise.allSettled([checksum(file), tocEntries(d, file, signal)]),
+    (signal) => Promise.allSettled([quick ? sizeOf(file) : checksum(file), tocEntries(d, file, signal)]),
   );
   if (sum.status === 'rejected') throw sum.reason;
-  if (sum.value !== m.sha256) {
+  if (quick && sum.value !== m.sizeBytes) {
+    throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database} is corrupt: ${sum.value} bytes on disk, the dump wrote ${m.sizeBytes}`, 'BackupInvalid');
+  }
+  if (!quick && sum.value !== m.sha256) {
     throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database} is corrupt: sha256 ${sum.value} differs from the manifest's ${m.sha256}`, 'BackupInvalid');
   }
   if (listed.status === 'rejected') throw listed.reason;
   const entries = listed.value;
   if (entries === 0) throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database}: pg_restore --list shows no entries`, 'BackupInvalid');
+  if (quick && entries !== m.tocEntries) {
+    throw ApplicationFailure.nonRetryable(`backup ${req.id} of ${req.database} changed since it was written: ${entries} TOC entries, the dump had ${m.tocEntries}`, 'BackupInvalid');
+  }
   await writeManifest(dir, { ...m, tocEntries: entries, verifiedAt: new Date().toISOString() });
   return { checksum: true, tocEntries: entries, ...(fetched ? { fetched } : {}) };
 }

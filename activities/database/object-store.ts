@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
-import { pipeline as pipe, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
+import { PassThrough, pipeline as pipe, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   DeleteObjectCommand,
@@ -112,7 +112,7 @@ const isMissing = (err: unknown) => {
  * Hashes what flows through: the whole stream, and each `partSize` slice as the multipart upload
  * cuts it, so the server's composite checksum can be computed here and compared.
  */
-class Hasher extends Transform {
+export class Hasher extends Transform {
   readonly whole = createHash('sha256');
   readonly parts: Buffer[] = [];
   bytes = 0;
@@ -155,6 +155,8 @@ export interface Uploaded {
   /** Hex SHA-256 of what was read and sent. */
   sha256: string;
   parts: number;
+  /** The SHA-256 the server reports for the object (base64; "<base64>-N" for N parts). */
+  checksum: string;
 }
 
 /**
@@ -203,6 +205,11 @@ export async function uploadStream(store: ObjectStore, key: string, source: Read
     storeFailure(store, key, err);
   }
   onProgress(hasher.bytes);
+  return checkStored(store, key, hasher);
+}
+
+/** Compares the stored object's size and SHA-256 (composite for multipart) with what `hasher` saw go out. */
+async function checkStored(store: ObjectStore, key: string, hasher: Hasher): Promise<Uploaded> {
   const sha256 = hasher.whole.digest('hex');
   const expected = serverChecksum(hasher, sha256);
   const head = await headObject(store, key);
@@ -215,7 +222,55 @@ export async function uploadStream(store: ObjectStore, key: string, source: Read
       'ObjectStorageError',
     );
   }
-  return { key, bytes: hasher.bytes, sha256, parts: hasher.parts.length };
+  return { key, bytes: hasher.bytes, sha256, parts: hasher.parts.length, checksum: expected };
+}
+
+export interface OpenUpload {
+  /** Write the data here (respecting write()'s backpressure); it is sent in store.partSize parts as it comes. */
+  body: PassThrough;
+  /**
+   * Ends the body and completes the upload, then compares the stored object with `hasher`, which must
+   * have hashed exactly what was written to the body, in store.partSize parts.
+   */
+  finish(hasher: Hasher): Promise<Uploaded>;
+  /** Aborts the multipart upload (its parts are deleted; nothing appears under the key). */
+  abort(reason: Error): Promise<void>;
+}
+
+/**
+ * A multipart upload fed while the data is produced (pg_dump's output as it is written to disk).
+ * Nothing is stored under `key` until finish(): the last part and the completion wait for it, so a
+ * producer that fails is aborted without leaving an object behind.
+ */
+export function openUpload(store: ObjectStore, key: string): OpenUpload {
+  const body = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const upload = new Upload({
+    client: store.client,
+    params: { Bucket: store.bucket, Key: key, Body: body, ChecksumAlgorithm: 'SHA256', ContentType: 'application/octet-stream' },
+    partSize: store.partSize,
+    queueSize: store.queueSize,
+    leavePartsOnError: false,
+  });
+  // Settled here so a failure before finish() or abort() is not an unhandled rejection.
+  const done = upload.done().then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  return {
+    body,
+    async finish(hasher) {
+      body.end();
+      const err = await done;
+      if (err) storeFailure(store, key, err);
+      return checkStored(store, key, hasher);
+    },
+    async abort(reason) {
+      body.destroy(reason);
+      await done;
+      // A failure before the first part was cut leaves no upload to abort; one already under way was aborted by done().
+      await upload.abort().catch(() => undefined);
+    },
+  };
 }
 
 /** Size and stored SHA-256 of an object, or undefined when there is none. */

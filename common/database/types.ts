@@ -52,6 +52,17 @@ export interface BackupManifest {
   /** Entries of `pg_restore --list` (TOC), checked at verification. */
   tocEntries: number;
   workflowId: string;
+  /** The dump sent to the object store while it was written (the manifest still goes up after verification). */
+  streamedTo?: StreamedDump;
+}
+
+/** A dump uploaded while pg_dump wrote it: where, and the checksum the store reported for it. */
+export interface StreamedDump {
+  key: string;
+  /** The store's SHA-256 of the object (base64; "<base64>-N" for a multipart upload of N parts). */
+  checksum: string;
+  parts: number;
+  durationMs: number;
 }
 
 export interface DbBackupResult {
@@ -77,6 +88,8 @@ export interface BackupUpload {
   throughputMBps: number;
   /** The store already held this backup with the same checksum (a retried upload). */
   already: boolean;
+  /** The dump went up while pg_dump wrote it; this step checked the stored object and added the manifest. */
+  duringDump?: boolean;
 }
 
 export interface TableCount {

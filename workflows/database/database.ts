@@ -67,7 +67,7 @@ function holderOf(procedure: ProcedureId, requestedBy: string) {
 /** pg_dump then verification; the id is fixed by the run, so a retried dump finds its own finished backup. */
 async function takeBackup(plan: DatabasePlan, opts: { format: 'custom' | 'directory'; jobs: number }): Promise<{ manifest: BackupManifest; verified: { checksum: boolean; tocEntries: number } }> {
   const manifest = await dumpDatabase({ database: plan.database, id: `${stamp()}-${shortRun()}`, format: opts.format, jobs: opts.jobs, workflowId: workflowInfo().workflowId });
-  const verified = await verifyBackup({ database: plan.database, id: manifest.id });
+  const verified = await verifyBackup({ database: plan.database, id: manifest.id, justWritten: true });
   return { manifest: { ...manifest, tocEntries: verified.tocEntries }, verified };
 }
 
@@ -89,10 +89,24 @@ async function dbBackup(rawInput?: DbBackupInput): Promise<DbBackupResult | DbVo
     const format = input.format ?? plan.format;
     const manifest = await ctx.step(
       'dump',
-      () => dumpDatabase({ database: plan.database, id: `${stamp()}-${shortRun()}`, format, jobs: input.jobs ?? plan.jobs, workflowId: workflowInfo().workflowId }),
+      // With object storage, a custom-format dump also goes up as it is written; the upload step below adds its manifest.
+      () =>
+        dumpDatabase({
+          database: plan.database,
+          id: `${stamp()}-${shortRun()}`,
+          format,
+          jobs: input.jobs ?? plan.jobs,
+          workflowId: workflowInfo().workflowId,
+          ...(plan.objectStorage ? { upload: true } : {}),
+        }),
       (m) => `${m.id}: ${mb(m.sizeBytes)}, sha256 ${m.sha256.slice(0, 12)}…, WAL ${m.walLsn}`,
     );
-    const verified = await ctx.step('verify', () => verifyBackup({ database: plan.database, id: manifest.id }), (v) => `checksum ok, ${v.tocEntries} TOC entries`);
+    // The SHA-256 was taken as the dump was written: verify checks the size and the TOC without reading the dump again.
+    const verified = await ctx.step(
+      'verify',
+      () => verifyBackup({ database: plan.database, id: manifest.id, justWritten: true }),
+      (v) => `size and checksum ok, ${v.tocEntries} TOC entries`,
+    );
     // AlphaPulse 3.4: the dump goes off-host before retention may delete older copies. Runs begun before this step skip it on replay.
     let upload: BackupUpload | null = null;
     if (plan.objectStorage && patched('backup-object-storage')) {
@@ -100,7 +114,10 @@ async function dbBackup(rawInput?: DbBackupInput): Promise<DbBackupResult | DbVo
       upload = await ctx.step(
         'upload',
         () => uploadBackup({ database: plan.database, id: manifest.id }),
-        (u) => (u.already ? `already in ${u.location}` : `${u.location}: ${u.objects} object(s), ${mb(u.bytes)} at ${u.throughputMBps} MB/s, SHA-256 checked by the store`),
+        (u) =>
+          u.already
+            ? `already in ${u.location}`
+            : `${u.location}: ${u.objects} object(s), ${mb(u.bytes)} at ${u.throughputMBps} MB/s${u.duringDump ? ' while dumping' : ''}, SHA-256 checked by the store`,
       );
     }
     const keep = input.retention ?? plan.retention;

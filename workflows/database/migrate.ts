@@ -129,7 +129,7 @@ async function applyUnderLock(ctx: RunContext, input: DbMigrateInput, db: Databa
       'backup',
       async () => {
         const manifest = await dumpDatabase({ database: db.database, id: `${stamp()}-${shortRun()}`, format: db.format, jobs: db.jobs, workflowId: workflowInfo().workflowId });
-        await verifyBackup({ database: db.database, id: manifest.id });
+        await verifyBackup({ database: db.database, id: manifest.id, justWritten: true });
         return manifest;
       },
       (m) => `${m.id} (${mb(m.sizeBytes)}), verified`,
