@@ -5,7 +5,7 @@ import { clip } from '../../common/bounds.js';
 import { ErrorTypes } from '../../common/errors.js';
 import type { TriageProcedureId } from '../../common/incident/procedures.js';
 import type { TriageFinding, TriageResult } from '../../common/incident/types.js';
-import { LOG_SEARCH, type LogSearch } from '../../common/incident/service-checks.js';
+import { LOG_SEARCH, type DashboardCheck, type LogSearch, type LogSearchResult, type PolicyCheck } from '../../common/incident/service-checks.js';
 import { PROCEDURES } from '../../common/procedures.js';
 import { breaches, threshold } from '../../common/thresholds.js';
 import type { CommonInput, RunbookPlan } from '../../common/types.js';
@@ -323,14 +323,12 @@ function mb(bytes: number): string {
 
 const ERROR_LINE = /\b(error|fatal|panic|exception|unavailable|internal)\b/i;
 
-/** `service-error-triage`: Fulcrum 3.1 (policy evaluation failures), 3.5 (dashboard errors) and 6 (log analysis). */
-export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Promise<TriageResult> {
-  const input = await RunContext.input(PROCEDURES.serviceErrorTriage, rawInput);
-  if (input.flushAndRestart && !input.cacheService) throw invalid('invalid input for service-error-triage: cacheService: required with flushAndRestart (the cache to flush)');
-  const problems: string[] = [];
-  if (input.tenantId && !input.database) problems.push("tenantId: needs database (the database that holds the tenant's policies)");
-  const search = logSearchOf(input, Date.now(), problems);
-  if (problems.length > 0) throw invalid(`invalid input for service-error-triage: ${problems.join('; ')}`);
+interface Report {
+  findings: TriageFinding[];
+  recommendations: string[];
+}
+
+function serviceErrorContext(input: ServiceErrorTriageInput, search: LogSearch | undefined): RunContext {
   const ctx = new RunContext(PROCEDURES.serviceErrorTriage, input.requestedBy ?? 'unknown', [
     ['plan', 'Load configuration'],
     ['health', `Health of ${input.service}`],
@@ -351,12 +349,126 @@ export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Pro
     ctx.addStep('clear-build-cache', `Delete the build cache of ${input.service}`);
     ctx.addStep('restart-dashboard', `Restart ${input.service}`);
   }
+  return ctx;
+}
+
+/** Error lines of the service's last log lines, or of a log search (Fulcrum 6.3); unavailable logs are a finding, not a failure. */
+async function readErrorLines(input: ServiceErrorTriageInput, search: LogSearch | undefined): Promise<{ available: boolean; lines: string[]; why: string; found?: LogSearchResult }> {
+  try {
+    if (search) {
+      const found = await searchLogs({ service: input.service, ...search });
+      return { available: true, lines: found.lines.filter((l) => ERROR_LINE.test(l)).slice(-20), why: '', found };
+    }
+    const text = await serviceLogs({ service: input.service, lines: input.logLines ?? 100 });
+    return { available: true, lines: text.split('\n').filter((l) => ERROR_LINE.test(l)).slice(-20), why: '' };
+  } catch (err) {
+    const cause = err instanceof ActivityFailure && err.cause ? err.cause.message : String(err);
+    return { available: false, lines: [], why: cause };
+  }
+}
+
+function logSearchFinding(search: LogSearch, found: LogSearchResult): TriageFinding {
+  const what = [search.traceId ? `trace ${search.traceId}` : '', search.since ? `${search.since} to ${search.until}` : ''].filter(Boolean).join(', ');
+  return {
+    check: 'log search',
+    severity: 'INFO',
+    detail:
+      `${found.matched} of ${found.scanned} lines match ${what} in ${found.source}` +
+      `${found.truncated ? `; first ${found.lines.length} shown` : ''}${search.since && found.undated ? `; ${found.undated} lines without a timestamp left out` : ''}`,
+  };
+}
+
+/** Fulcrum 3.1 step 4 and the tenant's policies: none, or none enabled, is worth a look. */
+function policyFindings(p: PolicyCheck, r: Report): void {
+  r.findings.push({ check: 'policies', severity: !p.ok ? 'P1' : p.total === 0 ? 'P2' : 'OK', detail: p.detail });
+  if (!p.tenant) return;
+  const { id, policies: list } = p.tenant;
+  const enabled = list.filter((x) => x.enabled).length;
+  r.findings.push({
+    check: `tenant ${id} policies`,
+    severity: list.length === 0 || enabled === 0 ? 'P2' : 'INFO',
+    detail:
+      list.length === 0
+        ? `no policies for tenant ${id}`
+        : `${enabled} of the ${list.length} latest enabled: ${list.map((x) => `${x.id} ${x.name} ${x.enabled ? 'enabled' : 'disabled'} ${x.updatedAt}`).join(' ⏎ ')}`,
+  });
+  if (list.length === 0) r.recommendations.push(`Tenant ${id} has no policies: check the tenant id and whether its policies were deleted`);
+  else if (enabled === 0) r.recommendations.push(`Every recent policy of tenant ${id} is disabled: check the latest change (updated_at) with its owner`);
+}
+
+/** Fulcrum 3.5 steps 2-4: backend, settings (names only), build cache. */
+function dashboardFindings(d: DashboardCheck, service: string, r: Report): void {
+  r.findings.push({ check: 'dashboard backend', severity: d.backend.ok ? 'OK' : 'P1', detail: d.backend.detail });
+  if (!d.backend.ok) r.recommendations.push(`The backend is not reachable from ${service}: triage the backend service, then check the dashboard's API URL setting`);
+  const { env } = d;
+  const unset = [...env.missing, ...env.empty];
+  const list = (label: string, names: string[]) => (names.length ? `${label}${names.join(', ')}` : '');
+  r.findings.push({
+    check: 'dashboard settings',
+    severity: unset.length > 0 ? 'P1' : 'OK',
+    detail:
+      env.sources.length === 0
+        ? 'no env file or driver env configured to check'
+        : `${env.present.length} of ${env.checked.length} set${env.present.length ? ` (${env.present.join(', ')})` : ''}${list('; missing: ', env.missing)}${list('; empty: ', env.empty)} (in ${env.sources.join(', ')})`,
+  });
+  if (unset.length > 0) r.recommendations.push(`Set ${unset.join(', ')} for ${service} and restart it (Fulcrum 3.5: verify the Clerk keys are set)`);
+  const cache = d.buildCache;
+  if (cache) {
+    r.findings.push({
+      check: 'dashboard build cache',
+      severity: cache.exists ? 'INFO' : 'P2',
+      detail: cache.exists ? `${cache.dir}: ${cache.files} files, ${mb(cache.bytes)}` : `${cache.dir} does not exist: the build did not run or did not finish`,
+    });
+  }
+}
+
+async function flushCacheAndRestart(ctx: RunContext, plan: RunbookPlan, input: ServiceErrorTriageInput): Promise<string[]> {
+  const cacheService = input.cacheService!;
+  const record = await ctx.requestApproval({
+    step: 'approve-remediation',
+    summary: `FLUSHDB on ${cacheService} (the service repopulates it) and restart ${input.service}.`,
+    destructive: true,
+    confirmPhrase: 'FLUSHDB',
+    policy: policyOf(plan),
+    timeoutSeconds: approvalTimeout(input, plan),
+  });
+  RunContext.failUnlessApproved(record, 'nothing was flushed or restarted');
+  const f = await ctx.step('flush', () => redisFlush({ service: cacheService }), (x) => `${x.keysBefore} keys flushed`);
+  return [`FLUSHDB ${cacheService} (${f.keysBefore} keys), approved by ${record.by}`, await restartAndVerify(ctx, plan, 'restart', input.service, [])];
+}
+
+/** Fulcrum 3.5 resolution: delete the build cache and restart, after an approval that shows what goes. */
+async function clearCacheAndRestart(ctx: RunContext, plan: RunbookPlan, input: ServiceErrorTriageInput, cache: NonNullable<DashboardCheck['buildCache']>): Promise<string[]> {
+  const record = await ctx.requestApproval({
+    step: 'approve-build-cache',
+    summary:
+      `Delete the build cache ${cache.dir} of ${input.service} (${cache.exists ? `${cache.files} files, ${mb(cache.bytes)}` : 'absent now'}) and restart ${input.service}; ` +
+      'it is rebuilt when the service starts (Fulcrum 3.5).',
+    destructive: true,
+    confirmPhrase: 'DELETE',
+    policy: policyOf(plan),
+    timeoutSeconds: approvalTimeout(input, plan),
+  });
+  RunContext.failUnlessApproved(record, 'the build cache was not deleted and nothing was restarted');
+  const c = await ctx.step('clear-build-cache', () => clearBuildCache({ service: input.service }), (x) => (x.existed ? `${x.files} files deleted` : 'already absent'));
+  return [`build cache ${c.dir} deleted (${c.files} files, ${mb(c.bytes)}), approved by ${record.by}`, await restartAndVerify(ctx, plan, 'restart-dashboard', input.service, [])];
+}
+
+/** `service-error-triage`: Fulcrum 3.1 (policy evaluation failures), 3.5 (dashboard errors) and 6 (log analysis). */
+export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Promise<TriageResult> {
+  const input = await RunContext.input(PROCEDURES.serviceErrorTriage, rawInput);
+  if (input.flushAndRestart && !input.cacheService) throw invalid('invalid input for service-error-triage: cacheService: required with flushAndRestart (the cache to flush)');
+  const problems: string[] = [];
+  if (input.tenantId && !input.database) problems.push("tenantId: needs database (the database that holds the tenant's policies)");
+  const search = logSearchOf(input, Date.now(), problems);
+  if (problems.length > 0) throw invalid(`invalid input for service-error-triage: ${problems.join('; ')}`);
+  const ctx = serviceErrorContext(input, search);
   return ctx.run(async () => {
     const plan = await ctx.step('plan', () => loadPlan({ procedure: PROCEDURES.serviceErrorTriage }), () => input.service);
     const [svc] = selectServices(plan, [input.service], 'service');
     if (input.cacheService) selectServices(plan, [input.cacheService], 'cacheService');
-    const findings: TriageFinding[] = [];
-    const recommendations: string[] = [];
+    const report: Report = { findings: [], recommendations: [] };
+    const { findings, recommendations } = report;
     const remediations: string[] = [];
 
     const health = await ctx.step('health', () => checkHealth(plan, [svc!]), (h) => (h.results.length ? `worst ${h.worst}` : 'no probes'));
@@ -364,40 +476,13 @@ export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Pro
 
     // Policies (Fulcrum 3.1) and dashboard checks (3.5) came later: runs recorded before them replay without.
     const v2 = patched('service-error-triage-policies-dashboard');
-    let logSearch: TriageResult['logSearch'];
-    const logs = await ctx.step(
-      'logs',
-      async () => {
-        try {
-          if (search) {
-            const found = await searchLogs({ service: input.service, ...search });
-            logSearch = found;
-            return { available: true, lines: found.lines.filter((l) => ERROR_LINE.test(l)).slice(-20), why: '' };
-          }
-          const text = await serviceLogs({ service: input.service, lines: input.logLines ?? 100 });
-          return { available: true, lines: text.split('\n').filter((l) => ERROR_LINE.test(l)).slice(-20), why: '' };
-        } catch (err) {
-          const cause = err instanceof ActivityFailure && err.cause ? err.cause.message : String(err);
-          return { available: false, lines: [] as string[], why: cause };
-        }
-      },
-      (l) => (l.available ? `${l.lines.length} error lines` : `logs unavailable: ${l.why}`),
-    );
+    const logs = await ctx.step('logs', () => readErrorLines(input, search), (l) => (l.available ? `${l.lines.length} error lines` : `logs unavailable: ${l.why}`));
     findings.push(
       logs.available
         ? { check: 'error log lines', severity: logs.lines.length > 0 ? 'P2' : 'OK', detail: logs.lines.length ? logs.lines.slice(-5).join(' ⏎ ') : search ? 'none among the lines found' : 'none in the last lines' }
         : { check: 'error log lines', severity: 'INFO', detail: `logs unavailable: ${logs.why}` },
     );
-    if (search && logSearch) {
-      const what = [search.traceId ? `trace ${search.traceId}` : '', search.since ? `${search.since} to ${search.until}` : ''].filter(Boolean).join(', ');
-      findings.push({
-        check: 'log search',
-        severity: 'INFO',
-        detail:
-          `${logSearch.matched} of ${logSearch.scanned} lines match ${what} in ${logSearch.source}` +
-          `${logSearch.truncated ? `; first ${logSearch.lines.length} shown` : ''}${search.since && logSearch.undated ? `; ${logSearch.undated} lines without a timestamp left out` : ''}`,
-      });
-    }
+    if (search && logs.found) findings.push(logSearchFinding(search, logs.found));
 
     if (input.cacheService) {
       const cacheService = input.cacheService;
@@ -418,22 +503,7 @@ export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Pro
 
     if (input.database && v2) {
       const database = input.database;
-      const p = await ctx.step('policies', () => policyCheck({ database, tenantId: input.tenantId }), (x) => x.detail);
-      findings.push({ check: 'policies', severity: !p.ok ? 'P1' : p.total === 0 ? 'P2' : 'OK', detail: p.detail });
-      if (p.tenant) {
-        const list = p.tenant.policies;
-        const enabled = list.filter((x) => x.enabled).length;
-        findings.push({
-          check: `tenant ${p.tenant.id} policies`,
-          severity: list.length === 0 || enabled === 0 ? 'P2' : 'INFO',
-          detail:
-            list.length === 0
-              ? `no policies for tenant ${p.tenant.id}`
-              : `${enabled} of the ${list.length} latest enabled: ${list.map((x) => `${x.id} ${x.name} ${x.enabled ? 'enabled' : 'disabled'} ${x.updatedAt}`).join(' ⏎ ')}`,
-        });
-        if (list.length === 0) recommendations.push(`Tenant ${p.tenant.id} has no policies: check the tenant id and whether its policies were deleted`);
-        else if (enabled === 0) recommendations.push(`Every recent policy of tenant ${p.tenant.id} is disabled: check the latest change (updated_at) with its owner`);
-      }
+      policyFindings(await ctx.step('policies', () => policyCheck({ database, tenantId: input.tenantId }), (x) => x.detail), report);
     } else ctx.skip('policies', input.database ? 'run started before the policies check' : 'no database given');
 
     if (input.metricsUrl) {
@@ -442,31 +512,11 @@ export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Pro
       findings.push({ check: 'metrics', severity: m.ok ? 'INFO' : 'P1', detail: m.ok ? m.lines.slice(0, 8).join('; ') || m.detail : m.detail });
     } else ctx.skip('metrics', 'no metricsUrl given');
 
-    const dashboard = v2 ? await ctx.step('dashboard', () => dashboardCheck({ service: input.service }), (x) => (x ? `backend ${x.backend.ok ? 'ok' : 'unreachable'}, ${x.env.missing.length + x.env.empty.length} settings missing` : 'not a configured dashboard')) : null;
-    if (!dashboard) ctx.skip('dashboard', v2 ? `${input.service} is not in incident.dashboards` : 'run started before the dashboard checks');
-    else {
-      findings.push({ check: 'dashboard backend', severity: dashboard.backend.ok ? 'OK' : 'P1', detail: dashboard.backend.detail });
-      if (!dashboard.backend.ok) recommendations.push(`The backend is not reachable from ${input.service}: triage the backend service, then check the dashboard's API URL setting`);
-      const { env } = dashboard;
-      const unset = [...env.missing, ...env.empty];
-      findings.push({
-        check: 'dashboard settings',
-        severity: unset.length > 0 ? 'P1' : 'OK',
-        detail:
-          env.sources.length === 0
-            ? 'no env file or driver env configured to check'
-            : `${env.present.length} of ${env.checked.length} set${env.present.length ? ` (${env.present.join(', ')})` : ''}${env.missing.length ? `; missing: ${env.missing.join(', ')}` : ''}${env.empty.length ? `; empty: ${env.empty.join(', ')}` : ''} (in ${env.sources.join(', ')})`,
-      });
-      if (unset.length > 0) recommendations.push(`Set ${unset.join(', ')} for ${input.service} and restart it (Fulcrum 3.5: verify the Clerk keys are set)`);
-      const cache = dashboard.buildCache;
-      if (cache) {
-        findings.push({
-          check: 'dashboard build cache',
-          severity: cache.exists ? 'INFO' : 'P2',
-          detail: cache.exists ? `${cache.dir}: ${cache.files} files, ${mb(cache.bytes)}` : `${cache.dir} does not exist: the build did not run or did not finish`,
-        });
-      }
-    }
+    const dashboard = v2
+      ? await ctx.step('dashboard', () => dashboardCheck({ service: input.service }), (x) => (x ? `backend ${x.backend.ok ? 'ok' : 'unreachable'}, ${x.env.missing.length + x.env.empty.length} settings missing` : 'not a configured dashboard'))
+      : null;
+    if (dashboard) dashboardFindings(dashboard, input.service, report);
+    else ctx.skip('dashboard', v2 ? `${input.service} is not in incident.dashboards` : 'run started before the dashboard checks');
     if (input.clearBuildCache && !dashboard?.buildCache) {
       throw invalid(`invalid input for service-error-triage: clearBuildCache: ${input.service} has no build cache configured (incident.dashboards[].buildCacheDir); nothing was deleted`);
     }
@@ -476,40 +526,10 @@ export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Pro
     if ((unhealthy || errors) && input.cacheService) recommendations.push('If the cache is corrupted: flush the cache and restart the service (flushAndRestart, approval)');
     if (unhealthy) recommendations.push(`Restart ${input.service} (service-restart) and watch its probes`);
 
-    if (input.flushAndRestart) {
-      const cacheService = input.cacheService!;
-      const record = await ctx.requestApproval({
-        step: 'approve-remediation',
-        summary: `FLUSHDB on ${cacheService} (the service repopulates it) and restart ${input.service}.`,
-        destructive: true,
-        confirmPhrase: 'FLUSHDB',
-        policy: policyOf(plan),
-        timeoutSeconds: approvalTimeout(input, plan),
-      });
-      RunContext.failUnlessApproved(record, 'nothing was flushed or restarted');
-      const f = await ctx.step('flush', () => redisFlush({ service: cacheService }), (x) => `${x.keysBefore} keys flushed`);
-      remediations.push(`FLUSHDB ${cacheService} (${f.keysBefore} keys), approved by ${record.by}`);
-      remediations.push(await restartAndVerify(ctx, plan, 'restart', input.service, []));
-    }
-    if (input.clearBuildCache && dashboard?.buildCache) {
-      const cache = dashboard.buildCache;
-      const record = await ctx.requestApproval({
-        step: 'approve-build-cache',
-        summary:
-          `Delete the build cache ${cache.dir} of ${input.service} (${cache.exists ? `${cache.files} files, ${mb(cache.bytes)}` : 'absent now'}) and restart ${input.service}; ` +
-          'it is rebuilt when the service starts (Fulcrum 3.5).',
-        destructive: true,
-        confirmPhrase: 'DELETE',
-        policy: policyOf(plan),
-        timeoutSeconds: approvalTimeout(input, plan),
-      });
-      RunContext.failUnlessApproved(record, 'the build cache was not deleted and nothing was restarted');
-      const c = await ctx.step('clear-build-cache', () => clearBuildCache({ service: input.service }), (x) => (x.existed ? `${x.files} files deleted` : 'already absent'));
-      remediations.push(`build cache ${c.dir} deleted (${c.files} files, ${mb(c.bytes)}), approved by ${record.by}`);
-      remediations.push(await restartAndVerify(ctx, plan, 'restart-dashboard', input.service, []));
-    }
+    if (input.flushAndRestart) remediations.push(...(await flushCacheAndRestart(ctx, plan, input)));
+    if (input.clearBuildCache && dashboard?.buildCache) remediations.push(...(await clearCacheAndRestart(ctx, plan, input, dashboard.buildCache)));
     const out = result('service-error-triage', ctx, findings, recommendations, remediations);
-    return logSearch ? { ...out, logSearch } : out;
+    return logs.found ? { ...out, logSearch: logs.found } : out;
   });
 }
 
