@@ -1,7 +1,10 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StackStopResult } from '../../common/stack/types.js';
+import { startTemporalCluster } from '../../lib/temporal/cluster.js';
 import {
   activityRuns,
   approveDelete,
@@ -13,6 +16,7 @@ import {
   type TestCluster,
 } from '../fixtures/cluster.js';
 import { uniqueQueue } from '../fixtures/runbook-worker.js';
+import { startPostgres } from '../fixtures/servers.js';
 import { killWorkers, spawnWorker } from '../fixtures/worker-process.js';
 
 /**
@@ -103,4 +107,35 @@ describe('two workers on one task queue, one killed mid-activity', () => {
     survivor.child.kill('SIGTERM');
     expect(await survivor.exited).toBe(0);
   }, 180_000);
+});
+
+describe('an existing PostgreSQL (--postgres-url)', () => {
+  it('creates both databases and their schema there, starts on them, and leaves that server running on stop', async () => {
+    const external = await startPostgres();
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'runbook-cluster-external-'));
+    try {
+      const cluster = await startTemporalCluster({ dataDir, port: 0, postgresUrl: `postgres://postgres:unused@127.0.0.1:${external.port}` });
+      try {
+        expect(cluster.localPostgres).toBeUndefined();
+        expect(cluster.postgresUrl).toBe(`postgres://postgres:***@127.0.0.1:${external.port}`);
+        expect(cluster.schema.map((s) => s.before)).toEqual([undefined, undefined]);
+        const db = new pg.Client({ connectionString: external.url });
+        await db.connect();
+        const dbs = await db.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'temporal%' ORDER BY 1");
+        await db.end();
+        expect(dbs.rows.map((r) => r.datname)).toEqual(['temporal', 'temporal_visibility']);
+        await expect(cluster.restartPostgres()).rejects.toThrow(/external PostgreSQL/);
+        const config = await readFile(path.join(dataDir, 'config', 'runbook.yaml'), 'utf8');
+        expect(config).toContain(`connectAddr: 127.0.0.1:${external.port}`);
+      } finally {
+        await cluster.stop();
+      }
+      const after = new pg.Client({ connectionString: external.url });
+      await after.connect();
+      await after.end();
+    } finally {
+      await external.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
