@@ -12,6 +12,15 @@ describe('incident config', () => {
     expect(c.postmortem).toMatchObject({ requiredFor: ['P0'], due: 86_400, meetingWithin: 172_800 });
   });
 
+  it('the escalation matrix, verification, watch and ticket defaults are AlphaPulse 1.1-1.4 and 6.1', () => {
+    const c = defaultIncidentConfig();
+    expect(c.escalation).toMatchObject({ p0Immediate: true, l2For: ['P0', 'P1'], contacts: { security: [] } });
+    expect(c.verification).toEqual({ requiredFor: ['P0', 'P1'], maxErrorRatePercent: 0.1 });
+    expect([c.severities.P0.watch, c.severities.P1.watch, c.severities.P2.watch, c.severities.P3.watch]).toEqual([undefined, 3600, undefined, undefined]);
+    expect(c.ticket).toBeUndefined();
+    expect(incidentConfigSchema.parse({ ticket: { url: 'https://tracker.example/api' } }).ticket).toMatchObject({ for: ['P2', 'P3'], labels: ['incident'] });
+  });
+
   it('durations: seconds or 30s / 15m / 1h / 2d', () => {
     expect([parseDuration(90), parseDuration('30s'), parseDuration('15m'), parseDuration('1h'), parseDuration('2d'), parseDuration('1.5h')]).toEqual([90, 30, 900, 3600, 172_800, 5400]);
     expect(parseDuration('15 minutes')).toBeUndefined();
@@ -25,5 +34,6 @@ describe('incident config', () => {
     expect(bad({ escalation: { l3After: '2h', l4After: '1h' } })).toThrow(/incident\.escalation\.l4After: must be longer than l3After/);
     expect(bad({ severities: { P0: { response: '15m' } } })).toThrow(/incident\.severities\.P1/);
     expect(() => incidentConfigSchema.parse({ intake: { alertToTriage: [{ match: {}, procedure: 'db-triage' }] } })).toThrow();
+    expect(bad({ ticket: { url: 'https://tracker.example/api', token: 'plain-secret' } })).toThrow(/incident\.ticket\.token: the Bearer token is a secret: write \$\{ENV_NAME\}/);
   });
 });
