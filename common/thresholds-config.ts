@@ -1,12 +1,22 @@
 import { z } from 'zod';
-import { THRESHOLD_IDS, threshold, type ThresholdId } from './thresholds.js';
+import { isThresholdId, THRESHOLD_IDS, threshold, type ThresholdId } from './thresholds.js';
 
 /**
  * The config's `thresholds` (values and durations of common/thresholds.ts) and `alerts`
  * (how `runbook alerts export` writes them as Prometheus rules).
  */
 
-const thresholdId = z.enum(THRESHOLD_IDS, { error: `expected a threshold id: ${THRESHOLD_IDS.join(', ')}` });
+const ID_HINT = `expected a threshold id: ${THRESHOLD_IDS.join(', ')}`;
+const thresholdId = z.enum(THRESHOLD_IDS, { error: ID_HINT });
+
+/** A map keyed by threshold id; an unknown key is named with the list of ids. */
+function byThresholdId<T extends z.ZodType>(value: T) {
+  return z.record(z.string(), value).superRefine((map, ctx) => {
+    for (const key of Object.keys(map)) {
+      if (!isThresholdId(key)) ctx.addIssue({ code: 'custom', path: [key], message: `unknown threshold "${key}": ${ID_HINT}` });
+    }
+  }) as unknown as z.ZodType<Partial<Record<ThresholdId, z.output<T>>>, Partial<Record<ThresholdId, z.input<T>>>>;
+}
 const seed = (id: ThresholdId) => threshold(id).value;
 const percent = (id: ThresholdId) => z.number().min(0).max(100).default(seed(id));
 const positive = (id: ThresholdId) => z.number().positive().default(seed(id));
@@ -26,8 +36,7 @@ export const thresholdsSchema = z
     connectionPoolPercent: percent('db-connection-pool').describe('AlphaPulse 4.2 DB Connection Pool: >80% used (P1)'),
     redisMemoryPercent: percent('redis-memory').describe('AlphaPulse 4.2 Redis Memory: >90% used (P2)'),
     slowQueryMs: positive('slow-query').describe('AlphaPulse 2.1 Slow Queries: active for >1 s'),
-    forSeconds: z
-      .partialRecord(thresholdId, z.number().min(0).max(86_400))
+    forSeconds: byThresholdId(z.number().min(0).max(86_400))
       .optional()
       .describe('per-threshold duration override in seconds, e.g. {error-rate-critical: 2} in a test'),
   })
@@ -41,8 +50,7 @@ export const alertsSchema = z
       .regex(/^\d+[smh]$/, 'expected a Prometheus duration such as 5m, 30s or 1h')
       .default('5m')
       .describe('the range of rate() in the exported expressions'),
-    expressions: z
-      .partialRecord(thresholdId, z.string().min(1).max(2000))
+    expressions: byThresholdId(z.string().min(1).max(2000))
       .default({})
       .describe('PromQL per threshold id giving the value to compare (your exporters\' metric names); {{window}} is the rate window'),
     skip: z.array(thresholdId).default([]).describe('threshold ids not to export'),

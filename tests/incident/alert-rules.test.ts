@@ -108,7 +108,7 @@ describe('runbook alerts export', () => {
       loaded,
       async ({ client }) => {
         // Healthy traffic first: the rule is loaded, evaluates without error and stays inactive.
-        let rule: { health: string; state: string } | undefined;
+        let rule: { health: string; state: string; lastEvaluation: string } | undefined;
         for (let i = 0; i < 100; i++) {
           const body = (await (await fetch(`${prometheus!.url}/api/v1/rules?type=alert`)).json()) as { data: { groups: Array<{ rules: Array<{ name: string; health: string; state: string; lastEvaluation: string }> }> } };
           const all = body.data.groups.flatMap((g) => g.rules);
