@@ -24,9 +24,9 @@ COPY workflows ./workflows
 COPY worker ./worker
 COPY client ./client
 COPY demo ./demo
-RUN npm run build \
- # The workflow bundles the worker loads (worker/bundle-cache.ts); a read-only image cannot make them later.
- && node dist/worker/bundle-main.js plain dist/workflow-bundle.plain.js \
+RUN npm run build
+# The workflow bundles the worker loads (worker/bundle-cache.ts); a read-only image cannot make them later.
+RUN node dist/worker/bundle-main.js plain dist/workflow-bundle.plain.js \
  && node dist/worker/bundle-main.js encrypted dist/workflow-bundle.encrypted.js
 
 FROM node:20.19.4-bookworm-slim

@@ -235,6 +235,9 @@ describe('docker-compose.temporal.yml', () => {
       expect(dockerfile).toMatch(/npm ci --omit=dev/);
       // Compiled in a build stage that has the dev dependencies; the image takes only dist/ from it.
       expect(dockerfile).toMatch(/^RUN npm run build\s*$/m);
+      // Both workflow bundles are made at build: the worker cannot write them into a read-only image.
+      expect(dockerfile).toMatch(/bundle-main\.js plain dist\/workflow-bundle\.plain\.js/);
+      expect(dockerfile).toMatch(/bundle-main\.js encrypted dist\/workflow-bundle\.encrypted\.js/);
       expect(dockerfile).toMatch(/^COPY --from=\S+ \/app\/dist \.\/dist\s*$/m);
       expect(dockerfile).toMatch(/apt-get install[^\n]*postgresql-client/);
       const user = dockerfile.match(/^USER\s+(\S+)/gm)?.at(-1)?.split(/\s+/)[1];
