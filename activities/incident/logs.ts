@@ -26,7 +26,7 @@ const LINE_MAX_CHARS = 2000;
 const ISO_AT_START = /^\[?(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)/;
 const LOGFMT_TIME = /(?:^|\s)(?:time|ts|timestamp)="?(\d{4}-\d{2}-\d{2}T[^\s"]+)"?/;
 
-/** The time a line was written, in epoch ms: a JSON line's time/timestamp/ts/@timestamp, a leading ISO time, or logfmt time=. */
+/** The time a line was written, in epoch ms: a JSON line's time/timestamp/ts/@timestamp, a leading ISO time (a trailing UTC/GMT counts as its zone), or logfmt time=. */
 export function lineTime(line: string): number | undefined {
   const text = line.trimStart();
   if (text.startsWith('{')) {
@@ -44,9 +44,12 @@ export function lineTime(line: string): number | undefined {
       // not JSON after all: try the text forms
     }
   }
-  const iso = ISO_AT_START.exec(text)?.[1] ?? LOGFMT_TIME.exec(text)?.[1];
+  const lead = ISO_AT_START.exec(text);
+  const iso = lead?.[1] ?? LOGFMT_TIME.exec(text)?.[1];
   if (!iso) return undefined;
-  const t = Date.parse(iso.replace(' ', 'T').replace(',', '.'));
+  // PostgreSQL writes "2026-01-06 10:00:00.123 UTC"; a time without any zone is read in the worker's zone.
+  const named = lead && !/(Z|[+-]\d{2}:?\d{2})$/.test(iso) && /^\]?\s(UTC|GMT)\b/.test(text.slice(lead[0].length)) ? 'Z' : '';
+  const t = Date.parse(iso.replace(' ', 'T').replace(',', '.') + named);
   return Number.isNaN(t) ? undefined : t;
 }
 

@@ -295,6 +295,24 @@ describe('service-error-triage on a dashboard (Fulcrum 3.5)', () => {
       expect(pidAfter).not.toBe(pidBefore);
       expect(pidAlive(pidAfter)).toBe(true);
       expect((await fetch(`${dashUrl}/healthz`)).status).toBe(200);
+
+      // A build cache that is (or holds) the config directory is refused before any approval: nothing deleted.
+      const unsafe = await writeConfig(
+        {
+          environment: 'test',
+          services: [{ name: 'dashboard', driver: { type: 'command', status: d.status }, probes: [] }],
+          approvals: { approvers: { default: ['alice', 'bob'] } },
+          incident: { dashboards: [{ service: 'dashboard', backendUrl: `${apiUrl}/metrics`, buildCacheDir: '.' }] },
+        },
+        configDir,
+      );
+      await withWorker(unsafe, async ({ client, taskQueue }) => {
+        const refused = await client.workflow
+          .execute('service-error-triage', { taskQueue, workflowId: `dashboard-unsafe-${Date.now()}`, args: [{ service: 'dashboard', clearBuildCache: true }] })
+          .then(() => 'ran', (e: unknown) => failureText(e));
+        expect(refused).toMatch(/buildCacheDir resolves to .*the root, the home or the config directory/);
+      });
+      expect(await readdir(configDir)).toContain('dashboard.env');
     } finally {
       await demoServiceAction('stop', 'api', { stateDir, ...ports });
       await rm(stateDir, { recursive: true, force: true });
