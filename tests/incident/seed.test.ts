@@ -49,7 +49,7 @@ beforeAll(async () => {
   loaded = await writeConfig(
     incidentTestConfig(
       {
-        severities: { P0: { response: 30 }, P1: { response: 30, watch: 4 }, P2: { response: 2 }, P3: { response: 2 } },
+        severities: { P0: { response: 30 }, P1: { response: 30, watch: 6 }, P2: { response: 2 }, P3: { response: 2 } },
         ackTimeout: 30,
         escalation: { l3After: 40, l4After: 50, contacts: { L2: ['tess-techlead'], L3: ['lee-leadership'], L4: ['cara-cto'], security: ['sam-security'] } },
         postmortem: { requiredFor: ['P0'], due: 3600, meetingWithin: 7200, reminderEvery: 600 },
@@ -239,26 +239,32 @@ describe('incident escalation, tickets, verification, watch and handoff (AlphaPu
         expect(resolved.status).toBe('resolved');
         expect(resolved.verification).toMatchObject({ ok: true, checks: [{ check: 'smoke checks', ok: true }, { check: 'error rate', ok: true, detail: expect.stringMatching(/^0% below 0\.1%/) }] });
         const watching = await waitForTimeline(first.workflowId, (e) => e.kind === 'watch');
-        expect(watching.text).toMatch(/^Watching for 4 s after resolution/);
+        expect(watching.text).toMatch(/^Watching for 6 s after resolution/);
         const resolvedAt = Date.parse(resolved.resolvedAt!);
 
+        // The intake finds the watched incident through visibility, which a loaded server updates a moment after the run.
+        const visible = async () => {
+          for await (const w of client.workflow.list({ query: `WorkflowId = "${first.workflowId}"` })) return !!(w.memo?.incidentWatch as { service?: string } | null)?.service;
+          return false;
+        };
+        for (let i = 0; i < 40 && !(await visible()); i++) await sleep(100);
         // Another alert group for the same service, within the watch: the same incident opens again.
         const again = await alert('{}:{alertname="HighLatency"}', { alertname: 'HighLatency', severity: 'high', service: 'api' }, 'p99 above 500 ms');
         expect(again).toMatchObject({ workflowId: first.workflowId, action: 'reopened' });
         const reopened = await waitForTimeline(first.workflowId, (e) => e.kind === 'reopened');
-        expect(Date.parse(reopened.at) - resolvedAt).toBeLessThan(4000);
+        expect(Date.parse(reopened.at) - resolvedAt).toBeLessThan(6000);
         expect(reopened.text).toBe('Re-opened (#1): the alert fired again within the watch: p99 above 500 ms');
         expect((await handle.query(incidentQuery)).status).toBe('open');
         await receiver.waitFor((r) => r.body.event === 'page' && String(r.body.text).includes('re-opened') && of(first.workflowId)(r));
         const l2 = await receiver.waitFor((r) => r.body.escalationLevel === 'L2' && of(first.workflowId)(r));
         expect(l2.body.to).toEqual(['tess-techlead']);
 
-        // Resolved again; four quiet seconds close it.
+        // Resolved again; six quiet seconds close it.
         await handle.executeUpdate(resolvedUpdate, { args: [{ by: 'alice', summary: 'Scaled the pool and the cache' }] });
         const result = (await handle.result()) as IncidentResult;
         const closed = result.timeline.filter((e) => e.kind === 'watch').at(-1)!;
-        expect(closed.text).toBe('No recurrence within 4 s of the resolution; the incident is closed');
-        expect(Date.parse(closed.at) - Date.parse(result.state.resolvedAt!)).toBeGreaterThanOrEqual(3900);
+        expect(closed.text).toBe('No recurrence within 6 s of the resolution; the incident is closed');
+        expect(Date.parse(closed.at) - Date.parse(result.state.resolvedAt!)).toBeGreaterThanOrEqual(5900);
         expect(result.state).toMatchObject({ status: 'resolved', reopened: 1 });
         expect(result.progress.steps.map((s) => s.id)).toEqual(['plan', 'declare', 'respond', 'watch', 'postmortem']);
         await recordHistory(client, first.workflowId, 'incident-watch-reopened');
