@@ -7,6 +7,8 @@ import type {
   RedisKeyCounts,
   RedisRestoreInput,
   RedisRestoreResult,
+  RedisServerState,
+  RedisSnapshotCheck,
   RedisSnapshotInput,
   RedisSnapshotResult,
 } from '../../common/database/types.js';
@@ -142,73 +144,85 @@ export async function redisRestore(rawInput?: RedisRestoreInput): Promise<RedisR
         timeoutSeconds: input.approvalTimeoutSeconds ?? plan.approvalTimeoutSeconds,
       });
       RunContext.failUnlessApproved(record, `${ops.service} was not stopped and its data is unchanged`);
-      const commands: string[] = [];
-      let replaced = false;
-      try {
-        const stop = await ctx.step(
-          'stop',
-          async () => {
-            const r = await serviceAction({ service: ops.service, action: 'stop' });
-            await waitRedisDown({ service: ops.service, timeoutSeconds: STOP_WAIT_SECONDS });
-            return r;
-          },
-          (r) => r.command,
-        );
-        commands.push(stop.command);
-        const swap = await ctx.step(
-          'replace',
-          () => replaceRedisDump({ service: ops.service, snapshotId: snap.id, sha256: snap.sha256, dir: before.dir, dbfilename: before.dbfilename, keepAs }),
-          (r) => `${r.target} is ${snap.id}${r.keptAs ? `; previous kept as ${r.keptAs}` : '; there was no previous dump file'}`,
-        );
-        replaced = true;
-        const start = await ctx.step('start', () => serviceAction({ service: ops.service, action: 'start' }), (r) => r.command);
-        commands.push(start.command);
-        const ready = await ctx.step(
-          'wait-ready',
-          () => waitRedisReady({ service: ops.service, timeoutSeconds: timeout }),
-          (r) => `pid ${r.pid} answered after ${Math.round(r.waitedMs / 100) / 10} s: ${counts(r.counts)}`,
-        );
-        const checked = await ctx.step(
-          'verify',
-          async () => {
-            const c = compareCounts(snap.expected, ready.counts);
-            const bad = c.filter((x) => !x.ok);
-            if (bad.length > 0) {
-              throw ApplicationFailure.nonRetryable(
-                `${ops.service} does not hold snapshot ${snap.id}: ${bad.map((b) => `${b.db} has ${b.actual} keys, expected ${b.expected}`).join('; ')}; Redis is running; the previous dump file is ${swap.keptAs ?? '(none)'}`,
-                'RestoreVerificationFailed',
-              );
-            }
-            return c;
-          },
-          (c) => c.map((x) => `${x.db}: ${x.actual} of ${x.expected}`).join(', ') || 'no keys in the snapshot',
-        );
-        return {
-          ok: true,
-          service: ops.service,
-          snapshotId: snap.id,
-          expectedFrom: snap.expectedFrom,
-          before: before.keyCounts,
-          after: ready.counts,
-          counts: checked,
-          keptAs: swap.keptAs,
-          pidBefore: before.pid,
-          pidAfter: ready.pid,
-          commands,
-          durationMs: Date.now() - started,
-          approvals: ctx.approvals,
-          refusals: ctx.refusals,
-          refusalsDropped: ctx.refusalsDropped,
-          progress: ctx.progress,
-        };
-      } catch (err) {
-        // Before the dump file is replaced Redis comes back with its own data; after, a human
-        // decides (the kept file is named in the failure).
-        if (!replaced) {
-          await CancellationScope.nonCancellable(() => serviceAction({ service: ops.service, action: 'start' }).catch(() => undefined));
-        }
-        throw err;
-      }
+      const done = await stopReplaceStart(ctx, { service: ops.service, snap, before, keepAs, timeoutSeconds: timeout });
+      return {
+        ok: true,
+        service: ops.service,
+        snapshotId: snap.id,
+        expectedFrom: snap.expectedFrom,
+        before: before.keyCounts,
+        after: done.ready.counts,
+        counts: done.checked,
+        keptAs: done.keptAs,
+        pidBefore: before.pid,
+        pidAfter: done.ready.pid,
+        commands: done.commands,
+        durationMs: Date.now() - started,
+        approvals: ctx.approvals,
+        refusals: ctx.refusals,
+        refusalsDropped: ctx.refusalsDropped,
+        progress: ctx.progress,
+      };
     });
   });
+}
+
+/**
+ * redis-restore after its approval: stop, replace the dump file, start, wait, compare. Before the
+ * dump file is replaced a failure starts Redis again on its own data; after, a human decides.
+ */
+async function stopReplaceStart(
+  ctx: RunContext,
+  x: { service: string; snap: RedisSnapshotCheck; before: RedisServerState; keepAs: string; timeoutSeconds: number },
+): Promise<{ commands: string[]; keptAs: string | null; ready: { pid: number; counts: RedisKeyCounts; waitedMs: number }; checked: RedisCountCheck[] }> {
+  const commands: string[] = [];
+  let replaced = false;
+  try {
+    const stop = await ctx.step(
+      'stop',
+      async () => {
+        const done = await serviceAction({ service: x.service, action: 'stop' });
+        await waitRedisDown({ service: x.service, timeoutSeconds: STOP_WAIT_SECONDS });
+        return done;
+      },
+      (r) => r.command,
+    );
+    commands.push(stop.command);
+    const swap = await ctx.step(
+      'replace',
+      () => replaceRedisDump({ service: x.service, snapshotId: x.snap.id, sha256: x.snap.sha256, dir: x.before.dir, dbfilename: x.before.dbfilename, keepAs: x.keepAs }),
+      (r) => `${r.target} is ${x.snap.id}${r.keptAs ? `; previous kept as ${r.keptAs}` : '; there was no previous dump file'}`,
+    );
+    replaced = true;
+    const start = await ctx.step('start', () => serviceAction({ service: x.service, action: 'start' }), (r) => r.command);
+    commands.push(start.command);
+    const ready = await ctx.step(
+      'wait-ready',
+      () => waitRedisReady({ service: x.service, timeoutSeconds: x.timeoutSeconds }),
+      (r) => `pid ${r.pid} answered after ${Math.round(r.waitedMs / 100) / 10} s: ${counts(r.counts)}`,
+    );
+    const checked = await ctx.step(
+      'verify',
+      async () => {
+        const c = compareCounts(x.snap.expected, ready.counts);
+        const bad = c.filter((x) => !x.ok);
+        if (bad.length > 0) {
+          throw ApplicationFailure.nonRetryable(
+            `${x.service} does not hold snapshot ${x.snap.id}: ${bad.map((b) => `${b.db} has ${b.actual} keys, expected ${b.expected}`).join('; ')}; Redis is running; the previous dump file is ${swap.keptAs ?? '(none)'}`,
+            'RestoreVerificationFailed',
+          );
+        }
+        return c;
+      },
+      (c) => c.map((x) => `${x.db}: ${x.actual} of ${x.expected}`).join(', ') || 'no keys in the snapshot',
+    );
+    return { commands, keptAs: swap.keptAs, ready, checked };
+  } catch (err) {
+    // Before the dump file is replaced Redis comes back with its own data; after, a human
+    // decides (the kept file is named in the failure).
+    if (!replaced) {
+      await CancellationScope.nonCancellable(() => serviceAction({ service: x.service, action: 'start' }).catch(() => undefined));
+    }
+    throw err;
+  }
 }
