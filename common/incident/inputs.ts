@@ -47,6 +47,7 @@ const serviceErrorTriage = procedureInput({
   traceId: field.id('only log lines of this trace id (Fulcrum 6.3), e.g. 4bf92f3577b34da6a3ce929d0e0e4736').optional(),
   since: field.datetime('only log lines from this time (Fulcrum 6.3; default: an hour before until)').optional(),
   until: field.datetime('only log lines up to this time (default: now; the window is at most 24 h)').optional(),
+  logServices: field.nameList('other services whose logs the same search reads (trace correlation, Fulcrum 6.3; at most 10), e.g. ["processor"]', { ref: 'service' }).optional(),
   tenantId: field.id('list this tenant\'s policies (Fulcrum 3.1; needs database)').optional(),
   flushAndRestart: field.boolean('remediation: FLUSHDB the cache and restart the service (approval)').optional(),
   clearBuildCache: field.boolean('remediation: delete the dashboard\'s build cache and restart it (approval; Fulcrum 3.5)').optional(),

@@ -25,7 +25,7 @@ export interface LogSearchResult {
 }
 
 /** Bounds of a log search; a window longer than this is refused (Fulcrum 6.3 reads an hour). */
-export const LOG_SEARCH = { maxWindowHours: 24, defaultWindowHours: 1, maxLines: 1000, defaultLines: 100, minTraceIdLength: 8 } as const;
+export const LOG_SEARCH = { maxWindowHours: 24, defaultWindowHours: 1, maxLines: 1000, defaultLines: 100, minTraceIdLength: 8, maxServices: 10 } as const;
 
 /** Fulcrum 3.1 step 4 and the tenant query of its resolution. */
 export interface PolicyCheck {

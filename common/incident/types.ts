@@ -247,4 +247,6 @@ export interface TriageResult {
   progress: RunProgress;
   /** service-error-triage with traceId/since/until: the lines found (Fulcrum 6.3). */
   logSearch?: LogSearchResult;
+  /** The same search in `logServices`' logs, one per service. */
+  relatedLogs?: Array<LogSearchResult & { service: string }>;
 }

@@ -69,6 +69,8 @@ beforeAll(async () => {
         driver: { type: 'command', start: api.start, stop: api.stop, status: api.status, logs: api.logs, logFile: api.logFile },
         probes: [{ type: 'http', url: `${apiUrl}/healthz` }],
       },
+      // The event processor of Fulcrum 6.3's trace correlation: its log is a file the test writes.
+      { name: 'processor', driver: { type: 'command', status: ['true'], logFile: 'processor.log' } },
     ],
     databases: [{ name: 'app', url: pgServer.url }],
     approvals: { approvers: { default: ['alice', 'bob'] } },
@@ -185,6 +187,17 @@ describe('service-error-triage log search (Fulcrum 6)', () => {
     const until = new Date().toISOString();
     await sleep(1100);
     await traffic(2, trace(early));
+    const at = Date.now();
+    await writeFile(
+      path.join(loaded.dir, 'processor.log'),
+      [
+        { time: at - 3, level: 30, trace_id: wanted, msg: 'event consumed' },
+        { time: at - 2, level: 30, trace_id: other, msg: 'event consumed' },
+        { time: at - 1, level: 50, trace_id: wanted, msg: 'policy evaluation failed', error: 'INTERNAL' },
+      ]
+        .map((l) => JSON.stringify(l))
+        .join('\n'),
+    );
     await withWorker(loaded, async ({ client, taskQueue }) => {
       const run = (args: Record<string, unknown>) =>
         client.workflow.execute('service-error-triage', { taskQueue, workflowId: `log-search-${Date.now()}-${Math.random()}`, args: [{ service: 'api', requestedBy: 'alice', ...args }] }) as Promise<TriageResult>;
@@ -194,6 +207,13 @@ describe('service-error-triage log search (Fulcrum 6)', () => {
       expect(byTrace.lines).toHaveLength(3);
       for (const l of byTrace.lines) expect(JSON.parse(l)).toMatchObject({ trace_id: wanted, method: 'GET', path: '/', msg: expect.stringMatching(/^request( failed)?$/) });
       expect(byTrace.source).toBe(path.join(dir, 'demo', 'api', 'api.log'));
+
+      // Correlation: the same trace in the processor's log; a service without logs is a finding, not a failure.
+      const correlated = await run({ traceId: wanted, logServices: ['processor', 'redis'] });
+      expect(correlated.relatedLogs).toHaveLength(1);
+      expect(correlated.relatedLogs![0]).toMatchObject({ service: 'processor', matched: 2 });
+      expect(correlated.relatedLogs![0]!.lines.map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual(['event consumed', 'policy evaluation failed']);
+      expect(correlated.findings.find((x) => x.check === 'log search redis')!.detail).toMatch(/^logs unavailable: service redis cannot show logs/);
 
       // The window: only the lines written between since and until, whatever their trace.
       const byTime = await run({ since, until });
@@ -213,12 +233,14 @@ describe('service-error-triage log search (Fulcrum 6)', () => {
           { since: '2026-01-06T10:00:00Z', until: '2026-01-08T10:00:00Z' },
           { since: '2026-01-06T11:00:00Z', until: '2026-01-06T10:00:00Z' },
           { traceId: wanted, logLines: 5000 },
+          { logServices: ['processor'] },
         ].map((args) => run(args).then(() => 'ran', (e: unknown) => failureText(e))),
       );
       expect(refusals[0]).toMatch(/traceId: at least 8 characters/);
       expect(refusals[1]).toMatch(/since\/until: the window is over 24 h/);
       expect(refusals[2]).toMatch(/until: must be after since/);
       expect(refusals[3]).toMatch(/logLines: at most 1000/);
+      expect(refusals[4]).toMatch(/logServices: only with traceId, since or until/);
       const hostile = await run({ traceId: 'x$(touch /tmp/pwned)' }).then(() => 'ran', (e: unknown) => failureText(e));
       expect(hostile).toMatch(/traceId: expected id/);
     });

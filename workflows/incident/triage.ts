@@ -293,6 +293,7 @@ export interface ServiceErrorTriageInput extends CommonInput {
   traceId?: string;
   since?: string;
   until?: string;
+  logServices?: string[];
   tenantId?: string;
   flushAndRestart?: boolean;
   clearBuildCache?: boolean;
@@ -300,7 +301,11 @@ export interface ServiceErrorTriageInput extends CommonInput {
 
 /** The log search an input asks for (Fulcrum 6.3), or the problems with it; `now` is the workflow's clock. */
 function logSearchOf(input: ServiceErrorTriageInput, now: number, problems: string[]): LogSearch | undefined {
-  if (input.traceId === undefined && input.since === undefined && input.until === undefined) return undefined;
+  if (input.traceId === undefined && input.since === undefined && input.until === undefined) {
+    if (input.logServices) problems.push('logServices: only with traceId, since or until (the search to run in their logs)');
+    return undefined;
+  }
+  if ((input.logServices?.length ?? 0) > LOG_SEARCH.maxServices) problems.push(`logServices: at most ${LOG_SEARCH.maxServices} services`);
   const maxLines = input.logLines ?? LOG_SEARCH.defaultLines;
   if (maxLines > LOG_SEARCH.maxLines) problems.push(`logLines: at most ${LOG_SEARCH.maxLines} lines are shown by a log search; narrow the search instead`);
   if (input.traceId !== undefined && input.traceId.length < LOG_SEARCH.minTraceIdLength) {
@@ -339,6 +344,7 @@ function serviceErrorContext(input: ServiceErrorTriageInput, search: LogSearch |
     ['metrics', 'Metrics'],
     ['dashboard', 'Dashboard: backend reachable, settings present, build cache'],
   ]);
+  if (search && input.logServices?.length) ctx.addStep('related-logs', `The same log search in ${input.logServices.join(', ')}`);
   if (input.flushAndRestart) {
     ctx.addStep('approve-remediation', 'Approval: flush the cache and restart');
     ctx.addStep('flush', `FLUSHDB ${input.cacheService}`);
@@ -483,6 +489,27 @@ export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Pro
         : { check: 'error log lines', severity: 'INFO', detail: `logs unavailable: ${logs.why}` },
     );
     if (search && logs.found) findings.push(logSearchFinding(search, logs.found));
+    // Trace correlation (Fulcrum 6.3 greps the server's and the processor's logs for one trace id).
+    const related: NonNullable<TriageResult['relatedLogs']> = [];
+    if (search && input.logServices?.length) {
+      const others = input.logServices;
+      selectServices(plan, others, 'logServices');
+      const read = async (service: string) => {
+        try {
+          return { service, ...(await searchLogs({ service, ...search })) };
+        } catch (err) {
+          return { service, why: err instanceof ActivityFailure && err.cause ? err.cause.message : String(err) };
+        }
+      };
+      const found = await ctx.step('related-logs', () => Promise.all(others.map(read)), (x) => x.map((o) => `${o.service} ${'why' in o ? 'unavailable' : o.matched}`).join(', '));
+      for (const r of found) {
+        if ('why' in r) findings.push({ check: `log search ${r.service}`, severity: 'INFO', detail: `logs unavailable: ${r.why}` });
+        else {
+          related.push(r);
+          findings.push({ ...logSearchFinding(search, r), check: `log search ${r.service}` });
+        }
+      }
+    }
 
     if (input.cacheService) {
       const cacheService = input.cacheService;
@@ -529,7 +556,7 @@ export async function serviceErrorTriage(rawInput: ServiceErrorTriageInput): Pro
     if (input.flushAndRestart) remediations.push(...(await flushCacheAndRestart(ctx, plan, input)));
     if (input.clearBuildCache && dashboard?.buildCache) remediations.push(...(await clearCacheAndRestart(ctx, plan, input, dashboard.buildCache)));
     const out = result('service-error-triage', ctx, findings, recommendations, remediations);
-    return logs.found ? { ...out, logSearch: logs.found } : out;
+    return logs.found ? { ...out, logSearch: logs.found, ...(related.length ? { relatedLogs: related } : {}) } : out;
   });
 }
 
