@@ -6,7 +6,7 @@ import type { BackupManifest, BackupUpload } from '../../common/database/types.j
 import { ErrorTypes } from '../../common/errors.js';
 import { heartbeating } from '../context.js';
 import type { ActivityDeps, LoggingDeps } from '../deps.js';
-import { readManifest, repoDir } from './backup.js';
+import { readManifest, repoDir } from './backup-repo.js';
 import { deletePrefix, downloadFile, getSmall, headObject, listFolders, listKeys, objectStore, type ObjectStore, putSmall, storeKey, storeUrl, uploadFile } from './object-store.js';
 
 /**

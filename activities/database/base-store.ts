@@ -11,7 +11,7 @@ import { heartbeating } from '../context.js';
 import type { ActivityDeps } from '../deps.js';
 import { requireStore } from './backup-store.js';
 import { deletePrefix, downloadTo, getSmall, listFolders, putSmall, storeKey, storeUrl, uploadStream } from './object-store.js';
-import { abs, ownedDir, pitrConfig, type PitrDeps, readBase } from './pitr.js';
+import { abs, ownedDir, pitrConfig, type PitrDeps, readBase } from './pitr-files.js';
 
 /**
  * Base backups in object storage (pitr[].objectStorage): `<prefix>/<database>/base/<id>/base.tar`,

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { appendFile, chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
@@ -10,8 +10,9 @@ import type { ArchiveStatus, BaseBackupManifest, PitrWindow } from '../../common
 import { runCommand } from '../../lib/exec.js';
 import { freePort } from '../../lib/local/index.js';
 import { heartbeating } from '../context.js';
-import type { ActivityDeps, LoggingDeps } from '../deps.js';
-import { backupsConfig } from './backup.js';
+import type { ActivityDeps } from '../deps.js';
+import { backupsConfig } from './backup-repo.js';
+import { abs, asUser, MANIFEST, own, ownedDir, pitrConfig, type PitrDeps, readBase } from './pitr-files.js';
 import { requireStore } from './backup-store.js';
 import { deleteStoredBase, fetchStoredBase, ownTree, storedBases, uploadBaseBackup } from './base-store.js';
 import { listWal, syncWal } from './wal-store.js';
@@ -25,26 +26,10 @@ import { commandFailure, countTables, databaseOfUrl, libpqEnv, pgBinDir, resolve
  */
 
 const WAL_SEGMENT = /^[0-9A-F]{24}$/;
-const MANIFEST = 'manifest.json';
 const MARKER = 'runbook-restore.json';
 
-const isRoot = () => process.getuid?.() === 0;
 
-export function pitrConfig(deps: ActivityDeps, database: string): PitrConfig {
-  const c = deps.config.databaseOps?.pitr.find((p) => p.database === database);
-  if (!c) {
-    throw ApplicationFailure.nonRetryable(
-      `database ${database} has no databaseOps.pitr entry: add one with dataDir, walArchive, baseBackups and restoreDir`,
-      ErrorTypes.InvalidConfig,
-    );
-  }
-  return c;
-}
 
-export interface PitrDeps extends LoggingDeps {
-  /** uid/gid of the clusters' OS users, looked up once per worker. */
-  osIds: Map<string, { uid: number; gid: number }>;
-}
 
 export function createPitrActivities(deps: ActivityDeps) {
   const d: PitrDeps = { ...deps, log: deps.logger.child({ family: 'database', part: 'pitr' }), osIds: new Map() };
@@ -65,42 +50,14 @@ export function createPitrActivities(deps: ActivityDeps) {
   };
 }
 
-export const abs = (deps: ActivityDeps, p: string) => path.resolve(deps.configDir, p);
 const bin = (deps: ActivityDeps) => pgBinDir(deps.config.databaseOps?.backups?.binDir, deps.configDir);
 // runuser keeps the caller's cwd, which the server's user may not be allowed to enter.
 const serverOpts = (d: PitrDeps) => ({ cwd: '/', logger: d.log });
 
-async function osIds(d: PitrDeps, user: string): Promise<{ uid: number; gid: number }> {
-  let v = d.osIds.get(user);
-  if (!v) {
-    const [u, g] = await Promise.all([runCommand(['id', '-u', user]), runCommand(['id', '-g', user])]);
-    v = { uid: Number(u.stdout.trim()), gid: Number(g.stdout.trim()) };
-    d.osIds.set(user, v);
-  }
-  return v;
-}
 
-/** PostgreSQL refuses to run as root: server-side programs run as the cluster's user. */
-export const asUser = (c: PitrConfig, argv: string[]) => (isRoot() ? ['runuser', '-u', c.osUser, '--', ...argv] : argv);
 
-export async function own(d: PitrDeps, c: PitrConfig, p: string): Promise<void> {
-  if (!isRoot()) return;
-  const { uid, gid } = await osIds(d, c.osUser);
-  await chown(p, uid, gid);
-}
 
-export async function ownedDir(d: PitrDeps, c: PitrConfig, p: string): Promise<void> {
-  await mkdir(p, { recursive: true, mode: 0o700 });
-  await own(d, c, p);
-}
 
-export async function readBase(dir: string): Promise<BaseBackupManifest | undefined> {
-  try {
-    return JSON.parse(await readFile(path.join(dir, MANIFEST), 'utf8')) as BaseBackupManifest;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Base backups with a manifest, here or (pitr[].objectStorage) in the store, oldest first. */
 async function listBase(deps: ActivityDeps, c: PitrConfig): Promise<BaseBackupManifest[]> {

@@ -10,7 +10,7 @@ import { ErrorTypes } from '../../common/errors.js';
 import { CommandError, runCommand } from '../../lib/exec.js';
 import { heartbeating } from '../context.js';
 import type { ActivityDeps } from '../deps.js';
-import { backupsConfig, readManifest, repoDir } from './backup.js';
+import { backupsConfig, readManifest, repoDir } from './backup-repo.js';
 import { commandFailure, libpqEnv, pgBinDir, quoteTable, resolveDb, splitTableName, tool, withClient } from './pg.js';
 
 /**
