@@ -39,6 +39,15 @@ const ROWS = Number(process.env.BENCH_DB_ROWS ?? 1_500_000);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_DB_ROUNDS ?? 2));
 const isRoot = process.getuid?.() === 0;
 
+/** Throughput ratio (reference time / runbook time) of each alternated pair, and their median: steadier than best-of under load. */
+function pairRatios(ref: number[], runbook: number[]): string {
+  const r = ref.map((t, i) => t / runbook[i]!);
+  const sorted = [...r].sort((a, b) => a - b);
+  const mid = sorted.length / 2;
+  const median = sorted.length % 2 ? sorted[Math.floor(mid)]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return `${r.map((x) => x.toFixed(2)).join(', ')} (median ${median.toFixed(2)})`;
+}
+
 async function q(url: string, text: string): Promise<pg.QueryResultRow[]> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
@@ -132,7 +141,7 @@ async function main(): Promise<void> {
       rawMs.push(await raw(['--format=custom'], path.join(root, `raw-${i}.dump`)));
       wfMs.push((await run({})).ms);
     }
-    console.log(`alternated runs (ms): pg_dump -Fc ${rawMs.join(', ')}; db-backup ${wfMs.join(', ')}`);
+    console.log(`alternated runs (ms): pg_dump -Fc ${rawMs.join(', ')}; db-backup ${wfMs.join(', ')}; ratio per pair ${pairRatios(rawMs, wfMs)}`);
     const best = (xs: number[]) => Math.min(...xs);
     const dumpBytes = (await stat(path.join(root, 'raw-0.dump'))).size;
     const mbps = (ms: number) => ((size / 1024 / 1024) / (ms / 1000)).toFixed(1);
@@ -298,7 +307,7 @@ async function objectStorageBench(o: {
         wfMs.push(w.ms);
         last = w.r;
       }
-      console.log(`alternated runs (ms): by hand ${handMs.join(', ')}; db-backup ${wfMs.join(', ')}`);
+      console.log(`alternated runs (ms): by hand ${handMs.join(', ')}; db-backup ${wfMs.join(', ')}; ratio per pair ${pairRatios(handMs, wfMs)}`);
       const best = (xs: number[]) => Math.min(...xs);
       const mbps = (ms: number) => (o.size / 1024 / 1024 / (ms / 1000)).toFixed(1);
       const dumpMB = ((last?.backup.sizeBytes ?? 0) / 1024 / 1024).toFixed(0);

@@ -1,17 +1,18 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, existsSync } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import type { BackupsConfig } from '../../common/database/config.js';
 import type { BackupManifest, StreamedDump, TableCount } from '../../common/database/types.js';
 import { ErrorTypes } from '../../common/errors.js';
-import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
 import { runCommand } from '../../lib/exec.js';
 import { heartbeating } from '../context.js';
+import { backupsConfig, MANIFEST, readManifest, repoDir } from './backup-repo.js';
 import { deleteStoredBackup, type Fetched, fetchStoredBackup, storedBackups, uploadBackup } from './backup-store.js';
 import { Hasher, objectStore, type ObjectStore, openUpload, storeKey } from './object-store.js';
 import type { ActivityDeps, LoggingDeps } from '../deps.js';
@@ -23,33 +24,12 @@ import { commandFailure, countTables, type ResolvedDb, libpqEnv, pgBinDir, resol
  * retried dump first removes what a crashed attempt left.
  */
 
-const MANIFEST = 'manifest.json';
 /** Set on a database while a run restores into it; the run's own partial restore may be dropped on retry. */
 const RESTORING = 'durable-runbooks: restoring';
+const MIB = 1024 * 1024;
 const RESTORED = 'durable-runbooks: restored';
 
-export function backupsConfig(deps: ActivityDeps): BackupsConfig {
-  const b = deps.config.databaseOps?.backups;
-  if (!b) {
-    throw ApplicationFailure.nonRetryable(
-      'databaseOps.backups is not configured: add databaseOps.backups.repository (a directory for the backups) to the config',
-      ErrorTypes.InvalidConfig,
-    );
-  }
-  return b;
-}
 
-export function repoDir(deps: ActivityDeps, database: string): string {
-  // `${RUNBOOK_STATE_DIR:-.runbook}/...` keeps the demo's backups in the state dir of `runbook dev`.
-  let repository: string;
-  try {
-    repository = resolveEnvRefs(backupsConfig(deps).repository, deps.env, 'databaseOps.backups.repository');
-  } catch (err) {
-    if (err instanceof MissingEnvError) throw ApplicationFailure.nonRetryable(`${err.message}; set it in the worker's environment`, ErrorTypes.InvalidConfig);
-    throw err;
-  }
-  return path.join(path.resolve(deps.configDir, repository), database);
-}
 
 async function sizeOf(p: string): Promise<number> {
   const s = await stat(p).catch(() => undefined);
@@ -80,13 +60,6 @@ async function countRows(client: pg.Client, tables: string[]): Promise<Record<st
   return Object.fromEntries(Object.entries(await countTables(client, tables)).filter(([, n]) => n >= 0));
 }
 
-export async function readManifest(dir: string): Promise<BackupManifest | undefined> {
-  try {
-    return JSON.parse(await readFile(path.join(dir, MANIFEST), 'utf8')) as BackupManifest;
-  } catch {
-    return undefined;
-  }
-}
 
 async function writeManifest(dir: string, m: BackupManifest & { verifiedAt?: string }): Promise<void> {
   const tmp = path.join(dir, `${MANIFEST}.tmp`);
@@ -225,9 +198,27 @@ async function dumpStreamed(
   const onAbort = () => stop.abort();
   signal.addEventListener('abort', onAbort, { once: true });
   const started = Date.now();
-  const fh = await open(partial, 'wx');
-  let closed = false;
+  // Created by the first write; closed once all is written (or when the pipeline is torn down).
+  const file = createWriteStream(partial, { flags: 'wx', highWaterMark: 4 * MIB });
   try {
+    // Buffers of a few MiB between the pipe and the disk (and the store): pg_dump keeps writing
+    // while a write or a part is in flight, instead of waiting on a 64 KiB pipe at every chunk.
+    const sink = new Writable({
+      highWaterMark: 4 * MIB,
+      write(chunk: Buffer, _enc, cb) {
+        if (up?.body.destroyed) return cb(up.body.errored ?? new Error('the upload stopped'));
+        const waits: Array<Promise<unknown>> = [];
+        if (!file.write(chunk)) waits.push(once(file, 'drain', { signal: stop.signal }));
+        if (up && !up.body.write(chunk)) waits.push(once(up.body, 'drain', { signal: stop.signal }));
+        if (waits.length === 0) cb();
+        else Promise.all(waits).then(() => cb(), cb);
+      },
+      final(cb) {
+        file.end();
+        finished(file).then(() => cb(), cb);
+      },
+    });
+    file.on('error', (err) => sink.destroy(err));
     let consumed: Promise<void> | undefined;
     const ran = runCommand(argv, {
       env: libpqEnv(db.url),
@@ -236,14 +227,7 @@ async function dumpStreamed(
       timeoutMs: cfg.timeoutSeconds * 1000,
       logger: d.log,
       onStdout: (out) => {
-        consumed = pipeline(out, hasher, async (source: AsyncIterable<Buffer>) => {
-          for await (const chunk of source) {
-            if (up?.body.destroyed) throw up.body.errored ?? new Error('the upload stopped');
-            const sent = up && !up.body.write(chunk) ? once(up.body, 'drain', { signal: stop.signal }) : undefined;
-            await writeAll(fh, chunk);
-            await sent;
-          }
-        });
+        consumed = pipeline(out, hasher, sink);
         // The disk or the store failed: stop pg_dump rather than leave it blocked on a full pipe.
         consumed.catch(() => stop.abort());
       },
@@ -252,9 +236,9 @@ async function dumpStreamed(
     // A consumer that failed is why pg_dump was stopped: its error first. Then pg_dump's own exit.
     if (out.status === 'rejected') throw out.reason;
     if (cmd.status === 'rejected') commandFailure(cmd.reason);
-    await fh.sync();
-    await fh.close();
-    closed = true;
+    // As pg_dump does before it exits 0: the dump is on disk before anything calls it a backup.
+    const fh = await open(partial, 'r+');
+    await fh.sync().finally(() => fh.close());
     const entries = await checkedToc(d, req, partial, signal);
     await rename(partial, target);
     if (!up) return { sizeBytes: hasher.bytes, sha256: hasher.whole.digest('hex'), tocEntries: entries };
@@ -270,13 +254,8 @@ async function dumpStreamed(
     throw err;
   } finally {
     signal.removeEventListener('abort', onAbort);
-    if (!closed) await fh.close().catch(() => undefined);
+    file.destroy();
   }
-}
-
-async function writeAll(fh: FileHandle, chunk: Buffer): Promise<void> {
-  let at = 0;
-  while (at < chunk.length) at += (await fh.write(chunk, at, chunk.length - at)).bytesWritten;
 }
 
 /** A directory-format dump (pg_dump writes several files, in parallel with jobs): hashed once after pg_dump exited 0. */

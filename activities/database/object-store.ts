@@ -256,6 +256,11 @@ export function openUpload(store: ObjectStore, key: string): OpenUpload {
     () => undefined,
     (err: unknown) => err,
   );
+  // A failed upload no longer reads the body: destroy it so a writer waiting for 'drain' stops (the error comes from finish()).
+  body.on('error', () => undefined);
+  void done.then((err) => {
+    if (err) body.destroy(err instanceof Error ? err : new Error(String(err)));
+  });
   return {
     body,
     async finish(hasher) {
