@@ -36,6 +36,8 @@ export const DEFAULT_ALERT_EXPRESSIONS: Record<ThresholdId, string> = {
   'db-connection-pool': '100 * sum(pg_stat_activity_count) / max(pg_settings_max_connections)',
   'redis-memory': '100 * redis_memory_used_bytes / (redis_memory_max_bytes > 0)',
   'slow-query': '1000 * max(pg_stat_activity_max_tx_duration{state="active"})',
+  'replication-lag': 'max(pg_replication_lag_seconds)',
+  'replication-lag-bytes': 'max(pg_stat_replication_pg_wal_lsn_diff)',
 };
 
 /** The Alertmanager label value that the intake maps back to each severity (the config's `incident.intake.labelToSeverity`). */

@@ -224,6 +224,17 @@ export const databaseSchema = z.strictObject({
   url: secretAwareUrl,
   migrationsDir: z.string().optional(),
   service: name.optional().describe('the service that hosts this database'),
+  replicas: z
+    .array(
+      z.strictObject({
+        name,
+        url: secretAwareUrl.describe('the replica, for pg_is_in_recovery() and pg_last_xact_replay_timestamp()'),
+        applicationName: z.string().min(1).max(63).optional().describe('its application_name in pg_stat_replication (default: name; the replica\'s cluster_name)'),
+      }),
+    )
+    .max(16)
+    .default([])
+    .describe('streaming replicas of this database that db-triage checks (AlphaPulse 2.1 Replication Lag)'),
 });
 
 export const configSchema = z

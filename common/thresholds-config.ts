@@ -36,6 +36,8 @@ export const thresholdsSchema = z
     connectionPoolPercent: percent('db-connection-pool').describe('AlphaPulse 4.2 DB Connection Pool: >80% used (P1)'),
     redisMemoryPercent: percent('redis-memory').describe('AlphaPulse 4.2 Redis Memory: >90% used (P2)'),
     slowQueryMs: positive('slow-query').describe('AlphaPulse 2.1 Slow Queries: active for >1 s'),
+    replicationLagSeconds: positive('replication-lag').describe('AlphaPulse 2.1 Replication Lag: restart the replica if lag >60 seconds (P1)'),
+    replicationLagBytes: z.number().int().positive().default(seed('replication-lag-bytes')).describe('WAL bytes a replica may be behind before a P2 (project default, 16 MiB)'),
     forSeconds: byThresholdId(z.number().min(0).max(86_400))
       .optional()
       .describe('per-threshold duration override in seconds, e.g. {error-rate-critical: 2} in a test'),

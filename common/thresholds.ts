@@ -19,7 +19,7 @@ export interface ThresholdRow {
   comparison: Comparison;
   /** The seed's value, in `unit`. */
   value: number;
-  unit: '%' | 'ms' | 'messages' | 'healthy';
+  unit: '%' | 'ms' | 's' | 'bytes' | 'messages' | 'healthy';
   /** How long the condition must hold before it counts (the seed's "for 2min"); 0 = at once. */
   forSeconds: number;
   severity: ThresholdSeverity;
@@ -49,6 +49,8 @@ export const THRESHOLD_IDS = [
   'db-connection-pool',
   'redis-memory',
   'slow-query',
+  'replication-lag',
+  'replication-lag-bytes',
 ] as const;
 
 export type ThresholdId = (typeof THRESHOLD_IDS)[number];
@@ -68,6 +70,8 @@ export const THRESHOLD_VALUE_KEYS = [
   'connectionPoolPercent',
   'redisMemoryPercent',
   'slowQueryMs',
+  'replicationLagSeconds',
+  'replicationLagBytes',
 ] as const;
 
 export type ThresholdValueKey = (typeof THRESHOLD_VALUE_KEYS)[number];
@@ -102,6 +106,9 @@ export const THRESHOLDS: readonly ThresholdRow[] = [
   { id: 'db-connection-pool', alert: 'DbConnectionPoolHigh', metric: 'database connections used', comparison: '>', value: 80, unit: '%', forSeconds: 0, severity: 'P1', seed: 'AlphaPulse 4.2', action: 'Kill idle connections, scale pgbouncer', procedure: 'db-triage', configKey: 'connectionPoolPercent' },
   { id: 'redis-memory', alert: 'RedisMemoryHigh', metric: 'Redis memory of maxmemory', comparison: '>', value: 90, unit: '%', forSeconds: 0, severity: 'P2', seed: 'AlphaPulse 4.2', action: 'Scale Redis, check eviction policy', procedure: 'redis-triage', configKey: 'redisMemoryPercent' },
   { id: 'slow-query', alert: 'LongRunningQuery', metric: 'active query running', comparison: '>', value: 1000, unit: 'ms', forSeconds: 0, severity: 'P2', seed: 'AlphaPulse 2.1', action: 'EXPLAIN, add the index, cancel a runaway query', procedure: 'db-triage', configKey: 'slowQueryMs' },
+  // AlphaPulse 2.1 Replication Lag: "Restart replica (if lag >60 seconds)"; the seed gives no severity (stale reads: P1 per AlphaPulse 1.1) and no byte limit (16 MiB, one WAL segment, is this project's).
+  { id: 'replication-lag', alert: 'ReplicationLagHigh', metric: 'replica replay lag', comparison: '>', value: 60, unit: 's', forSeconds: 0, severity: 'P1', seed: 'AlphaPulse 2.1', action: 'Restart the replica, check replication after', procedure: 'db-triage', configKey: 'replicationLagSeconds' },
+  { id: 'replication-lag-bytes', alert: 'ReplicationLagBytesHigh', metric: 'WAL not yet replayed on a replica', comparison: '>', value: 16 * 1024 * 1024, unit: 'bytes', forSeconds: 0, severity: 'P2', seed: 'project default (AlphaPulse 2.1 gives seconds only)', action: 'Check the replica\'s network and I/O', procedure: 'db-triage', configKey: 'replicationLagBytes' },
 ];
 
 const BY_ID = new Map(THRESHOLDS.map((r) => [r.id, r]));

@@ -5,6 +5,7 @@ import type { PidAction, TableBloat, TriageFinding, TriageReport } from '../../c
 import type { ActivityDeps } from '../deps.js';
 import { heartbeating } from '../context.js';
 import { quoteTable, resolveDb, tableName, withClient } from './pg.js';
+import { readReplication, replicationFindings } from './replication.js';
 
 /** Fulcrum 4 (vacuum, reindex, query analysis) and 3.2 / AlphaPulse 2.1 (connection triage). */
 
@@ -96,7 +97,7 @@ export interface TriageRequest {
   cacheHitWarnRatio: number;
 }
 
-/** Connections, long-running and blocked queries, top statements, sequential scans, cache hits and idle sessions, with findings. */
+/** Connections, long-running and blocked queries, top statements, sequential scans, cache hits, idle sessions and replication (AlphaPulse 2.1), with findings. */
 export async function triageReport(deps: ActivityDeps, req: TriageRequest): Promise<TriageReport> {
   const db = resolveDb(deps, req.database);
   return withClient(db.url, db.secrets, async (c) => {
@@ -104,6 +105,7 @@ export async function triageReport(deps: ActivityDeps, req: TriageRequest): Prom
     const statements = await readTopStatements(c);
     const tables = await readTableScans(c, req);
     const idle = await readIdle(c, req);
+    const replication = await readReplication(deps, db, c);
     return {
       maxConnections: sessions.maxConnections,
       connectionsByState: sessions.connectionsByState,
@@ -114,7 +116,8 @@ export async function triageReport(deps: ActivityDeps, req: TriageRequest): Prom
       seqScanHeavy: tables.seqScanHeavy,
       cacheHitRatio: tables.cacheHitRatio,
       idleOlderThan: idle,
-      findings: triageFindings(req, sessions, tables, statements.worstPlan ?? null),
+      replication,
+      findings: [...triageFindings(req, sessions, tables, statements.worstPlan ?? null), ...replicationFindings(replication, deps.config.thresholds)],
     };
   });
 }

@@ -192,7 +192,45 @@ export interface TriageReport {
   seqScanHeavy: Array<{ table: string; seqScans: number; seqRows: number; indexScans: number; idxHitRate?: number }>;
   cacheHitRatio: number | null;
   idleOlderThan: Array<{ pid: number; user: string; idleSeconds: number }>;
+  /** AlphaPulse 2.1 Replication Lag; absent in reports recorded before it. */
+  replication?: ReplicationReport;
   findings: TriageFinding[];
+}
+
+/** What the replica reports about itself. */
+export interface ReplicaSide {
+  inRecovery: boolean;
+  /** pg_last_xact_replay_timestamp(). */
+  replayTimestamp: string | null;
+  /** now() - pg_last_xact_replay_timestamp() (AlphaPulse 2.1): grows on an idle primary too. */
+  replayAgeSeconds: number | null;
+  /** Everything received is replayed (the age above is then no lag). */
+  caughtUp: boolean | null;
+  /** pg_stat_wal_receiver.status ('streaming'), null without a receiver. */
+  receiverStatus: string | null;
+}
+
+export interface ReplicationReport {
+  /** The configured database's own role (pg_is_in_recovery()). */
+  role: 'primary' | 'replica';
+  /** pg_stat_replication on the primary; lags in seconds, lagBytes = pg_wal_lsn_diff(current, replay). */
+  senders: Array<{
+    applicationName: string;
+    clientAddr: string | null;
+    state: string;
+    sentLsn: string | null;
+    writeLsn: string | null;
+    flushLsn: string | null;
+    replayLsn: string | null;
+    writeLagSeconds: number | null;
+    flushLagSeconds: number | null;
+    replayLagSeconds: number | null;
+    lagBytes: number | null;
+  }>;
+  /** When the configured database is itself a replica. */
+  self?: ReplicaSide;
+  /** databases[].replicas, each read on the replica. */
+  replicas: Array<{ name: string; applicationName: string; reachable: boolean; error?: string } & Partial<ReplicaSide>>;
 }
 
 export interface PidAction {

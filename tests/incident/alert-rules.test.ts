@@ -76,7 +76,7 @@ describe('runbook alerts export', () => {
   it('writes every row of the threshold table as a rule with its duration, severity label, seed and procedure; promtool accepts it', async () => {
     const out = await execa(process.execPath, ['bin/runbook.mjs', 'alerts', 'export', '--config', loaded.path, '--out', rulesFile], { reject: false });
     expect(out.exitCode, out.stderr).toBe(0);
-    expect(out.stderr).toMatch(/15 rules written to /);
+    expect(out.stderr).toMatch(/17 rules written to /);
     const file = parse(await readFile(rulesFile, 'utf8')) as PrometheusRuleFile;
     const rules = Object.fromEntries(file.groups[0]!.rules.map((r) => [r.alert, r]));
     expect(Object.keys(rules)).toHaveLength(THRESHOLDS.length);
@@ -97,7 +97,7 @@ describe('runbook alerts export', () => {
     const promtool = await execa('promtool', ['check', 'rules', rulesFile], { reject: false }).catch(() => undefined);
     if (promtool && promtool.exitCode !== undefined && !/ENOENT/.test(String(promtool.stderr))) {
       expect(promtool.exitCode, promtool.stderr + promtool.stdout).toBe(0);
-      expect(promtool.stdout).toMatch(/SUCCESS: 15 rules found/);
+      expect(promtool.stdout).toMatch(/SUCCESS: 17 rules found/);
     }
   }, 30_000);
 
