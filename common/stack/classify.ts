@@ -4,7 +4,7 @@ import type { ClassifiedProbe, ProbeResult, Severity } from '../types.js';
 export const SEVERITY_ORDER: readonly Severity[] = ['P0', 'P1', 'P2', 'OK'];
 
 /** The threshold rows a probe reading can be over: what `health-watch` can see. */
-export const PROBE_THRESHOLDS: readonly ThresholdId[] = ['service-down', 'database-down', 'memory-usage', 'redis-memory', 'nats-lag', 'slow-probe'];
+export const PROBE_THRESHOLDS: readonly ThresholdId[] = ['service-down', 'database-down', 'memory-usage', 'redis-memory', 'nats-lag', 'slow-probe', 'replication-lag'];
 
 /** One threshold row a probe result is over, with the reason shown in the health table. */
 export interface ProbeCondition {
@@ -37,6 +37,11 @@ export function probeConditions(r: ProbeResult, t: Partial<ThresholdSettings>): 
   const nats = threshold('nats-lag', t);
   if (lag !== undefined && breaches(nats, lag)) {
     out.push({ threshold: nats.id, severity: nats.severity, reason: `NATS Lag >${nats.value} messages (${lag})` });
+  }
+  const replLag = r.metrics?.replicationLagSeconds;
+  const repl = threshold('replication-lag', t);
+  if (r.type === 'postgres' && replLag !== undefined && breaches(repl, replLag)) {
+    out.push({ threshold: repl.id, severity: repl.severity, reason: `Replication Lag >${repl.value}s (${replLag.toFixed(1)}s)` });
   }
   const slow = threshold('slow-probe', t);
   const queryMs = r.metrics?.queryMs;

@@ -2,6 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DbTriageResult } from '../../common/database/types.js';
 import { threshold } from '../../common/thresholds.js';
+import { probePostgres } from '../../activities/probes/postgres.js';
+import { classifyProbe } from '../../common/stack/classify.js';
+import type { ProbeResult } from '../../common/types.js';
 import { startReplica, type PgReplica } from '../fixtures/pg-replica.js';
 import { withWorker, writeConfig } from '../fixtures/runbook-worker.js';
 import { startPostgres, type PgServer } from '../fixtures/servers.js';
@@ -39,6 +42,13 @@ async function replicaRows(want: string): Promise<string> {
   return n;
 }
 
+/** health-check's postgres probe of `url`, graded as the health table grades it. */
+async function probe(url: string, thresholds: Record<string, number>) {
+  const reading = await probePostgres({ type: 'postgres', url, timeoutMs: 5000 } as Parameters<typeof probePostgres>[0], new AbortController().signal, 'probes[0]');
+  const result: ProbeResult = { service: 'db', index: 0, type: 'postgres', target: url, status: 'healthy', latencyMs: 1, detail: reading.detail, metrics: reading.metrics };
+  return classifyProbe(result, thresholds);
+}
+
 const finding = (r: DbTriageResult, check: string) => r.report.findings.filter((f) => f.check === check);
 
 describe('db-triage replication (AlphaPulse 2.1) with a real streaming replica', () => {
@@ -62,6 +72,8 @@ describe('db-triage replication (AlphaPulse 2.1) with a real streaming replica',
 
       // 1. Streaming: the primary lists it, the replica is in recovery, the lag is small.
       await write('one');
+      // The replica has the rows (until it replays a commit, pg_last_xact_replay_timestamp() is null).
+      expect(await replicaRows('1100')).toBe('1100');
       const ok = await triage();
       const rep = ok.report.replication!;
       expect(rep.role).toBe('primary');
@@ -74,8 +86,10 @@ describe('db-triage replication (AlphaPulse 2.1) with a real streaming replica',
       expect(rep.replicas[0]!.replayTimestamp).not.toBeNull();
       expect(finding(ok, 'replication lag')).toEqual([{ severity: 'OK', check: 'replication lag', detail: expect.stringMatching(/^replica replica1: /) }]);
       expect(finding(ok, 'replica disconnected')).toEqual([]);
-      // The replica has the rows.
-      expect(await replicaRows('1100')).toBe('1100');
+      // health-check's probe: the replica says it is one, with no lag; the primary has no lag metric.
+      const replicaProbe = await probe(replica.url, { replicationLagSeconds: 3 });
+      expect(replicaProbe).toMatchObject({ severity: 'OK', detail: expect.stringMatching(/, replica, replay lag 0s\)/), metrics: { replicationLagSeconds: 0 } });
+      expect((await probe(appUrl, {})).metrics!.replicationLagSeconds).toBeUndefined();
 
       // 2. Connected but behind: replay paused on the replica while the primary writes.
       await sql(replica.url, 'SELECT pg_wal_replay_pause()');
@@ -94,6 +108,7 @@ describe('db-triage replication (AlphaPulse 2.1) with a real streaming replica',
       expect(behind.report.replication!.replicas[0]).toMatchObject({ reachable: true, caughtUp: false });
       expect(behind.report.replication!.senders[0]!.lagBytes).toBeGreaterThan(500_000);
       expect(behind.ok).toBe(false);
+      expect(await probe(replica.url, { replicationLagSeconds: 3 })).toMatchObject({ severity: 'P1', reason: expect.stringMatching(/^Replication Lag >3s \([\d.]+s\)$/) });
       await sql(replica.url, 'SELECT pg_wal_replay_resume()');
 
       // 3. Stopped: missing from pg_stat_replication while the primary keeps writing.
