@@ -53,6 +53,15 @@ export async function readReplication(deps: ActivityDeps, db: ResolvedDb, c: pg.
           lagBytes: r.lag_bytes === null ? null : Number(r.lag_bytes),
         }))
       : [];
+  const slots =
+    role === 'primary'
+      ? (
+          await c.query<{ slot_name: string; slot_type: string; active: boolean; wal_status: string | null; retained: string | null }>(
+            `SELECT slot_name, slot_type, active, wal_status, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained
+               FROM pg_replication_slots ORDER BY slot_name`,
+          )
+        ).rows.map((r) => ({ name: r.slot_name, type: r.slot_type, active: r.active, walStatus: r.wal_status, retainedBytes: r.retained === null ? null : Number(r.retained) }))
+      : [];
   const self = role === 'replica' ? await replicaSide(c) : undefined;
   const replicas: ReplicationReport['replicas'] = [];
   for (const r of db.cfg.replicas ?? []) {
@@ -73,7 +82,7 @@ export async function readReplication(deps: ActivityDeps, db: ResolvedDb, c: pg.
       replicas.push({ name: r.name, applicationName, reachable: false, error: redactSecrets((err as Error).message, secrets).slice(0, 300) });
     }
   }
-  return { role, senders, ...(self ? { self } : {}), replicas };
+  return { role, senders, slots, ...(self ? { self } : {}), replicas };
 }
 
 async function replicaSide(c: pg.Client): Promise<{ inRecovery: boolean; replayTimestamp: string | null; replayAgeSeconds: number | null; caughtUp: boolean | null; receiverStatus: string | null }> {
@@ -137,6 +146,14 @@ export function replicationFindings(rep: ReplicationReport, settings?: Partial<T
   for (const s of rep.senders) {
     if (rep.replicas.some((r) => r.applicationName === s.applicationName)) continue;
     grade(`standby ${s.applicationName} (${s.clientAddr ?? 'local'}, ${s.state})`, s.replayLagSeconds, s.lagBytes);
+  }
+  for (const slot of rep.slots ?? []) {
+    if (slot.active) continue;
+    out.push({
+      severity: 'P2',
+      check: 'replication slot',
+      detail: `slot ${slot.name} (${slot.type}) is inactive and holds ${slot.retainedBytes === null ? 'no' : fmtBytes(slot.retainedBytes)} of WAL on the primary (wal_status ${slot.walStatus ?? 'unknown'}): reconnect its replica, or drop the slot if the replica is gone (pg_drop_replication_slot) before the WAL fills the disk`,
+    });
   }
   if (rep.self) {
     if (rep.self.receiverStatus !== 'streaming') {

@@ -227,6 +227,8 @@ export interface ReplicationReport {
     replayLagSeconds: number | null;
     lagBytes: number | null;
   }>;
+  /** pg_replication_slots on the primary: an inactive slot keeps WAL (retainedBytes) until its replica returns. */
+  slots?: Array<{ name: string; type: string; active: boolean; walStatus: string | null; retainedBytes: number | null }>;
   /** When the configured database is itself a replica. */
   self?: ReplicaSide;
   /** databases[].replicas, each read on the replica. */

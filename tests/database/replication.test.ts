@@ -21,7 +21,7 @@ beforeAll(async () => {
   appUrl = await primary.createDatabase('app');
   await sql(appUrl, 'CREATE TABLE orders (id bigserial PRIMARY KEY, note text NOT NULL)');
   await sql(appUrl, `INSERT INTO orders (note) SELECT 'first' FROM generate_series(1, 100)`);
-  replica = await startReplica(primary, { name: 'replica1', database: 'app' });
+  replica = await startReplica(primary, { name: 'replica1', database: 'app', slot: 'replica1_slot' });
 }, 60_000);
 
 afterAll(async () => {
@@ -88,6 +88,8 @@ describe('db-triage replication (AlphaPulse 2.1) with a real streaming replica',
       expect(rep.replicas[0]!.replayTimestamp).not.toBeNull();
       expect(finding(ok, 'replication lag')).toEqual([{ severity: 'OK', check: 'replication lag', detail: expect.stringMatching(/^replica replica1: /) }]);
       expect(finding(ok, 'replica disconnected')).toEqual([]);
+      expect(rep.slots).toEqual([expect.objectContaining({ name: 'replica1_slot', type: 'physical', active: true })]);
+      expect(finding(ok, 'replication slot')).toEqual([]);
       // health-check's probe: the replica says it is one, with no lag; the primary has no lag metric.
       const replicaProbe = await probe(replica.url, { replicationLagSeconds: 3 });
       expect(replicaProbe).toMatchObject({ severity: 'OK', detail: expect.stringMatching(/, replica, replay lag 0s\)/), metrics: { replicationLagSeconds: 0 } });
@@ -123,6 +125,11 @@ describe('db-triage replication (AlphaPulse 2.1) with a real streaming replica',
         { severity: 'P1', check: 'replica disconnected', detail: expect.stringMatching(/^replica replica1 \(replica1\) is missing from pg_stat_replication; it does not answer: .*Start or restart the replica/) },
       ]);
       expect(down.ok).toBe(false);
+      // Its slot keeps the WAL it has not received (the ~1 MB just written) on the primary.
+      const slot = down.report.replication!.slots!.find((x) => x.name === 'replica1_slot')!;
+      expect(slot).toMatchObject({ active: false });
+      expect(slot.retainedBytes).toBeGreaterThan(1_000_000);
+      expect(finding(down, 'replication slot')).toEqual([{ severity: 'P2', check: 'replication slot', detail: expect.stringMatching(/^slot replica1_slot \(physical\) is inactive and holds [\d.]+ MiB of WAL/) }]);
       expect(JSON.stringify(down)).not.toContain(password);
       expect(JSON.stringify(ok)).not.toContain(password);
 
@@ -131,6 +138,7 @@ describe('db-triage replication (AlphaPulse 2.1) with a real streaming replica',
       const back = await triage();
       expect(back.report.replication!.senders.find((s) => s.applicationName === 'replica1')).toMatchObject({ state: 'streaming' });
       expect(finding(back, 'replica disconnected')).toEqual([]);
+      expect(finding(back, 'replication slot')).toEqual([]);
       expect(finding(back, 'replication lag')[0]).toMatchObject({ severity: 'OK' });
       expect(await replicaRows('3100')).toBe('3100');
       expect(back.ok).toBe(true);
