@@ -1,10 +1,10 @@
-import type pg from 'pg';
+import pg from 'pg';
 import type { ReplicationReport, TriageFinding } from '../../common/database/types.js';
 import { threshold, type ThresholdSettings, type ThresholdSeverity } from '../../common/thresholds.js';
 import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
 import { redactSecrets } from '../../lib/redact.js';
 import type { ActivityDeps } from '../deps.js';
-import { urlSecrets, withClient, type ResolvedDb } from './pg.js';
+import { urlSecrets, type ResolvedDb } from './pg.js';
 
 /**
  * AlphaPulse 2.1 Replication Lag: on the primary `pg_stat_replication` (with the lag in bytes
@@ -76,13 +76,31 @@ export async function readReplication(deps: ActivityDeps, db: ResolvedDb, c: pg.
     }
     const secrets = urlSecrets(url);
     try {
-      const side = await withClient(url, secrets, (rc) => replicaSide(rc));
+      const side = await onReplica(url, secrets, (rc) => replicaSide(rc));
       replicas.push({ name: r.name, applicationName, reachable: true, ...side });
     } catch (err) {
       replicas.push({ name: r.name, applicationName, reachable: false, error: redactSecrets((err as Error).message, secrets).slice(0, 300) });
     }
   }
   return { role, senders, slots, ...(self ? { self } : {}), replicas };
+}
+
+/** A replica that does not answer within 5 s is reported as such, not waited for: the rest of the triage still returns. */
+const REPLICA_TIMEOUT_MS = 5000;
+
+async function onReplica<T>(url: string, secrets: string[], body: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url, application_name: 'durable-runbooks', connectionTimeoutMillis: REPLICA_TIMEOUT_MS, query_timeout: REPLICA_TIMEOUT_MS });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    throw new Error(`cannot connect to ${redactSecrets(url, secrets)}: ${redactSecrets((err as Error).message, secrets)}`);
+  }
+  try {
+    return await body(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }
 
 async function replicaSide(c: pg.Client): Promise<{ inRecovery: boolean; replayTimestamp: string | null; replayAgeSeconds: number | null; caughtUp: boolean | null; receiverStatus: string | null }> {
