@@ -23,7 +23,7 @@ import { failureText, pgConfigService, sql, waitForPending } from '../database/h
  * destructive action done once.
  */
 
-const APP = fileURLToPath(new URL('./resume-app.mjs', import.meta.url));
+const APP = fileURLToPath(new URL('../database/fake-app.mjs', import.meta.url));
 let tmp: string;
 let pgs: PgServer;
 
@@ -35,8 +35,8 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const d of await readdir(tmp).catch(() => [])) {
     for (const f of await readdir(path.join(tmp, d)).catch(() => [])) {
-      const m = /^app-(\d+)\.pid$/.exec(f);
-      if (m) await execa(process.execPath, [APP, 'stop', path.join(tmp, d), m[1]!], { reject: false });
+      const m = /^fake-app-(\d+)\.pid$/.exec(f);
+      if (m) await execa(process.execPath, [APP, 'stop', path.join(tmp, d), m[1]!, 'gated'], { reject: false });
     }
   }
   await pgs?.stop();
@@ -48,7 +48,7 @@ async function app(name: string) {
   const dir = path.join(tmp, name);
   await mkdir(dir, { recursive: true });
   const port = await freePort();
-  const cmd = (action: string) => [process.execPath, APP, action, dir, String(port)];
+  const cmd = (action: string) => [process.execPath, APP, action, dir, String(port), 'gated'];
   return {
     dir,
     service: { name: 'api', group: 'apps', driver: { type: 'command', start: cmd('start'), stop: cmd('stop'), status: cmd('status') }, probes: [{ type: 'http', url: `http://127.0.0.1:${port}/healthz` }] },
