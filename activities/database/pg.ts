@@ -75,8 +75,10 @@ export function libpqEnv(url: string, database?: string): Record<string, string>
   return env;
 }
 
-export async function withClient<T>(url: string, secrets: string[], body: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url, application_name: 'durable-runbooks' });
+/** A client for `body`, ended after it; `timeoutMs` bounds the connection and each query (default: none). */
+export async function withClient<T>(url: string, secrets: string[], body: (c: pg.Client) => Promise<T>, opts: { timeoutMs?: number } = {}): Promise<T> {
+  const timeouts = opts.timeoutMs ? { connectionTimeoutMillis: opts.timeoutMs, query_timeout: opts.timeoutMs } : {};
+  const client = new pg.Client({ connectionString: url, application_name: 'durable-runbooks', ...timeouts });
   client.on('error', () => undefined);
   try {
     await client.connect();

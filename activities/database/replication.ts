@@ -4,7 +4,7 @@ import { threshold, type ThresholdSettings, type ThresholdSeverity } from '../..
 import { MissingEnvError, resolveEnvRefs } from '../../lib/env.js';
 import { redactSecrets } from '../../lib/redact.js';
 import type { ActivityDeps } from '../deps.js';
-import { urlSecrets, type ResolvedDb } from './pg.js';
+import { urlSecrets, withClient, type ResolvedDb } from './pg.js';
 
 /**
  * AlphaPulse 2.1 Replication Lag: on the primary `pg_stat_replication` (with the lag in bytes
@@ -88,19 +88,8 @@ export async function readReplication(deps: ActivityDeps, db: ResolvedDb, c: pg.
 /** A replica that does not answer within 5 s is reported as such, not waited for: the rest of the triage still returns. */
 const REPLICA_TIMEOUT_MS = 5000;
 
-async function onReplica<T>(url: string, secrets: string[], body: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url, application_name: 'durable-runbooks', connectionTimeoutMillis: REPLICA_TIMEOUT_MS, query_timeout: REPLICA_TIMEOUT_MS });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-  } catch (err) {
-    throw new Error(`cannot connect to ${redactSecrets(url, secrets)}: ${redactSecrets((err as Error).message, secrets)}`);
-  }
-  try {
-    return await body(client);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+function onReplica<T>(url: string, secrets: string[], body: (c: pg.Client) => Promise<T>): Promise<T> {
+  return withClient(url, secrets, body, { timeoutMs: REPLICA_TIMEOUT_MS });
 }
 
 async function replicaSide(c: pg.Client): Promise<{ inRecovery: boolean; replayTimestamp: string | null; replayAgeSeconds: number | null; caughtUp: boolean | null; receiverStatus: string | null }> {

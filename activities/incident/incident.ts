@@ -7,13 +7,13 @@ import { oncallAt } from '../../common/incident/oncall.js';
 import type { IncidentPlan, Notification, NotificationResult, TicketRef, TicketRequest, TriageFinding } from '../../common/incident/types.js';
 import { resolveEnvRefs } from '../../lib/env.js';
 import { redactUrlsIn } from '../../lib/redact.js';
-import type { ServiceConfig } from '../../common/config-schema.js';
 import type { ActivityDeps } from '../deps.js';
 import { configFailure } from '../drivers/support.js';
 import { classifyStreams, connectNats, purgeOlderThan, readStreams, type StreamReading } from './nats.js';
 import { classifyRedis, connectRedis, REDIS_THRESHOLDS, countByPattern, parseInfo, readRedis, unlinkByPattern, type RedisReading } from './redis.js';
 import { classifyReplication, readReplication, REPLICATION_THRESHOLDS, type ReplicationNode } from './redis-replication.js';
 import { sendTicket, sendWebhook } from './webhooks.js';
+import { serviceNamed } from '../services.js';
 
 export interface IncidentDeps extends ActivityDeps {
   /** The config's incident section, defaults filled in. */
@@ -43,16 +43,6 @@ export function createIncidentActivities(deps: ActivityDeps) {
   };
 }
 
-function serviceNamed(deps: ActivityDeps, name: string): ServiceConfig {
-  const svc = deps.config.services.find((s) => s.name === name);
-  if (!svc) {
-    throw ApplicationFailure.nonRetryable(
-      `service: unknown service "${name}": expected one of ${deps.config.services.map((s) => s.name).join(', ')}`,
-      ErrorTypes.UnknownService,
-    );
-  }
-  return svc;
-}
 
 function redisUrl(deps: ActivityDeps, service: string): string {
   const probe = serviceNamed(deps, service).probes.find((p) => p.type === 'redis');

@@ -3,7 +3,6 @@ import { lstat, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
-import type { ServiceConfig } from '../../common/config-schema.js';
 import { ErrorTypes } from '../../common/errors.js';
 import type { DashboardConfig } from '../../common/incident/config.js';
 import type { BuildCacheCleared, DashboardCheck, LogSearch, LogSearchResult, PolicyCheck } from '../../common/incident/service-checks.js';
@@ -13,6 +12,7 @@ import { resolveDb, withClient } from '../database/pg.js';
 import type { ActivityDeps } from '../deps.js';
 import { configFailure } from '../drivers/support.js';
 import { searchServiceLogs } from './logs.js';
+import { serviceNamed } from '../services.js';
 
 /** service-error-triage's checks beyond health, cache and metrics (Fulcrum 3.1, 3.5, 6). */
 export function createServiceCheckActivities(deps: ActivityDeps) {
@@ -24,16 +24,6 @@ export function createServiceCheckActivities(deps: ActivityDeps) {
   };
 }
 
-function serviceNamed(deps: ActivityDeps, name: string): ServiceConfig {
-  const svc = deps.config.services.find((s) => s.name === name);
-  if (!svc) {
-    throw ApplicationFailure.nonRetryable(
-      `service: unknown service "${name}": expected one of ${deps.config.services.map((s) => s.name).join(', ')}`,
-      ErrorTypes.UnknownService,
-    );
-  }
-  return svc;
-}
 
 /**
  * Fulcrum 3.1 step 4 (`SELECT COUNT(*) FROM policies`) and, for one tenant, its resolution

@@ -22,6 +22,7 @@ import { configFailure as driverConfigFailure } from '../drivers/support.js';
 import { createMigrator } from '../database/migrations.js';
 import { ProbeConfigError, probeTarget, runProbe as probeOnce } from '../probes/index.js';
 import { runPreflight } from './preflight.js';
+import { serviceNamed } from '../services.js';
 
 const SERVICE_ACTIONS: ServiceAction[] = ['start', 'stop', 'restart', 'rebuild', 'force-recreate', 'clean'];
 
@@ -54,16 +55,6 @@ export function createStackActivities(deps: ActivityDeps) {
   };
 }
 
-function serviceNamed(deps: ActivityDeps, name: string, field = 'service'): ServiceConfig {
-  const svc = deps.config.services.find((s) => s.name === name);
-  if (!svc) {
-    throw ApplicationFailure.nonRetryable(
-      `${field}: unknown service "${name}": expected one of ${deps.config.services.map((s) => s.name).join(', ')}`,
-      ErrorTypes.UnknownService,
-    );
-  }
-  return svc;
-}
 
 function driverFor(deps: ActivityDeps, svc: ServiceConfig) {
   return createDriver(svc, { env: deps.env, logger: deps.logger.child({ service: svc.name }), configDir: deps.configDir, signal: activitySignal() });
