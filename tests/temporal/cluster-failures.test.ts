@@ -1,8 +1,11 @@
+import { watch } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CanaryDeployResult } from '../../common/delivery/types.js';
 import type { StackStopResult } from '../../common/stack/types.js';
 import { startTemporalCluster } from '../../lib/temporal/cluster.js';
 import {
@@ -15,14 +18,18 @@ import {
   type DestructiveStack,
   type TestCluster,
 } from '../fixtures/cluster.js';
-import { uniqueQueue } from '../fixtures/runbook-worker.js';
+import { startDeliveryBed, startLoad } from '../fixtures/delivery-traffic.js';
+import { uniqueQueue, writeConfig } from '../fixtures/runbook-worker.js';
 import { startPostgres } from '../fixtures/servers.js';
+import { startTcpProxy } from '../fixtures/tcp-proxy.js';
 import { killWorkers, spawnWorker } from '../fixtures/worker-process.js';
+import { deliveryConfig, startWebhook, waitForStatus, warmCanary } from '../delivery/helpers.js';
 
 /**
  * Platform failures on a real cluster, each recovered without a human: the cluster's PostgreSQL
  * restarted under a running server, a worker process killed mid-activity while another serves
- * the same task queue. Runs in `npm run test:cluster` (about a minute); the server crashes are
+ * the same task queue, the server SIGKILLed while a canary bakes behind a real nginx, a worker
+ * cut off from the server for 30 s. Runs in `npm run test:cluster` (about a minute); the server crashes are
  * in cluster.test.ts, which `npm test` runs too.
  */
 let c: TestCluster;
@@ -136,6 +143,113 @@ describe('an existing PostgreSQL (--postgres-url)', () => {
     } finally {
       await external.stop();
       await rm(dataDir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
+describe('temporal-server SIGKILLed while a canary bakes', () => {
+  it('restarted on the same data dir and ports, the run finishes at 100 % and each weight was written to nginx once', async () => {
+    const bed = await startDeliveryBed();
+    const webhook = await startWebhook();
+    const load = startLoad(bed.nginx.url, 40);
+    // Every atomic rewrite of the upstream file is a rename onto it: one event per weight set.
+    const writes: number[] = [];
+    const upstreamName = path.basename(bed.nginx.upstreamFile);
+    const watcher = watch(path.dirname(bed.nginx.upstreamFile), (event, name) => {
+      if (event !== 'rename' || name !== upstreamName) return;
+      void readFile(bed.nginx.upstreamFile, 'utf8').then(
+        (text) => writes.push(Number(/# canary-weight: (\d+)/.exec(text)?.[1] ?? NaN)),
+        () => undefined,
+      );
+    });
+    try {
+      await warmCanary(bed);
+      const loaded = await writeConfig(deliveryConfig(bed, { analysis: { intervalSeconds: 1, count: 2, window: '5s' } }));
+      const taskQueue = uniqueQueue('cluster-canary');
+      const worker = await spawnWorker(loaded.path, taskQueue, { temporal: temporal(), env: { ...process.env, DELIVERY_WEBHOOK: webhook.url } });
+      const handle = await c.client.workflow.start('canary-deploy', {
+        taskQueue,
+        workflowId: `cluster-canary-kill-${Date.now()}`,
+        args: [{ router: 'api', requestedBy: 'alice', steps: [10, 50, 100], bakeSeconds: 6 }],
+      });
+      await waitForStatus(handle, (s) => s.phase === 'baking' && s.weight === 10, 30_000);
+      expect(writes).toEqual([10]);
+
+      const pid = c.cluster.pid();
+      await c.cluster.killServer('SIGKILL');
+      expect(c.cluster.pid()).toBeUndefined();
+      // Down for a moment with nginx still serving the 10 % split, then back on the same ports.
+      await sleep(2000);
+      expect(writes).toEqual([10]);
+      await c.cluster.startServer();
+      expect(c.cluster.pid()).not.toBe(pid);
+
+      const result = (await handle.result()) as CanaryDeployResult;
+      expect(result).toMatchObject({ ok: true, outcome: 'promoted', finalWeight: 100 });
+      expect(result.steps.map((s) => [s.weight, s.ok])).toEqual([
+        [10, true],
+        [50, true],
+        [100, true],
+      ]);
+      await sleep(200);
+      expect(writes).toEqual([10, 50, 100]);
+      expect(await readFile(bed.nginx.upstreamFile, 'utf8')).toContain('# canary-weight: 100');
+      const runs = await activityRuns(handle, 'setTrafficWeight');
+      expect(runs.scheduled).toBe(3);
+      expect(runs.attempts).toEqual([1, 1, 1]);
+      expect(worker.child.exitCode).toBeNull();
+      worker.child.kill('SIGTERM');
+      expect(await worker.exited).toBe(0);
+    } finally {
+      watcher.close();
+      await load.stop();
+      await webhook.stop();
+      await bed.stop();
+    }
+  }, 120_000);
+});
+
+describe('a worker cut off from the server for 30 s', () => {
+  it('reconnects by itself: the same worker process finishes the waiting run, which never failed meanwhile', async () => {
+    const proxy = await startTcpProxy(c.cluster.address);
+    try {
+      const taskQueue = uniqueQueue('cluster-net');
+      const worker = await spawnWorker(stack.loaded.path, taskQueue, { temporal: { address: proxy.address, namespace: c.cluster.namespace } });
+      const pid = worker.child.pid;
+      await stack.reset(0);
+      const { handle, pending } = await startCleanStop(c.client, taskQueue, 'cluster-net-cut');
+      expect(pending.step).toBe('approve-delete');
+      expect(proxy.accepted()).toBeGreaterThan(0);
+
+      // Every connection through the proxy reset, new ones refused, for 30 s.
+      proxy.down();
+      const cutAt = Date.now();
+      const statuses = new Set<string>();
+      while (Date.now() - cutAt < 30_000) {
+        statuses.add((await handle.describe()).status.name);
+        await sleep(1000);
+      }
+      expect([...statuses]).toEqual(['RUNNING']);
+      expect(proxy.refused(), 'the worker kept trying to reach the server').toBeGreaterThan(0);
+      expect(worker.child.exitCode).toBeNull();
+      expect(await stack.journal()).toEqual([]);
+
+      const acceptedBefore = proxy.accepted();
+      proxy.up();
+      await approveDelete(handle, 60_000);
+      const result = (await handle.result()) as StackStopResult;
+      expect(result.dataDeleted).toBe(true);
+      expect((await stack.journal()).map((l) => l.split(' ')[0])).toEqual(['stop', 'clean-start', 'clean-done']);
+      // Run by the same process, which connected again through the proxy and was never restarted.
+      expect((await stack.journal()).every((l) => l.endsWith(` ${pid}`))).toBe(true);
+      expect(proxy.accepted()).toBeGreaterThan(acceptedBefore);
+      expect(worker.child.pid).toBe(pid);
+      expect(worker.child.exitCode).toBeNull();
+      expect(worker.output().split('"worker started"').length - 1).toBe(1);
+      worker.child.kill('SIGTERM');
+      expect(await worker.exited).toBe(0);
+    } finally {
+      await proxy.close();
     }
   }, 120_000);
 });
