@@ -24,6 +24,7 @@ import {
 import { silentLogger, type Logger } from '../logger.js';
 import { hostPort, OutputTail, waitUntilReady } from './dev-server.js';
 import { findGo, goInstallCached, isExecutableFile, runbookCacheRoot, TemporalCliBuildError } from './install.js';
+import { serveJwks, type JwksServer } from './jwt.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { SERVER_DYNAMIC_CONFIG } from './server-settings.js';
 
@@ -151,6 +152,9 @@ export interface ClusterPorts {
   metrics: number;
   /** Our own PostgreSQL's (absent with --postgres-url). */
   postgres?: number;
+  /** With JWT authorization: the internal frontend (loopback, no token) the cluster's own services use. */
+  internalFrontend?: number;
+  internalFrontendMembership?: number;
 }
 
 export interface ClusterConfigInput {
@@ -161,6 +165,8 @@ export interface ClusterConfigInput {
   logLevel: string;
   /** TLS of the frontend: the server's certificate and key, and the CA client certificates must be signed by. */
   tls?: { certFile: string; keyFile: string; clientCaFile: string };
+  /** JWT authorization on the frontend: keys fetched from jwksUrl; the internal frontend serves the cluster's own calls. */
+  auth?: { jwksUrl: string };
 }
 
 /**
@@ -209,9 +215,26 @@ export function clusterServerConfig(c: ClusterConfigInput): Record<string, unkno
             },
           }
         : {}),
+      ...(c.auth
+        ? {
+            // The server's default claim mapper and authorizer: a request needs `Authorization: Bearer
+            // <JWT>` signed by a key in the JWKS, whose `permissions` grant the role the API needs.
+            authorization: {
+              jwtKeyProvider: { keySourceURIs: [c.auth.jwksUrl], refreshInterval: '1m' },
+              permissionsClaimName: 'permissions',
+              authorizer: 'default',
+              claimMapper: 'default',
+            },
+          }
+        : {}),
     },
     services: {
       frontend: service(c.ports.frontend, c.ports.frontendMembership, { httpPort: c.ports.frontendHttp }),
+      // With an internal-frontend section the history, matching and worker services call it, not
+      // the public frontend; it maps every caller to system admin, so it listens on loopback only.
+      ...(c.auth
+        ? { 'internal-frontend': { rpc: { grpcPort: c.ports.internalFrontend, membershipPort: c.ports.internalFrontendMembership, bindOnLocalHost: true } } }
+        : {}),
       matching: service(c.ports.matching, c.ports.matchingMembership),
       history: service(c.ports.history, c.ports.historyMembership),
       worker: service(c.ports.worker, c.ports.workerMembership),
@@ -272,6 +295,11 @@ export interface ClusterOptions {
   tls?: { certFile: string; keyFile: string; clientCaFile: string };
   /** The server's output; default `<dataDir>/temporal-server.log`. */
   logFile?: string;
+  /**
+   * JWT authorization: a JWK Set file (see lib/temporal/jwt.ts) served to the server on a loopback
+   * HTTP port for as long as the cluster runs; clients then need a token signed by one of its keys.
+   */
+  jwksFile?: string;
 }
 
 export interface SchemaReport {
@@ -296,6 +324,10 @@ export interface TemporalCluster {
   /** Spawn to namespace ready with search attributes. */
   readyMs: number;
   serverLogFile: string;
+  /** With jwksFile: host:port of the internal frontend (loopback, no token needed: admin for whoever reaches it). */
+  internalAddress?: string;
+  /** With jwksFile: where the server fetches its keys. */
+  jwksUrl?: string;
   /** Sends `signal` to the server (SIGKILL: a crash) and waits for it to exit. */
   killServer(signal?: NodeJS.Signals): Promise<void>;
   /** Starts the server again on the same ports and waits until the namespace answers. */
@@ -314,7 +346,7 @@ async function loadPorts(file: string): Promise<Partial<ClusterPorts>> {
   }
 }
 
-async function choosePorts(ip: string, saved: Partial<ClusterPorts>, frontend: number | undefined, ownPostgres: boolean): Promise<ClusterPorts> {
+async function choosePorts(ip: string, saved: Partial<ClusterPorts>, frontend: number | undefined, ownPostgres: boolean, auth = false): Promise<ClusterPorts> {
   const taken = new Set<number>();
   const pick = async (keep: number | undefined): Promise<number> => {
     let p = keep && !taken.has(keep) ? keep : await freePort(ip === '0.0.0.0' ? '127.0.0.1' : ip);
@@ -356,6 +388,7 @@ async function choosePorts(ip: string, saved: Partial<ClusterPorts>, frontend: n
     workerMembership: await pickLow(saved.workerMembership),
     metrics: await pick(saved.metrics),
     ...(ownPostgres ? { postgres: await pick(saved.postgres) } : {}),
+    ...(auth ? { internalFrontend: await pick(saved.internalFrontend), internalFrontendMembership: await pickLow(saved.internalFrontendMembership) } : {}),
   };
 }
 
@@ -455,7 +488,7 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
   if (!tools) throw new Error(`temporal-server ${TEMPORAL_SERVER_VERSION} is not in ${temporalServerCacheDir()}: run \`runbook temporal cluster\` with Go installed to build it`);
 
   const portsFile = path.join(dataDir, 'cluster.json');
-  const ports = await choosePorts(ip, await loadPorts(portsFile), opts.port, !opts.postgresUrl);
+  const ports = await choosePorts(ip, await loadPorts(portsFile), opts.port, !opts.postgresUrl, Boolean(opts.jwksFile));
   await writeFile(portsFile, `${JSON.stringify(ports, null, 2)}\n`);
 
   let localPostgres: (LocalPostgres & { port: number; logFile: string }) | undefined;
@@ -478,6 +511,10 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
   await mkdir(path.dirname(serverLogFile), { recursive: true });
   const output = new OutputTail(200, createWriteStream(serverLogFile, { flags: 'a' }));
   const address = hostPort(ip, ports.frontend);
+  // With authorization the cluster's own calls (readiness, namespace setup) go to the internal
+  // frontend, plaintext on loopback: the public one would want a token this process cannot mint.
+  const internalAddress = opts.jwksFile ? hostPort('127.0.0.1', ports.internalFrontend!) : undefined;
+  let jwks: JwksServer | undefined;
   // temporal-server 1.29 reads `<root>/<config dir>/<env>.yaml`: --root dataDir --config config --env runbook.
   const configFile = path.join(dataDir, 'config', 'runbook.yaml');
 
@@ -490,7 +527,9 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
     }
     const started = Date.now();
     exit = undefined;
-    const child = execa(tools.server, ['--root', dataDir, '--config', 'config', '--env', 'runbook', '--allow-no-auth', 'start'], {
+    // internal-frontend is not among the services `start` runs by default: with auth all five are named.
+    const startArgs = internalAddress ? ['start', ...['frontend', 'internal-frontend', 'history', 'matching', 'worker'].flatMap((s) => ['--service', s])] : ['--allow-no-auth', 'start'];
+    const child = execa(tools.server, ['--root', dataDir, '--config', 'config', '--env', 'runbook', ...startArgs], {
       // The server reads no secrets from the environment here; TEMPORAL_* client settings do not concern it.
       env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_'))),
       extendEnv: false,
@@ -509,11 +548,11 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
     });
     try {
       await waitUntilReady({
-        address,
+        address: internalAddress ?? address,
         namespace: 'temporal-system',
         timeoutMs: opts.readyTimeoutMs ?? 120_000,
         exited: () => exit,
-        tls: await clientTls(opts.tls),
+        tls: internalAddress ? undefined : await clientTls(opts.tls),
       });
     } catch (err) {
       if (!exit) child.kill('SIGTERM');
@@ -536,13 +575,25 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
     const dynamicConfigFile = composeFile ?? path.join(dataDir, 'config', 'dynamicconfig.yaml');
     await mkdir(path.dirname(configFile), { recursive: true });
     if (!composeFile) await writeFile(dynamicConfigFile, dynamicConfigYaml());
-    const config = clusterServerConfig({ ip, ports, postgres: target, dynamicConfigFile, logLevel: opts.logLevel ?? 'warn', tls: opts.tls });
+    if (opts.jwksFile) {
+      jwks = await serveJwks(path.resolve(opts.jwksFile));
+      progress(`JWT authorization: the server fetches its keys from ${jwks.url} (${path.resolve(opts.jwksFile)})`);
+    }
+    const config = clusterServerConfig({
+      ip,
+      ports,
+      postgres: target,
+      dynamicConfigFile,
+      logLevel: opts.logLevel ?? 'warn',
+      tls: opts.tls,
+      ...(jwks ? { auth: { jwksUrl: jwks.url } } : {}),
+    });
     await writeFile(configFile, `# Written by \`runbook temporal cluster\` on every start; edits are overwritten.\n${stringify(config)}`, { mode: 0o600 });
 
     progress(`starting temporal-server ${TEMPORAL_SERVER_VERSION} (config ${configFile}, dynamic config ${dynamicConfigFile}, log ${serverLogFile})`);
     const started = Date.now();
     await spawnServer();
-    await ensureNamespace(address, namespace, opts.tls, opts.readyTimeoutMs ?? 120_000);
+    await ensureNamespace(internalAddress ?? address, namespace, internalAddress ? undefined : opts.tls, opts.readyTimeoutMs ?? 120_000);
     const readyMs = Date.now() - started;
 
     const killServer = async (signal: NodeJS.Signals = 'SIGTERM') => {
@@ -560,6 +611,7 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
       localPostgres,
       readyMs,
       serverLogFile,
+      ...(internalAddress ? { internalAddress, jwksUrl: jwks?.url } : {}),
       killServer,
       startServer: spawnServer,
       async restartPostgres(downMs = 0) {
@@ -572,6 +624,7 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
         (stopping ??= (async () => {
           await killServer('SIGTERM');
           await output.close();
+          await jwks?.close();
           await stopPostgres();
         })()),
     };
@@ -579,6 +632,7 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
     if (server && !exit) server.kill('SIGTERM');
     await exited;
     await output.close();
+    await jwks?.close();
     await stopPostgres();
     throw err;
   }
