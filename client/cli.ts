@@ -394,10 +394,24 @@ temporalCmd
   .option('--namespace <name>', 'namespace to create', process.env.TEMPORAL_NAMESPACE?.trim() || 'default')
   .option('--log-level <level>', 'server log level: debug, info, warn, error', 'warn')
   .option('--mtls', 'require client certificates: a CA, server and client certificates are made with openssl in <data-dir>/tls (once)')
+  .option('--jwt', "with --mtls: the server's JWT authorization; a signing key is made in <data-dir>/jwt (once), clients present tokens from `runbook temporal token`")
   .option('--build-only', 'only find or build temporal-server and temporal-sql-tool (progress on stderr, the server path on stdout), then exit')
-  .action(async (opts: { dataDir: string; postgresUrl?: string; ip: string; port: string; namespace: string; logLevel: string; buildOnly?: boolean; mtls?: boolean }) => {
-    const { runTemporalCluster } = await import('./temporal-cluster.js');
-    await runTemporalCluster(opts);
+  .action(
+    async (opts: { dataDir: string; postgresUrl?: string; ip: string; port: string; namespace: string; logLevel: string; buildOnly?: boolean; mtls?: boolean; jwt?: boolean }) => {
+      const { runTemporalCluster } = await import('./temporal-cluster.js');
+      await runTemporalCluster(opts);
+    },
+  );
+temporalCmd
+  .command('token')
+  .description('print a JWT for a `runbook temporal cluster --jwt` cluster, signed with the key in <data-dir>/jwt: give it to a client as TEMPORAL_API_KEY')
+  .option('--data-dir <dir>', 'the cluster\'s data dir', '.runbook/temporal-cluster')
+  .requiredOption('--subject <name>', 'who the token is for (the server logs it)')
+  .option('--permission <ns:role>', 'e.g. default:read, default:write, default:admin, temporal-system:admin (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--ttl <seconds>', 'lifetime in seconds', '3600')
+  .action(async (opts: { dataDir: string; subject: string; permission?: string[]; ttl: string }) => {
+    const { printTemporalToken } = await import('./temporal-cluster.js');
+    await printTemporalToken(opts);
   });
 
 /** A gRPC status error (what the server, or whatever answers at the address, said), if `err` is or wraps one. */

@@ -12,6 +12,7 @@ export interface ClusterCommandOptions {
   logLevel: string;
   buildOnly?: boolean;
   mtls?: boolean;
+  jwt?: boolean;
 }
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -76,8 +77,17 @@ export async function runTemporalCluster(opts: ClusterCommandOptions): Promise<v
     tls = { certFile: certs.serverCertFile, keyFile: certs.serverKeyFile, clientCaFile: certs.caFile };
     tlsEnv = clusterTlsEnv(certs);
   }
+  let jwksFile: string | undefined;
+  if (opts.jwt) {
+    // The SDK sends a token only over TLS (TEMPORAL_API_KEY implies it): without mTLS no client could use one.
+    if (!tls) throw new UserError('--jwt needs --mtls: clients send their token over TLS only');
+    const { ensureSigningKey } = await import('../lib/temporal/jwt.js');
+    const key = await ensureSigningKey(path.join(dataDir, 'jwt'));
+    jwksFile = key.jwksFile;
+    say(`JWT authorization: tokens signed by ${key.privateKeyFile} (make one with \`runbook temporal token --data-dir ${dataDir}\`)`);
+  }
   try {
-    const start = startTemporalCluster({ dataDir, postgresUrl, ip: opts.ip, port, namespace: opts.namespace, logLevel, logger, onProgress: say, tls });
+    const start = startTemporalCluster({ dataDir, postgresUrl, ip: opts.ip, port, namespace: opts.namespace, logLevel, logger, onProgress: say, tls, jwksFile });
     starting = start.then((started) => (cluster = started));
     await starting;
   } catch (err) {
@@ -93,6 +103,12 @@ export async function runTemporalCluster(opts: ClusterCommandOptions): Promise<v
       `Server metrics:   ${cluster.metricsUrl}`,
       `Data and logs:    ${dataDir} (server log ${cluster.serverLogFile})`,
       ...(tlsEnv ? [`mTLS:             on; a client without a certificate from ${tlsEnv.TEMPORAL_TLS_CA} is refused`] : []),
+      ...(jwksFile
+        ? [
+            `JWT:              on; a client needs TEMPORAL_API_KEY=$(runbook temporal token --data-dir ${dataDir} --subject <who> --permission ${cluster.namespace}:write) (read: query only)`,
+            `Internal frontend: ${cluster.internalAddress} (loopback, no token: the cluster's own services; keep the host's other users off it)`,
+          ]
+        : []),
       `In other terminals: export TEMPORAL_ADDRESS=${cluster.address} TEMPORAL_NAMESPACE=${cluster.namespace}${
         tlsEnv
           ? ` ${Object.entries(tlsEnv)
@@ -112,5 +128,19 @@ export async function runTemporalCluster(opts: ClusterCommandOptions): Promise<v
       await cluster.stop();
       throw new UserError(`temporal-server exited on its own: see ${cluster.serverLogFile}`);
     }
+  }
+}
+
+/** `runbook temporal token`: a JWT signed with `<data-dir>/jwt/jwt-signing-key.pem`, on stdout. */
+export async function printTemporalToken(opts: { dataDir: string; subject: string; permission?: string[]; ttl: string }): Promise<void> {
+  const { signToken, TokenError } = await import('../lib/temporal/jwt.js');
+  const keyFile = path.join(path.resolve(opts.dataDir), 'jwt', 'jwt-signing-key.pem');
+  const { existsSync } = await import('node:fs');
+  if (!existsSync(keyFile)) throw new UserError(`${keyFile} does not exist: start the cluster once with \`runbook temporal cluster --mtls --jwt --data-dir ${opts.dataDir}\``);
+  try {
+    console.log(await signToken(keyFile, { subject: opts.subject, permissions: opts.permission ?? [], ttlSeconds: Number(opts.ttl) }));
+  } catch (err) {
+    if (err instanceof TokenError) throw new UserError(`runbook temporal token: ${err.message}`);
+    throw err;
   }
 }
