@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { isGrpcServiceError, WorkflowUpdateFailedError, type Client, type Connection } from '@temporalio/client';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { approveUpdate, pendingApprovalQuery } from '../../common/messages.js';
@@ -111,7 +112,10 @@ describe('JWT authorization on the cluster', () => {
     const forgedToken = await signToken(otherKey.privateKeyFile, { subject: 'mallory', permissions: ['temporal-system:admin'] });
     expect(REFUSED).toContain(await refusal(clientWith(forgedToken)));
 
-    const reader = await clientWith(await token('auditor', 'default:read'));
+    // The reader's token from the CLI, as an operator makes one.
+    const cli = await execa(process.execPath, ['bin/runbook.mjs', 'temporal', 'token', '--data-dir', dataDir, '--subject', 'auditor', '--permission', 'default:read', '--ttl', '600']);
+    expect(cli.stdout.trim()).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    const reader = await clientWith(cli.stdout.trim());
     expect(REFUSED).toContain(await refusal(start(reader, 'reader')));
 
     await stack.reset(0);
