@@ -63,6 +63,7 @@ function approvalHint(workflowId: string, p: PendingApproval): string {
     ...(p.quorum > 1 ? [`  needs ${p.quorum} approvals from different approvers; ${p.approvedBy.length} so far${p.approvedBy.length ? ` (${p.approvedBy.map((v) => v.by).join(', ')})` : ''}`] : []),
     `  approve: runbook approve ${workflowId} --as <name>${p.confirmPhrase ? ` --confirm ${p.confirmPhrase}` : ''}`,
     `  reject:  runbook reject ${workflowId} --as <name> --comment "why"`,
+    `  signed:  add --key <your approver key file> (or set RUNBOOK_APPROVER_KEY); needed where approvals.requireSignatures is on`,
   ].join('\n');
 }
 

@@ -165,6 +165,8 @@ describe('runbook CLI', () => {
       const r = await runbook(taskQueue, 'run', 'stack-stop', '--wait', '--input', '{"clean":true,"approvalTimeoutSeconds":1}');
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toMatch(/waiting for approval of step "approve-delete"/);
+      // How to sign the answer, for configs that require signed approvals.
+      expect(r.stderr).toMatch(/signed: {2}add --key <your approver key file>/);
       expect(r.stderr).toMatch(/stack-stop failed: step approve-delete: no answer within 1s; nothing was stopped and no data was deleted/);
     });
   });
