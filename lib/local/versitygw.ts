@@ -1,8 +1,8 @@
-import { constants } from 'node:fs';
-import { access, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
+import { isExecutableFile } from '../temporal/install.js';
 
 /**
  * Versity's S3 gateway (versitygw), the real S3-compatible server the object-storage tests and
@@ -18,19 +18,9 @@ export function versitygwCacheDir(env: NodeJS.ProcessEnv = process.env): string 
   return path.resolve(root, `versitygw-${VERSITYGW_VERSION}`);
 }
 
-async function executable(file: string): Promise<boolean> {
-  try {
-    if (!(await stat(file)).isFile()) return false;
-    await access(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function findGo(env: NodeJS.ProcessEnv): Promise<string | undefined> {
   const dirs = [...(env.PATH ?? '').split(path.delimiter).filter(Boolean), ...(env.GOROOT ? [path.join(env.GOROOT, 'bin')] : []), '/usr/local/go/bin'];
-  for (const dir of dirs) if (await executable(path.join(dir, 'go'))) return path.join(dir, 'go');
+  for (const dir of dirs) if (await isExecutableFile(path.join(dir, 'go'))) return path.join(dir, 'go');
   return undefined;
 }
 
@@ -44,12 +34,12 @@ export async function findVersitygw(opts: { install?: boolean; onProgress?: (lin
   const progress = opts.onProgress ?? (() => undefined);
   if (env.VERSITYGW_PATH) {
     const p = path.resolve(env.VERSITYGW_PATH);
-    if (await executable(p)) return p;
+    if (await isExecutableFile(p)) return p;
     throw new Error(`VERSITYGW_PATH=${env.VERSITYGW_PATH} is not an executable file: point it at a versitygw binary or unset it`);
   }
   const cacheDir = versitygwCacheDir(env);
   const cached = path.join(cacheDir, 'versitygw');
-  if (await executable(cached)) return cached;
+  if (await isExecutableFile(cached)) return cached;
   if (!opts.install) return undefined;
   const go = await findGo(env);
   if (!go) return undefined;
@@ -67,7 +57,7 @@ export async function findVersitygw(opts: { install?: boolean; onProgress?: (lin
       all: true,
       reject: false,
     });
-    if (r.exitCode !== 0 || !(await executable(path.join(buildDir, 'versitygw')))) {
+    if (r.exitCode !== 0 || !(await isExecutableFile(path.join(buildDir, 'versitygw')))) {
       throw new Error(`go install ${PACKAGE}@${VERSITYGW_VERSION} failed (exit ${r.exitCode ?? r.signal}); last output:\n${String(r.all ?? '').split('\n').slice(-20).join('\n')}`);
     }
     await rename(path.join(buildDir, 'versitygw'), cached);

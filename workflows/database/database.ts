@@ -24,7 +24,7 @@ import type {
 import { PROCEDURES, type ProcedureId } from '../../common/procedures.js';
 import type { HealthCheckResult, PlanService, RunbookPlan, ServiceActionResult } from '../../common/types.js';
 import { withDatabaseLock } from './lock.js';
-import { appServices, mb, shortRun, stamp, startServices, stopServices } from './services.js';
+import { appServices, mb, requireBackups, shortRun, stamp, startServices, stopServices } from './services.js';
 import { dbVolumeBackup, dbVolumeRestore } from './volume.js';
 import { dbRestoreTables } from './table-restore.js';
 import { checkHealth, summarizeHealth } from '../shared/health.js';
@@ -43,14 +43,6 @@ const { rollbackAppRevision } = proxyActivities<Activities>({ ...longRunning, he
 const IMAGE = /^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/;
 
 
-function requireBackups(plan: DatabasePlan): void {
-  if (!plan.backupsConfigured) {
-    throw ApplicationFailure.nonRetryable(
-      'databaseOps.backups is not configured: add databaseOps.backups.repository (a directory for the backups) to the config',
-      ErrorTypes.InvalidConfig,
-    );
-  }
-}
 
 /** Fields only the docker-volume mode reads: refused rather than silently ignored. */
 function notWithLogical(input: { services?: unknown; waitTimeoutSeconds?: unknown }): void {

@@ -1,5 +1,7 @@
-import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../../activities/index.js';
+import type { DatabasePlan } from '../../common/database/types.js';
+import { ErrorTypes } from '../../common/errors.js';
 import type { PlanService, RunbookPlan, ServiceActionResult } from '../../common/types.js';
 import { selectServices } from '../shared/health.js';
 import { longRunning, quick } from '../shared/profiles.js';
@@ -70,4 +72,13 @@ export async function startServices(
     await waitHealthy({ services: withProbes, timeoutSeconds, deadline: Date.now() + timeoutSeconds * 1000, pollIntervalSeconds: plan.pollIntervalSeconds });
   }
   return out;
+}
+
+export function requireBackups(plan: DatabasePlan): void {
+  if (!plan.backupsConfigured) {
+    throw ApplicationFailure.nonRetryable(
+      'databaseOps.backups is not configured: add databaseOps.backups.repository (a directory for the backups) to the config',
+      ErrorTypes.InvalidConfig,
+    );
+  }
 }

@@ -7,7 +7,7 @@ import { PROCEDURES } from '../../common/procedures.js';
 import { longRunning, quick } from '../shared/profiles.js';
 import { RunContext } from '../shared/run-context.js';
 import { withDatabaseLock } from './lock.js';
-import { mb } from './services.js';
+import { mb, requireBackups } from './services.js';
 
 const { loadDatabasePlan, chooseBackup } = proxyActivities<Activities>(quick);
 const { verifyBackup, checkTableRestore, restoreTables } = proxyActivities<Activities>(longRunning);
@@ -50,9 +50,7 @@ export async function dbRestoreTables(input: DbRestoreInput & { tables: string[]
   return ctx.run(async () => {
     const started = Date.now();
     const plan = await ctx.step('plan', () => loadDatabasePlan({ database: input.database, procedure: PROCEDURES.dbRestore }));
-    if (!plan.backupsConfigured) {
-      throw ApplicationFailure.nonRetryable('databaseOps.backups is not configured: add databaseOps.backups.repository (a directory for the backups) to the config', ErrorTypes.InvalidConfig);
-    }
+    requireBackups(plan);
     const backup = await ctx.step(
       'choose',
       async () => {
