@@ -10,6 +10,7 @@ import { registerResumeCommand } from './resume.js';
 import { registerAlertsCommand } from './alerts.js';
 import { registerKeysCommand } from './keys.js';
 import { registerDescribeCommand } from './describe-command.js';
+import { registerPlanCommand } from './plan.js';
 import type { PendingApproval, StepProgress } from '../common/types.js';
 import { connectCli } from './connect.js';
 import type { FirstTask } from './run-check.js';
@@ -338,6 +339,7 @@ program
   });
 
 registerDescribeCommand(program);
+registerPlanCommand(program);
 registerDatabaseCommands(program);
 registerIncidentCommands(program);
 registerDeliveryCommands(program);

@@ -11,6 +11,7 @@ import {
 } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
 import { clip } from '../common/bounds.js';
+import { PLAN_ID_PREFIX, PLAN_MEMO } from '../common/plan.js';
 import { accountIn, describeApproval, PROGRESS_MEMO, RUN_CANCELLED, type ProgressMemo, type RunAccount } from '../common/run-account.js';
 import { approvalsQuery, approveUpdate, pendingApprovalQuery, progressQuery, rejectUpdate } from '../common/messages.js';
 import { type ProcedureId, isProcedureId, PROCEDURE_IDS, workflowIdFor } from '../common/procedures.js';
@@ -45,7 +46,12 @@ export interface StartOptions {
   requestedBy: string;
   environment: string;
   workflowId?: string;
+  /** A plan run (`runbook plan`): marked by its memo and id, ended by the server after `PLAN_RUN_TIMEOUT`. */
+  plan?: boolean;
 }
+
+/** A plan runs only read-only steps; one still running after this is stuck on something it should not wait for. */
+export const PLAN_RUN_TIMEOUT = '2 minutes';
 
 /** Validates before starting anything, then starts the run with its search attributes set. */
 export async function startRun(opts: StartOptions): Promise<WorkflowHandle> {
@@ -60,7 +66,9 @@ export async function startRun(opts: StartOptions): Promise<WorkflowHandle> {
   const withRequester = { ...input, requestedBy: input.requestedBy ?? opts.requestedBy };
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   const workflowId =
-    opts.workflowId ?? workflowIdFor(opts.procedure, { environment: opts.environment, unique: `${stamp}-${randomBytes(2).toString('hex')}` });
+    opts.workflowId ??
+    `${opts.plan ? PLAN_ID_PREFIX : ''}${workflowIdFor(opts.procedure, { environment: opts.environment, unique: `${stamp}-${randomBytes(2).toString('hex')}` })}`;
+  const meta = runMetadata({ procedure: opts.procedure, input: withRequester, environment: opts.environment });
   try {
     return await opts.client.workflow.start(opts.procedure, {
       taskQueue: opts.taskQueue,
@@ -68,7 +76,10 @@ export async function startRun(opts: StartOptions): Promise<WorkflowHandle> {
       args: [withRequester],
       typedSearchAttributes: [{ key: RunbookProcedure, value: opts.procedure }],
       // The UI's Summary and Details panels: procedure, target, requester and the input fields.
-      ...runMetadata({ procedure: opts.procedure, input: withRequester, environment: opts.environment }),
+      ...meta,
+      ...(opts.plan
+        ? { memo: { [PLAN_MEMO]: true }, workflowExecutionTimeout: PLAN_RUN_TIMEOUT, staticSummary: `PLAN only (changes nothing): ${meta.staticSummary ?? opts.procedure}` }
+        : {}),
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {

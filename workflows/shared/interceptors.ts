@@ -1,5 +1,7 @@
 import type { WorkflowInboundCallsInterceptor, WorkflowInterceptors, WorkflowInterceptorsFactory, WorkflowOutboundCallsInterceptor } from '@temporalio/workflow';
+import { readsOnly } from '../../common/plan.js';
 import { activitySummary, runMetadata } from '../../common/summaries.js';
+import { gate, planning } from './plan-mode.js';
 
 function requesterIn(input: unknown): string | undefined {
   const by = input && typeof input === 'object' ? (input as { requestedBy?: unknown }).requestedBy : undefined;
@@ -12,7 +14,7 @@ function requesterIn(input: unknown): string | undefined {
  * sets, asked for by whoever asked for its parent unless its input says otherwise. Summaries
  * are user metadata of the commands, not part of them: replay compares command types and ids,
  * so runs recorded before these summaries existed replay unchanged. What the workflow code sets
- * itself is kept.
+ * itself is kept. In a plan run (workflows/shared/plan-mode.ts) every command passes its gate first.
  */
 export const interceptors: WorkflowInterceptorsFactory = (): WorkflowInterceptors => {
   // Per run: the factory is called once for each workflow execution.
@@ -25,14 +27,29 @@ export const interceptors: WorkflowInterceptorsFactory = (): WorkflowInterceptor
   };
   const outbound: WorkflowOutboundCallsInterceptor = {
     scheduleActivity(input, next) {
+      if (planning()) gate(input.options.summary || activitySummary(input.activityType, input.args), readsOnly(input.activityType, input.args));
       if (input.options.summary) return next(input);
       return next({ ...input, options: { ...input.options, summary: activitySummary(input.activityType, input.args) } });
     },
     scheduleLocalActivity(input, next) {
+      if (planning()) gate(input.options.summary || activitySummary(input.activityType, input.args), readsOnly(input.activityType, input.args));
       if (input.options.summary) return next(input);
       return next({ ...input, options: { ...input.options, summary: activitySummary(input.activityType, input.args) } });
     },
+    startTimer(input, next) {
+      if (planning()) gate(`wait ${Math.round(input.durationMs / 1000)}s`, false);
+      return next(input);
+    },
+    signalWorkflow(input, next) {
+      if (planning()) gate(`signal ${input.signalName}`, false);
+      return next(input);
+    },
+    continueAsNew(input, next) {
+      if (planning()) gate('continue as new', false);
+      return next(input);
+    },
     startChildWorkflowExecution(input, next) {
+      if (planning()) gate(`start ${input.workflowType}`, false);
       const { staticSummary, staticDetails } = input.options;
       if (staticSummary && staticDetails) return next(input);
       const meta = runMetadata({ procedure: input.workflowType, input: input.options.args?.[0], requestedBy });

@@ -38,6 +38,8 @@ import { SIGNED_ANSWER_MAX_AGE_SECONDS, SIGNED_ANSWER_MAX_SKEW_SECONDS, signedPr
 import type { Activities } from '../../activities/index.js';
 import type { VerifyApprovalResult } from '../../activities/approvals.js';
 import { keepRefusal } from './commands.js';
+import { enterStep, halted, planning, planOf, policyIn } from './plan-mode.js';
+import type { PlanApproval, RunPlan } from '../../common/plan.js';
 import { localQuick, quick } from './profiles.js';
 import {
   accountText,
@@ -135,6 +137,11 @@ export class RunContext {
   private readonly hints = new Map<string, StepHint>();
   private readonly cleanups: Array<() => Promise<CleanupReport | void>> = [];
 
+  /** A plan run (`runbook plan`, workflows/shared/plan-mode.ts): read-only steps run, approvals are only recorded. */
+  private readonly planned = planning();
+  private readonly planApprovals = new Map<string, PlanApproval>();
+  private planPolicy: ReturnType<typeof policyIn>;
+
   constructor(
     readonly procedure: ProcedureId,
     readonly requestedBy: string,
@@ -203,6 +210,8 @@ export class RunContext {
    * the account to the failure's details.
    */
   async run<T>(body: () => Promise<T>): Promise<T> {
+    // A plan run returns its plan in place of the procedure's result.
+    if (this.planned) return (await this.planRun(body)) as unknown as T;
     const started = Date.now();
     let outcome = 'failed';
     try {
@@ -319,6 +328,7 @@ export class RunContext {
 
   async step<T>(id: string, body: () => Promise<T>, describe?: (result: T) => string): Promise<T> {
     const s = this.stepOf(id);
+    if (this.planned) enterStep(id);
     s.status = 'running';
     s.startedAt = new Date().toISOString();
     s.detail = undefined;
@@ -330,8 +340,14 @@ export class RunContext {
       const result = await body();
       s.status = 'succeeded';
       if (describe) s.detail = describe(result);
+      if (this.planned) this.planPolicy ??= policyIn(result);
       return result;
     } catch (err) {
+      if (this.planned && halted()) {
+        s.status = 'pending';
+        s.detail = undefined;
+        throw err;
+      }
       if (isCancellation(err)) {
         s.status = 'interrupted';
         s.detail = `cancelled while running${s.detail ? `; last: ${s.detail}` : ''}`;
@@ -378,6 +394,7 @@ export class RunContext {
           `add approvers to approvals.steps.${this.procedure}.${req.step} (or approvals.approvers.${this.procedure}) or lower its quorum`,
       });
     }
+    if (this.planned) return this.planApproval(req);
     const now = Date.now();
     this.answer = null;
     this.pending = {
@@ -437,6 +454,48 @@ export class RunContext {
     this.publish();
     log.info('approval answered', { ...record });
     return record;
+  }
+
+  /**
+   * A plan body runs until its first step that would change something (PlanHalt), or to its end when
+   * it only reads; a failure before that point is what the run would be refused with.
+   */
+  private async planRun(body: () => Promise<unknown>): Promise<RunPlan> {
+    let refused: string | undefined;
+    try {
+      await body();
+    } catch (err) {
+      if (!halted()) {
+        if (!(err instanceof TemporalFailure)) throw err;
+        refused = rootMessage(err);
+      }
+    }
+    runsTotal.add(1, { procedure: this.procedure, outcome: 'planned' });
+    this.progress.currentStep = undefined;
+    this.publish();
+    return planOf({
+      procedure: this.procedure,
+      requestedBy: this.requestedBy,
+      progress: this.progress,
+      approvals: this.planApprovals,
+      ...(this.planPolicy ? { policy: this.planPolicy.policy, approvalTimeoutSeconds: this.planPolicy.timeoutSeconds } : {}),
+      ...(refused !== undefined ? { refused } : {}),
+    });
+  }
+
+  /** In a plan, an approval is recorded with who can give it, and counts as given so the plan goes on. */
+  private planApproval(req: ApprovalRequest): ApprovalRecord {
+    enterStep(req.step);
+    const rule = ruleForStep(req.policy, req.step);
+    this.planApprovals.set(req.step, {
+      approvers: [...rule.approvers],
+      quorum: rule.quorum,
+      timeoutSeconds: req.timeoutSeconds,
+      destructive: req.destructive,
+      ...(req.confirmPhrase !== undefined ? { confirmPhrase: req.confirmPhrase } : {}),
+      summary: req.summary,
+    });
+    return { step: req.step, decision: 'approved', by: 'plan', at: new Date().toISOString(), comment: 'a plan asks no one' };
   }
 
   /** Turns a record that is not an approval into the run's failure. */
