@@ -326,9 +326,11 @@ program
   .option('--metrics <host:port>', 'worker Prometheus endpoint', '127.0.0.1:9464')
   .option('--no-demo', 'do not start the demo environment')
   .option('--codec-port <port>', 'payload codec server for the UI', '8234')
-  .action(async (opts: { stateDir: string; port: string; uiPort: string; metrics: string; demo: boolean; codecPort: string }) => {
+  .option('--config <file>', 'configuration file the worker serves (default $RUNBOOK_CONFIG, runbooks.yaml, else the demo\'s runbooks.example.yaml)')
+  .action(async (opts: { stateDir: string; port: string; uiPort: string; metrics: string; demo: boolean; codecPort: string; config?: string }) => {
     const { runDev } = await import('./dev.js');
     await runDev({
+      configPath: opts.config,
       stateDir: opts.stateDir,
       port: Number(opts.port),
       uiPort: Number(opts.uiPort),

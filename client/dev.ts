@@ -21,6 +21,8 @@ export interface DevOptions {
   demo: boolean;
   /** The codec server the UI decodes payloads with; 0 = a free port. */
   codecPort: number;
+  /** The config the worker serves; default as the CLI resolves it ($RUNBOOK_CONFIG, runbooks.yaml, the example). */
+  configPath?: string;
 }
 
 /**
@@ -48,7 +50,7 @@ export async function runDev(opts: DevOptions): Promise<void> {
   // One state dir for everything this starts: the demo's service commands (runbooks.example.yaml
   // passes no --state-dir) and the key file read their directory from here.
   process.env.RUNBOOK_STATE_DIR = stateDir;
-  const loaded = await loadConfig(resolveConfigPath());
+  const loaded = await loadConfig(opts.configPath ? path.resolve(opts.configPath) : resolveConfigPath());
   const usesDemo = path.basename(loaded.path) === EXAMPLE_CONFIG_FILE;
 
   const devKeyFile = await ensureDevKey(stateDir);
@@ -116,6 +118,8 @@ export async function runDev(opts: DevOptions): Promise<void> {
       // The CLI finds ./.runbook and 127.0.0.1:7233 by itself; another state dir or port must be named.
       ...(devKeyFile && stateDir !== path.resolve('.runbook') ? [`In other terminals: export RUNBOOK_STATE_DIR=${stateDir}   (the CLI then uses this key)`] : []),
       ...(server.address !== DEFAULT_TEMPORAL_ADDRESS ? [`In other terminals: export TEMPORAL_ADDRESS=${server.address}`] : []),
+      // `runbook run` checks names against the config it finds: it must find this one.
+      ...(loaded.path !== resolveConfigPath() ? [`In other terminals: export RUNBOOK_CONFIG=${loaded.path}`] : []),
       '',
     ].join('\n'),
   );

@@ -490,7 +490,7 @@ export interface SwapRequest {
  * Puts the restored database in place of `database`: the old one is renamed to `keptAs`
  * (or dropped). Each rename checks the current names first, so a retry resumes.
  */
-export async function swapDatabases(d: BackupDeps, req: SwapRequest): Promise<{ keptAs: string | null }> {
+export async function swapDatabases(d: BackupDeps, req: SwapRequest): Promise<{ keptAs: string | null; absent?: boolean }> {
   const db = resolveDb(d, req.database);
   const name = databaseOfUrlOrName(db.url, req.database);
   return withClient(urlWithDatabase(db.url, 'postgres'), db.secrets, async (c) => {
@@ -510,6 +510,8 @@ export async function swapDatabases(d: BackupDeps, req: SwapRequest): Promise<{ 
       await c.query(`DROP DATABASE ${q(req.keptAs)} WITH (FORCE)`);
       return { keptAs: null };
     }
+    // No database to keep: it was lost with its server (a break-glass restore into a new one).
+    if (!req.drop && !(await exists(req.keptAs))) return { keptAs: null, absent: true };
     return { keptAs: req.drop ? null : req.keptAs };
   });
 }

@@ -228,7 +228,7 @@ async function dbRestore(rawInput?: DbRestoreInput): Promise<DbRestoreResult | D
         const r = await ctx.step(
           'swap',
           () => swapDatabases({ database: plan.database, restored: target, keptAs: `${plan.database}_replaced_${when.toLowerCase()}`, drop: input.dropReplaced === true }),
-          (s) => (s.keptAs ? `old database kept as ${s.keptAs}` : 'old database dropped'),
+          (s) => (s.keptAs ? `old database kept as ${s.keptAs}` : s.absent ? `there was no database ${input.database} to replace` : 'old database dropped'),
         );
         return r.keptAs;
       });
