@@ -386,12 +386,15 @@ export async function listFolders(store: ObjectStore, prefix: string): Promise<s
   return out;
 }
 
+/** Deletes one object (none there is success: S3 answers a delete of a missing key the same way). */
+export async function deleteKey(store: ObjectStore, key: string): Promise<void> {
+  await store.client.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key })).catch((err: unknown) => storeFailure(store, key, err));
+}
+
 /** Deletes every object under `prefix/`, `first` (the manifest) before the others: without it the rest is no backup. */
 export async function deletePrefix(store: ObjectStore, prefix: string, first?: string): Promise<number> {
   const keys = await listKeys(store, prefix);
   const ordered = first ? [...keys.filter((k) => k === first), ...keys.filter((k) => k !== first)] : keys;
-  for (const key of ordered) {
-    await store.client.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key })).catch((err: unknown) => storeFailure(store, key, err));
-  }
+  for (const key of ordered) await deleteKey(store, key);
   return ordered.length;
 }

@@ -6,7 +6,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
 import type { PitrConfig } from '../../common/database/config.js';
-import type { ArchiveStatus, BaseBackupManifest, PitrWindow } from '../../common/database/types.js';
+import type { ArchiveStatus, BaseBackupManifest, PitrWindow, WalRetention } from '../../common/database/types.js';
 import { runCommand } from '../../lib/exec.js';
 import { freePort } from '../../lib/local/index.js';
 import { heartbeating } from '../context.js';
@@ -15,7 +15,7 @@ import { backupsConfig } from './backup-repo.js';
 import { abs, asUser, MANIFEST, own, ownedDir, pitrConfig, type PitrDeps, readBase } from './pitr-files.js';
 import { requireStore } from './backup-store.js';
 import { deleteStoredBase, fetchStoredBase, ownTree, storedBases, uploadBaseBackup } from './base-store.js';
-import { listWal, syncWal } from './wal-store.js';
+import { listWal, pruneWal, syncWal } from './wal-store.js';
 import { commandFailure, countTables, databaseOfUrl, libpqEnv, pgBinDir, resolveDb, tool, withClient } from './pg.js';
 
 /**
@@ -38,6 +38,7 @@ export function createPitrActivities(deps: ActivityDeps) {
     baseBackup: (req: { database: string; id: string; workflowId: string }) => baseBackup(d, req),
     uploadBaseBackup: (req: { database: string; id: string }) => uploadBaseBackup(d, req),
     baseRetention: (req: { database: string; protect: string }) => baseRetention(d, req),
+    walRetention: (req: { database: string }) => walRetention(d, req),
     pitrWindow: (req: { database: string }) => pitrWindow(d, req),
     startRecovery: (req: RecoveryRequest) => startRecovery(d, req),
     waitRecovered: (req: { database: string; restoreId: string; port: number; timeoutSeconds: number }) => waitRecovered(d, req),
@@ -148,6 +149,45 @@ export async function baseRetention(deps: ActivityDeps, req: { database: string;
   return doomed.map((m) => m.id);
 }
 
+/**
+ * The store's share of base backup retention (the same policy, pitr[].retention, no approval: a
+ * schedule runs it): archived WAL before the first segment of the oldest kept base backup is
+ * deleted, as nothing can replay from there any more. It deletes nothing when it cannot tell what
+ * is safe: no base backup kept, one without its start segment recorded, or a pg_basebackup in
+ * progress on the cluster (a base backup not listed yet that may need older WAL).
+ */
+export async function walRetention(d: PitrDeps, req: { database: string }): Promise<WalRetention> {
+  const c = pitrConfig(d, req.database);
+  const none = (skipped: string, remaining = 0): WalRetention => ({ keepFrom: null, oldestBaseBackupId: null, deleted: 0, deletedBytes: 0, remaining, skipped });
+  if (!c.objectStorage) return none('pitr[].objectStorage is off');
+  const store = requireStore(d);
+  const kept = await listBase(d, c);
+  const count = async () => (await listWal(store, req.database)).length;
+  if (kept.length === 0) return none('no base backup is kept', await count());
+  const unknown = kept.find((b) => !b.startWal);
+  if (unknown) return none(`base backup ${unknown.id} has no start segment in its manifest`, await count());
+  const db = resolveDb(d, req.database);
+  const inProgress = await withClient(db.url, db.secrets, async (cl) => Number((await cl.query<{ n: string }>('SELECT count(*) AS n FROM pg_stat_progress_basebackup')).rows[0]!.n)).catch(
+    (err: unknown) => `the cluster cannot say whether a base backup is in progress (${(err as Error).message})`,
+  );
+  if (inProgress !== 0) return none(typeof inProgress === 'string' ? inProgress : 'a pg_basebackup is in progress on the cluster', await count());
+  const oldest = kept.reduce((a, b) => (b.startWal!.slice(8) < a.startWal!.slice(8) ? b : a));
+  let deleted = 0;
+  const r = await heartbeating(
+    () => ({ pruningWalBefore: oldest.startWal, deleted }),
+    () => pruneWal(store, req.database, oldest.startWal!, (n) => (deleted = n)),
+  );
+  d.log.info({ database: req.database, keepFrom: oldest.startWal, deleted: r.deleted.length, remaining: r.remaining }, 'archived WAL before the oldest kept base backup deleted');
+  return {
+    keepFrom: oldest.startWal!,
+    oldestBaseBackupId: oldest.id,
+    deleted: r.deleted.length,
+    deletedBytes: r.deleted.reduce((n, f) => n + f.size, 0),
+    ...(r.deleted.length ? { firstDeleted: r.deleted[0]!.name, lastDeleted: r.deleted[r.deleted.length - 1]!.name } : {}),
+    remaining: r.remaining,
+  };
+}
+
 /** What can be recovered: base backups (oldest first) and the time of the newest archived WAL segment. */
 export async function pitrWindow(deps: ActivityDeps, req: { database: string }): Promise<PitrWindow> {
   const c = pitrConfig(deps, req.database);
@@ -169,7 +209,8 @@ export async function pitrWindow(deps: ActivityDeps, req: { database: string }):
     }
   }
   const segments = names.size;
-  return { backups: await listBase(deps, c), lastArchivedAt: last ? new Date(last).toISOString() : null, segments };
+  const firstSegment = [...names].sort((a, b) => a.slice(8).localeCompare(b.slice(8)))[0] ?? null;
+  return { backups: await listBase(deps, c), lastArchivedAt: last ? new Date(last).toISOString() : null, segments, firstSegment };
 }
 
 export interface RecoveryRequest {
@@ -192,7 +233,10 @@ export async function startRecovery(d: PitrDeps, req: RecoveryRequest): Promise<
   if (existsSync(markerFile) && (await running(d, c, dataDir))) {
     return JSON.parse(await readFile(markerFile, 'utf8')) as { dataDir: string; port: number };
   }
+  // A repeat replaces the scratch copy whole; a server an earlier attempt left running in it goes first.
+  if (await running(d, c, dataDir)) await runCommand(pgCtl(d, c, dataDir, '-m', 'immediate', '-w', 'stop'), { ...serverOpts(d), timeoutMs: 180_000 }).catch(commandFailure);
   await rm(dataDir, { recursive: true, force: true });
+  await rm(path.join(restoreDir, `${req.restoreId}.log`), { force: true });
   await ownedDir(d, c, restoreDir);
   const source = path.join(abs(d, c.baseBackups), req.baseBackupId, 'data');
   let walDir: string | undefined;
@@ -222,6 +266,9 @@ export async function startRecovery(d: PitrDeps, req: RecoveryRequest): Promise<
     pgCtl(d, c, dataDir, '-l', logFile, '-t', '60', '-o', `-p ${port} -k ${restoreDir} -c listen_addresses=127.0.0.1 -c archive_mode=off`, 'start'),
     { ...serverOpts(d), timeoutMs: 120_000 },
   ).catch(async (err: unknown) => {
+    // Replay began (pg_ctl gave up waiting, or the server stopped before the target because the
+    // archive lacks a segment): that is the recover step's to wait for or to report, with the log.
+    if (/redo starts at|consistent recovery state reached/.test(await readFile(logFile, 'utf8').catch(() => ''))) return;
     throw ApplicationFailure.retryable(`${(err as Error).message}\nserver log:\n${await logTail(logFile)}`, ErrorTypes.CommandFailed);
   });
   await writeFile(markerFile, JSON.stringify({ dataDir, port }));

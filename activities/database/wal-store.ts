@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { ObjectStore } from './object-store.js';
-import { downloadFile, expectedChecksum, headObject, listObjects, storeKey, storeUrl, uploadFile } from './object-store.js';
+import { deleteKey, downloadFile, expectedChecksum, headObject, listObjects, storeKey, storeUrl, uploadFile } from './object-store.js';
 
 /**
  * The WAL archive in object storage (AlphaPulse 5.2 step 3: WAL archives kept in S3):
@@ -87,4 +87,40 @@ export async function syncWal(
     onProgress(files, bytes);
   }
   return { files, bytes };
+}
+
+/** Where a WAL file sits in the WAL stream, its timeline left out (log and segment numbers), as pg_archivecleanup compares them. */
+const position = (name: string) => name.slice(8, 24);
+
+/**
+ * The archived files that precede segment `keepFrom` (the first one the oldest kept base backup
+ * needs), oldest first: segments, partial segments and backup history files whose position is
+ * before it, on any timeline. Timeline history files are never among them: recovery reads them to
+ * follow a timeline switch, and they are a few bytes each.
+ */
+export function walBefore<T extends { name: string }>(files: T[], keepFrom: string): T[] {
+  return files
+    .filter((f) => !f.name.endsWith('.history') && position(f.name) < position(keepFrom))
+    .sort((a, b) => position(a.name).localeCompare(position(b.name)) || a.name.localeCompare(b.name));
+}
+
+/**
+ * Deletes the archived WAL files before `keepFrom` (see walBefore), oldest first and a few at a
+ * time, so that one interrupted leaves no hole after what it deleted. Returns what went and what is left.
+ */
+export async function pruneWal(
+  store: ObjectStore,
+  database: string,
+  keepFrom: string,
+  onProgress: (deleted: number) => void = () => undefined,
+): Promise<{ deleted: Array<{ name: string; size: number }>; remaining: number }> {
+  if (!/^[0-9A-F]{24}$/.test(keepFrom)) throw new WalError(`"${keepFrom}" is not a WAL segment name`);
+  const all = await listWal(store, database);
+  const doomed = walBefore(all, keepFrom);
+  const prefix = walPrefix(store, database);
+  for (let i = 0; i < doomed.length; i += 8) {
+    await Promise.all(doomed.slice(i, i + 8).map((f) => deleteKey(store, `${prefix}/${f.name}`)));
+    onProgress(Math.min(i + 8, doomed.length));
+  }
+  return { deleted: doomed.map(({ name, size }) => ({ name, size })), remaining: all.length - doomed.length };
 }

@@ -285,7 +285,26 @@ export interface DbBaseBackupResult {
   upload?: BackupUpload | null;
   archive: ArchiveStatus;
   deleted: string[];
+  /** WAL in the store that no kept base backup needs, deleted after base backup retention (pitr[].objectStorage). */
+  walRetention?: WalRetention | null;
   progress: RunProgress;
+}
+
+/** What the WAL retention of the store did: WAL before the oldest kept base backup's first segment is deleted. */
+export interface WalRetention {
+  /** The first segment kept: the start of the oldest kept base backup (null when nothing could be decided). */
+  keepFrom: string | null;
+  /** The base backup whose start that is. */
+  oldestBaseBackupId: string | null;
+  deleted: number;
+  deletedBytes: number;
+  /** The first and last deleted files (oldest first), when any. */
+  firstDeleted?: string;
+  lastDeleted?: string;
+  /** WAL files left in the store. */
+  remaining: number;
+  /** Why nothing was deleted, when the run could not tell what is safe to delete. */
+  skipped?: string;
 }
 
 export interface PitrWindow {
@@ -293,6 +312,8 @@ export interface PitrWindow {
   /** mtime of the newest WAL segment in the archive: nothing later is recoverable. */
   lastArchivedAt: string | null;
   segments: number;
+  /** The oldest WAL segment in the archive (local and store); retention moves it forward. */
+  firstSegment?: string | null;
 }
 
 export interface PitrRestoreResult {

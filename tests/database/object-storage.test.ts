@@ -273,7 +273,9 @@ describe('PITR from object storage: base backups uploaded, WAL archived by `runb
   it('db-base-backup uploads the base backup; archive_command puts each WAL segment in the store, checked', async () => {
     const r = await run<DbBaseBackupResult>('db-base-backup', {}, pitrConfig, 'ledger', 'db-base-backup-object-storage');
     expect(r.upload).toMatchObject({ location: `s3://${BUCKET}/${PREFIX}/ledger/base/${r.backup.id}/`, objects: 2, already: false });
-    expect(r.progress.steps.map((s) => s.id)).toEqual(['plan', 'wal-check', 'base-backup', 'upload', 'retention']);
+    expect(r.progress.steps.map((s) => s.id)).toEqual(['plan', 'wal-check', 'base-backup', 'upload', 'retention', 'wal-retention']);
+    // The only base backup is kept: nothing from its first segment on may go.
+    expect(r.walRetention).toMatchObject({ keepFrom: r.backup.startWal, oldestBaseBackupId: r.backup.id });
     expect(await keysUnder(`${PREFIX}/ledger/base/${r.backup.id}/`)).toEqual([`${PREFIX}/ledger/base/${r.backup.id}/base.tar`, `${PREFIX}/ledger/base/${r.backup.id}/manifest.json`]);
     await sql(ledgerUrl, 'INSERT INTO entries SELECT g, g * 1.5 FROM generate_series(1001, 1500) g');
     const segment = await archiveCurrentWal();

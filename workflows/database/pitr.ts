@@ -8,6 +8,7 @@ import type {
   DbBaseBackupInput,
   DbBaseBackupResult,
   PitrRestoreInput,
+  WalRetention,
   PitrRestoreResult,
   PitrWindow,
   RestoreDrillInput,
@@ -23,7 +24,7 @@ import { RunContext } from '../shared/run-context.js';
 
 const { loadDatabasePlan, loadPlan, archiveStatus, pitrWindow, baseRetention, countRecovered, removeOldDataDir, drillSources, chooseBackup, verifyRestore, dropRestored, notifyDr } =
   proxyActivities<Activities>(quick);
-const { baseBackup, uploadBaseBackup, startRecovery, waitRecovered, stopRecovered, switchDataDir, restoreInto, verifyBackup } = proxyActivities<Activities>(longRunning);
+const { baseBackup, uploadBaseBackup, walRetention, startRecovery, waitRecovered, stopRecovered, switchDataDir, restoreInto, verifyBackup } = proxyActivities<Activities>(longRunning);
 
 /** `db-base-backup`: pg_basebackup of a WAL-archiving cluster, with the archiver's health. */
 export async function dbBaseBackup(rawInput?: DbBaseBackupInput): Promise<DbBaseBackupResult> {
@@ -63,7 +64,20 @@ export async function dbBaseBackup(rawInput?: DbBaseBackupInput): Promise<DbBase
       );
     }
     const deleted = await ctx.step('retention', () => baseRetention({ database: plan.database, protect: backup.id }), (d) => (d.length ? `deleted ${d.join(', ')}` : 'nothing to delete'));
-    return { ok: true, backup, archive, deleted, ...(plan.pitrObjectStorage ? { upload } : {}), progress: ctx.progress };
+    // The same policy for the WAL in the store: what no kept base backup can replay goes. Runs begun before this step skip it on replay.
+    let wal: WalRetention | null = null;
+    if (plan.pitrObjectStorage && patched('wal-retention-object-storage')) {
+      ctx.addStep('wal-retention', 'Delete archived WAL older than the oldest kept base backup', 'retention');
+      wal = await ctx.step(
+        'wal-retention',
+        () => walRetention({ database: plan.database }),
+        (w) =>
+          w.skipped
+            ? `nothing deleted: ${w.skipped}`
+            : `${w.deleted ? `deleted ${w.deleted} file(s), ${w.firstDeleted} to ${w.lastDeleted}` : 'nothing to delete'}; kept from ${w.keepFrom} (start of ${w.oldestBaseBackupId}), ${w.remaining} left`,
+      );
+    }
+    return { ok: true, backup, archive, deleted, ...(plan.pitrObjectStorage ? { upload, walRetention: wal } : {}), progress: ctx.progress };
   });
 }
 
@@ -119,7 +133,7 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
     }
     const [dbService] = selectServices(plan, [db.service], 'databases.service');
     const apps = appServices(plan, input.services, db.appServices);
-    const window = await ctx.step('window', () => pitrWindow({ database: db.database }), (w) => `${w.backups.length} base backups, WAL archived until ${w.lastArchivedAt ?? '-'}`);
+    const window = await ctx.step('window', () => pitrWindow({ database: db.database }), (w) => `${w.backups.length} base backups, WAL archived from ${w.firstSegment ?? '-'} until ${w.lastArchivedAt ?? '-'}`);
     const base = chooseBase(window, input.targetTime);
     const timeout = input.waitTimeoutSeconds ?? 180;
     const restoreId = `pitr-${stamp().toLowerCase()}-${shortRun()}`;
