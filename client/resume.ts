@@ -90,9 +90,25 @@ export function planResume(events: readonly HistoryEvent[], run: FailedRunFacts,
     );
   }
 
+  // The step the run stopped at: the first failed step after which no step succeeded. A later
+  // failed step is the cleanup it set off (a canary's rollback that could not reach the router
+  // either); a failed step the run went on from is not where it stopped.
+  const startMs = (s: { startedAt?: string }) => (s.startedAt ? Date.parse(s.startedAt) : NaN);
+  const succeededAfter = (f: { id: string; startedAt?: string }) =>
+    (run.progress?.steps ?? []).filter((s) => s.id !== f.id && s.status === 'succeeded' && startMs(s) > startMs(f));
+  const byStart = [...failedSteps].sort((a, b) => (startMs(a) || 0) - (startMs(b) || 0));
+  const failedStep = byStart.find((s) => succeededAfter(s).length === 0);
+  const lastFailed = byStart[byStart.length - 1];
+  if (!failedStep && lastFailed) {
+    // The run did something after its failure (a rollback, a cleanup): a resumed run would go on
+    // from a state those steps changed.
+    const done = succeededAfter(lastFailed);
+    throw new UserError(
+      `run ${run.workflowId} cannot be resumed from step ${lastFailed.id}: after it failed the run went on and did ${done.map((s) => `${s.id} (${s.title})`).join(', ')}, which changed what the steps before it had done. Fix the cause and start a new run (runbook run ${run.progress?.procedure ?? '<procedure>'})`,
+    );
+  }
   // The failed step's end, when the run recorded it: a cleanup activity that failed after the
   // step (and was ignored) is not the failure to resume from.
-  const failedStep = failedSteps[failedSteps.length - 1];
   const stepEnded = failedStep?.endedAt ? Date.parse(failedStep.endedAt) : NaN;
   let failed: { event: HistoryEvent; type: string; scheduledEventId: number; wftEventId: number; local: boolean; decided?: boolean } | undefined;
   for (const e of events) {

@@ -22,6 +22,14 @@ export const REPEATABLE_ACTIVITIES: Readonly<Record<string, string>> = {
   dumpDatabase: 'writes a new backup under a name made of the time and the (new) run id; never overwrites one',
   preflight: 'checks ports, files and docker (version, info); changes nothing',
   verifyBackup: "reads a backup's checksum and pg_restore --list; changes nothing",
+  pitrWindow: 'lists the base backups and the archived WAL; changes nothing',
+  startRecovery:
+    "copies the base backup into a scratch data directory named by the restore id (under pitr[].restoreDir, never the live one) and starts it on a new port: a repeat finds its server running, or replaces the scratch copy whole; the base backup and the WAL archive are only read; its restore_command only copies from the archive",
+  waitRecovered: 'polls the scratch cluster until it has replayed to the target and promoted; changes nothing',
+  countRecovered: 'counts rows in the scratch cluster; changes nothing',
+  stopRecovered: 'stops and removes only the scratch cluster of one restore id; a repeat finds it gone',
+  setTrafficWeight:
+    "sets an absolute weight, never a shift by an amount: every router (nginx, istio, command) reads the weight in effect first and changes nothing when it is already the one asked; a canary that rolled back is refused before this list is read",
 };
 
 /** Why repeating this activity is safe, or undefined when nobody checked it. */
