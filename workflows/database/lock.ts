@@ -12,6 +12,7 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { DatabasePlan, DbLockInput } from '../../common/database/types.js';
 import { releaseLockSignal } from '../../common/messages.js';
+import { note, planning } from '../shared/plan-mode.js';
 
 /**
  * One destructive runbook per database at a time. The lock is a child workflow with a
@@ -49,6 +50,11 @@ export async function withDatabaseLock<T>(
   onWait?: (waitingFor: string) => void,
 ): Promise<T> {
   const workflowId = lockWorkflowId(plan.environment, plan.database);
+  // A plan takes no lock (it changes nothing), and goes on to the approvals and steps the lock guards.
+  if (planning()) {
+    note(`would take the lock ${workflowId}`);
+    return body();
+  }
   const deadline = Date.now() + plan.lock.waitTimeoutSeconds * 1000;
   let handle: ChildWorkflowHandle<typeof dbLock> | undefined;
   while (!handle) {

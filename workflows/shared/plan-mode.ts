@@ -48,6 +48,14 @@ export function gate(summary: string, readOnly: boolean): void {
   }
 }
 
+/** Records what the current step would do without doing it, where the plan can go on past it (a lock it would take). */
+export function note(summary: string): void {
+  const s = current();
+  const list = s.touches.get(s.step) ?? [];
+  if (!list.includes(summary)) list.push(summary);
+  s.touches.set(s.step, list);
+}
+
 /** The step whose commands come next; throws when the plan has already ended. */
 export function enterStep(id: string): void {
   const s = current();
