@@ -1,14 +1,18 @@
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
 import type { VolumeConfig } from '../../common/database/config.js';
 import type { TableCount, VolumeBackupManifest, VolumePlan, VolumeTarball } from '../../common/database/types.js';
 import { heartbeating } from '../context.js';
+import { tailLines } from '../../lib/exec.js';
 import type { ActivityDeps, LoggingDeps } from '../deps.js';
-import { invoke } from '../drivers/support.js';
+import { invoke, invokeForAnswer } from '../drivers/support.js';
 import { checksum } from './backup.js';
+import { listTarball } from './tarball.js';
 import { countTables, databaseNamed, resolveDb, withClient } from './pg.js';
 
 /**
@@ -101,29 +105,77 @@ function planFor(deps: ActivityDeps, database: string): PlanWithTimeout {
   };
 }
 
-/** `docker run --rm` of the tar image with the volume at /data and, when asked, the repository at /backup. */
-export function container(p: VolumePlan, mounts: { data: 'ro' | 'rw'; backup?: 'ro' | 'rw' }, command: string[]): string[] {
+/**
+ * `docker run` of the tar image with the volume at /data and, when asked, the repository at
+ * /backup. Mounts say `ro`, which Docker and podman both accept (podman refuses `readonly`).
+ * No `--rm`: see runContainer.
+ */
+export function container(p: VolumePlan, name: string, mounts: Mounts, command: string[]): string[] {
   return [
     'docker',
     'run',
-    '--rm',
+    '--name',
+    name,
     // The container only moves bytes between two mounts.
     '--network',
     'none',
     '--mount',
-    `type=volume,source=${p.volume},target=/data${mounts.data === 'ro' ? ',readonly' : ''}`,
-    ...(mounts.backup ? ['--mount', `type=bind,source=${p.dir},target=/backup${mounts.backup === 'ro' ? ',readonly' : ''}`] : []),
+    `type=volume,source=${p.volume},target=/data${mounts.data === 'ro' ? ',ro' : ''}`,
+    ...(mounts.backup ? ['--mount', `type=bind,source=${p.dir},target=/backup${mounts.backup === 'ro' ? ',ro' : ''}`] : []),
     p.image,
     ...command,
   ];
 }
 
-async function docker(d: VolumeDeps, p: PlanWithTimeout, argv: string[], what: string): Promise<string> {
-  const r = await heartbeating(
-    () => ({ running: argv.slice(-4).join(' ') }),
-    (signal) => invoke({ argv, timeoutMs: p.timeoutMs }, { env: d.env, logger: d.log, configDir: d.configDir, signal }, what),
+interface Mounts {
+  data: 'ro' | 'rw';
+  backup?: 'ro' | 'rw';
+}
+
+/**
+ * The throwaway container's name: the same for every attempt of one activity, so a retry
+ * (after its worker was killed, say) finds and removes what the last attempt left running.
+ */
+export function containerName(purpose: string): string {
+  const info = Context.current().info;
+  const key = `${info.workflowExecution?.workflowId}/${info.workflowExecution?.runId}/${info.activityId}/${purpose}`;
+  return `runbook-${purpose}-${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+}
+
+const QUERY_TIMEOUT_MS = 60_000;
+
+/**
+ * Runs a throwaway container and reads its exit code back from the engine: through podman's
+ * Docker API (before podman 4.6) `docker run --rm` exits 0 even when the command failed, so
+ * the exit status of `docker run` alone cannot say that a tarball was written or unpacked.
+ */
+async function runContainer(d: VolumeDeps, p: PlanWithTimeout, purpose: string, mounts: Mounts, command: string[], what: string): Promise<string> {
+  const name = containerName(purpose);
+  const base = { env: d.env, logger: d.log, configDir: d.configDir };
+  const remove = (signal?: AbortSignal) => invokeForAnswer({ argv: ['docker', 'rm', '--force', name], timeoutMs: QUERY_TIMEOUT_MS }, { ...base, signal }, `removing container ${name}`);
+  return heartbeating(
+    () => ({ running: `${purpose} of volume ${p.volume}`, container: name }),
+    async (signal) => {
+      const ctx = { ...base, signal };
+      // An earlier attempt may have left its container behind, still running if its worker was killed.
+      await remove(signal);
+      try {
+        const run = await invoke({ argv: container(p, name, mounts, command), timeoutMs: p.timeoutMs }, ctx, what);
+        const { stdout } = await invoke({ argv: ['docker', 'inspect', '--format', '{{.State.ExitCode}}', name], timeoutMs: QUERY_TIMEOUT_MS }, ctx, `exit code of container ${name}`);
+        const code = Number(stdout.trim());
+        if (stdout.trim() === '' || code !== 0) {
+          throw ApplicationFailure.create({
+            type: ErrorTypes.CommandFailed,
+            message: `${what}: the container exited with ${stdout.trim() || 'no exit code'} although docker run exited 0: ${tailLines(`${run.stdout}\n${run.stderr}`.trim(), 5) || 'no output'}`,
+            details: [{ command: run.command, exitCode: Number.isInteger(code) ? code : null, stderrTail: tailLines(run.stderr, 20), timedOut: false, notFound: false }],
+          });
+        }
+        return run.command;
+      } finally {
+        await remove().catch((err: unknown) => d.log.warn({ err, container: name }, 'could not remove the throwaway container'));
+      }
+    },
   );
-  return r.command;
 }
 
 async function readVolumeManifest(dir: string, id: string): Promise<VolumeBackupManifest | undefined> {
@@ -166,7 +218,15 @@ async function pickTarball(p: VolumePlan, backupId: string | undefined): Promise
  * The tarball a restore uses (the given id, else the newest not made by a restore) with its
  * checksum checked against `<id>.tar.gz.sha256`. Runs before anything is stopped.
  */
-export async function checkVolumeTarball(deps: ActivityDeps, req: { database: string; backupId?: string }): Promise<VolumeTarball> {
+export interface CheckedVolumeTarball extends VolumeTarball {
+  /** Read from the archive itself: gunzipped to its end, its tar headers walked. */
+  entries: number;
+  /** PG_VERSION of the data directory in it, and where ('.' for the archive's root). */
+  pgVersion: string;
+  pgDataDir: string;
+}
+
+export async function checkVolumeTarball(deps: ActivityDeps, req: { database: string; backupId?: string }): Promise<CheckedVolumeTarball> {
   const p = planFor(deps, req.database);
   const id = await pickTarball(p, req.backupId);
   const file = path.join(p.dir, `${id}${TAR}`);
@@ -185,8 +245,27 @@ export async function checkVolumeTarball(deps: ActivityDeps, req: { database: st
       'BackupInvalid',
     );
   }
+  // A checksum written after the damage (a truncated copy summed again) passes: read the archive itself too.
+  const listing = await heartbeating(() => ({ listing: id }), () => listTarball(file)).catch((err: unknown) => {
+    throw ApplicationFailure.nonRetryable(`tarball ${file} cannot be read to its end (${err instanceof Error ? err.message : String(err)}): it is truncated or not a gzip-compressed tar; nothing was stopped`, 'BackupInvalid');
+  });
+  if (!listing.complete) {
+    throw ApplicationFailure.nonRetryable(`tarball ${file} is truncated: its tar stream ends inside an entry (${listing.entries} entries read); nothing was stopped`, 'BackupInvalid');
+  }
+  if (listing.pgVersion === undefined) {
+    throw ApplicationFailure.nonRetryable(`tarball ${file} holds no PostgreSQL data directory (PG_VERSION beside global/pg_control) in its ${listing.entries} entries; nothing was stopped`, 'BackupInvalid');
+  }
   const manifest = await readVolumeManifest(p.dir, id);
-  return { id, file: `${id}${TAR}`, sizeBytes: (await stat(file)).size, sha256: actual, rowCounts: manifest?.rowCounts ?? {} };
+  return {
+    id,
+    file: `${id}${TAR}`,
+    sizeBytes: (await stat(file)).size,
+    sha256: actual,
+    rowCounts: manifest?.rowCounts ?? {},
+    entries: listing.entries,
+    pgVersion: listing.pgVersion,
+    pgDataDir: listing.pgDataDir ?? '.',
+  };
 }
 
 /** Row counts of `tables` in the live database (-1 for a table that does not exist). */
@@ -217,7 +296,7 @@ export async function tarVolume(d: VolumeDeps, req: TarRequest): Promise<{ manif
   const name = `${req.id}${TAR}`;
   const partial = path.join(p.dir, `${name}.partial`);
   await rm(partial, { force: true });
-  const command = await docker(d, p, container(p, { data: 'ro', backup: 'rw' }, ['tar', 'czf', `/backup/${name}.partial`, '-C', '/data', '.']), `tar of volume ${p.volume}`);
+  const command = await runContainer(d, p, 'tar', { data: 'ro', backup: 'rw' }, ['tar', '--numeric-owner', '-czf', `/backup/${name}.partial`, '-C', '/data', '.'], `tar of volume ${p.volume}`);
   if (!existsSync(partial)) {
     throw ApplicationFailure.nonRetryable(
       `docker run reported success but ${partial} does not exist: databaseOps.volumes repository must be a directory on the Docker host, where the worker runs`,
@@ -255,8 +334,9 @@ export async function untarVolume(d: VolumeDeps, req: { database: string; backup
   const name = `${req.backupId}${TAR}`;
   if (!existsSync(path.join(p.dir, name))) throw invalid(`backupId: no tarball ${name} in ${p.dir}`);
   // Files of the old data directory left beside the restored ones would corrupt the cluster.
-  const wipe = await docker(d, p, container(p, { data: 'rw' }, ['find', '/data', '-mindepth', '1', '-delete']), `emptying volume ${p.volume}`);
-  const unpack = await docker(d, p, container(p, { data: 'rw', backup: 'ro' }, ['tar', 'xzf', `/backup/${name}`, '-C', '/data']), `restoring volume ${p.volume}`);
+  const wipe = await runContainer(d, p, 'wipe', { data: 'rw' }, ['find', '/data', '-mindepth', '1', '-delete'], `emptying volume ${p.volume}`);
+  // Owners by number: the data directory's user (postgres, 999 in the official image) may have another number, or none, in the tar image.
+  const unpack = await runContainer(d, p, 'untar', { data: 'rw', backup: 'ro' }, ['tar', '--numeric-owner', '-xzf', `/backup/${name}`, '-C', '/data'], `restoring volume ${p.volume}`);
   return { commands: [wipe, unpack] };
 }
 

@@ -129,11 +129,12 @@ export async function dbVolumeRestore(input: DbRestoreInput & { services?: strin
     const [dbService] = selectServices(plan, [vol.service], 'databases.service');
     const apps = appServices(plan, input.services, db.appServices, vol.service);
     const timeout = input.waitTimeoutSeconds ?? DEFAULT_WAIT_SECONDS;
-    // Fails on a missing tarball, a missing or wrong checksum, before anything is stopped.
+    // Fails on a missing tarball, a missing or wrong checksum, an archive that does not read to its
+    // end or holds no PostgreSQL data directory, before anything is stopped.
     const tarball = await ctx.step(
       'choose',
       () => checkVolumeTarball({ database: db.database, backupId: input.backupId }),
-      (t) => `${t.file} (${mb(t.sizeBytes)}), sha256 ${t.sha256.slice(0, 12)}… verified`,
+      (t) => `${t.file} (${mb(t.sizeBytes)}), sha256 ${t.sha256.slice(0, 12)}… verified${t.pgVersion ? `, PostgreSQL ${t.pgVersion} data directory, ${t.entries} entries` : ''}`,
     );
     const keepId = vol.keepCurrent ? `pre-restore-${stamp()}-${shortRun()}` : null;
     const commands: string[] = [];
