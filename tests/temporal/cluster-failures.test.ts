@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CanaryDeployResult } from '../../common/delivery/types.js';
@@ -28,7 +29,8 @@ import { deliveryConfig, startWebhook, waitForStatus, warmCanary } from '../deli
 /**
  * Platform failures on a real cluster, each recovered without a human: the cluster's PostgreSQL
  * restarted under a running server, a worker process killed mid-activity while another serves
- * the same task queue, the server SIGKILLed while a canary bakes behind a real nginx, a worker
+ * the same task queue, the server SIGKILLed while a canary bakes behind a real nginx (promoted,
+ * and rolled back when the bake's metrics fail), a worker
  * cut off from the server for 30 s. Runs in `npm run test:cluster` (about a minute); the server crashes are
  * in cluster.test.ts, which `npm test` runs too.
  */
@@ -197,6 +199,85 @@ describe('temporal-server SIGKILLed while a canary bakes', () => {
       const runs = await activityRuns(handle, 'setTrafficWeight');
       expect(runs.scheduled).toBe(3);
       expect(runs.attempts).toEqual([1, 1, 1]);
+      expect(worker.child.exitCode).toBeNull();
+      worker.child.kill('SIGTERM');
+      expect(await worker.exited).toBe(0);
+    } finally {
+      watcher.close();
+      await load.stop();
+      await webhook.stop();
+      await bed.stop();
+    }
+  }, 120_000);
+});
+
+describe('temporal-server SIGKILLed while a canary bakes, and the bake\'s metrics fail', () => {
+  it('after the restart the analysis fails and the run rolls back: traffic to 0 % written once, the canary stopped once', async () => {
+    const bed = await startDeliveryBed();
+    const webhook = await startWebhook();
+    const load = startLoad(bed.nginx.url, 40);
+    const writes: number[] = [];
+    const upstreamName = path.basename(bed.nginx.upstreamFile);
+    const watcher = watch(path.dirname(bed.nginx.upstreamFile), (event, name) => {
+      if (event !== 'rename' || name !== upstreamName) return;
+      void readFile(bed.nginx.upstreamFile, 'utf8').then(
+        (text) => writes.push(Number(/# canary-weight: (\d+)/.exec(text)?.[1] ?? NaN)),
+        () => undefined,
+      );
+    });
+    try {
+      await warmCanary(bed);
+      const loaded = await writeConfig(deliveryConfig(bed, { analysis: { intervalSeconds: 1, count: 2, window: '5s' } }));
+      const taskQueue = uniqueQueue('cluster-canary-bad');
+      const worker = await spawnWorker(loaded.path, taskQueue, { temporal: temporal(), env: { ...process.env, DELIVERY_WEBHOOK: webhook.url } });
+      const handle = await c.client.workflow.start('canary-deploy', {
+        taskQueue,
+        workflowId: `cluster-canary-bad-${Date.now()}`,
+        args: [{ router: 'api', requestedBy: 'alice', steps: [10, 50, 100], bakeSeconds: 6 }],
+      });
+      await waitForStatus(handle, (s) => s.phase === 'baking' && s.weight === 10, 30_000);
+      expect(writes).toEqual([10]);
+
+      // The canary turns bad during the bake, and the server dies.
+      await bed.setCanary({ errorRate: 0.5 });
+      await c.cluster.killServer('SIGKILL');
+      await sleep(2000);
+      expect(writes).toEqual([10]);
+      expect(bed.canary.running()).toBe(true);
+      await c.cluster.startServer();
+      const restartedAt = Date.now();
+
+      const err = await handle.result().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      const cause = (err as WorkflowFailedError).cause as ApplicationFailure;
+      expect(cause).toBeInstanceOf(ApplicationFailure);
+      expect(cause.type).toBe('CanaryRolledBack');
+      expect(cause.message).toMatch(/rolled back, traffic 100 % stable: analysis failed at 10 %: error-rate/);
+      const result = cause.details![0] as CanaryDeployResult;
+      expect(result).toMatchObject({ outcome: 'rolled-back', finalWeight: 0, canaryStopped: { ok: true } });
+      expect(result.steps.map((s) => [s.weight, s.ok])).toEqual([[10, false]]);
+      // Measured and rolled back after the restart, not before the kill.
+      expect(Date.parse(result.failedMeasurementAt!)).toBeGreaterThanOrEqual(restartedAt - 1000);
+      expect(Date.parse(result.trafficZeroAt!)).toBeGreaterThanOrEqual(Date.parse(result.failedMeasurementAt!));
+
+      // The shift back happened exactly once: one rewrite of the upstream file, one activity at attempt 1.
+      await sleep(200);
+      expect(writes).toEqual([10, 0]);
+      expect(await readFile(bed.nginx.upstreamFile, 'utf8')).toContain('# canary-weight: 0');
+      const weights = await activityRuns(handle, 'setTrafficWeight');
+      expect(weights.scheduled).toBe(2);
+      expect(weights.attempts).toEqual([1, 1]);
+      const stops = await activityRuns(handle, 'serviceAction');
+      expect(stops.scheduled).toBe(1);
+      expect(stops.attempts).toEqual([1]);
+      for (let i = 0; i < 50 && bed.canary.running(); i++) await sleep(100);
+      expect(bed.canary.running()).toBe(false);
+      expect(webhook.messages.filter((m) => m.event === 'canary-rolled-back')).toHaveLength(1);
+      const progress = Object.fromEntries(result.progress.steps.map((st) => [st.id, st.status]));
+      expect(progress).toMatchObject({ 'set-10': 'succeeded', 'analysis-10': 'failed', 'set-50': 'pending', 'rollback-traffic': 'succeeded', 'stop-canary': 'succeeded' });
       expect(worker.child.exitCode).toBeNull();
       worker.child.kill('SIGTERM');
       expect(await worker.exited).toBe(0);
