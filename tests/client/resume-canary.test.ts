@@ -124,4 +124,33 @@ describe('runbook resume of a canary-deploy', () => {
       await Promise.all(loads.map((l) => l.stop()));
     }
   }, 120_000);
+
+  it('refused after a rollback: the analysis failed at 50 %, traffic went back to 0 % and the canary was stopped', async () => {
+    const loads = [startLoad(bed.stable.httpUrl, 20), startLoad(bed.canary.httpUrl, 20)];
+    try {
+      await bed.setCanary({ errorRate: 0.5 });
+      const loaded = await writeConfig(deliveryConfig(bed, { analysis: { intervalSeconds: 1, count: 2, window: '5s' } }));
+      await withWorker(
+        loaded,
+        async ({ client, taskQueue }) => {
+          const workflowId = `resume-canary-rolled-back-${Date.now()}`;
+          const handle = await client.workflow.start('canary-deploy', { taskQueue, workflowId, args: [{ router: 'api', requestedBy: 'alice', steps: [50, 100], bakeSeconds: 1 }] });
+          expect(failureText(await handle.result().catch((e: unknown) => e))).toMatch(/rolled back, traffic 100 % stable: analysis failed at 50 %: error-rate/);
+          expect(bed.canary.running()).toBe(false);
+
+          const r = await runbookCli({ RUNBOOK_TASK_QUEUE: taskQueue, RUNBOOK_USER: 'alice' })('resume', workflowId, '--as', 'carol');
+          expect(r.exitCode).toBe(1);
+          expect(r.stderr).toMatch(
+            new RegExp(`run ${workflowId} cannot be resumed from step analysis-50: after it failed the run went on and did rollback-traffic \\(Roll back: all traffic to stable \\(0 %\\)\\), stop-canary \\(.*\\), notify \\(Notify\\)`),
+          );
+          expect(r.stderr).toMatch(/start a new run \(runbook run canary-deploy\)/);
+          expect((await handle.describe()).runId).toBe(handle.firstExecutionRunId);
+          expect(await readFile(bed.nginx.upstreamFile, 'utf8')).toContain('# canary-weight: 0');
+        },
+        { env: { ...process.env, DELIVERY_WEBHOOK: webhook.url } },
+      );
+    } finally {
+      await Promise.all(loads.map((l) => l.stop()));
+    }
+  }, 60_000);
 });
