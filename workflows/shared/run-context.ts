@@ -234,6 +234,8 @@ export class RunContext {
 
   /** Adds a step at the end, or right after the step `after` (known only once the plan is loaded). */
   addStep(id: string, title: string, after?: string): void {
+    // Once a plan has stopped, only error handling runs (a rollback, say): its steps are not the run's.
+    if (this.planned && halted()) return;
     const at = after === undefined ? -1 : this.progress.steps.findIndex((s) => s.id === after);
     if (at < 0) this.progress.steps.push({ id, title, status: 'pending' });
     else this.progress.steps.splice(at + 1, 0, { id, title, status: 'pending' });
