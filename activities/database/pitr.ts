@@ -312,7 +312,10 @@ export async function waitRecovered(d: PitrDeps, req: { database: string; restor
     if (state && !state.rec) return { recoveredTo: state.ts?.toISOString() ?? null };
     if (!state && !(await running(d, c, dataDir))) {
       const tail = await logTail(path.join(abs(d, c.restoreDir), `${req.restoreId}.log`));
-      throw ApplicationFailure.nonRetryable(`the recovering server stopped: ${tail}`, 'RecoveryFailed');
+      const short = /recovery ended before configured recovery target was reached/.test(tail)
+        ? ` before the target: the archive (${abs(d, c.walArchive)}${c.objectStorage ? ' and the object store' : ''}) lacks a WAL segment between the base backup and the target; put it back, then resume this run (runbook resume)`
+        : '';
+      throw ApplicationFailure.nonRetryable(`the recovering server stopped${short}: ${tail}`, 'RecoveryFailed');
     }
     if (Date.now() > deadline) throw ApplicationFailure.nonRetryable(`recovery not finished after ${req.timeoutSeconds}s`, 'RecoveryFailed');
     await sleep(300, undefined, { signal: ctx.cancellationSignal });

@@ -115,7 +115,9 @@ describe('runbook resume of a pitr-restore', () => {
       await waitForPending(handle);
       await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'RESTORE', step: 'approve-restore' }] });
       const err = await handle.result().catch((e: unknown) => e);
-      expect(failureText(err)).toMatch(/the recovering server stopped: [\s\S]*recovery ended before configured recovery target was reached/);
+      expect(failureText(err)).toMatch(
+        /the recovering server stopped before the target: the archive \(\S+\/wal\) lacks a WAL segment between the base backup and the target; put it back, then resume this run \(runbook resume\): [\s\S]*recovery ended before configured recovery target was reached/,
+      );
       // The failed run never touched the live cluster and brought the app back on it.
       expect(await lines(path.join(root, 'actions.log'))).toEqual(['start', 'stop', 'start']);
       expect(await lines(pgLog)).toEqual([]);
