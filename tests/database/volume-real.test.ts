@@ -191,7 +191,7 @@ describe.skipIf(missing !== undefined && !CONTAINERS_REQUIRED)('db-backup / db-r
     expect(await runbookContainers()).toEqual([]);
   }, 60_000);
 
-  it('corrupt tarballs are refused before anything stops: a checksum mismatch, a truncated copy summed again, an archive without a data directory', async () => {
+  it('bad tarballs are refused before anything stops: missing, no checksum file, a checksum mismatch, a truncated copy summed again, an archive without a data directory', async () => {
     const good = path.join(repo, `${backupId}.tar.gz`);
     const goodSum = (await readFile(`${good}.sha256`, 'utf8')).split(' ')[0]!;
     // One byte changed in the middle, the original checksum beside it.
