@@ -188,6 +188,9 @@ export const driverSchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('compose'),
     file: z.string().min(1),
+    command: argv
+      .default(['docker', 'compose'])
+      .describe("the Compose CLI: ['docker', 'compose'] (v2 plugin) or ['docker-compose'] (v1); status also runs `docker inspect`"),
     service: z.string().min(1).optional().describe('compose service name; defaults to the runbook service name'),
     project: z.string().optional(),
     timeoutSeconds: z.number().int().positive().default(300),

@@ -245,7 +245,7 @@ async function rollbackComposeImage(
   await mkdir(dir, { recursive: true });
   const override = path.join(dir, `${svc.name}.compose.yml`);
   await writeAtomically(override, stringify({ services: { [composeService]: { image } } }));
-  const compose = ['docker', 'compose', '-f', path.resolve(deps.configDir, c.file), '-f', override, ...(c.project ? ['-p', c.project] : [])];
+  const compose = [...c.command, '-f', path.resolve(deps.configDir, c.file), '-f', override, ...(c.project ? ['-p', c.project] : [])];
   const ran = [await run(['docker', 'pull', image], c.timeoutSeconds)];
   ran.push(await run([...compose, 'up', '-d', composeService], c.timeoutSeconds));
   return ran;

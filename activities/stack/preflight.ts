@@ -17,6 +17,8 @@ export interface PreflightOptions {
   /** Ports of services already healthy: in use is expected there. */
   tolerantPorts?: number[];
   needsDocker?: boolean;
+  /** The compose services' CLIs (`docker compose`, `docker-compose`); each must answer `version`. Default `docker compose`. */
+  composeCommands?: string[][];
   /** Environment the docker CLI runs with (PATH, DOCKER_HOST, ...); default process.env. */
   env?: NodeJS.ProcessEnv;
 }
@@ -28,7 +30,9 @@ export async function runPreflight(cfg: RunbookConfig['preflight'], opts: Prefli
     checkDisk(path.resolve(opts.configDir, cfg.diskPath), cfg.minDiskGb),
     checkMemory(cfg.minMemoryGb),
     ...cfg.files.map((f) => checkFile(f, opts.configDir)),
-    ...(opts.needsDocker ? [checkDocker(opts.env ?? process.env), checkCompose(opts.env ?? process.env)] : []),
+    ...(opts.needsDocker
+      ? [checkDocker(opts.env ?? process.env), ...uniqueCommands(opts.composeCommands ?? [['docker', 'compose']]).map((c) => checkCompose(c, opts.env ?? process.env))]
+      : []),
   ]);
   return { ok: checks.every((c) => c.ok), checks };
 }
@@ -106,7 +110,7 @@ async function dockerCheck(name: string, argv: string[], env: NodeJS.ProcessEnv,
     return { name, ok: true, detail: okDetail(stdout.trim()) };
   } catch (err) {
     if (!(err instanceof CommandError)) throw err;
-    if (err.notFound) return { name, ok: false, detail: 'docker is not installed or not on PATH' };
+    if (err.notFound) return { name, ok: false, detail: `${path.basename(argv[0]!)} is not installed or not on PATH` };
     const why = err.timedOut ? `no answer within ${DOCKER_TIMEOUT_MS / 1000}s` : err.stderrTail.split('\n').filter(Boolean).at(-1) ?? err.message;
     return { name, ok: false, detail: `${argv.join(' ')} failed: ${why}` };
   }
@@ -116,6 +120,12 @@ function checkDocker(env: NodeJS.ProcessEnv): Promise<PreflightCheck> {
   return dockerCheck('docker daemon', ['docker', 'info', '--format', '{{.ServerVersion}}'], env, (v) => `Docker daemon ${v || 'running'}`);
 }
 
-function checkCompose(env: NodeJS.ProcessEnv): Promise<PreflightCheck> {
-  return dockerCheck('docker compose', ['docker', 'compose', 'version', '--short'], env, (v) => `Docker Compose ${v || 'available'}`);
+function uniqueCommands(commands: string[][]): string[][] {
+  return [...new Map(commands.map((c) => [JSON.stringify(c), c])).values()];
+}
+
+/** Named after the command (`docker compose`, `docker-compose`): v1 and v2 both answer `version --short`. */
+function checkCompose(command: string[], env: NodeJS.ProcessEnv): Promise<PreflightCheck> {
+  const name = command.map((a) => path.basename(a)).join(' ');
+  return dockerCheck(name, [...command, 'version', '--short'], env, (v) => `Docker Compose ${v || 'available'}`);
 }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import path from 'node:path';
 import { approvalPolicyFor } from '../../common/approvals.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -45,6 +46,7 @@ export function createStackActivities(deps: ActivityDeps) {
   return {
     loadPlan: (req: { procedure: string }) => loadPlan(deps, req),
     runProbe: (ref: ProbeRef) => runProbe(deps, ref),
+    runProbes: (req: { probes: ProbeRef[] }) => runProbes(deps, req),
     waitHealthy: (req: WaitHealthyRequest) => waitHealthy(deps, req),
     preflight: (req: { tolerantPorts: number[] }) => preflight(deps, req),
     serviceAction: (req: { service: string; action: ServiceAction }) => serviceAction(deps, req),
@@ -113,6 +115,17 @@ export async function runProbe(deps: ActivityDeps, ref: ProbeRef): Promise<Probe
   return probeRef(deps, ref, activitySignal());
 }
 
+/**
+ * Several probes at once, in one (local) activity: the run wakes up once for all of their
+ * results instead of once per probe. Each probe keeps its own timeout.
+ */
+export async function runProbes(deps: ActivityDeps, req: { probes: ProbeRef[] }): Promise<ProbeResult[]> {
+  const signal = activitySignal();
+  // Each probe listens for cancellation on the one signal: as many listeners as probes is expected.
+  if (signal) setMaxListeners(req.probes.length + 10, signal);
+  return Promise.all(req.probes.map((ref) => probeRef(deps, ref, signal)));
+}
+
 /** Polls the services' probes until all are healthy; heartbeats each round so a dead worker is noticed. */
 export async function waitHealthy(deps: ActivityDeps, req: WaitHealthyRequest): Promise<ProbeResult[]> {
   const ctx = Context.current();
@@ -148,6 +161,7 @@ export async function preflight(deps: ActivityDeps, req: { tolerantPorts: number
     configDir: deps.configDir,
     tolerantPorts: req.tolerantPorts,
     needsDocker: deps.config.services.some((s) => s.driver.type === 'compose'),
+    composeCommands: deps.config.services.flatMap((s) => (s.driver.type === 'compose' ? [s.driver.command] : [])),
     env: deps.env,
   });
 }

@@ -1,4 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +9,7 @@ import { serviceSchema } from '../../common/config-schema.js';
 import { createDriver, type DriverContext } from '../../activities/drivers/index.js';
 import { createLogger } from '../../lib/logger.js';
 import { freePort } from '../fixtures/servers.js';
+import { containerEngineMissing, CONTAINERS_REQUIRED, startContainerEngine, type ContainerEngine } from '../fixtures/containers.js';
 import { createRecordingCli, type RecordingCli } from '../fixtures/recording-cli.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/drivers/', import.meta.url));
@@ -145,34 +147,17 @@ describe('command driver, driving a real process', () => {
   });
 });
 
-describe('compose driver (recording docker stand-in)', () => {
-  let docker: RecordingCli;
-  let configDir: string;
-  let ctx: DriverContext;
-  const file = () => path.join(configDir, 'deploy', 'docker-compose.unified.yml');
-
-  beforeAll(async () => {
-    docker = await createRecordingCli('docker');
-    configDir = await mkdtemp(path.join(tmpdir(), 'compose-driver-'));
-    ctx = { env: { PATH: docker.path }, logger, configDir };
-  });
-  afterAll(async () => {
-    await docker.remove();
-    await rm(configDir, { recursive: true, force: true });
-  });
-
+describe('compose driver: commands and plans', () => {
+  const configDir = '/etc/runbook';
+  const file = path.join(configDir, 'deploy', 'docker-compose.unified.yml');
+  const ctx: DriverContext = { env: { PATH: '' }, logger, configDir };
   const compose = (name: string, driver: Record<string, unknown> = {}) =>
     serviceSchema.parse({ name, driver: { type: 'compose', file: 'deploy/docker-compose.unified.yml', ...driver } });
 
-  it('runs exactly the runbook commands, -f resolved against the config dir', async () => {
-    await docker.clear();
+  it('runs the runbook commands with `docker compose` by default, -f resolved against the config dir', () => {
     const driver = createDriver(compose('fulcrum-server'), ctx);
-    const base = ['compose', '-f', file()];
-    for (const action of ['start', 'stop', 'restart', 'rebuild', 'force-recreate', 'clean'] as const) {
-      const r = await driver.run(action);
-      expect(r.command).toBe(['docker', ...(await docker.calls()).at(-1)!].join(' '));
-    }
-    expect(await docker.calls()).toEqual([
+    const base = ['docker', 'compose', '-f', file];
+    expect((['start', 'stop', 'restart', 'rebuild', 'force-recreate', 'clean'] as const).map((a) => driver.plan(a))).toEqual([
       [...base, 'up', '-d', 'fulcrum-server'],
       [...base, 'stop', 'fulcrum-server'],
       [...base, 'restart', 'fulcrum-server'],
@@ -182,69 +167,119 @@ describe('compose driver (recording docker stand-in)', () => {
     ]);
   });
 
-  it('uses -p and the compose service name when configured; clean is one stack-wide command', async () => {
-    await docker.clear();
-    const server = createDriver(compose('server', { service: 'fulcrum-server', project: 'fulcrum' }), ctx);
-    const redis = createDriver(compose('redis', { project: 'fulcrum' }), ctx);
-    await server.run('start');
-    expect(await docker.calls()).toEqual([['compose', '-f', file(), '-p', 'fulcrum', 'up', '-d', 'fulcrum-server']]);
-    expect(server.plan('clean')).toEqual(['docker', 'compose', '-f', file(), '-p', 'fulcrum', 'down', '-v']);
+  it('uses the configured CLI, -p and the compose service name; clean is one stack-wide command', () => {
+    const server = createDriver(compose('server', { service: 'fulcrum-server', project: 'fulcrum', command: ['docker-compose'] }), ctx);
+    const redis = createDriver(compose('redis', { project: 'fulcrum', command: ['docker-compose'] }), ctx);
+    expect(server.plan('start')).toEqual(['docker-compose', '-f', file, '-p', 'fulcrum', 'up', '-d', 'fulcrum-server']);
+    expect(server.plan('clean')).toEqual(['docker-compose', '-f', file, '-p', 'fulcrum', 'down', '-v']);
     expect(redis.plan('clean')).toEqual(server.plan('clean'));
     expect(redis.plan('stop')).not.toEqual(server.plan('stop'));
   });
 
-  it('status parses ps --format json: one object per line, or an array, or nothing', async () => {
-    const driver = createDriver(compose('postgres'), ctx);
-    await docker.respond([
-      {
-        when: ['ps'],
-        stdout:
-          JSON.stringify({ Name: 'fulcrum-postgres', Service: 'postgres', State: 'running', Status: 'Up 5 minutes (healthy)' }) + '\n',
-      },
-    ]);
-    await docker.clear();
-    expect(await driver.status()).toEqual({ running: true, detail: 'fulcrum-postgres: running (Up 5 minutes (healthy))' });
-    expect(await docker.calls()).toEqual([['compose', '-f', file(), 'ps', '--format', 'json', 'postgres']]);
-
-    await docker.respond([
-      { when: ['ps'], stdout: JSON.stringify([{ Name: 'fulcrum-postgres', Service: 'postgres', State: 'exited', Status: 'Exited (1)' }]) },
-    ]);
-    expect(await driver.status()).toEqual({ running: false, detail: 'fulcrum-postgres: exited (Exited (1))' });
-
-    await docker.respond([{ when: ['ps'], stdout: '' }]);
-    expect(await driver.status()).toMatchObject({ running: false });
-  });
-
-  it('logs asks for the tail without colours and returns it', async () => {
-    await docker.respond([{ when: ['logs'], stdout: 'fulcrum-server  | line 1\nfulcrum-server  | line 2\n' }]);
-    await docker.clear();
-    const driver = createDriver(compose('fulcrum-server'), ctx);
-    expect(await driver.logs(100)).toBe('fulcrum-server  | line 1\nfulcrum-server  | line 2');
-    expect(await docker.calls()).toEqual([['compose', '-f', file(), 'logs', '--tail', '100', '--no-color', 'fulcrum-server']]);
-  });
-
-  it('a failing docker is a retryable CommandFailed carrying the stderr tail', async () => {
-    await docker.respond([
-      { when: ['up'], stderr: 'pulling image...\nError response from daemon: port is already allocated\n', exitCode: 1 },
-    ]);
-    const f = await failureOf(createDriver(compose('fulcrum-server'), ctx).run('start'));
-    expect(f.type).toBe('CommandFailed');
-    expect(f.nonRetryable).toBe(false);
-    expect(f.message).toContain('exit code 1');
-    expect(f.message).toContain('port is already allocated');
-    expect(f.details?.[0]).toMatchObject({
-      exitCode: 1,
-      stderrTail: 'pulling image...\nError response from daemon: port is already allocated',
-    });
-    await docker.respond([]);
-  });
-
   it('docker missing from PATH is a non-retryable CommandFailed saying so', async () => {
-    const driver = createDriver(compose('fulcrum-server'), { ...ctx, env: { PATH: configDir } });
-    const f = await failureOf(driver.run('start'));
-    expect(f.type).toBe('CommandFailed');
-    expect(f.nonRetryable).toBe(true);
-    expect(f.message).toContain('command not found: docker');
+    const dir = await mkdtemp(path.join(tmpdir(), 'compose-driver-'));
+    try {
+      const driver = createDriver(compose('fulcrum-server'), { ...ctx, configDir: dir, env: { PATH: dir } });
+      const f = await failureOf(driver.run('start'));
+      expect(f.type).toBe('CommandFailed');
+      expect(f.nonRetryable).toBe(true);
+      expect(f.message).toContain('command not found: docker');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+const engineMissing = containerEngineMissing();
+
+describe.skipIf(engineMissing !== undefined && !CONTAINERS_REQUIRED)('compose driver on real containers (Podman API)', () => {
+  let engine: ContainerEngine;
+  let configDir: string;
+
+  beforeAll(async () => {
+    if (engineMissing) throw new Error(engineMissing);
+    engine = await startContainerEngine({ images: ['redis'] });
+    configDir = await mkdtemp(path.join(tmpdir(), 'compose-driver-'));
+  });
+  afterAll(async () => {
+    await engine?.stop();
+    if (configDir) await rm(configDir, { recursive: true, force: true });
+  });
+
+  async function composeFile(name: string, port: number): Promise<string> {
+    const file = `${name}.yml`;
+    const text = [
+      'services:',
+      '  cache:',
+      `    image: ${engine.images.redis}`,
+      `    ports: ["127.0.0.1:${port}:6379"]`,
+      '    volumes: ["cache-data:/data"]',
+      'volumes:',
+      '  cache-data:',
+      '',
+    ].join('\n');
+    await writeFile(path.join(configDir, file), text);
+    return file;
+  }
+
+  // v1 names containers proj_cache_1 and has no `ps --format json`; v2 names them proj-cache-1.
+  // Status works on both: `ps -a -q SERVICE` for the ids, `docker inspect` for their state.
+  for (const syntax of ['v1', 'v2'] as const) {
+    it(`${syntax === 'v1' ? 'docker-compose (v1)' : 'docker compose (v2 syntax, via the shim)'}: start, status, logs, stop, clean`, async () => {
+      const project = engine.project(`drv${syntax}`);
+      const port = await freePort();
+      const file = await composeFile(project, port);
+      const ctx: DriverContext = { env: syntax === 'v1' ? engine.env : engine.composeShimEnv, logger, configDir };
+      const driver = createDriver(
+        serviceSchema.parse({ name: 'cache', driver: { type: 'compose', file, project, command: syntax === 'v1' ? ['docker-compose'] : ['docker', 'compose'] } }),
+        ctx,
+      );
+
+      expect(await driver.status()).toEqual({ running: false, detail: 'no container for compose service cache' });
+      const started = await driver.run('start');
+      expect(started.command).toBe(`${syntax === 'v1' ? 'docker-compose' : 'docker compose'} -f ${path.join(configDir, file)} -p ${project} up -d cache`);
+      const up = await driver.status();
+      expect(up.running).toBe(true);
+      expect(up.detail).toMatch(new RegExp(`^${project}[_-]cache[_-]1 [0-9a-f]{12}: running since \\d{4}-`));
+
+      let logs = '';
+      for (let i = 0; i < 50 && !/Ready to accept connections/.test(logs); i++) {
+        logs = await driver.logs(20);
+        if (!/Ready to accept connections/.test(logs)) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(logs).toMatch(/Ready to accept connections/);
+
+      await driver.run('stop');
+      expect(await driver.status()).toMatchObject({ running: false, detail: expect.stringMatching(/: exited \(exit code \d+\)$/) });
+      expect(await engine.docker(['volume', 'ls', '-q', '--filter', `name=${project}_cache-data`])).toMatchObject({ stdout: expect.stringContaining(`${project}_cache-data`) });
+
+      const cleaned = await driver.run('clean');
+      expect(cleaned.command).toMatch(/ down -v$/);
+      expect(await driver.status()).toEqual({ running: false, detail: 'no container for compose service cache' });
+      expect((await engine.docker(['volume', 'ls', '-q', '--filter', `name=${project}_`])).stdout.trim()).toBe('');
+    });
+  }
+
+  it('a failing compose command is a retryable CommandFailed carrying the engine\'s error', async () => {
+    const project = engine.project('drvbusy');
+    // The published port is taken: the engine refuses to start the container.
+    const busy = net.createServer().listen(0, '127.0.0.1');
+    await new Promise((r) => busy.once('listening', r));
+    const port = (busy.address() as net.AddressInfo).port;
+    try {
+      const file = await composeFile(project, port);
+      const driver = createDriver(
+        serviceSchema.parse({ name: 'cache', driver: { type: 'compose', file, project, command: ['docker-compose'] } }),
+        { env: engine.env, logger, configDir },
+      );
+      const f = await failureOf(driver.run('start'));
+      expect(f.type).toBe('CommandFailed');
+      expect(f.nonRetryable).toBe(false);
+      expect(f.message).toMatch(/exit code 1/);
+      expect(f.details?.[0]).toMatchObject({ exitCode: 1, stderrTail: expect.stringMatching(/address already in use/) });
+    } finally {
+      busy.close();
+    }
   });
 });
 

@@ -218,8 +218,13 @@ describe('db-migration-rollback restarts the apps at their previous version (Ful
     workerPort = await freePort();
     kubectl = await createRecordingCli('kubectl');
     docker = await createRecordingCli('docker');
-    // The compose service `dashboard` is running; `events` is not.
-    await docker.respond([{ when: ['ps', 'dashboard'], stdout: '{"Service":"dashboard","State":"running"}\n' }]);
+    // The compose service `dashboard` is running; `events` is not. A stand-in rather than the real
+    // engine (tests/fixtures/containers.ts): going back to a previous image is a `docker pull` from
+    // a registry, and nothing can be pulled on this machine.
+    await docker.respond([
+      { when: ['ps', 'dashboard'], stdout: '0123456789ab\n' },
+      { when: ['inspect', '0123456789ab'], stdout: '{"name":"/rbprev_dashboard_1","id":"0123456789ab","state":{"Status":"running","Running":true}}\n' },
+    ]);
     env = { ...process.env, PATH: `${kubectl.dir}${path.delimiter}${docker.path}` };
     await execa(process.execPath, workerCmd('start').slice(1));
   });
@@ -312,12 +317,13 @@ describe('db-migration-rollback restarts the apps at their previous version (Ful
     const composeFile = path.join(dir, 'docker-compose.unified.yml');
     const override = path.join(dir, '.runbook', 'rollback', 'dashboard.compose.yml');
     expect(await docker.calls()).toEqual([
-      ['compose', '-f', composeFile, 'ps', '--format', 'json', 'dashboard'],
+      ['compose', '-f', composeFile, 'ps', '-a', '-q', 'dashboard'],
+      ['inspect', '--format', expect.any(String), '0123456789ab'],
       ['compose', '-f', composeFile, 'stop', 'dashboard'],
-      ['compose', '-f', composeFile, 'ps', '--format', 'json', 'events'],
+      ['compose', '-f', composeFile, 'ps', '-a', '-q', 'events'],
       ['pull', 'ghcr.io/org/dashboard:1.4.2'],
       ['compose', '-f', composeFile, '-f', override, 'up', '-d', 'dashboard'],
-      ['compose', '-f', composeFile, 'ps', '--format', 'json', 'events'],
+      ['compose', '-f', composeFile, 'ps', '-a', '-q', 'events'],
       ['compose', '-f', composeFile, 'up', '-d', 'events'],
     ]);
     expect(await readFile(override, 'utf8')).toMatch(/dashboard:\n\s+image: ghcr.io\/org\/dashboard:1.4.2/);
