@@ -1,9 +1,12 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
-import { PassThrough, pipeline as pipe, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { pipeline as pipe, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -11,6 +14,7 @@ import {
   PutObjectCommand,
   S3Client,
   S3ServiceException,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { ApplicationFailure } from '@temporalio/common';
@@ -64,6 +68,17 @@ export function storeClient(cfg: ObjectStorageConfig, env: NodeJS.ProcessEnv): O
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 3,
   });
+  // A request that carries its body's SHA-256 as x-amz-checksum-sha256 is signed with that same hash
+  // (hex) as its payload hash: the signer would otherwise hash every part a second time.
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const headers = (args.request as { headers?: Record<string, string> }).headers;
+      const sum = headers?.['x-amz-checksum-sha256'];
+      if (headers && sum && !headers['x-amz-content-sha256']) headers['x-amz-content-sha256'] = Buffer.from(sum, 'base64').toString('hex');
+      return next(args);
+    },
+    { step: 'build', priority: 'low', name: 'payloadHashFromChecksum' },
+  );
   return {
     client,
     bucket: cfg.bucket,
@@ -227,7 +242,7 @@ async function checkStored(store: ObjectStore, key: string, hasher: Hasher): Pro
 
 export interface OpenUpload {
   /** Write the data here (respecting write()'s backpressure); it is sent in store.partSize parts as it comes. */
-  body: PassThrough;
+  body: Writable;
   /**
    * Ends the body and completes the upload, then compares the stored object with `hasher`, which must
    * have hashed exactly what was written to the body, in store.partSize parts.
@@ -240,41 +255,104 @@ export interface OpenUpload {
 /**
  * A multipart upload fed while the data is produced (pg_dump's output as it is written to disk).
  * Nothing is stored under `key` until finish(): the last part and the completion wait for it, so a
- * producer that fails is aborted without leaving an object behind.
+ * producer that fails is aborted without leaving an object behind. Data shorter than one part is
+ * sent in one PUT at finish(), as lib-storage's Upload does.
+ *
+ * Written here rather than with lib-storage's Upload, which concatenates every part into a newly
+ * allocated buffer: the parts are copied into queueSize + 1 buffers that are reused, which is
+ * what kept a streamed db-backup behind pg_dump followed by an upload (see docs/benchmarks.md).
  */
 export function openUpload(store: ObjectStore, key: string): OpenUpload {
-  const body = new PassThrough({ highWaterMark: 1024 * 1024 });
-  const upload = new Upload({
-    client: store.client,
-    params: { Bucket: store.bucket, Key: key, Body: body, ChecksumAlgorithm: 'SHA256', ContentType: 'application/octet-stream' },
-    partSize: store.partSize,
-    queueSize: store.queueSize,
-    leavePartsOnError: false,
+  const { bucket: Bucket, partSize } = store;
+  const pool: Buffer[] = [];
+  let current: Buffer | undefined;
+  let filled = 0;
+  let partNumber = 0;
+  let uploadId: Promise<string> | undefined;
+  let failure: unknown;
+  const inFlight = new Set<Promise<void>>();
+  const sent: Array<{ PartNumber: number; ETag?: string; ChecksumSHA256?: string }> = [];
+
+  const fail = (err: unknown) => {
+    failure ??= err;
+    // A failed part: the writer waiting for 'drain' stops; the error comes from finish().
+    if (!body.destroyed) body.destroy(err instanceof Error ? err : new Error(String(err)));
+  };
+  const started = () =>
+    (uploadId ??= store.client
+      .send(new CreateMultipartUploadCommand({ Bucket, Key: key, ChecksumAlgorithm: 'SHA256', ContentType: 'application/octet-stream' }))
+      .then((r) => r.UploadId!));
+  /** Sends what the current buffer holds as the next part; resolves once fewer than queueSize parts are in flight. */
+  const cut = async (): Promise<void> => {
+    const buf = current!;
+    const data = buf.subarray(0, filled);
+    const n = ++partNumber;
+    current = undefined;
+    filled = 0;
+    const id = await started();
+    const p: Promise<void> = store.client
+      .send(new UploadPartCommand({ Bucket, Key: key, UploadId: id, PartNumber: n, Body: data, ContentLength: data.length, ChecksumAlgorithm: 'SHA256' }))
+      .then((r) => {
+        sent.push({ PartNumber: n, ETag: r.ETag, ChecksumSHA256: r.ChecksumSHA256 });
+        pool.push(buf);
+      }, fail)
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    while (inFlight.size >= store.queueSize) await Promise.race(inFlight);
+  };
+  const abort = async (reason: Error): Promise<void> => {
+    failure ??= reason;
+    if (!body.destroyed) body.destroy(reason);
+    await Promise.allSettled(inFlight);
+    // A failure before the first part was cut leaves no upload to abort.
+    const id = await uploadId?.catch(() => undefined);
+    if (id) await store.client.send(new AbortMultipartUploadCommand({ Bucket, Key: key, UploadId: id })).catch(() => undefined);
+  };
+
+  const body = new Writable({
+    highWaterMark: 1024 * 1024,
+    write(chunk: Buffer, _enc, done) {
+      void (async () => {
+        let rest = chunk;
+        while (rest.length > 0) {
+          if (failure) throw failure;
+          // A full buffer is sent once more data follows: the last part is sent by finish().
+          if (current && filled === partSize) await cut();
+          current ??= pool.pop() ?? Buffer.allocUnsafeSlow(partSize);
+          const n = rest.copy(current, filled);
+          filled += n;
+          rest = rest.subarray(n);
+        }
+      })().then(() => done(), done);
+    },
   });
-  // Settled here so a failure before finish() or abort() is not an unhandled rejection.
-  const done = upload.done().then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  // A failed upload no longer reads the body: destroy it so a writer waiting for 'drain' stops (the error comes from finish()).
   body.on('error', () => undefined);
-  void done.then((err) => {
-    if (err) body.destroy(err instanceof Error ? err : new Error(String(err)));
-  });
+
   return {
     body,
     async finish(hasher) {
-      body.end();
-      const err = await done;
-      if (err) storeFailure(store, key, err);
+      try {
+        if (!body.writableFinished) {
+          body.end();
+          await finished(body);
+        }
+        if (partNumber === 0) {
+          const only = (current ?? Buffer.alloc(0)).subarray(0, filled);
+          await store.client.send(new PutObjectCommand({ Bucket, Key: key, Body: only, ContentLength: only.length, ChecksumAlgorithm: 'SHA256', ContentType: 'application/octet-stream' }));
+        } else {
+          if (filled > 0) await cut();
+          await Promise.all(inFlight);
+          if (failure) throw failure;
+          const parts = [...sent].sort((a, b) => a.PartNumber - b.PartNumber);
+          await store.client.send(new CompleteMultipartUploadCommand({ Bucket, Key: key, UploadId: await started(), MultipartUpload: { Parts: parts } }));
+        }
+      } catch (err) {
+        await abort(err instanceof Error ? err : new Error(String(err)));
+        storeFailure(store, key, failure ?? err);
+      }
       return checkStored(store, key, hasher);
     },
-    async abort(reason) {
-      body.destroy(reason);
-      await done;
-      // A failure before the first part was cut leaves no upload to abort; one already under way was aborted by done().
-      await upload.abort().catch(() => undefined);
-    },
+    abort,
   };
 }
 
