@@ -10,6 +10,7 @@ import { startDevServer } from '../lib/temporal/dev-server.js';
 import { startTemporalCluster } from '../lib/temporal/cluster.js';
 import { findTemporalCli } from '../lib/temporal/install.js';
 import { findVersitygw } from '../lib/local/versitygw.js';
+import { buildContainerImages, containerEngineMissing } from './fixtures/containers.js';
 import { useTestCodecKeys } from './fixtures/test-codec.js';
 
 declare module 'vitest' {
@@ -32,6 +33,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await findTemporalCli({ install: true, logger, onProgress: (line) => process.stderr.write(`${line}\n`) });
   // The S3-compatible server of the object-storage tests, built the same way (cached after the first time).
   await findVersitygw({ install: true, onProgress: (line) => process.stderr.write(`${line}\n`) });
+  // The real-container tests' images (tests/fixtures/containers.ts), where Podman is there: built
+  // once per change of what they are built from, found in Podman's store afterwards.
+  if (!containerEngineMissing()) await buildContainerImages({ onProgress: (line) => process.stderr.write(`${line}\n`) });
   useTestCodecKeys();
   // Before the server: the UI is started with its address. The UI's origin is allowed once known.
   const codec = await startCodecServer({ codec: payloadEncryptionFromEnv().codec, port: 0, corsOrigins: [], logger });
