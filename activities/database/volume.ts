@@ -145,6 +145,20 @@ export function containerName(purpose: string): string {
 const QUERY_TIMEOUT_MS = 60_000;
 
 /**
+ * An exit code of tar or find itself: the same archive fails the same way again, so the step is
+ * not retried (a retry would only empty the volume again). 125 is the engine's own error, 126
+ * and 127 a command that could not run, 128 and above a signal (the OOM killer, say): retried.
+ */
+function commandsOwn(code: number): boolean {
+  return code >= 1 && code <= 124;
+}
+
+function ownFailure(err: unknown): err is ApplicationFailure {
+  const exitCode = (err as ApplicationFailure | undefined)?.details?.[0] as { exitCode?: unknown } | undefined;
+  return err instanceof ApplicationFailure && err.type === ErrorTypes.CommandFailed && typeof exitCode?.exitCode === 'number' && commandsOwn(exitCode.exitCode);
+}
+
+/**
  * Runs a throwaway container and reads its exit code back from the engine: through podman's
  * Docker API (before podman 4.6) `docker run --rm` exits 0 even when the command failed, so
  * the exit status of `docker run` alone cannot say that a tarball was written or unpacked.
@@ -160,7 +174,9 @@ async function runContainer(d: VolumeDeps, p: PlanWithTimeout, purpose: string, 
       // An earlier attempt may have left its container behind, still running if its worker was killed.
       await remove(signal);
       try {
-        const run = await invoke({ argv: container(p, name, mounts, command), timeoutMs: p.timeoutMs }, ctx, what);
+        const run = await invoke({ argv: container(p, name, mounts, command), timeoutMs: p.timeoutMs }, ctx, what).catch((err: unknown) => {
+          throw ownFailure(err) ? ApplicationFailure.create({ type: err.type ?? ErrorTypes.CommandFailed, message: err.message, details: err.details ?? [], nonRetryable: true }) : err;
+        });
         const { stdout } = await invoke({ argv: ['docker', 'inspect', '--format', '{{.State.ExitCode}}', name], timeoutMs: QUERY_TIMEOUT_MS }, ctx, `exit code of container ${name}`);
         const code = Number(stdout.trim());
         if (stdout.trim() === '' || code !== 0) {
@@ -168,6 +184,7 @@ async function runContainer(d: VolumeDeps, p: PlanWithTimeout, purpose: string, 
             type: ErrorTypes.CommandFailed,
             message: `${what}: the container exited with ${stdout.trim() || 'no exit code'} although docker run exited 0: ${tailLines(`${run.stdout}\n${run.stderr}`.trim(), 5) || 'no output'}`,
             details: [{ command: run.command, exitCode: Number.isInteger(code) ? code : null, stderrTail: tailLines(run.stderr, 20), timedOut: false, notFound: false }],
+            nonRetryable: Number.isInteger(code) && commandsOwn(code),
           });
         }
         return run.command;

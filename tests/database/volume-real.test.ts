@@ -83,6 +83,17 @@ async function damage(): Promise<void> {
   await sql(appUrl, "DROP TABLE claims; UPDATE policies SET holder = 'changed' WHERE id % 7 = 0; DELETE FROM policies WHERE id > 900; INSERT INTO policies VALUES (5001, 'late', 1)");
 }
 
+/** Each activity the run started, with the attempt that ended it (history keeps only the last attempt's start). */
+async function activityAttempts(workflowId: string): Promise<Array<{ type: string; attempt: number }>> {
+  const history = await (await testClient()).workflow.getHandle(workflowId).fetchHistory();
+  const events = history.events ?? [];
+  return events.flatMap((e) => {
+    const s = e.activityTaskStartedEventAttributes;
+    const scheduled = s && events.find((x) => x.eventId?.toString() === s.scheduledEventId?.toString());
+    return s && scheduled ? [{ type: scheduled.activityTaskScheduledEventAttributes!.activityType!.name!, attempt: s.attempt ?? 1 }] : [];
+  });
+}
+
 const tarList = async (file: string) => (await execa('tar', ['-tzf', file])).stdout.split('\n');
 
 describe.skipIf(missing !== undefined && !CONTAINERS_REQUIRED)('db-backup / db-restore mode docker-volume, real container engine', () => {
@@ -337,12 +348,7 @@ describe.skipIf(missing !== undefined && !CONTAINERS_REQUIRED)('db-backup / db-r
     const r = await withWorker(loaded, async () => (await handle.result()) as DbVolumeRestoreResult, { env: engine.composeShimEnv, taskQueue });
     expect(r.ok).toBe(true);
     expect(await digests(['policies', 'claims'])).toEqual(atBackup);
-    const history = await handle.fetchHistory();
-    const started = (history.events ?? []).flatMap((e) => {
-      const s = e.activityTaskStartedEventAttributes;
-      const sched = s && history.events!.find((x) => x.eventId?.toString() === s.scheduledEventId?.toString());
-      return s && sched ? [{ type: sched.activityTaskScheduledEventAttributes!.activityType!.name, attempt: s.attempt ?? 1 }] : [];
-    });
+    const started = await activityAttempts(handle.workflowId);
     // Emptied and unpacked again by the new worker; the volume was stopped and saved only once.
     expect(started.find((a) => a.type === 'untarVolume')!.attempt).toBeGreaterThanOrEqual(2);
     expect(started.filter((a) => a.type === 'tarVolume').map((a) => a.attempt)).toEqual([1]);
@@ -381,4 +387,51 @@ describe.skipIf(missing !== undefined && !CONTAINERS_REQUIRED)('db-backup / db-r
     expect(await digests(['policies', 'claims'])).toEqual(atPoint);
     expect(await runbookContainers()).toEqual([]);
   }, 60_000);
+
+  it('an unpack that fails in the container fails the run (not exit 0 as `docker run --rm` on Podman 4.3 would report); the database stays stopped and the pre-restore tarball brings it back', async () => {
+    // It passes every check made before anything stops (checksum, read to its end, a data
+    // directory), then fails in the container: its last entry is a hard link to a file it lacks.
+    const dir = path.join(tmp, 'dangling');
+    await mkdir(path.join(dir, 'global'), { recursive: true });
+    await writeFile(path.join(dir, 'PG_VERSION'), '15\n');
+    await writeFile(path.join(dir, 'global', 'pg_control'), 'control');
+    await writeFile(path.join(dir, 'a'), 'linked');
+    await execa('ln', [path.join(dir, 'a'), path.join(dir, 'b')]);
+    const tarPath = path.join(tmp, 'dangling.tar');
+    await execa('tar', ['-cf', tarPath, '-C', dir, './PG_VERSION', './global', './a', './b']);
+    await execa('tar', ['--delete', '-f', tarPath, './a']);
+    await execa('gzip', ['-f', tarPath]);
+    await copyFile(`${tarPath}.gz`, path.join(repo, 'dangling.tar.gz'));
+    await writeFile(path.join(repo, 'dangling.tar.gz.sha256'), `${await sha256(path.join(repo, 'dangling.tar.gz'))}  dangling.tar.gz\n`);
+    const before = await digests(['policies', 'claims']);
+
+    const restore = (backupId: string, started?: (workflowId: string) => void) =>
+      withWorker(
+        loaded,
+        async ({ client, taskQueue }) => {
+          const handle = await client.workflow.start('db-restore', { taskQueue, workflowId: `volreal-${backupId}-${Date.now()}`, args: [{ database: 'app', mode: 'docker-volume', backupId, requestedBy: 'alice' }] });
+          started?.(handle.workflowId);
+          await waitForPending(handle);
+          await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'REPLACE', step: 'approve-replace' }] });
+          return (await handle.result().catch((e: unknown) => e)) as DbVolumeRestoreResult | Error;
+        },
+        { env: engine.composeShimEnv },
+      );
+    let failedId = '';
+    const failed = await restore('dangling', (id) => (failedId = id));
+    expect(failureText(failed)).toMatch(/restoring volume \S+: command failed \(exit code 2\): docker run --name runbook-untar-.*Cannot hard link to .\.\/a/s);
+    // tar's own exit code: not retried (the same archive fails the same way).
+    expect((await activityAttempts(failedId)).filter((a) => a.type === 'untarVolume')).toEqual([{ type: 'untarVolume', attempt: 1 }]);
+    // A half-restored data directory is not started: the container stays stopped, the app too.
+    expect((await pgContainer()).running).toBe(false);
+    expect((await appActions()).at(-1)).toBe('stop');
+    expect(await runbookContainers()).toEqual([]);
+    const kept = (await readdir(repo)).filter((f) => f.startsWith('pre-restore-') && f.endsWith('.tar.gz')).sort();
+    const newest = kept.at(-1)!.slice(0, -'.tar.gz'.length);
+
+    const back = await restore(newest);
+    expect(back).toMatchObject({ ok: true, backupId: newest });
+    expect(await digests(['policies', 'claims'])).toEqual(before);
+    for (const ext of ['.tar.gz', '.tar.gz.sha256']) await rm(path.join(repo, `dangling${ext}`));
+  }, 90_000);
 });
