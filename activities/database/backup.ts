@@ -192,7 +192,8 @@ async function dumpStreamed(
   upload?: { store: ObjectStore; key: string },
 ): Promise<Written> {
   const partial = `${target}.partial`;
-  const hasher = new Hasher(upload?.store.partSize);
+  // The whole dump's SHA-256; the upload hashes each part it sends itself.
+  const hasher = new Hasher();
   const up = upload ? openUpload(upload.store, upload.key) : undefined;
   const stop = new AbortController();
   const onAbort = () => stop.abort();

@@ -124,8 +124,8 @@ const isMissing = (err: unknown) => {
 };
 
 /**
- * Hashes what flows through: the whole stream, and each `partSize` slice as the multipart upload
- * cuts it, so the server's composite checksum can be computed here and compared.
+ * Hashes what flows through: the whole stream, and (given a partSize) each `partSize` slice as the
+ * multipart upload cuts it, so the server's composite checksum can be computed here and compared.
  */
 export class Hasher extends Transform {
   readonly whole = createHash('sha256');
@@ -141,6 +141,7 @@ export class Hasher extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.whole.update(chunk);
     this.bytes += chunk.length;
+    if (!Number.isFinite(this.partSize)) return done(null, chunk);
     let rest = chunk;
     while (rest.length > 0) {
       const take = Math.min(rest.length, this.partSize - this.inPart);
@@ -153,7 +154,7 @@ export class Hasher extends Transform {
   }
 
   override _flush(done: TransformCallback): void {
-    if (this.inPart > 0 || this.parts.length === 0) this.closePart();
+    if (Number.isFinite(this.partSize) && (this.inPart > 0 || this.parts.length === 0)) this.closePart();
     done();
   }
 
@@ -237,15 +238,16 @@ async function checkStored(store: ObjectStore, key: string, hasher: Hasher): Pro
       'ObjectStorageError',
     );
   }
-  return { key, bytes: hasher.bytes, sha256, parts: hasher.parts.length, checksum: expected };
+  return { key, bytes: hasher.bytes, sha256, parts: Math.max(1, hasher.parts.length), checksum: expected };
 }
 
 export interface OpenUpload {
   /** Write the data here (respecting write()'s backpressure); it is sent in store.partSize parts as it comes. */
   body: Writable;
   /**
-   * Ends the body and completes the upload, then compares the stored object with `hasher`, which must
-   * have hashed exactly what was written to the body, in store.partSize parts.
+   * Ends the body and completes the upload, then compares the stored object with the parts sent
+   * (their SHA-256 computed once, here, from the bytes in each request) and with `hasher`, a Hasher
+   * without partSize that hashed exactly what was written to the body.
    */
   finish(hasher: Hasher): Promise<Uploaded>;
   /** Aborts the multipart upload (its parts are deleted; nothing appears under the key). */
@@ -272,6 +274,7 @@ export function openUpload(store: ObjectStore, key: string): OpenUpload {
   let failure: unknown;
   const inFlight = new Set<Promise<void>>();
   const sent: Array<{ PartNumber: number; ETag?: string; ChecksumSHA256?: string }> = [];
+  const digests: Buffer[] = [];
 
   const fail = (err: unknown) => {
     failure ??= err;
@@ -289,9 +292,12 @@ export function openUpload(store: ObjectStore, key: string): OpenUpload {
     const n = ++partNumber;
     current = undefined;
     filled = 0;
+    // The part's SHA-256, for the store to check and for the composite compared after completion.
+    const digest = createHash('sha256').update(data).digest();
+    digests[n - 1] = digest;
     const id = await started();
     const p: Promise<void> = store.client
-      .send(new UploadPartCommand({ Bucket, Key: key, UploadId: id, PartNumber: n, Body: data, ContentLength: data.length, ChecksumAlgorithm: 'SHA256' }))
+      .send(new UploadPartCommand({ Bucket, Key: key, UploadId: id, PartNumber: n, Body: data, ContentLength: data.length, ChecksumSHA256: digest.toString('base64') }))
       .then((r) => {
         sent.push({ PartNumber: n, ETag: r.ETag, ChecksumSHA256: r.ChecksumSHA256 });
         pool.push(buf);
@@ -345,6 +351,7 @@ export function openUpload(store: ObjectStore, key: string): OpenUpload {
           if (failure) throw failure;
           const parts = [...sent].sort((a, b) => a.PartNumber - b.PartNumber);
           await store.client.send(new CompleteMultipartUploadCommand({ Bucket, Key: key, UploadId: await started(), MultipartUpload: { Parts: parts } }));
+          hasher.parts.splice(0, hasher.parts.length, ...digests);
         }
       } catch (err) {
         await abort(err instanceof Error ? err : new Error(String(err)));
