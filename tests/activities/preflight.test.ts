@@ -6,8 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPreflight } from '../../activities/stack/preflight.js';
 import type { PreflightResult } from '../../common/types.js';
 import { freePort } from '../fixtures/servers.js';
-import { createRecordingCli, type RecordingCli } from '../fixtures/recording-cli.js';
+import { containerEngineMissing, CONTAINERS_REQUIRED, startContainerEngine, type ContainerEngine } from '../fixtures/containers.js';
 
+const engineMissing = containerEngineMissing();
 const nothing = { ports: [], minDiskGb: 0, diskPath: '.', minMemoryGb: 0, files: [] };
 
 function check(result: PreflightResult, name: string) {
@@ -119,36 +120,37 @@ describe('preflight', () => {
     expect(daemon.detail).toMatch(/docker is not installed or not on PATH|docker info .*failed: .*(daemon|connect)/i);
   });
 
-  describe('with a docker stand-in', () => {
-    let docker: RecordingCli;
+  describe.skipIf(engineMissing !== undefined && !CONTAINERS_REQUIRED)('against a real engine (Podman\'s Docker API)', () => {
+    let engine: ContainerEngine;
     beforeAll(async () => {
-      docker = await createRecordingCli('docker');
+      if (engineMissing) throw new Error(engineMissing);
+      engine = await startContainerEngine({ images: [] });
     });
     afterAll(async () => {
-      await docker.remove();
+      await engine?.stop();
     });
 
-    it('passes when docker info and docker compose version answer', async () => {
-      await docker.respond([
-        { when: ['info'], stdout: '27.3.1\n' },
-        { when: ['compose', 'version'], stdout: '2.29.7\n' },
-      ]);
-      const r = await runPreflight({ ...nothing }, { configDir: dir, needsDocker: true, env: { PATH: docker.path } });
-      expect(check(r, 'docker daemon')).toEqual({ name: 'docker daemon', ok: true, detail: 'Docker daemon 27.3.1' });
-      expect(check(r, 'docker compose')).toEqual({ name: 'docker compose', ok: true, detail: 'Docker Compose 2.29.7' });
+    it('passes when the daemon and each configured Compose CLI answer: v1 and the v2 syntax', async () => {
+      const r = await runPreflight(
+        { ...nothing },
+        { configDir: dir, needsDocker: true, composeCommands: [['docker-compose'], ['docker', 'compose'], ['docker-compose']], env: engine.composeShimEnv },
+      );
+      expect(check(r, 'docker daemon')).toEqual({ name: 'docker daemon', ok: true, detail: expect.stringMatching(/^Docker daemon \d+\.\d+/) });
+      expect(check(r, 'docker-compose')).toEqual({ name: 'docker-compose', ok: true, detail: expect.stringMatching(/^Docker Compose 1\.\d+/) });
+      expect(check(r, 'docker compose')).toMatchObject({ ok: true, detail: expect.stringMatching(/^Docker Compose /) });
+      expect(r.checks.filter((c) => c.name === 'docker-compose')).toHaveLength(1);
       expect(r.ok).toBe(true);
     });
 
-    it('reports the daemon error line when docker info fails', async () => {
-      await docker.respond([
-        { when: ['info'], stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n', exitCode: 1 },
-        { when: ['compose'], stderr: "docker: 'compose' is not a docker command.\n", exitCode: 1 },
-      ]);
-      const r = await runPreflight({ ...nothing }, { configDir: dir, needsDocker: true, env: { PATH: docker.path } });
+    it('reports the daemon error line when docker info cannot reach it, and a missing compose plugin', async () => {
+      const socket = path.join(dir, 'no-daemon.sock');
+      // The machine's docker CLI has no compose plugin of its own: `docker compose` is an unknown command there.
+      const r = await runPreflight({ ...nothing }, { configDir: dir, needsDocker: true, env: { ...engine.env, DOCKER_HOST: `unix://${socket}` } });
       expect(check(r, 'docker daemon').detail).toBe(
-        'docker info --format {{.ServerVersion}} failed: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?',
+        `docker info --format {{.ServerVersion}} failed: Cannot connect to the Docker daemon at unix://${socket}. Is the docker daemon running?`,
       );
-      expect(check(r, 'docker compose').detail).toBe("docker compose version --short failed: docker: 'compose' is not a docker command.");
+      expect(check(r, 'docker compose')).toMatchObject({ ok: false, detail: expect.stringMatching(/^docker compose version --short failed: /) });
+      expect(r.ok).toBe(false);
     });
 
     it('says so when docker is not on PATH', async () => {

@@ -28,7 +28,8 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'runbook-rollback-'));
   kubectl = await createRecordingCli('kubectl');
   docker = await createRecordingCli('docker');
-  // Both stand-ins on PATH: kubectl and docker cannot run here (no cluster, no engine).
+  // Both stand-ins on PATH: no cluster for kubectl; containers do run here (tests/fixtures/containers.ts)
+  // but the compose rollback starts with `docker pull` of the previous image, and no registry is reachable.
   env = { ...process.env, PATH: `${kubectl.dir}${path.delimiter}${docker.path}` };
   app = await startDemoService({ httpPort: await freePort(), grpcPort: 0, version: '2.0.0' });
   postgres = await startPostgres();

@@ -7,8 +7,9 @@ import { parse } from 'yaml';
 import { SEARCH_ATTRIBUTES } from '../../common/search-attributes.js';
 
 /**
- * docker-compose.temporal.yml cannot run here (no Docker engine): these tests check what an
- * operator would check by reading it, and `docker compose config` when the CLI plugin exists.
+ * docker-compose.temporal.yml cannot run here: its images come from Docker Hub, which this machine
+ * cannot reach (containers do run, on Podman: tests/fixtures/containers.ts). These tests check what
+ * an operator would check by reading it, and `docker compose config` when the CLI plugin exists.
  */
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

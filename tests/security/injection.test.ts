@@ -341,6 +341,7 @@ describe('neutralized: argv without a shell, files, Redis, PromQL', () => {
   });
 
   it('app-rollback hands an image to docker as one argument and writes it into YAML as one value', async () => {
+    // A stand-in: the rollback's `docker pull` needs a registry, which this machine cannot reach.
     const docker = await createRecordingCli('docker');
     try {
       await writeFile(path.join(configDir, 'docker-compose.yml'), 'services: {}\n');
