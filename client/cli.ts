@@ -400,9 +400,21 @@ temporalCmd
   .option('--log-level <level>', 'server log level: debug, info, warn, error', 'warn')
   .option('--mtls', 'require client certificates: a CA, server and client certificates are made with openssl in <data-dir>/tls (once)')
   .option('--jwt', "with --mtls: the server's JWT authorization; a signing key is made in <data-dir>/jwt (once), clients present tokens from `runbook temporal token`")
+  .option('--separate-services', 'run frontend, history, matching and worker as four processes (each with its own metrics port) instead of one')
   .option('--build-only', 'only find or build temporal-server and temporal-sql-tool (progress on stderr, the server path on stdout), then exit')
   .action(
-    async (opts: { dataDir: string; postgresUrl?: string; ip: string; port: string; namespace: string; logLevel: string; buildOnly?: boolean; mtls?: boolean; jwt?: boolean }) => {
+    async (opts: {
+      dataDir: string;
+      postgresUrl?: string;
+      ip: string;
+      port: string;
+      namespace: string;
+      logLevel: string;
+      buildOnly?: boolean;
+      mtls?: boolean;
+      jwt?: boolean;
+      separateServices?: boolean;
+    }) => {
       const { runTemporalCluster } = await import('./temporal-cluster.js');
       await runTemporalCluster(opts);
     },

@@ -13,6 +13,7 @@ export interface ClusterCommandOptions {
   buildOnly?: boolean;
   mtls?: boolean;
   jwt?: boolean;
+  separateServices?: boolean;
 }
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -81,13 +82,26 @@ export async function runTemporalCluster(opts: ClusterCommandOptions): Promise<v
   if (opts.jwt) {
     // The SDK sends a token only over TLS (TEMPORAL_API_KEY implies it): without mTLS no client could use one.
     if (!tls) throw new UserError('--jwt needs --mtls: clients send their token over TLS only');
+    if (opts.separateServices) throw new UserError('--jwt with --separate-services is not supported (the internal frontend runs only in the one-process mode): leave one out');
     const { ensureSigningKey } = await import('../lib/temporal/jwt.js');
     const key = await ensureSigningKey(path.join(dataDir, 'jwt'));
     jwksFile = key.jwksFile;
     say(`JWT authorization: tokens signed by ${key.privateKeyFile} (make one with \`runbook temporal token --data-dir ${dataDir}\`)`);
   }
   try {
-    const start = startTemporalCluster({ dataDir, postgresUrl, ip: opts.ip, port, namespace: opts.namespace, logLevel, logger, onProgress: say, tls, jwksFile });
+    const start = startTemporalCluster({
+      dataDir,
+      postgresUrl,
+      ip: opts.ip,
+      port,
+      namespace: opts.namespace,
+      logLevel,
+      logger,
+      onProgress: say,
+      tls,
+      jwksFile,
+      separateServices: opts.separateServices,
+    });
     starting = start.then((started) => (cluster = started));
     await starting;
   } catch (err) {
@@ -99,6 +113,9 @@ export async function runTemporalCluster(opts: ClusterCommandOptions): Promise<v
     [
       '',
       `Temporal server:  ${TEMPORAL_SERVER_VERSION} on PostgreSQL ${cluster.postgresUrl} (databases temporal, temporal_visibility)`,
+      ...(opts.separateServices
+        ? [`Processes:        ${Object.entries(cluster.pids()).map(([service, pid]) => `${service} ${pid}`).join(', ')} (configs ${path.join(dataDir, 'config', 'runbook-<service>.yaml')})`]
+        : []),
       `Temporal address: ${cluster.address} (namespace ${cluster.namespace}, runbook search attributes registered)`,
       `Server metrics:   ${cluster.metricsUrl}`,
       `Data and logs:    ${dataDir} (server log ${cluster.serverLogFile})`,
@@ -124,9 +141,10 @@ export async function runTemporalCluster(opts: ClusterCommandOptions): Promise<v
   // Stays up until a signal; the server's exit on its own is reported and ends the command.
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, 2000));
-    if (!stopping && cluster.pid() === undefined) {
+    const down = opts.separateServices ? (['frontend', 'history', 'matching', 'worker'] as const).filter((s) => cluster!.pids()[s] === undefined) : [];
+    if (!stopping && (cluster.pid() === undefined || down.length > 0)) {
       await cluster.stop();
-      throw new UserError(`temporal-server exited on its own: see ${cluster.serverLogFile}`);
+      throw new UserError(`temporal-server${down.length ? ` (${down.join(', ')})` : ''} exited on its own: see ${cluster.serverLogFile}`);
     }
   }
 }

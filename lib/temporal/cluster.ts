@@ -1,5 +1,6 @@
 import { createWriteStream, existsSync } from 'node:fs';
 import { appendFile, cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -155,6 +156,10 @@ export interface ClusterPorts {
   /** With JWT authorization: the internal frontend (loopback, no token) the cluster's own services use. */
   internalFrontend?: number;
   internalFrontendMembership?: number;
+  /** With the services as separate processes: each serves its own metrics (`metrics` is the frontend's). */
+  historyMetrics?: number;
+  matchingMetrics?: number;
+  workerMetrics?: number;
 }
 
 export interface ClusterConfigInput {
@@ -300,7 +305,16 @@ export interface ClusterOptions {
    * HTTP port for as long as the cluster runs; clients then need a token signed by one of its keys.
    */
   jwksFile?: string;
+  /**
+   * Run frontend, history, matching and worker as four processes (`start --service X`, each
+   * with its own metrics port), as a production deployment scales them, instead of one.
+   */
+  separateServices?: boolean;
 }
+
+/** The services of a cluster, in the order they are started when they run as separate processes. */
+export const CLUSTER_SERVICES = ['history', 'matching', 'frontend', 'worker'] as const;
+export type ClusterService = (typeof CLUSTER_SERVICES)[number];
 
 export interface SchemaReport {
   database: string;
@@ -313,8 +327,10 @@ export interface TemporalCluster {
   address: string;
   namespace: string;
   metricsUrl: string;
-  /** Of the temporal-server process running now. */
+  /** Of the temporal-server process running now (with separateServices: the frontend's). */
   pid(): number | undefined;
+  /** With separateServices: each service's process id (undefined when it is not running). */
+  pids(): Partial<Record<ClusterService, number>>;
   /** Schema versions before and after this start's setup. */
   schema: SchemaReport[];
   /** postgres://... of the cluster's PostgreSQL (password hidden). */
@@ -332,6 +348,10 @@ export interface TemporalCluster {
   killServer(signal?: NodeJS.Signals): Promise<void>;
   /** Starts the server again on the same ports and waits until the namespace answers. */
   startServer(): Promise<number>;
+  /** With separateServices: sends `signal` to one service's process and waits for it to exit. */
+  killService(service: ClusterService, signal?: NodeJS.Signals): Promise<void>;
+  /** With separateServices: starts one service again (frontend: until the namespace answers; others: until their membership port accepts). */
+  startService(service: ClusterService): Promise<number>;
   /** Stops our PostgreSQL (mode fast: connections are cut) and starts it again after `downMs`. */
   restartPostgres(downMs?: number): Promise<void>;
   /** Stops the server, then our PostgreSQL. */
@@ -346,7 +366,14 @@ async function loadPorts(file: string): Promise<Partial<ClusterPorts>> {
   }
 }
 
-async function choosePorts(ip: string, saved: Partial<ClusterPorts>, frontend: number | undefined, ownPostgres: boolean, auth = false): Promise<ClusterPorts> {
+async function choosePorts(
+  ip: string,
+  saved: Partial<ClusterPorts>,
+  frontend: number | undefined,
+  ownPostgres: boolean,
+  auth = false,
+  separate = false,
+): Promise<ClusterPorts> {
   const taken = new Set<number>();
   const pick = async (keep: number | undefined): Promise<number> => {
     let p = keep && !taken.has(keep) ? keep : await freePort(ip === '0.0.0.0' ? '127.0.0.1' : ip);
@@ -389,6 +416,9 @@ async function choosePorts(ip: string, saved: Partial<ClusterPorts>, frontend: n
     metrics: await pick(saved.metrics),
     ...(ownPostgres ? { postgres: await pick(saved.postgres) } : {}),
     ...(auth ? { internalFrontend: await pick(saved.internalFrontend), internalFrontendMembership: await pickLow(saved.internalFrontendMembership) } : {}),
+    ...(separate
+      ? { historyMetrics: await pick(saved.historyMetrics), matchingMetrics: await pick(saved.matchingMetrics), workerMetrics: await pick(saved.workerMetrics) }
+      : {}),
   };
 }
 
@@ -488,7 +518,9 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
   if (!tools) throw new Error(`temporal-server ${TEMPORAL_SERVER_VERSION} is not in ${temporalServerCacheDir()}: run \`runbook temporal cluster\` with Go installed to build it`);
 
   const portsFile = path.join(dataDir, 'cluster.json');
-  const ports = await choosePorts(ip, await loadPorts(portsFile), opts.port, !opts.postgresUrl, Boolean(opts.jwksFile));
+  const separate = opts.separateServices === true;
+  if (separate && opts.jwksFile) throw new Error('separate service processes with JWT authorization (an internal frontend) are not supported: leave one of them out');
+  const ports = await choosePorts(ip, await loadPorts(portsFile), opts.port, !opts.postgresUrl, Boolean(opts.jwksFile), separate);
   await writeFile(portsFile, `${JSON.stringify(ports, null, 2)}\n`);
 
   let localPostgres: (LocalPostgres & { port: number; logFile: string }) | undefined;
@@ -504,9 +536,18 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
     if (localPostgres) await stopPostgresServer(localPostgres).catch((err: Error) => logger.warn({ err: err.message }, 'stopping PostgreSQL failed'));
   };
 
-  let server: ResultPromise | undefined;
-  let exited: Promise<void> = Promise.resolve();
-  let exit: { code?: number; signal?: string; failure?: string } | undefined;
+  type Exit = { code?: number; signal?: string; failure?: string };
+  /** One temporal-server process: 'server' (all services) or one service. */
+  interface ServerProcess {
+    child: ResultPromise;
+    exit?: Exit;
+    exited: Promise<void>;
+  }
+  const procs = new Map<'server' | ClusterService, ServerProcess>();
+  const running = (key: 'server' | ClusterService) => {
+    const p = procs.get(key);
+    return p && !p.exit ? p : undefined;
+  };
   const serverLogFile = opts.logFile ? path.resolve(opts.logFile) : path.join(dataDir, 'temporal-server.log');
   await mkdir(path.dirname(serverLogFile), { recursive: true });
   const output = new OutputTail(200, createWriteStream(serverLogFile, { flags: 'a' }));
@@ -515,21 +556,19 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
   // frontend, plaintext on loopback: the public one would want a token this process cannot mint.
   const internalAddress = opts.jwksFile ? hostPort('127.0.0.1', ports.internalFrontend!) : undefined;
   let jwks: JwksServer | undefined;
-  // temporal-server 1.29 reads `<root>/<config dir>/<env>.yaml`: --root dataDir --config config --env runbook.
+  // temporal-server 1.29 reads `<root>/<config dir>/<env>.yaml`: --root dataDir --config config --env runbook
+  // (separate services: --env runbook-<service>, which differ in the metrics port only).
   const configFile = path.join(dataDir, 'config', 'runbook.yaml');
 
-  const spawnServer = async (): Promise<number> => {
-    for (const [what, port] of [
-      ['Temporal frontend', ports.frontend],
-      ['Temporal frontend HTTP', ports.frontendHttp],
-    ] as const) {
-      await assertPortFree(ip === '0.0.0.0' ? '0.0.0.0' : ip, port, what, 'another Temporal server? stop it or choose another port');
-    }
-    const started = Date.now();
-    exit = undefined;
+  const spawnProcess = (key: 'server' | ClusterService): ServerProcess => {
     // internal-frontend is not among the services `start` runs by default: with auth all five are named.
-    const startArgs = internalAddress ? ['start', ...['frontend', 'internal-frontend', 'history', 'matching', 'worker'].flatMap((s) => ['--service', s])] : ['--allow-no-auth', 'start'];
-    const child = execa(tools.server, ['--root', dataDir, '--config', 'config', '--env', 'runbook', ...startArgs], {
+    const startArgs =
+      key !== 'server'
+        ? ['--env', `runbook-${key}`, '--allow-no-auth', 'start', '--service', key]
+        : internalAddress
+          ? ['--env', 'runbook', 'start', ...['frontend', 'internal-frontend', 'history', 'matching', 'worker'].flatMap((s) => ['--service', s])]
+          : ['--env', 'runbook', '--allow-no-auth', 'start'];
+    const child = execa(tools.server, ['--root', dataDir, '--config', 'config', ...startArgs], {
       // The server reads no secrets from the environment here; TEMPORAL_* client settings do not concern it.
       env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_'))),
       extendEnv: false,
@@ -540,26 +579,90 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
       cleanup: true,
       forceKillAfterDelay: 15_000,
     });
-    server = child;
     child.stdout?.on('data', (c: Buffer) => output.push(c));
     child.stderr?.on('data', (c: Buffer) => output.push(c));
-    exited = child.then((res) => {
-      exit = { code: res.exitCode, signal: res.signal, failure: res.failed && res.exitCode === undefined ? res.shortMessage : undefined };
+    const proc: ServerProcess = { child, exited: Promise.resolve() };
+    proc.exited = child.then((res) => {
+      proc.exit = { code: res.exitCode, signal: res.signal, failure: res.failed && res.exitCode === undefined ? res.shortMessage : undefined };
     });
+    procs.set(key, proc);
+    return proc;
+  };
+
+  const frontendReady = async (spawned: ServerProcess[]) => {
     try {
       await waitUntilReady({
         address: internalAddress ?? address,
         namespace: 'temporal-system',
         timeoutMs: opts.readyTimeoutMs ?? 120_000,
-        exited: () => exit,
+        exited: () => spawned.find((p) => p.exit)?.exit,
         tls: internalAddress ? undefined : await clientTls(opts.tls),
       });
     } catch (err) {
-      if (!exit) child.kill('SIGTERM');
-      await exited;
+      for (const p of spawned) if (!p.exit) p.child.kill('SIGTERM');
+      await Promise.all(spawned.map((p) => p.exited));
       throw new Error(`temporal-server at ${address} ${(err as Error).message}. Server output (${serverLogFile}):\n${briefOutput(output.text(8))}`, { cause: err });
     }
+  };
+
+  const assertFrontendPortsFree = async () => {
+    for (const [what, port] of [
+      ['Temporal frontend', ports.frontend],
+      ['Temporal frontend HTTP', ports.frontendHttp],
+    ] as const) {
+      await assertPortFree(ip === '0.0.0.0' ? '0.0.0.0' : ip, port, what, 'another Temporal server? stop it or choose another port');
+    }
+  };
+
+  const spawnServer = async (): Promise<number> => {
+    await assertFrontendPortsFree();
+    const started = Date.now();
+    if (!separate) {
+      await frontendReady([spawnProcess('server')]);
+    } else {
+      // One after the other, each listening before the next starts: started at once, the worker
+      // service's system workflows and matching's caches give up when history has no hosts yet.
+      try {
+        for (const service of CLUSTER_SERVICES) await startService(service);
+      } catch (err) {
+        await killAll('SIGTERM');
+        throw err;
+      }
+    }
     return Date.now() - started;
+  };
+
+  // The worker service has no gRPC server of its own; every service listens on its membership port once it runs.
+  const servicePort: Record<ClusterService, number> = { frontend: ports.frontend, history: ports.historyMembership, matching: ports.matchingMembership, worker: ports.workerMembership };
+  const startService = async (service: ClusterService): Promise<number> => {
+    if (!separate) throw new Error('startService: the cluster runs its services in one process (separateServices is off): use startServer');
+    if (running(service)) throw new Error(`startService: ${service} is running (pid ${running(service)!.child.pid})`);
+    if (service === 'frontend') await assertFrontendPortsFree();
+    const started = Date.now();
+    const proc = spawnProcess(service);
+    if (service === 'frontend') {
+      await frontendReady([proc]);
+    } else {
+      const deadline = started + (opts.readyTimeoutMs ?? 120_000);
+      const host = ip === '0.0.0.0' ? '127.0.0.1' : ip;
+      for (;;) {
+        if (proc.exit) throw new Error(`temporal-server ${service} exited (code ${proc.exit.code ?? '-'}, signal ${proc.exit.signal ?? '-'}) before it listened. Server output (${serverLogFile}):\n${briefOutput(output.text(8))}`);
+        if (await portAccepts(host, servicePort[service])) break;
+        if (Date.now() > deadline) {
+          proc.child.kill('SIGTERM');
+          await proc.exited;
+          throw new Error(`temporal-server ${service} did not listen on ${hostPort(host, servicePort[service])} within ${opts.readyTimeoutMs ?? 120_000} ms`);
+        }
+        await sleep(100);
+      }
+    }
+    return Date.now() - started;
+  };
+
+  const killAll = async (signal: NodeJS.Signals) => {
+    const all = [...procs.values()];
+    for (const p of all) if (!p.exit) p.child.kill(signal);
+    await Promise.all(all.map((p) => p.exited));
   };
 
   try {
@@ -588,24 +691,31 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
       tls: opts.tls,
       ...(jwks ? { auth: { jwksUrl: jwks.url } } : {}),
     });
-    await writeFile(configFile, `# Written by \`runbook temporal cluster\` on every start; edits are overwritten.\n${stringify(config)}`, { mode: 0o600 });
+    const header = '# Written by `runbook temporal cluster` on every start; edits are overwritten.\n';
+    await writeFile(configFile, `${header}${stringify(config)}`, { mode: 0o600 });
+    if (separate) {
+      const metricsPort: Record<ClusterService, number> = { frontend: ports.metrics, history: ports.historyMetrics!, matching: ports.matchingMetrics!, worker: ports.workerMetrics! };
+      for (const service of CLUSTER_SERVICES) {
+        await writeFile(path.join(dataDir, 'config', `runbook-${service}.yaml`), `${header}${stringify(withMetricsPort(config, metricsPort[service]))}`, { mode: 0o600 });
+      }
+    }
 
-    progress(`starting temporal-server ${TEMPORAL_SERVER_VERSION} (config ${configFile}, dynamic config ${dynamicConfigFile}, log ${serverLogFile})`);
+    progress(
+      `starting temporal-server ${TEMPORAL_SERVER_VERSION}${separate ? ` as four processes (${CLUSTER_SERVICES.join(', ')}; config/runbook-<service>.yaml)` : ''} (config ${configFile}, dynamic config ${dynamicConfigFile}, log ${serverLogFile})`,
+    );
     const started = Date.now();
     await spawnServer();
     await ensureNamespace(internalAddress ?? address, namespace, internalAddress ? undefined : opts.tls, opts.readyTimeoutMs ?? 120_000);
     const readyMs = Date.now() - started;
 
-    const killServer = async (signal: NodeJS.Signals = 'SIGTERM') => {
-      if (server && !exit) server.kill(signal);
-      await exited;
-    };
+    const killServer = (signal: NodeJS.Signals = 'SIGTERM') => killAll(signal);
     let stopping: Promise<void> | undefined;
     return {
       address,
       namespace,
       metricsUrl: `http://${hostPort(ip === '0.0.0.0' ? '127.0.0.1' : ip, ports.metrics)}/metrics`,
-      pid: () => (exit ? undefined : server?.pid),
+      pid: () => running(separate ? 'frontend' : 'server')?.child.pid,
+      pids: () => Object.fromEntries(CLUSTER_SERVICES.flatMap((s) => (running(s) ? [[s, running(s)!.child.pid]] : []))) as Partial<Record<ClusterService, number>>,
       schema,
       postgresUrl: redactUrl(target),
       localPostgres,
@@ -614,6 +724,13 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
       ...(internalAddress ? { internalAddress, jwksUrl: jwks?.url } : {}),
       killServer,
       startServer: spawnServer,
+      async killService(service: ClusterService, signal: NodeJS.Signals = 'SIGTERM') {
+        if (!separate) throw new Error('killService: the cluster runs its services in one process (separateServices is off): use killServer');
+        const p = running(service);
+        if (p) p.child.kill(signal);
+        await procs.get(service)?.exited;
+      },
+      startService,
       async restartPostgres(downMs = 0) {
         if (!localPostgres) throw new Error('restartPostgres: the cluster uses an external PostgreSQL (--postgres-url)');
         await stopPostgresServer(localPostgres, 'fast');
@@ -629,13 +746,33 @@ export async function startTemporalCluster(opts: ClusterOptions): Promise<Tempor
         })()),
     };
   } catch (err) {
-    if (server && !exit) server.kill('SIGTERM');
-    await exited;
+    await killAll('SIGTERM');
     await output.close();
     await jwks?.close();
     await stopPostgres();
     throw err;
   }
+}
+
+/** The server config of one service process: the same, with its own metrics port. */
+function withMetricsPort(config: Record<string, unknown>, port: number): Record<string, unknown> {
+  const global = config.global as { metrics: { prometheus: { listenAddress: string } } } & Record<string, unknown>;
+  const host = global.metrics.prometheus.listenAddress.replace(/:\d+$/, '');
+  return { ...config, global: { ...global, metrics: { prometheus: { ...global.metrics.prometheus, listenAddress: `${host}:${port}` } } } };
+}
+
+/** Whether something accepts TCP connections on host:port. */
+function portAccepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1000, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
 }
 
 /** The server logs JSON lines with stack traces: keep an error message readable. */
