@@ -85,7 +85,7 @@ describe('four service processes', () => {
     }
   }, 120_000);
 
-  for (const service of ['history', 'matching', 'frontend'] as const) {
+  for (const service of ['history', 'matching', 'frontend', 'worker'] as const) {
     it(`${service} SIGKILLed and started again while a run waits: the other three keep running, the run is approved and finishes`, async () => {
       const taskQueue = uniqueQueue(`cluster-svc-${service}`);
       const worker = await spawnWorker(stack.loaded.path, taskQueue, { temporal: temporal() });
