@@ -20,8 +20,9 @@ import { failureText, sql, tableDigest, waitForPending } from './helpers.js';
 /**
  * db-backup / db-restore with `mode: "docker-volume"` against a real container engine: Podman's
  * Docker API with the docker CLI, PostgreSQL 15 in a container whose data directory is a named
- * volume, its compose service driven by docker-compose (v1, behind `docker compose` through the
- * fixture's CLI-plugin shim). The tar containers run the locally built Debian base image.
+ * volume, its compose service driven by docker-compose 1.29 (the driver's `command:
+ * ['docker-compose']`, as on a Debian 12 host). The tar containers run the locally built Debian
+ * base image.
  * What the user checks is what is asserted: the tables' contents (md5) after a restore, the
  * containers that were (not) stopped, the tarballs on disk.
  */
@@ -139,7 +140,8 @@ describe.skipIf(missing !== undefined && !CONTAINERS_REQUIRED)('db-backup / db-r
           {
             name: 'postgres',
             group: 'infra',
-            driver: { type: 'compose', file: 'docker-compose.unified.yml', service: 'postgres', project },
+            // Debian 12 packages Compose v1 only: the driver's command says so.
+            driver: { type: 'compose', file: 'docker-compose.unified.yml', service: 'postgres', project, command: ['docker-compose'] },
             probes: [{ type: 'postgres', url: appUrl }],
           },
           {
@@ -180,7 +182,7 @@ describe.skipIf(missing !== undefined && !CONTAINERS_REQUIRED)('db-backup / db-r
       loaded,
       ({ client, taskQueue }) =>
         client.workflow.execute('db-backup', { taskQueue, workflowId: `volreal-backup-${Date.now()}`, args: [{ database: 'app', mode: 'docker-volume', requestedBy: 'alice' }] }) as Promise<DbVolumeBackupResult>,
-      { env: engine.composeShimEnv },
+      { env: engine.env },
     );
     backupId = r.backup.id;
     const file = path.join(repo, `${backupId}.tar.gz`);
@@ -246,7 +248,7 @@ describe.skipIf(missing !== undefined && !CONTAINERS_REQUIRED)('db-backup / db-r
           expect(await handle.query(pendingApprovalQuery)).toBeNull();
         }
       },
-      { env: engine.composeShimEnv },
+      { env: engine.env },
     );
     expect(await pgContainer()).toEqual(before);
     expect(await appActions()).toEqual(actions);
@@ -271,7 +273,7 @@ describe.skipIf(missing !== undefined && !CONTAINERS_REQUIRED)('db-backup / db-r
         await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', comment: 'wrong tarball', step: 'approve-replace' }] });
         expect(failureText(await handle.result().catch((e: unknown) => e))).toMatch(/rejected by bob: wrong tarball; nothing was stopped or restored/);
       },
-      { env: engine.composeShimEnv },
+      { env: engine.env },
     );
     expect(await pgContainer()).toEqual(before);
     expect(await appActions()).toEqual(actions);
@@ -305,7 +307,7 @@ describe.skipIf(missing !== undefined && !CONTAINERS_REQUIRED)('db-backup / db-r
         await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'REPLACE', step: 'approve-replace' }] });
         return (await handle.result()) as DbVolumeRestoreResult;
       },
-      { env: engine.composeShimEnv },
+      { env: engine.env },
     );
     expect(r).toMatchObject({ ok: true, mode: 'docker-volume', backupId, volume });
     expect(r.counts).toEqual([
@@ -326,7 +328,7 @@ describe.skipIf(missing !== undefined && !CONTAINERS_REQUIRED)('db-backup / db-r
   it('a worker SIGKILLed while the volume is being emptied or unpacked: a new worker redoes the step and the tables are back (md5)', async () => {
     await damage();
     const taskQueue = uniqueQueue('volreal-crash');
-    const first = await spawnWorker(loaded.path, taskQueue, { env: engine.composeShimEnv, detached: true });
+    const first = await spawnWorker(loaded.path, taskQueue, { env: engine.env, detached: true });
     const client = await testClient();
     const handle: WorkflowHandle = await client.workflow.start('db-restore', {
       taskQueue,
@@ -345,7 +347,7 @@ describe.skipIf(missing !== undefined && !CONTAINERS_REQUIRED)('db-backup / db-r
     process.kill(-first.child.pid!, 'SIGKILL');
     await first.exited;
 
-    const r = await withWorker(loaded, async () => (await handle.result()) as DbVolumeRestoreResult, { env: engine.composeShimEnv, taskQueue });
+    const r = await withWorker(loaded, async () => (await handle.result()) as DbVolumeRestoreResult, { env: engine.env, taskQueue });
     expect(r.ok).toBe(true);
     expect(await digests(['policies', 'claims'])).toEqual(atBackup);
     const started = await activityAttempts(handle.workflowId);
@@ -380,7 +382,7 @@ describe.skipIf(missing !== undefined && !CONTAINERS_REQUIRED)('db-backup / db-r
         await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'REPLACE', step: 'approve-replace' }] });
         return (await handle.result()) as DbVolumeRestoreResult;
       },
-      { env: engine.composeShimEnv },
+      { env: engine.env },
     );
     // No manifest: the verified tables only have to exist, and the contents are those of the point.
     expect(r.counts.map((c) => c.table)).toEqual(['policies', 'claims']);
@@ -415,7 +417,7 @@ describe.skipIf(missing !== undefined && !CONTAINERS_REQUIRED)('db-backup / db-r
           await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', confirm: 'REPLACE', step: 'approve-replace' }] });
           return (await handle.result().catch((e: unknown) => e)) as DbVolumeRestoreResult | Error;
         },
-        { env: engine.composeShimEnv },
+        { env: engine.env },
       );
     let failedId = '';
     const failed = await restore('dangling', (id) => (failedId = id));

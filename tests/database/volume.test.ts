@@ -17,8 +17,9 @@ import { failureText, sql, waitForPending } from './helpers.js';
  * The Docker-volume variant against a recording `docker` stand-in, only for what the real
  * engine here (tests/database/volume-real.test.ts: Podman 4.3's Docker API, docker-compose v1)
  * cannot show:
- * - the exact `docker compose` (v2) command lines: the real test runs Compose v1 behind a
- *   CLI-plugin shim, so only the stand-in sees what a Docker host with the v2 plugin runs;
+ * - the exact `docker compose` (v2) command lines: the real test runs Compose v1
+ *   (`docker-compose`, the only one packaged here), so only the stand-in sees what a Docker
+ *   host with the v2 plugin runs;
  * - a throwaway container that failed while `docker run` exited 0 (what Podman's API before 4.6
  *   does with `--rm`): the runbook reads the exit code back with `docker inspect`, and a real
  *   engine cannot be made to lose it on purpose;
