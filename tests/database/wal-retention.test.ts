@@ -219,4 +219,35 @@ describe('WAL retention in object storage', () => {
     expect(r.counts).toEqual({ entries: 300 });
     expect(await count()).toBe(300);
   }, 120_000);
+
+  it('while another pg_basebackup runs on the cluster, no WAL is deleted and the run says why', async () => {
+    await sql(ledgerUrl, 'INSERT INTO entries SELECT g, g * 1.5 FROM generate_series(301, 400) g');
+    await archiveCurrentWal();
+    // A base backup taken by someone else, throttled so that it is still running during the run.
+    const other = execa(path.join(pgs.binDir, 'pg_basebackup'), ['-d', pgs.url, '-D', path.join(root, 'other-base'), '-X', 'none', '--max-rate=32'], { reject: false });
+    try {
+      for (let i = 0; ; i++) {
+        const [p] = await sql<{ n: string }>(pgs.url, 'SELECT count(*) AS n FROM pg_stat_progress_basebackup');
+        if (Number(p!.n) > 0) break;
+        if (i > 100) throw new Error('the throttled pg_basebackup did not start');
+        await sleep(100);
+      }
+      const before = await walNames();
+      const r = await withWorker(
+        loaded,
+        ({ client: temporal, taskQueue }) =>
+          temporal.workflow.execute('db-base-backup', { taskQueue, workflowId: `db-base-backup-busy-${Date.now()}`, args: [{ database: 'ledger', requestedBy: 'alice' }] }) as Promise<DbBaseBackupResult>,
+        { env },
+      );
+      // The base backup retention still applies; the WAL one waits for a run that can tell what is safe.
+      expect(r.deleted).toEqual([bases[1]!.id]);
+      expect(r.walRetention).toMatchObject({ deleted: 0, keepFrom: null, skipped: 'a pg_basebackup is in progress on the cluster' });
+      expect(r.progress.steps.find((s) => s.id === 'wal-retention')?.detail).toBe('nothing deleted: a pg_basebackup is in progress on the cluster');
+      const after = await walNames();
+      expect(before.filter((n) => !after.includes(n))).toEqual([]);
+    } finally {
+      other.kill('SIGTERM');
+      await other;
+    }
+  }, 60_000);
 });
