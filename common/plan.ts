@@ -28,6 +28,7 @@ export const READ_ONLY_ACTIVITIES: ReadonlySet<string> = new Set([
   'preflight',
   'serviceStatus',
   'runProbe',
+  'runProbes',
   'chooseBackup',
   'verifyBackup',
   'checkTableRestore',
@@ -56,6 +57,26 @@ export const READ_ONLY_ACTIVITIES: ReadonlySet<string> = new Set([
   'policyCheck',
   'cacheCheck',
   'databaseCheck',
+  'databaseState',
+  'countRecovered',
+  'verifyRestore',
+  'verifyVolumeRestore',
+]);
+
+/**
+ * Activities a plan never runs: they change something, send something (a page, a webhook, a
+ * ticket) or wait (for health, a recovery, a metric window). Every activity the worker registers
+ * is in one of the two lists (tests/common/plan-activities.test.ts), so a new one is classified
+ * when it is added, not found out by a plan that changed something.
+ */
+export const ACTING_ACTIVITIES: ReadonlySet<string> = new Set([
+  'applyConfigManifest', 'applyMigrations', 'applyRetention', 'baseBackup', 'baseRetention', 'cleanServices', 'clearBuildCache',
+  'createTicket', 'deliveryNotify', 'disableFeatureFlag', 'dropRestored', 'dumpDatabase', 'measureAnalysis', 'migrate', 'natsPurge',
+  'notify', 'notifyDr', 'redisFlush', 'redisUnlink', 'removeOldDataDir', 'replaceRedisDump', 'restoreEnvFile', 'restoreInto',
+  'restoreTables', 'rollbackAppRevision', 'rollbackMigrations', 'rollbackReleaseMigrations', 'serviceAction', 'setTrafficWeight',
+  'signalBackends', 'startAtPreviousVersion', 'startRecovery', 'stopRecovered', 'swapDatabases', 'switchDataDir', 'takeRedisSnapshot',
+  'tarVolume', 'untarVolume', 'uploadBackup', 'uploadBaseBackup', 'vacuumTables', 'verifyApproval', 'verifyServingVersion',
+  'volumeRetention', 'waitHealthy', 'waitRecovered', 'waitRedisDown', 'waitRedisReady', 'walRetention',
 ]);
 
 /** Activities that only read when asked to (`dryRun: true`): a retention or migration preview. */
