@@ -168,10 +168,12 @@ describe('runbook plan: database family', () => {
       expect(rollback.refused).toBeUndefined();
       expect(rollback.steps.find((s) => s.id === 'approve-rollback')?.kind).toBe('approval');
       expect((await sql<{ version: string }>(appUrl, 'SELECT version FROM schema_migrations ORDER BY 1')).map((r) => r.version)).toEqual(['001', '002']);
+      expect(stepsOf(rollback)).toEqual(stepsOf(await execute(client, taskQueue, 'db-migration-rollback', { database: 'app', services: [] }, 1)));
+      expect((await sql<{ version: string }>(appUrl, 'SELECT version FROM schema_migrations ORDER BY 1')).map((r) => r.version)).toEqual(['001']);
     });
   });
 
-  it('redis-snapshot and redis-restore: plans leave Redis running with the same pid; redis-restore of an unknown service is refused naming the field', async () => {
+  it('redis-snapshot and redis-restore: plans leave Redis running with the same pid, the real runs show the planned steps; an unknown service is refused naming the field', async () => {
     await withWorker(loaded, async ({ client, taskQueue }) => {
       const pid = await redisPid();
       const snap = await plan(client, taskQueue, 'redis-snapshot', { service: 'cache' });
@@ -185,6 +187,8 @@ describe('runbook plan: database family', () => {
       expect(approve.approval).toMatchObject({ approvers: ['alice', 'bob'], destructive: true, confirmPhrase: 'RESTORE' });
       expect(restore.stoppedAt?.activity).toMatch(/^serviceAction stop cache|^wait/);
       expect(await redisPid()).toBe(pid);
+      expect(stepsOf(restore)).toEqual(stepsOf(await execute(client, taskQueue, 'redis-restore', { service: 'cache' }, 1)));
+      expect(await redisPid()).not.toBe(pid);
 
       const unknown = await plan(client, taskQueue, 'redis-restore', { service: 'nosuch' });
       expect(unknown.refused?.message).toMatch(/service.*nosuch|nosuch.*service/);
