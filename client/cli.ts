@@ -14,6 +14,7 @@ import { registerPlanCommand } from './plan.js';
 import type { PendingApproval, StepProgress } from '../common/types.js';
 import { connectCli } from './connect.js';
 import type { FirstTask } from './run-check.js';
+import type { ClusterCommandOptions } from './temporal-cluster.js';
 import { defaultIdentity, UserError } from './user-error.js';
 
 // What the actions use loads when one runs: `runbook --help` loads commander and the command
@@ -403,18 +404,7 @@ temporalCmd
   .option('--separate-services', 'run frontend, history, matching and worker as four processes (each with its own metrics port) instead of one')
   .option('--build-only', 'only find or build temporal-server and temporal-sql-tool (progress on stderr, the server path on stdout), then exit')
   .action(
-    async (opts: {
-      dataDir: string;
-      postgresUrl?: string;
-      ip: string;
-      port: string;
-      namespace: string;
-      logLevel: string;
-      buildOnly?: boolean;
-      mtls?: boolean;
-      jwt?: boolean;
-      separateServices?: boolean;
-    }) => {
+    async (opts: ClusterCommandOptions) => {
       const { runTemporalCluster } = await import('./temporal-cluster.js');
       await runTemporalCluster(opts);
     },
