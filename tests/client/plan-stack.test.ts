@@ -84,6 +84,9 @@ describe('runbook plan: stack family', () => {
 
       const real = await execute(client, taskQueue, 'stack-start', {});
       expect(stepsOf(p)).toEqual(stepsOf(real.progress));
+      // The steps the plan ran read what the run's first steps then show.
+      const checked = p.steps.filter((s) => s.kind === 'checked');
+      expect(checked.map((s) => [s.id, s.detail])).toEqual(checked.map((c) => [c.id, real.progress.steps.find((s) => s.id === c.id)!.detail]));
       expect(real.progress.steps.every((s) => s.status === 'succeeded')).toBe(true);
     });
   });
