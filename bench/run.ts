@@ -131,20 +131,33 @@ async function healthFanOut(client: Client, native: NativeConnection, namespace:
   const bundle = await bundleRunbookWorkflows({ logger: quiet });
   const { worker } = await createRunbookWorker({ loaded, settings: { address, namespace, taskQueue }, connection: native, logger, workflowBundle: bundle });
   const walls: number[] = [];
+  const slowest: number[] = [];
   await worker.runUntil(async () => {
     for (let i = 0; i < 6; i++) {
       const t = performance.now();
       const r = (await client.workflow.execute('health-check', { taskQueue, workflowId: `bench-hc-${Date.now()}-${i}`, args: [{}] })) as HealthCheckResult;
       if (r.results.length !== 20) throw new Error('expected 20 probe results');
       if (i > 0) walls.push(performance.now() - t);
+      if (i > 0) slowest.push(Math.max(...r.results.map((p) => p.latencyMs)));
     }
   });
   server.close();
   walls.sort((a, b) => a - b);
+  slowest.sort((a, b) => a - b);
   const median = quantile(walls, 0.5);
-  table('health-check over 20 probes of 200 ms each (5 runs after warm-up) - target <= 1.3x the slowest probe', [
-    { variant: 'health-check workflow (start -> result)', median_ms: median.toFixed(0), ratio_to_200ms: (median / delayMs).toFixed(2) },
-    { variant: 'runbook by hand (20 sequential curls)', median_ms: (20 * delayMs).toFixed(0), ratio_to_200ms: '20.00' },
+  const slowestMedian = quantile(slowest, 0.5);
+  // The target is read against the server's 200 ms; the slowest probe as measured (its request on a
+  // loaded machine takes longer than the server's delay) is shown beside it.
+  table('health-check over 20 probes of 200 ms each (5 runs after warm-up) - target <= 1.3x the slowest probe (260 ms)', [
+    {
+      variant: 'health-check workflow (start -> result)',
+      median_ms: median.toFixed(0),
+      ratio_to_200ms: (median / delayMs).toFixed(2),
+      slowest_probe_ms: slowestMedian.toFixed(0),
+      ratio_to_slowest: (median / slowestMedian).toFixed(2),
+      met: median <= 1.3 * delayMs ? 'yes' : 'no',
+    },
+    { variant: 'runbook by hand (20 sequential curls)', median_ms: (20 * delayMs).toFixed(0), ratio_to_200ms: '20.00', slowest_probe_ms: '-', ratio_to_slowest: '-', met: '-' },
   ]);
 }
 
