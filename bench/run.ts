@@ -1,11 +1,11 @@
 /**
  * Benchmarks for the foundation's speed targets, printed as tables. Not part of `npm test`.
  *   npm run bench                  (every section)
- *   npm run bench -- steps bundle  (only those: bundle, steps, health, stack, cli, scale)
+ *   npm run bench -- steps bundle  (only those: bundle, steps, health, stack, cli, scale, database)
  * Starts its own Temporal dev server (in memory, and one on a SQLite file for the step
  * benchmark) unless TEMPORAL_ADDRESS is set.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -176,7 +176,7 @@ setTimeout(() => http.createServer((q, s) => s.end('ok')).listen(Number(port), '
   const starter = path.join(dir, 'start.mjs');
   await writeFile(
     starter,
-    `import { spawn } from 'node:child_process';
+    `import { spawn, spawnSync } from 'node:child_process';
 const c = spawn(process.execPath, process.argv.slice(2), { detached: true, stdio: 'ignore' }); c.unref();`,
   );
   const ports = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
@@ -251,7 +251,7 @@ const c = spawn(process.execPath, process.argv.slice(2), { detached: true, stdio
   ]);
 }
 
-const SECTIONS = ['bundle', 'steps', 'health', 'stack', 'cli', 'scale'] as const;
+const SECTIONS = ['bundle', 'steps', 'health', 'stack', 'cli', 'scale', 'database'] as const;
 
 /** `npm run bench -- steps bundle` runs only those sections; no argument, all of them. */
 async function main(): Promise<void> {
@@ -271,6 +271,12 @@ async function main(): Promise<void> {
     if (run('cli')) await cliStartup(temporal, logger);
     // Its own dev server per workload, started and stopped inside.
     if (run('scale')) await scale(logger);
+    // db-backup against pg_dump -Fc and pitr-restore against the steps by hand (bench/database.ts,
+    // its own dev server and PostgreSQL), in a process of its own: it runs its benchmark on import.
+    if (run('database')) {
+      const db = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./database.ts', import.meta.url))], { stdio: 'inherit' });
+      if (db.status !== 0) throw new Error(`bench/database.ts exited ${db.status}`);
+    }
   } finally {
     await temporal.close();
   }
