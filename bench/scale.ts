@@ -9,7 +9,8 @@
  * p50/p95 run latency (start to close), and the peak RSS (VmHWM) of the worker and the server, with
  * the worker's peak before the first run (its start-up) and its RSS once all runs closed.
  * Targets: all complete; the runbook worker's peak RSS <= 400 MB; TypeScript runs/s within 1.5x
- * of Go's. `npm run bench -- scale`, or alone `npx tsx bench/scale.ts`. Not part of `npm test`.
+ * of Go's. `npm run bench -- scale`, or alone `npx tsx bench/scale.ts` (SCALE_ONLY=health: the
+ * runbook worker's workloads only). Not part of `npm test`.
  * Payloads are not encrypted here (the Go worker has no codec).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -170,7 +171,7 @@ function row(o: Outcome, targetRss?: number, goRunsPerS?: number): Record<string
 export async function scale(logger: Logger = createLogger({ component: 'bench' }, 'warn')): Promise<void> {
   const build = spawnSync(process.execPath, ['bin/build.mjs', '--if-stale'], { cwd: ROOT, stdio: 'inherit' });
   if (build.status !== 0) throw new Error('npm run build failed');
-  const goBin = goWorkerBinary(logger);
+  const goBin = process.env.SCALE_ONLY === 'health' ? '' : goWorkerBinary(logger);
   const probeTarget = http.createServer((_req, res) => res.end('healthy'));
   await new Promise<void>((resolve) => probeTarget.listen(0, '127.0.0.1', resolve));
   const port = (probeTarget.address() as AddressInfo).port;
@@ -205,6 +206,11 @@ export async function scale(logger: Logger = createLogger({ component: 'bench' }
         startWorker([process.execPath, 'bin/runbook.mjs', 'worker', '--config', configFile, '--metrics', 'off'], { ...baseEnv, TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: namespace, RUNBOOK_TASK_QUEUE: taskQueue, RUNBOOK_MAX_CACHED_WORKFLOWS: String(cached) }, /worker started/),
       (client, taskQueue, i) => client.workflow.start('health-check', { taskQueue, workflowId: `scale-hc-${i}`, args: [{ requestedBy: 'bench' }] }),
     );
+    // SCALE_ONLY=health: the runbook worker's two workloads alone (its memory, without the Go comparison).
+    if (process.env.SCALE_ONLY === 'health') {
+      table(`Scale: ${RUNS} concurrent runs on one worker process, a fresh dev server per workload`, [row(health, 400), row(healthBounded, 400)]);
+      return;
+    }
     const synth = (label: string, worker: (a: string, n: string, q: string) => Promise<ChildProcess>) =>
       workload(label, logger, STEPS, worker, (client, taskQueue, i) => client.workflow.start('sequentialSteps', { taskQueue, workflowId: `scale-steps-${i}`, args: [STEPS] }));
     const ts = await synth(`${STEPS}-step synthetic, TypeScript worker`, (a, n, q) => startWorker([process.execPath, '--import', 'tsx', 'bench/scale-worker.ts', a, n, q], baseEnv, /ready/));
