@@ -1,5 +1,4 @@
 import { fileURLToPath } from 'node:url';
-import v8 from 'node:v8';
 import type { LogLevel, LogMetadata, Logger as SdkLogger } from '@temporalio/common';
 import { bundleWorkflowCode, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
@@ -134,22 +133,8 @@ export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<{
   return { worker, connection, ownsConnection: !opts.connection };
 }
 
-/**
- * Young-generation size (MB per semi-space) for the isolate that runs the workflows, set before the
- * worker creates it: V8's default lets each semi-space grow to 16 MB, and under 1,000 concurrent
- * runs the worker's resident memory grew past 400 MB; with 2 MB the same load peaked 40-50 MB
- * lower at the same throughput (docs/benchmarks.md). Kept when node is started with its own.
- */
-const WORKFLOW_SEMI_SPACE_MB = 2;
-
-function boundYoungGeneration(): void {
-  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => a.startsWith('--max-semi-space-size'));
-  if (!given) v8.setFlagsFromString(`--max-semi-space-size=${WORKFLOW_SEMI_SPACE_MB}`);
-}
-
 /** `runbook worker`: validate config, connect, serve until SIGTERM/SIGINT, then drain. */
 export async function runWorker(opts: { configPath?: string; metricsBind?: string; logger?: Logger } = {}): Promise<void> {
-  boundYoungGeneration();
   const logger = opts.logger ?? createLogger({ component: 'worker' });
   const loaded = await loadConfig(opts.configPath);
   const settings = temporalSettingsFromEnv();
