@@ -96,7 +96,7 @@ const stepsOf = (x: RunPlan | RunProgress) => x.steps.map((s) => `${s.id}: ${s.t
 const dirs = async (d: string) => (existsSync(d) ? (await readdir(d)).sort() : []);
 
 describe('runbook plan: point-in-time recovery', () => {
-  it('db-base-backup and restore-drill: the plans take and restore nothing; db-base-backup runs the planned steps', async () => {
+  it('db-base-backup and restore-drill: the plans take and restore nothing; the real runs execute the planned steps', async () => {
     await withWorker(loaded, async ({ client, taskQueue }) => {
       const base = await plan(client, taskQueue, 'db-base-backup', { database: 'app' });
       expect(base.refused).toBeUndefined();
@@ -105,11 +105,25 @@ describe('runbook plan: point-in-time recovery', () => {
       const real = (await client.workflow.execute('db-base-backup', { taskQueue, workflowId: `base-${Date.now()}`, args: [{ database: 'app', requestedBy: 'alice' }] })) as { progress: RunProgress };
       expect(stepsOf(base)).toEqual(stepsOf(real.progress));
 
+      // The drill restores the latest logical backup too: take one, so the real drill has both sources.
+      await client.workflow.execute('db-backup', { taskQueue, workflowId: `backup-${Date.now()}`, args: [{ database: 'app', requestedBy: 'alice' }] });
+      await archiveNow();
       const drill = await plan(client, taskQueue, 'restore-drill', { database: 'app' });
       expect(drill.refused).toBeUndefined();
+      expect(drill.stoppedAt?.activity).toMatch(/^restoreInto app/);
       expect(await dirs(path.join(root, 'restore'))).toEqual([]);
+      expect(await sql(appUrl, "SELECT datname FROM pg_database WHERE datname LIKE 'app_drill_%'")).toEqual([]);
+      const realDrill = (await client.workflow.execute('restore-drill', { taskQueue, workflowId: `drill-${Date.now()}`, args: [{ database: 'app', requestedBy: 'alice' }] })) as { progress: RunProgress };
+      expect(realDrill.progress.steps.map((s) => [s.id, s.status])).toEqual([
+        ['plan', 'succeeded'],
+        ['logical', 'succeeded'],
+        ['pitr', 'succeeded'],
+        ['cleanup', 'succeeded'],
+        ['objectives', 'succeeded'],
+      ]);
+      expect(stepsOf(drill)).toEqual(stepsOf(realDrill.progress));
     });
-  });
+  }, 120_000);
 
   it('pitr-restore: a target outside the window is refused naming targetTime; one inside lists both approvals and who gives them, nothing stops; the real recovery executes the planned steps', async () => {
     await sql(appUrl, 'INSERT INTO t1 SELECT generate_series(101, 150)');
