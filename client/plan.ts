@@ -1,17 +1,10 @@
 import type { Command } from 'commander';
-import type { Client } from '@temporalio/client';
 import type { RunPlan } from '../common/plan.js';
-import type { ProcedureId } from '../common/procedures.js';
+import type { StartOptions } from './operations.js';
 import { defaultIdentity, UserError } from './user-error.js';
 
-export interface PlanRequest {
-  client: Client;
-  taskQueue: string;
-  procedure: ProcedureId;
-  input: unknown;
-  requestedBy: string;
-  environment: string;
-}
+/** What a run is started with, less its id: a plan run's id and memo are set by `startRun`. */
+export type PlanRequest = Omit<StartOptions, 'workflowId' | 'plan'>;
 
 /**
  * The plan of a run: the procedure's own workflow, started as a plan run (memo and id), on the
