@@ -1,4 +1,4 @@
-import { watch } from 'node:fs';
+import { watch, type FSWatcher } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -149,21 +149,26 @@ describe('an existing PostgreSQL (--postgres-url)', () => {
   }, 120_000);
 });
 
+/** The weights written to nginx's upstream file: every atomic rewrite is a rename onto it, one event per weight set. */
+function watchWeights(upstreamFile: string): { writes: number[]; watcher: FSWatcher } {
+  const writes: number[] = [];
+  const upstreamName = path.basename(upstreamFile);
+  const watcher = watch(path.dirname(upstreamFile), (event, name) => {
+    if (event !== 'rename' || name !== upstreamName) return;
+    void readFile(upstreamFile, 'utf8').then(
+      (text) => writes.push(Number(/# canary-weight: (\d+)/.exec(text)?.[1] ?? NaN)),
+      () => undefined,
+    );
+  });
+  return { writes, watcher };
+}
+
 describe('temporal-server SIGKILLed while a canary bakes', () => {
   it('restarted on the same data dir and ports, the run finishes at 100 % and each weight was written to nginx once', async () => {
     const bed = await startDeliveryBed();
     const webhook = await startWebhook();
     const load = startLoad(bed.nginx.url, 40);
-    // Every atomic rewrite of the upstream file is a rename onto it: one event per weight set.
-    const writes: number[] = [];
-    const upstreamName = path.basename(bed.nginx.upstreamFile);
-    const watcher = watch(path.dirname(bed.nginx.upstreamFile), (event, name) => {
-      if (event !== 'rename' || name !== upstreamName) return;
-      void readFile(bed.nginx.upstreamFile, 'utf8').then(
-        (text) => writes.push(Number(/# canary-weight: (\d+)/.exec(text)?.[1] ?? NaN)),
-        () => undefined,
-      );
-    });
+    const { writes, watcher } = watchWeights(bed.nginx.upstreamFile);
     try {
       await warmCanary(bed);
       const loaded = await writeConfig(deliveryConfig(bed, { analysis: { intervalSeconds: 1, count: 2, window: '5s' } }));
@@ -216,15 +221,7 @@ describe('temporal-server SIGKILLed while a canary bakes, and the bake\'s metric
     const bed = await startDeliveryBed();
     const webhook = await startWebhook();
     const load = startLoad(bed.nginx.url, 40);
-    const writes: number[] = [];
-    const upstreamName = path.basename(bed.nginx.upstreamFile);
-    const watcher = watch(path.dirname(bed.nginx.upstreamFile), (event, name) => {
-      if (event !== 'rename' || name !== upstreamName) return;
-      void readFile(bed.nginx.upstreamFile, 'utf8').then(
-        (text) => writes.push(Number(/# canary-weight: (\d+)/.exec(text)?.[1] ?? NaN)),
-        () => undefined,
-      );
-    });
+    const { writes, watcher } = watchWeights(bed.nginx.upstreamFile);
     try {
       await warmCanary(bed);
       const loaded = await writeConfig(deliveryConfig(bed, { analysis: { intervalSeconds: 1, count: 2, window: '5s' } }));
