@@ -13,6 +13,14 @@ const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 export const WORKFLOWS_PATH = fileURLToPath(new URL(`../workflows/index${EXT}`, import.meta.url));
 /** Summaries of activities and child runs for the UI's Event History: in every bundle, built here or by the worker. */
 export const WORKFLOW_INTERCEPTOR_MODULES = [fileURLToPath(new URL(`../workflows/shared/interceptors${EXT}`, import.meta.url))];
+/**
+ * Evaluated once when the worker loads its bundle, then shared by every run, instead of once per
+ * run: about 57 modules, ~7 ms of the worker's CPU and ~144 KB of its heap for each run it keeps
+ * in memory (docs/benchmarks.md). Safe because no workflow module keeps a run's state at module
+ * level (a run's own state lives in its globals, workflows/shared/run-local.ts); the SDK freezes
+ * what these modules export, so a module that wrote to its exports would fail its tests.
+ */
+export const WORKFLOW_PRELOAD_MODULES = [WORKFLOWS_PATH, ...WORKFLOW_INTERCEPTOR_MODULES];
 
 /** Forwards the SDK's logs (workflow `log`, activity context logs, worker internals) to pino as JSON. */
 export class PinoSdkLogger implements SdkLogger {
@@ -56,12 +64,14 @@ export function installRuntime(opts: { logger: Logger; metricsBind?: string }): 
  * failure converter of `encryption`, so failures raised in workflow code are encrypted too.
  */
 export function bundleRunbookWorkflows(
-  opts: { encryption?: PayloadEncryption; logger?: SdkLogger } = {},
+  /** `shareModules: false` evaluates the modules per run, as before preloadModules: benchmarks compare the two. */
+  opts: { encryption?: PayloadEncryption; logger?: SdkLogger; shareModules?: boolean } = {},
 ): ReturnType<typeof bundleWorkflowCode> {
   const encryption = opts.encryption ?? payloadEncryptionFromEnv();
   return bundleWorkflowCode({
     workflowsPath: WORKFLOWS_PATH,
     workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
+    ...(opts.shareModules === false ? {} : { preloadModules: WORKFLOW_PRELOAD_MODULES }),
     ...(encryption.dataConverter.failureConverterPath ? { failureConverterPath: encryption.dataConverter.failureConverterPath } : {}),
     payloadConverterPath: WORKER_PAYLOAD_CONVERTER_PATH,
     ...(opts.logger ? { logger: opts.logger } : {}),
@@ -121,7 +131,7 @@ export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<{
     // With a workflowsPath the bundler also takes the failure converter from here.
     dataConverter: workerDataConverter(encryption),
     // A prebuilt bundle carries its interceptors (bundleRunbookWorkflows); the worker warns if given them again.
-    ...(workflowBundle ? { workflowBundle } : { workflowsPath: WORKFLOWS_PATH, interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES } }),
+    ...(workflowBundle ? { workflowBundle } : { workflowsPath: WORKFLOWS_PATH, interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES }, bundlerOptions: { preloadModules: WORKFLOW_PRELOAD_MODULES } }),
     ...(opts.identity ? { identity: opts.identity } : {}),
     ...(opts.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: opts.maxCachedWorkflows } : {}),
     // Let a running activity finish its current command before the worker exits on SIGTERM.

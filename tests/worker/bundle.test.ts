@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { WORKFLOW_BUNDLE_BUDGET_BYTES, WORKFLOW_BUNDLE_PACKAGES, workflowBundleReport, type WorkflowBundleReport } from '../../lib/temporal/workflow-bundle.js';
+import { perRunEvaluation, WORKFLOW_BUNDLE_BUDGET_BYTES, WORKFLOW_BUNDLE_PACKAGES, workflowBundleReport, type WorkflowBundleReport } from '../../lib/temporal/workflow-bundle.js';
 import { bundleRunbookWorkflows } from '../../worker/main.js';
 import { quietBundlerLogger } from '../fixtures/runbook-worker.js';
 
@@ -9,8 +9,10 @@ import { quietBundlerLogger } from '../fixtures/runbook-worker.js';
  */
 describe('the workers’ workflow bundle', () => {
   let report: WorkflowBundleReport;
+  let code: string;
   beforeAll(async () => {
-    report = workflowBundleReport((await bundleRunbookWorkflows({ logger: quietBundlerLogger })).code);
+    code = (await bundleRunbookWorkflows({ logger: quietBundlerLogger })).code;
+    report = workflowBundleReport(code);
   }, 120_000);
 
   it('holds the runbook workflows', () => {
@@ -32,6 +34,12 @@ describe('the workers’ workflow bundle', () => {
 
   it('stays within its size budget', () => {
     expect(report.bytes).toBeLessThanOrEqual(WORKFLOW_BUNDLE_BUDGET_BYTES);
+  });
+
+  it('is evaluated once per worker: a new run evaluates none of its modules again', async () => {
+    const evaluation = await perRunEvaluation(code, 3);
+    expect(evaluation.perRun).toEqual([]);
+    expect(evaluation.shared).toBeGreaterThanOrEqual(report.modules.length - 5);
   });
 });
 

@@ -3,12 +3,14 @@ import { isApprovalStep, ruleForStep, type ApprovalPolicy } from '../../common/a
 import { PLAN_MEMO, type PlanApproval, type PlanStep, type RunPlan } from '../../common/plan.js';
 import type { ProcedureId } from '../../common/procedures.js';
 import type { RunProgress } from '../../common/types.js';
+import { runLocal } from './run-local.js';
 
 /**
  * Plan mode (`runbook plan`): the run's commands pass through `gate` (workflows/shared/interceptors.ts).
  * Read-only activities run; the first command that would change, send or wait ends the plan by
- * throwing PlanHalt, and so does every command after it. Module state is per run: the worker
- * gives each workflow its own module cache.
+ * throwing PlanHalt, and so does every command after it. The worker shares this module between
+ * runs (worker/main.ts, preloadModules), so a run's plan state lives in its own globals
+ * (workflows/shared/run-local.ts).
  */
 export class PlanHalt extends Error {
   constructor(readonly step: string, readonly activity: string) {
@@ -24,15 +26,13 @@ interface PlanState {
   halted?: { step: string; activity: string };
 }
 
-let state: PlanState | undefined;
 
 export function planning(): boolean {
   return workflowInfo().memo?.[PLAN_MEMO] === true;
 }
 
 function current(): PlanState {
-  state ??= { step: 'input', touches: new Map() };
-  return state;
+  return runLocal('planState', (): PlanState => ({ step: 'input', touches: new Map() }));
 }
 
 /** Called by the interceptor for each command a plan run sends; throws when the plan ends here. */

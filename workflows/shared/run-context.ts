@@ -103,9 +103,11 @@ export interface ApprovalRequest {
   timeoutSeconds: number;
 }
 
-const runsTotal = metricMeter.createCounter('runbook_runs_total', 'runs', 'Runbook runs by procedure and outcome');
-const runDuration = metricMeter.createHistogram('runbook_run_duration', 'int', 'ms', 'Runbook run duration');
-const approvalsTotal = metricMeter.createCounter('runbook_approvals_total', 'answers', 'Approval answers by decision');
+// Made where they are used: the worker evaluates this module once for all runs (preloadModules),
+// before any run exists, and the SDK's meter only works inside a run. The instruments hold no state.
+const runsTotal = () => metricMeter.createCounter('runbook_runs_total', 'runs', 'Runbook runs by procedure and outcome');
+const runDuration = () => metricMeter.createHistogram('runbook_run_duration', 'int', 'ms', 'Runbook run duration');
+const approvalsTotal = () => metricMeter.createCounter('runbook_approvals_total', 'answers', 'Approval answers by decision');
 
 /**
  * Per-run state every runbook shares: the step list (query `progress` and the UI's
@@ -226,8 +228,8 @@ export class RunContext {
       if (cancelled) outcome = 'cancelled';
       throw await this.account(err, cancelled);
     } finally {
-      runsTotal.add(1, { procedure: this.procedure, outcome });
-      runDuration.record(Date.now() - started, { procedure: this.procedure });
+      runsTotal().add(1, { procedure: this.procedure, outcome });
+      runDuration().record(Date.now() - started, { procedure: this.procedure });
       this.publish();
     }
   }
@@ -452,7 +454,7 @@ export class RunContext {
       step.detail = describeRecord(record);
     }
     upsertSearchAttributes([{ key: AwaitingApproval, value: false }]);
-    approvalsTotal.add(1, { procedure: this.procedure, decision: record.decision });
+    approvalsTotal().add(1, { procedure: this.procedure, decision: record.decision });
     this.publish();
     log.info('approval answered', { ...record });
     return record;
@@ -472,7 +474,7 @@ export class RunContext {
         refused = rootMessage(err);
       }
     }
-    runsTotal.add(1, { procedure: this.procedure, outcome: 'planned' });
+    runsTotal().add(1, { procedure: this.procedure, outcome: 'planned' });
     this.progress.currentStep = undefined;
     this.publish();
     return planOf({
