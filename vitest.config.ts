@@ -1,10 +1,19 @@
 import { configDefaults, defineConfig } from 'vitest/config';
 
+const CLUSTER_ONLY = ['tests/temporal/cluster-failures.test.ts', 'tests/temporal/cluster-services.test.ts'];
+const CONTAINERS_ONLY = ['tests/database/volume-real.test.ts', 'tests/workflows/stack-compose.test.ts'];
+
 export default defineConfig({
   test: {
     include: ['tests/**/*.test.ts'],
-    // The cluster's platform failures take about a minute: `npm run test:cluster` runs them.
-    exclude: [...configDefaults.exclude, ...(process.env.RUNBOOK_TEST_TEMPORAL === 'cluster' ? [] : ['tests/temporal/cluster-failures.test.ts', 'tests/temporal/cluster-services.test.ts'])],
+    // The cluster's platform failures take about a minute: `npm run test:cluster` runs them. The
+    // files that run whole stacks and databases in real containers (about 3 minutes) are
+    // `npm run test:containers`; the container parts of other files stay in npm test.
+    exclude: [
+      ...configDefaults.exclude,
+      ...(process.env.RUNBOOK_TEST_TEMPORAL === 'cluster' ? [] : CLUSTER_ONLY),
+      ...(process.env.RUNBOOK_TEST_CONTAINERS === '1' ? [] : CONTAINERS_ONLY),
+    ],
     // One Temporal dev server for the run; tests get its address through inject().
     globalSetup: ['tests/global-setup.ts'],
     setupFiles: ['tests/setup-runtime.ts'],
