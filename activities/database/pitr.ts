@@ -3,6 +3,7 @@ import { appendFile, readdir, readFile, rename, rm, stat, writeFile } from 'node
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
+import pg from 'pg';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../common/errors.js';
 import type { PitrConfig } from '../../common/database/config.js';
@@ -77,8 +78,30 @@ async function listBase(deps: ActivityDeps, c: PitrConfig): Promise<BaseBackupMa
 
 const pgCtl = (deps: ActivityDeps, c: PitrConfig, dataDir: string, ...args: string[]) => asUser(c, [tool(bin(deps), 'pg_ctl'), '-D', dataDir, ...args]);
 
+/**
+ * Whether a server runs in `dataDir`, as `pg_ctl status` answers it (postmaster.pid names a live
+ * process) but read here: pg_ctl through runuser cost about 100 ms per check on a loaded machine,
+ * and the switch asks three times. A process that exists but cannot be signalled counts as
+ * running; a pid file that cannot be read is left to pg_ctl.
+ */
 async function running(d: PitrDeps, c: PitrConfig, dataDir: string): Promise<boolean> {
-  return existsSync(path.join(dataDir, 'PG_VERSION')) && (await runCommand(pgCtl(d, c, dataDir, 'status'), serverOpts(d)).then(() => true, () => false));
+  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) return false;
+  let text: string;
+  try {
+    text = await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    return runCommand(pgCtl(d, c, dataDir, 'status'), serverOpts(d)).then(() => true, () => false);
+  }
+  // A negative pid is a single-user server's.
+  const pid = Math.abs(Number(text.split('\n')[0]!.trim()));
+  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** The last lines of a server log, for an error message. */
@@ -303,22 +326,41 @@ export async function waitRecovered(d: PitrDeps, req: { database: string; restor
   const ctx = Context.current();
   const deadline = Date.now() + req.timeoutSeconds * 1000;
   const url = urlOnPort(db.url, req.port);
-  for (;;) {
-    ctx.heartbeat({ waiting: req.restoreId });
-    const state = await withClient(url, db.secrets, async (cl) => {
-      const r = await cl.query<{ rec: boolean; ts: Date | null }>('SELECT pg_is_in_recovery() AS rec, pg_last_xact_replay_timestamp() AS ts');
-      return r.rows[0]!;
-    }).catch(() => undefined);
-    if (state && !state.rec) return { recoveredTo: state.ts?.toISOString() ?? null };
-    if (!state && !(await running(d, c, dataDir))) {
-      const tail = await logTail(path.join(abs(d, c.restoreDir), `${req.restoreId}.log`));
-      const short = /recovery ended before configured recovery target was reached/.test(tail)
-        ? ` before the target: the archive (${abs(d, c.walArchive)}${c.objectStorage ? ' and the object store' : ''}) lacks a WAL segment between the base backup and the target; put it back, then resume this run (runbook resume)`
-        : '';
-      throw ApplicationFailure.nonRetryable(`the recovering server stopped${short}: ${tail}`, 'RecoveryFailed');
+  // One connection for all the polls (promotion keeps it open): a new one each time cost more
+  // than the query on a loaded machine. Dropped and opened again after any error.
+  let cl: pg.Client | undefined;
+  const poll = async (): Promise<{ rec: boolean; ts: Date | null } | undefined> => {
+    try {
+      if (!cl) {
+        cl = new pg.Client({ connectionString: url, application_name: 'durable-runbooks' });
+        cl.on('error', () => undefined);
+        await cl.connect();
+      }
+      return (await cl.query<{ rec: boolean; ts: Date | null }>('SELECT pg_is_in_recovery() AS rec, pg_last_xact_replay_timestamp() AS ts')).rows[0]!;
+    } catch {
+      await cl?.end().catch(() => undefined);
+      cl = undefined;
+      return undefined;
     }
-    if (Date.now() > deadline) throw ApplicationFailure.nonRetryable(`recovery not finished after ${req.timeoutSeconds}s`, 'RecoveryFailed');
-    await sleep(300, undefined, { signal: ctx.cancellationSignal });
+  };
+  try {
+    for (;;) {
+      ctx.heartbeat({ waiting: req.restoreId });
+      const state = await poll();
+      if (state && !state.rec) return { recoveredTo: state.ts?.toISOString() ?? null };
+      if (!state && !(await running(d, c, dataDir))) {
+        const tail = await logTail(path.join(abs(d, c.restoreDir), `${req.restoreId}.log`));
+        const short = /recovery ended before configured recovery target was reached/.test(tail)
+          ? ` before the target: the archive (${abs(d, c.walArchive)}${c.objectStorage ? ' and the object store' : ''}) lacks a WAL segment between the base backup and the target; put it back, then resume this run (runbook resume)`
+          : '';
+        throw ApplicationFailure.nonRetryable(`the recovering server stopped${short}: ${tail}`, 'RecoveryFailed');
+      }
+      if (Date.now() > deadline) throw ApplicationFailure.nonRetryable(`recovery not finished after ${req.timeoutSeconds}s`, 'RecoveryFailed');
+      // By hand one asks every 100 ms or so; a coarser poll only lengthens the outage.
+      await sleep(50, undefined, { signal: ctx.cancellationSignal });
+    }
+  } finally {
+    await cl?.end().catch(() => undefined);
   }
 }
 

@@ -22,9 +22,10 @@ import { checkHealth, selectServices, summarizeHealth } from '../shared/health.j
 import { longRunning, quick } from '../shared/profiles.js';
 import { RunContext } from '../shared/run-context.js';
 
-const { loadDatabasePlan, loadPlan, archiveStatus, pitrWindow, baseRetention, countRecovered, removeOldDataDir, drillSources, chooseBackup, verifyRestore, dropRestored, notifyDr } =
+const { loadDatabasePlan, loadPlan, archiveStatus, pitrWindow, baseRetention, countRecovered, removeOldDataDir, drillSources, chooseBackup, verifyRestore, dropRestored, notifyDr, serviceStatus } =
   proxyActivities<Activities>(quick);
-const { baseBackup, uploadBaseBackup, walRetention, startRecovery, waitRecovered, stopRecovered, switchDataDir, restoreInto, verifyBackup } = proxyActivities<Activities>(longRunning);
+const { baseBackup, uploadBaseBackup, walRetention, startRecovery, waitRecovered, stopRecovered, switchDataDir, restoreInto, verifyBackup, serviceAction } =
+  proxyActivities<Activities>(longRunning);
 
 /** `db-base-backup`: pg_basebackup of a WAL-archiving cluster, with the archiver's health. */
 export async function dbBaseBackup(rawInput?: DbBaseBackupInput): Promise<DbBaseBackupResult> {
@@ -104,6 +105,16 @@ function chooseBase(window: PitrWindow, targetTime: string): BaseBackupManifest 
   return usable[usable.length - 1]!;
 }
 
+/**
+ * pitr-restore's switch without waits the steps by hand do not have: the database service's
+ * status is read while the recovered rows are counted (it changes nothing), the live cluster and
+ * the verified recovered one stop at the same time, and the service is started without asking
+ * its status again (switchDataDir has just checked that it is stopped). Nothing is stopped before
+ * the verification, and the order stop, switch, start is kept. Runs begun before it replay the
+ * old sequence.
+ */
+const SWITCH_STOPS_AT_ONCE = 'pitr-switch-stops-at-once';
+
 /** `pitr-restore`: AlphaPulse 5.2 / Fulcrum 8.2 PITR — recover the cluster to a moment, switch to it, keep the old data until approved. */
 export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRestoreResult> {
   const input = await RunContext.input(PROCEDURES.pitrRestore, rawInput);
@@ -158,10 +169,17 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
           () => waitRecovered({ database: db.database, restoreId, port: rec.port, timeoutSeconds: 3600 }),
           (r) => `promoted; last transaction ${r.recoveredTo ?? '(none replayed)'}`,
         );
+        const atOnce = patched(SWITCH_STOPS_AT_ONCE);
+        let liveRunning: boolean | 'unknown' | undefined;
         const counts = await ctx.step(
           'verify',
           async () => {
-            const c = await countRecovered({ database: db.database, port: rec.port, tables: db.verifyTables });
+            // The switch needs to know whether the live cluster runs: a read, asked while the rows are counted.
+            const [c, live] = await Promise.all([
+              countRecovered({ database: db.database, port: rec.port, tables: db.verifyTables }),
+              atOnce ? serviceStatus({ service: dbService!.name }) : undefined,
+            ]);
+            liveRunning = live?.running;
             const missing = Object.entries(c).filter(([, n]) => n < 0).map(([t]) => t);
             if (missing.length) throw ApplicationFailure.nonRetryable(`recovered cluster lacks ${missing.join(', ')}; the live cluster was not touched`, 'RecoveryFailed');
             return c;
@@ -171,6 +189,20 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
         const { oldDataDir } = await ctx.step(
           'switch',
           async () => {
+            if (atOnce) {
+              // The verified recovered server and the live cluster stop at the same time; both are
+              // waited for, so a failure leaves neither half-way when the attempt is dropped below.
+              const stops = await Promise.allSettled([
+                liveRunning !== false ? serviceAction({ service: dbService!.name, action: 'stop' }) : undefined,
+                stopRecovered({ database: db.database, restoreId, remove: false }),
+              ]);
+              for (const s of stops) if (s.status === 'rejected') throw s.reason;
+              const r = await switchDataDir({ database: db.database, restoreId, stamp: when });
+              switched = true;
+              // switchDataDir has just found the live cluster stopped: no status to ask before starting it.
+              await startServices([dbService!], plan, timeout, { always: true });
+              return r;
+            }
             await stopServices([dbService!]);
             const r = await switchDataDir({ database: db.database, restoreId, stamp: when });
             switched = true;
