@@ -349,8 +349,14 @@ async function dumpInSnapshot(
     const counted = new Promise<void>((resolve) => (exited = resolve)).then(() => countRows(c, cfg.verifyTables[req.database] ?? []));
     // Failing with the dump's error when both fail; a count never started (pg_dump failed) stays pending and is dropped.
     counted.catch(() => undefined);
-    const written = await heartbeating(() => ({ database: req.database, id: req.id }), (signal) => dump(argv, signal, exited));
-    const rowCounts = await counted;
+    // The count heartbeats too: on a big table it can outlast the hash and the TOC check.
+    const { written, rowCounts } = await heartbeating(
+      () => ({ database: req.database, id: req.id }),
+      async (signal) => {
+        const w = await dump(argv, signal, exited);
+        return { written: w, rowCounts: await counted };
+      },
+    );
     await c.query('COMMIT');
     return { serverVersion: v, walLsn: lsn, rowCounts, written };
   });
