@@ -5,6 +5,7 @@ import { ErrorTypes } from '../../common/errors.js';
 import type {
   BackupUpload,
   BaseBackupManifest,
+  DatabasePlan,
   DbBaseBackupInput,
   DbBaseBackupResult,
   PitrRestoreInput,
@@ -15,6 +16,7 @@ import type {
   RestoreDrillResult,
 } from '../../common/database/types.js';
 import { PROCEDURES } from '../../common/procedures.js';
+import type { PlanService, RunbookPlan } from '../../common/types.js';
 import { RestoreDrillRpoSeconds, RestoreDrillRtoSeconds } from '../../common/search-attributes.js';
 import { withDatabaseLock } from './lock.js';
 import { appServices, shortRun, stamp, startServices, stopServices } from './services.js';
@@ -115,6 +117,55 @@ function chooseBase(window: PitrWindow, targetTime: string): BaseBackupManifest 
  */
 const SWITCH_STOPS_AT_ONCE = 'pitr-switch-stops-at-once';
 
+/** pitr-restore's verify step: the recovered rows counted; with the patch, the live cluster's status read meanwhile for the switch. */
+async function verifyRecovered(
+  db: DatabasePlan,
+  port: number,
+  dbService: PlanService,
+  atOnce: boolean,
+): Promise<{ counts: Record<string, number>; liveRunning?: boolean | 'unknown' }> {
+  const [counts, live] = await Promise.all([
+    countRecovered({ database: db.database, port, tables: db.verifyTables }),
+    atOnce ? serviceStatus({ service: dbService.name }) : undefined,
+  ]);
+  const missing = Object.entries(counts).filter(([, n]) => n < 0).map(([t]) => t);
+  if (missing.length) throw ApplicationFailure.nonRetryable(`recovered cluster lacks ${missing.join(', ')}; the live cluster was not touched`, 'RecoveryFailed');
+  return { counts, liveRunning: live?.running };
+}
+
+interface SwitchTarget {
+  db: DatabasePlan;
+  dbService: PlanService;
+  plan: RunbookPlan;
+  restoreId: string;
+  when: string;
+  timeout: number;
+}
+
+/** pitr-restore's switch step: stop, move the data directories, start; `onSwitched` once the recovered data is in place. */
+async function switchToRecovered(t: SwitchTarget, atOnce: boolean, liveRunning: boolean | 'unknown' | undefined, onSwitched: () => void): Promise<{ oldDataDir: string }> {
+  const { db, dbService, plan, restoreId, when, timeout } = t;
+  if (atOnce) {
+    // The verified recovered server and the live cluster stop at the same time; both are
+    // waited for, so a failure leaves neither half-way when the attempt is dropped.
+    const stops = await Promise.allSettled([
+      liveRunning !== false ? serviceAction({ service: dbService.name, action: 'stop' }) : undefined,
+      stopRecovered({ database: db.database, restoreId, remove: false }),
+    ]);
+    for (const s of stops) if (s.status === 'rejected') throw s.reason;
+    const r = await switchDataDir({ database: db.database, restoreId, stamp: when });
+    onSwitched();
+    // switchDataDir has just found the live cluster stopped: no status to ask before starting it.
+    await startServices([dbService], plan, timeout, { always: true });
+    return r;
+  }
+  await stopServices([dbService]);
+  const r = await switchDataDir({ database: db.database, restoreId, stamp: when });
+  onSwitched();
+  await startServices([dbService], plan, timeout);
+  return r;
+}
+
 /** `pitr-restore`: AlphaPulse 5.2 / Fulcrum 8.2 PITR — recover the cluster to a moment, switch to it, keep the old data until approved. */
 export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRestoreResult> {
   const input = await RunContext.input(PROCEDURES.pitrRestore, rawInput);
@@ -174,41 +225,15 @@ export async function pitrRestore(rawInput?: PitrRestoreInput): Promise<PitrRest
         const counts = await ctx.step(
           'verify',
           async () => {
-            // The switch needs to know whether the live cluster runs: a read, asked while the rows are counted.
-            const [c, live] = await Promise.all([
-              countRecovered({ database: db.database, port: rec.port, tables: db.verifyTables }),
-              atOnce ? serviceStatus({ service: dbService!.name }) : undefined,
-            ]);
-            liveRunning = live?.running;
-            const missing = Object.entries(c).filter(([, n]) => n < 0).map(([t]) => t);
-            if (missing.length) throw ApplicationFailure.nonRetryable(`recovered cluster lacks ${missing.join(', ')}; the live cluster was not touched`, 'RecoveryFailed');
-            return c;
+            const v = await verifyRecovered(db, rec.port, dbService!, atOnce);
+            liveRunning = v.liveRunning;
+            return v.counts;
           },
           (c) => Object.entries(c).map(([t, n]) => `${t}: ${n}`).join(', ') || 'no verifyTables configured',
         );
         const { oldDataDir } = await ctx.step(
           'switch',
-          async () => {
-            if (atOnce) {
-              // The verified recovered server and the live cluster stop at the same time; both are
-              // waited for, so a failure leaves neither half-way when the attempt is dropped below.
-              const stops = await Promise.allSettled([
-                liveRunning !== false ? serviceAction({ service: dbService!.name, action: 'stop' }) : undefined,
-                stopRecovered({ database: db.database, restoreId, remove: false }),
-              ]);
-              for (const s of stops) if (s.status === 'rejected') throw s.reason;
-              const r = await switchDataDir({ database: db.database, restoreId, stamp: when });
-              switched = true;
-              // switchDataDir has just found the live cluster stopped: no status to ask before starting it.
-              await startServices([dbService!], plan, timeout, { always: true });
-              return r;
-            }
-            await stopServices([dbService!]);
-            const r = await switchDataDir({ database: db.database, restoreId, stamp: when });
-            switched = true;
-            await startServices([dbService!], plan, timeout);
-            return r;
-          },
+          () => switchToRecovered({ db, dbService: dbService!, plan, restoreId, when, timeout }, atOnce, liveRunning, () => (switched = true)),
           (r) => `old data kept in ${r.oldDataDir}`,
         );
         await ctx.step('start-apps', () => startServices(apps, plan, timeout), () => apps.map((s) => s.name).join(', ') || 'no app services');
