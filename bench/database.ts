@@ -149,7 +149,7 @@ async function main(): Promise<void> {
       const dumpBytes = (await stat(path.join(root, 'raw-0.dump'))).size;
       const mbps = (ms: number) => ((size / 1024 / 1024) / (ms / 1000)).toFixed(1);
       rows.push({ variant: 'plain pg_dump -Fc', best_ms: best(rawMs), db_MB_per_s: mbps(best(rawMs)) });
-      rows.push({ variant: 'db-backup (custom: dump hashed as written, pg_restore --list, retention)', best_ms: best(wfMs), db_MB_per_s: mbps(best(wfMs)) });
+      rows.push({ variant: 'db-backup (custom: pg_dump --file, then hash, TOC, fsync, row counts side by side; verify; retention)', best_ms: best(wfMs), db_MB_per_s: mbps(best(wfMs)) });
       // Directory format, 1 job against 2, alternating like the pair above.
       const dir1Ms: number[] = [];
       const dir2Ms: number[] = [];
