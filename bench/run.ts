@@ -146,7 +146,7 @@ async function healthFanOut(client: Client, native: NativeConnection, namespace:
       const taskQueue = `bench-health-${shareModules ? 'shared' : 'per-run'}-${Date.now()}`;
       const bundle = await bundleRunbookWorkflows({ logger: quiet, shareModules });
       const { worker } = await createRunbookWorker({ loaded, settings: { address, namespace, taskQueue }, connection: native, logger, workflowBundle: bundle });
-      return { shareModules, taskQueue, worker, walls: [] as number[], slowest: [] as number[] };
+      return { taskQueue, worker, walls: [] as number[], slowest: [] as number[] };
     }),
   );
   const runOnce = async (v: (typeof variants)[number], i: number, record: boolean) => {
