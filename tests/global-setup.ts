@@ -20,6 +20,8 @@ declare module 'vitest' {
     temporalUiUrl: string;
     /** The codec server the test UI uses (test key): it encodes what the UI sends, decodes what it shows. */
     codecEndpoint: string;
+    /** Where the first test file leaves the workflow bundle for the others (tests/fixtures/runbook-worker.ts). */
+    workflowBundleDir: string;
   }
 }
 
@@ -37,9 +39,18 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // once per change of what they are built from, found in Podman's store afterwards.
   if (!containerEngineMissing()) await buildContainerImages({ onProgress: (line) => process.stderr.write(`${line}\n`) });
   useTestCodecKeys();
+  const bundleDir = await mkdtemp(path.join(tmpdir(), 'runbook-test-bundle-'));
+  project.provide('workflowBundleDir', bundleDir);
+  const removeBundles = () => rm(bundleDir, { recursive: true, force: true });
   // Before the server: the UI is started with its address. The UI's origin is allowed once known.
   const codec = await startCodecServer({ codec: payloadEncryptionFromEnv().codec, port: 0, corsOrigins: [], logger });
-  if (process.env.RUNBOOK_TEST_TEMPORAL === 'cluster') return startCluster(project, logger, codec);
+  if (process.env.RUNBOOK_TEST_TEMPORAL === 'cluster') {
+    const stop = await startCluster(project, logger, codec);
+    return async () => {
+      await stop();
+      await removeBundles();
+    };
+  }
   const server = await startDevServer({
     codecEndpoint: codec.url,
     port: 0,
@@ -61,6 +72,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   return async () => {
     await server.stop();
     await codec.close();
+    await removeBundles();
   };
 }
 
