@@ -22,7 +22,9 @@ export default defineConfig({
     // Two files at a time, each with real servers of its own on free ports and temp dirs: much of a
     // file's time is waiting on those servers, Temporal timers and polls, so a second file fills
     // it (the suite took ~1,450 s one file at a time on two cores, ~1,070 s two at a time).
-    fileParallelism: true,
+    // `npm run test:cluster` keeps one file at a time, as it was verified: its files start clusters
+    // of their own beside the run's, each a temporal-server and a PostgreSQL.
+    fileParallelism: process.env.RUNBOOK_TEST_TEMPORAL !== 'cluster',
     maxWorkers: 2,
     reporters: ['default'],
   },
