@@ -150,8 +150,8 @@ export async function dumpDatabase(d: BackupDeps, req: DumpRequest): Promise<Bac
   try {
     const { written, ...facts } = await dumpInSnapshot(d, cfg, db, req, (argv, signal, exited) =>
       store
-        ? dumpStreamed(d, cfg, db, req, argv, target, signal, exited, { store, key: storeKey(store, req.database, req.id, file) })
-        : dumpToFile(d, cfg, db, req, argv, target, signal, exited),
+        ? dumpStreamed({ d, cfg, db, req, argv, target, signal, exited }, { store, key: storeKey(store, req.database, req.id, file) })
+        : dumpToFile({ d, cfg, db, req, argv, target, signal, exited }),
     );
     const manifest: BackupManifest = {
       id: req.id,
@@ -176,6 +176,18 @@ export async function dumpDatabase(d: BackupDeps, req: DumpRequest): Promise<Bac
   }
 }
 
+/** One pg_dump run: its settings, argv, where it writes, its abort signal, and `exited` to call once it exited 0. */
+interface DumpRun {
+  d: BackupDeps;
+  cfg: BackupsConfig;
+  db: ResolvedDb;
+  req: DumpRequest;
+  argv: string[];
+  target: string;
+  signal: AbortSignal;
+  exited: () => void;
+}
+
 interface Written {
   sizeBytes: number;
   sha256: string;
@@ -196,17 +208,7 @@ async function checkedToc(d: BackupDeps, req: { database: string; id: string }, 
  * all along, so the dump is read once. Only an exit code 0 and a readable TOC rename the file
  * and complete the upload; anything else removes the file and aborts the upload.
  */
-async function dumpStreamed(
-  d: BackupDeps,
-  cfg: BackupsConfig,
-  db: ResolvedDb,
-  req: DumpRequest,
-  argv: string[],
-  target: string,
-  signal: AbortSignal,
-  exited: () => void,
-  upload?: { store: ObjectStore; key: string },
-): Promise<Written> {
+async function dumpStreamed({ d, cfg, db, req, argv, target, signal, exited }: DumpRun, upload?: { store: ObjectStore; key: string }): Promise<Written> {
   const partial = `${target}.partial`;
   // The whole dump's SHA-256; the upload hashes each part it sends itself.
   const hasher = new Hasher();
@@ -286,16 +288,7 @@ async function dumpStreamed(
  * the TOC once the data is written, which is also why it cannot be hashed while it is written).
  * Only an exit code 0, a readable TOC and a completed sync rename it.
  */
-async function dumpToFile(
-  d: BackupDeps,
-  cfg: BackupsConfig,
-  db: ResolvedDb,
-  req: DumpRequest,
-  argv: string[],
-  target: string,
-  signal: AbortSignal,
-  exited: () => void,
-): Promise<Written> {
+async function dumpToFile({ d, cfg, db, req, argv, target, signal, exited }: DumpRun): Promise<Written> {
   const partial = `${target}.partial`;
   const file = req.format === 'custom';
   await runCommand([...argv, ...(file ? ['--no-sync'] : []), `--file=${partial}`], {
