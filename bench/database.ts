@@ -1,6 +1,6 @@
 /**
  * Database benchmarks, printed as tables. Not part of `npm test`.
- *   npx tsx bench/database.ts            (BENCH_DB_ROWS=4000000 for a ~1 GB database)
+ *   npx tsx bench/database.ts            (default 1.5 M rows; BENCH_DB_ROWS=4000000: 540 MB, 7500000: ~1 GB)
  * Starts its own Temporal dev server (in memory) unless TEMPORAL_ADDRESS is set, and a
  * real PostgreSQL cluster with WAL archiving. Measures:
  *   1. db-backup against plain `pg_dump -Fc` of the same database (throughput ratio), and
