@@ -19,13 +19,11 @@ export default defineConfig({
     setupFiles: ['tests/setup-runtime.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
-    // Two files at a time, each with real servers of its own on free ports and temp dirs: much of a
-    // file's time is waiting on those servers, Temporal timers and polls, so a second file fills
-    // it (the suite took ~1,450 s one file at a time on two cores, ~1,070 s two at a time).
-    // `npm run test:cluster` keeps one file at a time, as it was verified: its files start clusters
-    // of their own beside the run's, each a temporal-server and a PostgreSQL.
-    fileParallelism: process.env.RUNBOOK_TEST_TEMPORAL !== 'cluster',
-    maxWorkers: 2,
+    // One file at a time (two cores; each file starts real servers of its own). Two at a time took
+    // the suite from ~1,450 s to ~860-1,070 s, but under that load a query of
+    // tests/replay/query-at-start.test.ts went unanswered for 30 s in one run of three, so files
+    // stay sequential until that is understood.
+    fileParallelism: false,
     reporters: ['default'],
   },
 });
