@@ -39,18 +39,25 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // once per change of what they are built from, found in Podman's store afterwards.
   if (!containerEngineMissing()) await buildContainerImages({ onProgress: (line) => process.stderr.write(`${line}\n`) });
   useTestCodecKeys();
+  // Where the first test file leaves the workflow bundle for the others; removed with the servers, or at once if they fail to start.
   const bundleDir = await mkdtemp(path.join(tmpdir(), 'runbook-test-bundle-'));
   project.provide('workflowBundleDir', bundleDir);
   const removeBundles = () => rm(bundleDir, { recursive: true, force: true });
+  const stop = await startServers(project, logger).catch(async (err: unknown) => {
+    await removeBundles();
+    throw err;
+  });
+  return async () => {
+    await stop();
+    await removeBundles();
+  };
+}
+
+/** The codec server and the run's Temporal (a dev server, or the cluster with RUNBOOK_TEST_TEMPORAL=cluster); returns what stops them. */
+async function startServers(project: TestProject, logger: Logger): Promise<() => Promise<void>> {
   // Before the server: the UI is started with its address. The UI's origin is allowed once known.
   const codec = await startCodecServer({ codec: payloadEncryptionFromEnv().codec, port: 0, corsOrigins: [], logger });
-  if (process.env.RUNBOOK_TEST_TEMPORAL === 'cluster') {
-    const stop = await startCluster(project, logger, codec);
-    return async () => {
-      await stop();
-      await removeBundles();
-    };
-  }
+  if (process.env.RUNBOOK_TEST_TEMPORAL === 'cluster') return startCluster(project, logger, codec);
   const server = await startDevServer({
     codecEndpoint: codec.url,
     port: 0,
@@ -72,7 +79,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
   return async () => {
     await server.stop();
     await codec.close();
-    await removeBundles();
   };
 }
 

@@ -16,11 +16,15 @@ const HERE = fileURLToPath(new URL('.', import.meta.url));
  * the workflows beside it. Undefined when running from the TypeScript sources (tests, vitest):
  * the worker bundles as before.
  */
+/** Which of the two bundles `encryption` needs: failures raised in workflow code are encrypted by a converter built into the bundle. */
+export function workflowBundleKind(encryption: PayloadEncryption): 'encrypted' | 'plain' {
+  return encryption.dataConverter.failureConverterPath ? 'encrypted' : 'plain';
+}
+
 export async function cachedWorkflowBundle(encryption: PayloadEncryption, logger: Logger): Promise<{ codePath: string } | undefined> {
   if (!import.meta.url.endsWith('.js')) return undefined;
   const dist = path.resolve(HERE, '..');
-  // Failures raised in workflow code are encrypted by a converter built into the bundle: one file per kind.
-  const kind = encryption.dataConverter.failureConverterPath ? 'encrypted' : 'plain';
+  const kind = workflowBundleKind(encryption);
   const codePath = path.join(dist, `workflow-bundle.${kind}.js`);
   if (existsSync(codePath)) return { codePath };
   const started = Date.now();
